@@ -1,0 +1,140 @@
+// Command httpmirror runs the caching mirror. See --help for its flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/config"
+	"github.com/httpmirror/httpmirror/internal/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run returns the exit status: 0 after a clean shutdown, 2 for a bad
+// command line or configuration, 1 when serving fails.
+func run(args []string) int {
+	cfg, err := config.Parse(args, os.LookupEnv, os.Stdout)
+	if errors.Is(err, config.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "httpmirror: %v (see --help)\n", err)
+		return 2
+	}
+	log := newLogger(cfg)
+
+	store, closer, err := openStorage(cfg.StorageURL)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
+		return 2
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
+
+	upstream := httpmirror.UpstreamOptions{
+		AllowPrivate:          cfg.AllowPrivateUpstreams,
+		ConnectTimeout:        cfg.UpstreamConnectTimeout,
+		ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout,
+	}
+	if cfg.UpstreamCAFile != "" {
+		pem, err := os.ReadFile(cfg.UpstreamCAFile)
+		if err == nil {
+			upstream.RootCAs, err = httpmirror.CertPoolFromPEM(pem)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "httpmirror: --upstream-ca-file: %v\n", err)
+			return 2
+		}
+	}
+	idle := cfg.UpstreamIdleTimeout
+	if idle == 0 {
+		idle = -1 // the flag's 0 means no limit
+	}
+	h := &httpmirror.MirrorHandler{
+		RemoteCache:             store,
+		LinkExpires:             cfg.LinkExpires,
+		BaseDomain:              cfg.BaseDomain,
+		Client:                  httpmirror.NewUpstreamClient(upstream),
+		Logger:                  log,
+		CheckSyncTimeout:        cfg.CheckSyncTimeout,
+		Host:                    cfg.Host,
+		HostFromFirstPath:       cfg.HostFromFirstPath,
+		BlockSuffix:             cfg.BlockSuffix,
+		NoRedirect:              cfg.NoRedirect,
+		TeeResponse:             cfg.TeeResponse,
+		ContinuationGetRetry:    cfg.ContinuationGetRetry,
+		ContinuationGetInterval: cfg.ContinuationGetInterval,
+		UpstreamScheme:          cfg.UpstreamScheme,
+		UpstreamIdleTimeout:     idle,
+		MaxPathLength:           cfg.MaxPathLength,
+	}
+	if err := h.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
+		return 2
+	}
+	if store == nil && (cfg.CheckSyncTimeout > 0) {
+		log.Warn("--check-sync-timeout has no effect without a cache")
+	}
+
+	ln, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "httpmirror: listen: %v\n", err)
+		return 2
+	}
+	srv := &http.Server{
+		Handler:  h,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	server.Configure(srv)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "address", ln.Addr().String(), "storage", redact(cfg.StorageURL))
+
+	select {
+	case err := <-serveErr:
+		log.Error("serving failed", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	stop()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("responses still in flight at the shutdown deadline; aborting them", "err", err)
+	}
+	// Abort fills nobody waits for any more, and clean up their temporary
+	// files, then cut what is left.
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if err := h.Close(cctx); err != nil {
+		log.Warn("fills did not stop in time", "err", err)
+	}
+	srv.Close()
+	log.Info("stopped")
+	return 0
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,113 @@
+package httpmirror
+
+import (
+	"io"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1, which a
+// proxy must not forward, in either direction.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// copyEndToEnd copies the end-to-end headers of src into dst: everything
+// but the hop-by-hop headers and those src's Connection header lists.
+func copyEndToEnd(dst, src http.Header) {
+	var listed map[string]bool
+	for _, v := range src["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				if listed == nil {
+					listed = make(map[string]bool)
+				}
+				listed[textproto.CanonicalMIMEHeaderKey(f)] = true
+			}
+		}
+	}
+next:
+	for k, v := range src {
+		if listed[k] {
+			continue
+		}
+		for _, h := range hopHeaders {
+			if k == h {
+				continue next
+			}
+		}
+		dst[k] = append([]string(nil), v...)
+	}
+}
+
+// direct proxies r to its origin without caching (the seed's behaviour when
+// RemoteCache is nil): the client's end-to-end headers go upstream, and the
+// origin's status, end-to-end headers and body come back. X-Forwarded-*
+// headers are neither added nor passed on: origins are third parties and
+// learn nothing about the mirror's clients.
+func (m *MirrorHandler) direct(w http.ResponseWriter, r *http.Request, t target) {
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, t.url(m.scheme), nil)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	copyEndToEnd(req.Header, r.Header)
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip"} {
+		req.Header.Del(k)
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	defer resp.Body.Close()
+
+	copyEndToEnd(w.Header(), resp.Header)
+	if resp.ContentLength < 0 {
+		w.Header().Del("Content-Length")
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return
+	}
+	var werr error
+	if resp.ContentLength >= 0 {
+		_, werr = io.Copy(w, resp.Body)
+	} else {
+		werr = copyFlushing(w, resp.Body)
+	}
+	if werr != nil {
+		m.abort(r, t.key, werr)
+	}
+}
+
+// copyFlushing copies a body of unknown length, flushing after every read
+// so the client sees bytes as soon as the origin sends them.
+func copyFlushing(w http.ResponseWriter, body io.Reader) error {
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			rc.Flush()
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,16 @@
+package httpmirror
+
+import "net/http"
+
+// ResolveKey exposes target resolution to the external tests: the cache key
+// and upstream URL a request maps to.
+func (m *MirrorHandler) ResolveKey(r *http.Request) (key, upstream string, err error) {
+	if err := m.init(); err != nil {
+		return "", "", err
+	}
+	t, err := m.resolveTarget(r)
+	if err != nil {
+		return "", "", err
+	}
+	return t.key, t.url(m.scheme), nil
+}

@@ -1,0 +1,88 @@
+package fill
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+)
+
+// Reader reads a fill's object from the start while it is being written. It
+// implements io.ReadSeeker over the object's final size, so http.ServeContent
+// can answer Range and conditional requests before the last byte has
+// arrived: a read of bytes that have not arrived yet waits for them.
+type Reader struct {
+	f    *Fill
+	ctx  context.Context
+	off  int64
+	size int64 // -1 when unknown: Seek from the end is then impossible
+
+	// err may be set by the goroutine http.ServeContent starts for
+	// multi-range responses while the handler reads it.
+	mu  sync.Mutex
+	err error
+}
+
+// NewReader returns a Reader positioned at the start of the object. Reads
+// give up when ctx is done.
+func (f *Fill) NewReader(ctx context.Context) *Reader {
+	return &Reader{f: f, ctx: ctx, size: f.Size()}
+}
+
+// Read implements io.Reader.
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.size >= 0 {
+		if r.off >= r.size {
+			return 0, io.EOF
+		}
+		if remain := r.size - r.off; int64(len(p)) > remain {
+			p = p[:remain]
+		}
+	}
+	n, err := r.f.ReadAt(r.ctx, p, r.off)
+	r.off += int64(n)
+	if err != nil && err != io.EOF {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+	}
+	return n, err
+}
+
+// Seek implements io.Seeker. Seeking relative to the end needs a known
+// size.
+func (r *Reader) Seek(offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = r.off + offset
+	case io.SeekEnd:
+		if r.size < 0 {
+			return 0, errors.New("fill: size not known yet")
+		}
+		abs = r.size + offset
+	default:
+		return 0, errors.New("fill: invalid whence")
+	}
+	if abs < 0 {
+		return 0, errors.New("fill: negative position")
+	}
+	r.off = abs
+	return abs, nil
+}
+
+// Err returns the first error other than io.EOF that a Read returned: the
+// fill failed or the reader's context ended. A response that was being
+// written from this Reader is then incomplete and must be aborted.
+func (r *Reader) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// Size returns the object size the Reader was created with, -1 if unknown.
+func (r *Reader) Size() int64 { return r.size }

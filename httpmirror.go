@@ -1,0 +1,270 @@
+// Package httpmirror is an HTTP caching mirror for files.
+//
+// A MirrorHandler answers GET and HEAD requests for files of remote origins.
+// It finds the origin from the request (a fixed host, the first path segment,
+// or the Host header minus a base domain), fetches each file once, keeps it
+// in a storage backend, and serves later requests from there: with the
+// object's bytes (Range, conditional requests and HEAD included) or, for
+// backends that can sign URLs, with a redirect to a short-lived link.
+//
+// Concurrent requests for the same file share one upstream download and all
+// receive its bytes as they arrive (see package fill).
+package httpmirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// DefaultMaxPathLength is the longest request path accepted when
+// MirrorHandler.MaxPathLength is zero.
+const DefaultMaxPathLength = 8 << 10
+
+// MirrorHandler is the HTTP handler that mirrors files. Its exported fields
+// configure it and must not change once it serves requests; the zero value
+// of each field is documented with it.
+type MirrorHandler struct {
+	// RemoteCache is where files are kept. Nil means no cache: every
+	// request is proxied to the origin (direct mode).
+	RemoteCache storage.Backend
+
+	// LinkExpires is the lifetime of signed redirect URLs, for backends
+	// that sign them. Zero means 24 hours.
+	LinkExpires time.Duration
+
+	// BaseDomain, in Host-header mode, is the suffix removed from the Host
+	// header to get the origin host: with "mirror.example.net", a request
+	// for Host "github.com.mirror.example.net" goes to github.com. Hosts
+	// without the suffix are not served. Empty: the Host header names the
+	// origin as it is.
+	BaseDomain string
+
+	// Client sends upstream requests. Nil means NewUpstreamClient with
+	// ProxyDial and AllowPrivateUpstreams.
+	Client *http.Client
+
+	// ProxyDial, when set and Client is nil, makes every upstream
+	// connection.
+	ProxyDial func(context.Context, string, string) (net.Conn, error)
+
+	// AllowPrivateUpstreams, when Client is nil, lets origins resolve to
+	// loopback, private and link-local addresses. False (the default)
+	// refuses them with 403.
+	AllowPrivateUpstreams bool
+
+	// NotFound answers requests that name no origin. Nil means
+	// http.NotFound.
+	NotFound http.Handler
+
+	// Logger receives errors and events. Nil discards them. To use a
+	// Println-style logger, wrap it with NewPrintlnHandler.
+	Logger *slog.Logger
+
+	// CheckSyncTimeout, when > 0, makes every hit first ask the origin
+	// (HEAD, within this timeout) for the file's size; a different size
+	// refetches the file, an unreachable origin serves the cache.
+	CheckSyncTimeout time.Duration
+
+	// Host, when set, is the origin host (with an optional port) of every
+	// request; the whole request path is the upstream path.
+	Host string
+
+	// HostFromFirstPath takes the origin host from the first path segment:
+	// /example.com/a/b is https://example.com/a/b.
+	HostFromFirstPath bool
+
+	// BlockSuffix lists path suffixes (matched case-insensitively) answered
+	// with 403 Forbidden.
+	BlockSuffix []string
+
+	// NoRedirect serves cached bytes through the mirror even when the
+	// backend could redirect clients to a signed URL.
+	NoRedirect bool
+
+	// TeeResponse streams a file to its clients while it is being fetched
+	// and stored. False means clients wait until the file is stored, then
+	// get it (or a redirect to it) as a hit.
+	TeeResponse bool
+
+	// ContinuationGetRetry is how many times a broken upstream body is
+	// resumed with a Range request. Zero disables resuming.
+	ContinuationGetRetry int
+
+	// ContinuationGetInterval is the pause before each resume.
+	ContinuationGetInterval time.Duration
+
+	// UpstreamScheme is the scheme of upstream URLs. Empty means "https".
+	UpstreamScheme string
+
+	// UpstreamIdleTimeout aborts (or resumes, with retries) an upstream
+	// body that sends nothing for this long. Zero means 2 minutes; negative
+	// means no limit.
+	UpstreamIdleTimeout time.Duration
+
+	// SpoolDir holds temporary spool files for backends that cannot read
+	// back what they are writing. Empty means os.TempDir().
+	SpoolDir string
+
+	// MaxPathLength is the longest request path served; longer ones get
+	// 414. Zero means DefaultMaxPathLength.
+	MaxPathLength int
+
+	once     sync.Once
+	initErr  error
+	log      *slog.Logger
+	client   *http.Client
+	scheme   string
+	fills    *fill.Group
+	redirect storage.Redirector
+	syncs    singleflight.Group
+}
+
+// Logger is the seed's logging interface. NewPrintlnHandler adapts it to
+// log/slog.
+type Logger interface {
+	// Println logs a message with the provided arguments.
+	Println(v ...interface{})
+}
+
+// Validate checks the handler's configuration.
+func (m *MirrorHandler) Validate() error {
+	modes := 0
+	if m.Host != "" {
+		modes++
+		if _, err := canonicalHost(m.Host); err != nil {
+			return fmt.Errorf("host %q is not a valid upstream host name", m.Host)
+		}
+	}
+	if m.HostFromFirstPath {
+		modes++
+	}
+	if m.BaseDomain != "" {
+		modes++
+	}
+	if modes > 1 {
+		return errors.New("choose one of host, host-from-first-path and base-domain")
+	}
+	switch m.UpstreamScheme {
+	case "", "http", "https":
+	default:
+		return fmt.Errorf("upstream scheme %q is neither http nor https", m.UpstreamScheme)
+	}
+	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
+		return errors.New("durations and retry counts must not be negative")
+	}
+	return nil
+}
+
+// init builds the handler's internal state on first use.
+func (m *MirrorHandler) init() error {
+	m.once.Do(func() {
+		if err := m.Validate(); err != nil {
+			m.initErr = err
+			return
+		}
+		m.log = m.Logger
+		if m.log == nil {
+			m.log = slog.New(slog.DiscardHandler)
+		}
+		m.client = m.Client
+		if m.client == nil {
+			m.client = NewUpstreamClient(UpstreamOptions{ProxyDial: m.ProxyDial, AllowPrivate: m.AllowPrivateUpstreams})
+		}
+		m.scheme = m.UpstreamScheme
+		if m.scheme == "" {
+			m.scheme = "https"
+		}
+		if m.RemoteCache != nil {
+			idle := m.UpstreamIdleTimeout
+			if idle == 0 {
+				idle = 2 * time.Minute
+			} else if idle < 0 {
+				idle = 0
+			}
+			m.fills = fill.NewGroup(m.RemoteCache, fill.Options{
+				Retry:         m.ContinuationGetRetry,
+				RetryInterval: m.ContinuationGetInterval,
+				IdleTimeout:   idle,
+				SpoolDir:      m.SpoolDir,
+				Logger:        m.log,
+			})
+			m.redirect, _ = m.RemoteCache.(storage.Redirector)
+		}
+	})
+	return m.initErr
+}
+
+// Close aborts the fills in progress and waits, until ctx is done, for them
+// to clean up; nothing half-written stays in storage. Requests still being
+// served from an aborted fill are cut off.
+func (m *MirrorHandler) Close(ctx context.Context) error {
+	m.init()
+	if m.fills == nil {
+		return nil
+	}
+	return m.fills.Shutdown(ctx)
+}
+
+// FillsInProgress reports how many upstream downloads are running.
+func (m *MirrorHandler) FillsInProgress() int {
+	m.init()
+	if m.fills == nil {
+		return 0
+	}
+	return m.fills.InProgress()
+}
+
+func (m *MirrorHandler) maxPathLength() int {
+	if m.MaxPathLength > 0 {
+		return m.MaxPathLength
+	}
+	return DefaultMaxPathLength
+}
+
+func (m *MirrorHandler) linkExpires() time.Duration {
+	if m.LinkExpires > 0 {
+		return m.LinkExpires
+	}
+	return 24 * time.Hour
+}
+
+// ServeHTTP implements http.Handler.
+//
+// Only GET and HEAD are served (405 otherwise). The request is resolved to
+// an origin and a path (404 when it names none, 400 when it is malformed,
+// 414 when too long, 403 for a blocked suffix or a forbidden upstream
+// address). Without a cache the request is proxied; with one, a hit is
+// served from storage or redirected to a signed URL, and a miss is fetched,
+// stored and streamed.
+func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := m.init(); err != nil {
+		http.Error(w, "mirror misconfigured", http.StatusInternalServerError)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	t, err := m.resolveTarget(r)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	if m.RemoteCache == nil {
+		m.direct(w, r, t)
+		return
+	}
+	m.cached(w, r, t)
+}

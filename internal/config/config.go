@@ -1,0 +1,185 @@
+// Package config parses httpmirror's command line. Every flag can also be
+// set by an environment variable HTTPMIRROR_<FLAG_NAME> (upper case, dashes
+// as underscores); a flag given on the command line wins.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// EnvPrefix starts the name of every environment variable that sets a flag.
+const EnvPrefix = "HTTPMIRROR_"
+
+// Config is the parsed command line.
+type Config struct {
+	Address string
+
+	// StorageURL is where the cache lives: "file:///dir" or another
+	// backend's URL; empty means no cache (direct proxy). When the flag is
+	// absent it is a file URL under the user's cache directory.
+	StorageURL string
+
+	LinkExpires             time.Duration
+	Host                    string
+	HostFromFirstPath       bool
+	BaseDomain              string
+	CheckSyncTimeout        time.Duration
+	ContinuationGetInterval time.Duration
+	ContinuationGetRetry    int
+	BlockSuffix             []string
+	NoRedirect              bool
+	TeeResponse             bool
+
+	UpstreamScheme         string
+	UpstreamCAFile         string
+	AllowPrivateUpstreams  bool
+	UpstreamConnectTimeout time.Duration
+	UpstreamHeaderTimeout  time.Duration
+	UpstreamIdleTimeout    time.Duration
+
+	MaxPathLength   int
+	ShutdownTimeout time.Duration
+	LogFormat       string
+	LogLevel        slog.Level
+}
+
+// ErrHelp is returned by Parse when the user asked for help; the usage has
+// been written to the output.
+var ErrHelp = flag.ErrHelp
+
+// listFlag is a flag that may be repeated and takes comma-separated values.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l.v = append(*l.v, p)
+		}
+	}
+	return nil
+}
+
+// Parse parses args (without the program name). lookupEnv looks up
+// environment variables (os.LookupEnv in main). Usage goes to out when asked
+// for.
+func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("httpmirror", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+
+	fs.StringVar(&c.Address, "address", ":8080", "Address to listen on for mirror requests.")
+	storage := fs.String("storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
+	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
+	fs.StringVar(&c.Host, "host", "", "Fixed origin host (with optional :port) for every request.")
+	fs.BoolVar(&c.HostFromFirstPath, "host-from-first-path", false, "Take the origin host from the first path segment: /example.com/a/b fetches https://example.com/a/b.")
+	fs.StringVar(&c.BaseDomain, "base-domain", "", "Domain suffix removed from the Host header to get the origin host.")
+	fs.DurationVar(&c.CheckSyncTimeout, "check-sync-timeout", 0, "On a hit, ask the origin for the file size within this time and refetch if it changed; 0 disables.")
+	fs.DurationVar(&c.ContinuationGetInterval, "continuation-get-interval", time.Second, "Pause before resuming a broken upstream download.")
+	fs.IntVar(&c.ContinuationGetRetry, "continuation-get-retry", 0, "How many times a broken upstream download is resumed with a Range request; 0 disables.")
+	fs.Var(listFlag{&c.BlockSuffix}, "block-suffix", "Path suffix answered with 403 (repeatable, comma-separated).")
+	fs.BoolVar(&c.NoRedirect, "no-redirect", false, "Serve cached bytes through the mirror instead of redirecting to signed URLs.")
+	fs.BoolVar(&c.TeeResponse, "tee-response", true, "Stream files to clients while they are being fetched; false makes clients wait until the file is stored.")
+	fs.StringVar(&c.UpstreamScheme, "upstream-scheme", "https", "Scheme used to reach origins: https or http.")
+	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM file of extra root certificates trusted for origins.")
+	fs.BoolVar(&c.AllowPrivateUpstreams, "allow-private-upstreams", false, "Allow origins on loopback, private, link-local and other internal addresses.")
+	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", 10*time.Second, "Limit for connecting to an origin, TLS handshake included.")
+	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-header-timeout", 30*time.Second, "Limit for an origin's response headers to arrive.")
+	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 2*time.Minute, "Limit for an origin's body to stay silent before the download is aborted or resumed.")
+	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "Log format: text or json.")
+	logLevel := fs.String("log-level", "info", "Log level: debug, info, warn or error.")
+
+	usage := func() {
+		fmt.Fprintf(out, "Usage: httpmirror [flags]\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(out, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return nil, ErrHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		name := EnvName(f.Name)
+		v, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
+			return
+		}
+		set[f.Name] = true
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+
+	if set["storage-url"] {
+		c.StorageURL = *storage
+	} else {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("no user cache directory (%v); set --storage-url", err)
+		}
+		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(dir, "httpmirror"))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("invalid value %q for flag --log-level", *logLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return nil, fmt.Errorf("invalid value %q for flag --log-format: want text or json", c.LogFormat)
+	}
+	for name, d := range map[string]time.Duration{
+		"link-expires": c.LinkExpires, "check-sync-timeout": c.CheckSyncTimeout,
+		"continuation-get-interval": c.ContinuationGetInterval, "upstream-connect-timeout": c.UpstreamConnectTimeout,
+		"upstream-header-timeout": c.UpstreamHeaderTimeout, "upstream-idle-timeout": c.UpstreamIdleTimeout,
+		"shutdown-timeout": c.ShutdownTimeout,
+	} {
+		if d < 0 {
+			return nil, fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
+		}
+	}
+	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 {
+		return nil, errors.New("--continuation-get-retry must be >= 0 and --max-path-length >= 1")
+	}
+	return c, nil
+}
+
+// EnvName is the environment variable that sets flag name.
+func EnvName(name string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}

@@ -1,0 +1,480 @@
+// Package file is the local-disk storage backend, httpmirror's default.
+//
+// Layout under the root directory:
+//
+//	lock                   held (flock) while a Backend is open
+//	objects/ab/cd/<hash>   committed objects, <hash> = hex SHA-256 of the key
+//	tmp/<hash>.<random>    objects being written
+//
+// Keys never become path components: every object lives at a name derived
+// from the SHA-256 of its key, so no request, however hostile, can name a
+// file outside the root.
+//
+// An object file holds the body followed by a metadata trailer:
+//
+//	body | metadata (JSON) | metadata length (8 bytes, big endian) | magic (8 bytes)
+//
+// so the body starts at offset 0 and can be sent with sendfile, and body and
+// metadata are published together by one rename. A file whose trailer does
+// not check out is treated as absent.
+//
+// Writes go to a temporary file in tmp/, which is fsynced and renamed into
+// objects/ on commit, followed by an fsync of the directory. Anything left in
+// tmp/ by a crash is removed when the next Backend opens the root.
+package file
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+const (
+	objectsDir = "objects"
+	tmpDir     = "tmp"
+	lockName   = "lock"
+
+	trailerLen = 16
+	// maxMeta bounds the metadata trailer so a corrupt length cannot make
+	// Open allocate without limit.
+	maxMeta = 1 << 20
+	// tailRead is how much of an object's end Open reads in one call; it
+	// covers the trailer of nearly every object.
+	tailRead = 4096
+)
+
+var magic = [8]byte{'H', 'M', 'I', 'R', 'R', 'O', 'R', '1'}
+
+// Backend stores objects as files under a root directory.
+type Backend struct {
+	root string
+	lock *os.File
+}
+
+// New opens (creating if needed) the cache directory root, takes its lock,
+// and removes temporary files a crashed process left behind. Only one
+// Backend may hold a root at a time, across processes.
+func New(root string) (*Backend, error) {
+	if !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("cache directory %q is not an absolute path", root)
+	}
+	root = filepath.Clean(root)
+	for _, d := range []string{root, filepath.Join(root, objectsDir), filepath.Join(root, tmpDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("cache directory: %w", err)
+		}
+	}
+	lock, err := lockDir(filepath.Join(root, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("cache directory %s: %w", root, err)
+	}
+	b := &Backend{root: root, lock: lock}
+	if err := b.removeTemps(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if err := b.Check(context.Background()); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Root returns the cache directory.
+func (b *Backend) Root() string { return b.root }
+
+// Close releases the directory lock. Open objects and writers stay usable
+// until they are closed themselves.
+func (b *Backend) Close() error { return b.lock.Close() }
+
+// removeTemps deletes everything in tmp/: with the lock held, no other
+// process can be writing there, so any file is a crash leftover.
+func (b *Backend) removeTemps() error {
+	dir := filepath.Join(b.root, tmpDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("cache directory: removing leftover: %w", err)
+		}
+	}
+	return nil
+}
+
+// Path returns the file that holds the object under key. It is always inside
+// the root's objects directory.
+func (b *Backend) Path(key string) (string, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return "", err
+	}
+	h := hashKey(key)
+	return filepath.Join(b.root, objectsDir, h[0:2], h[2:4], h), nil
+}
+
+func hashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// Check verifies that the cache directory accepts new files.
+func (b *Backend) Check(ctx context.Context) error {
+	f, err := os.CreateTemp(filepath.Join(b.root, tmpDir), "check.*")
+	if err != nil {
+		return fmt.Errorf("cache directory not writable: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// meta is the JSON form of the trailer.
+type meta struct {
+	Key          string      `json:"key"`
+	Size         int64       `json:"size"`
+	ETag         string      `json:"etag,omitempty"`
+	LastModified int64       `json:"lastModified,omitempty"` // Unix seconds
+	ContentType  string      `json:"contentType,omitempty"`
+	Header       http.Header `json:"header,omitempty"`
+	StoredAt     int64       `json:"storedAt"` // Unix nanoseconds
+}
+
+func (m *meta) info() storage.Info {
+	i := storage.Info{
+		Key:         m.Key,
+		Size:        m.Size,
+		ETag:        m.ETag,
+		ContentType: m.ContentType,
+		Header:      m.Header,
+		StoredAt:    time.Unix(0, m.StoredAt),
+	}
+	if m.LastModified != 0 {
+		i.LastModified = time.Unix(m.LastModified, 0).UTC()
+	}
+	return i
+}
+
+func metaOf(i storage.Info) meta {
+	m := meta{
+		Key:         i.Key,
+		Size:        i.Size,
+		ETag:        i.ETag,
+		ContentType: i.ContentType,
+		Header:      i.Header,
+		StoredAt:    i.StoredAt.UnixNano(),
+	}
+	if !i.LastModified.IsZero() {
+		m.LastModified = i.LastModified.Unix()
+	}
+	return m
+}
+
+// errCorrupt marks an object file whose trailer does not check out. It wraps
+// ErrNotFound: a damaged object is never served, it is refetched.
+var errCorrupt = fmt.Errorf("%w: damaged object file", storage.ErrNotFound)
+
+// readInfo reads and checks the trailer of an object file of the given size.
+func readInfo(f *os.File, size int64, key string) (storage.Info, error) {
+	if size < trailerLen {
+		return storage.Info{}, errCorrupt
+	}
+	n := min(size, tailRead)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, size-n); err != nil {
+		return storage.Info{}, err
+	}
+	tr := buf[n-trailerLen:]
+	if [8]byte(tr[8:]) != magic {
+		return storage.Info{}, errCorrupt
+	}
+	ml := binary.BigEndian.Uint64(tr[:8])
+	if ml > maxMeta || int64(ml)+trailerLen > size {
+		return storage.Info{}, errCorrupt
+	}
+	var mb []byte
+	if int64(ml)+trailerLen <= n {
+		mb = buf[n-trailerLen-int64(ml) : n-trailerLen]
+	} else {
+		mb = make([]byte, ml)
+		if _, err := f.ReadAt(mb, size-trailerLen-int64(ml)); err != nil {
+			return storage.Info{}, err
+		}
+	}
+	var m meta
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return storage.Info{}, errCorrupt
+	}
+	if m.Key != key || m.Size < 0 || m.Size+int64(ml)+trailerLen != size {
+		return storage.Info{}, errCorrupt
+	}
+	return m.info(), nil
+}
+
+func (b *Backend) open(key string) (*os.File, storage.Info, error) {
+	p, err := b.Path(key)
+	if err != nil {
+		return nil, storage.Info{}, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, storage.Info{}, storage.ErrNotFound
+		}
+		return nil, storage.Info{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, storage.Info{}, err
+	}
+	info, err := readInfo(f, fi.Size(), key)
+	if err != nil {
+		f.Close()
+		return nil, storage.Info{}, err
+	}
+	return f, info, nil
+}
+
+// Stat implements storage.Backend.
+func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
+	f, info, err := b.open(key)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	f.Close()
+	return info, nil
+}
+
+// Open implements storage.Backend. The returned object implements
+// syscall.Conn, so net/http sends its body with sendfile.
+func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) {
+	f, info, err := b.open(key)
+	if err != nil {
+		return nil, err
+	}
+	return &object{f: f, info: info}, nil
+}
+
+// Delete implements storage.Backend.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	p, err := b.Path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Create implements storage.Backend. The writer also implements
+// storage.Spooler.
+func (b *Backend) Create(ctx context.Context, key string) (storage.Writer, error) {
+	p, err := b.Path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Join(b.root, tmpDir), filepath.Base(p)+".*")
+	if err != nil {
+		return nil, err
+	}
+	return &writer{key: key, path: p, f: f}, nil
+}
+
+// object is an open object file. Read and Seek are confined to the body;
+// the trailer is never visible.
+type object struct {
+	f    *os.File
+	info storage.Info
+	// off is the file offset, or -1 when unknown because the file
+	// descriptor was handed out through SyscallConn (sendfile moves the
+	// offset behind our back).
+	off int64
+}
+
+func (o *object) Info() storage.Info { return o.info }
+
+func (o *object) Read(p []byte) (int, error) {
+	if o.off < 0 {
+		off, err := o.f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, err
+		}
+		o.off = off
+	}
+	remain := o.info.Size - o.off
+	if remain <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > remain {
+		p = p[:remain]
+	}
+	n, err := o.f.Read(p)
+	o.off += int64(n)
+	return n, err
+}
+
+func (o *object) Seek(offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		if o.off < 0 {
+			cur, err := o.f.Seek(0, io.SeekCurrent)
+			if err != nil {
+				return 0, err
+			}
+			o.off = cur
+		}
+		abs = o.off + offset
+	case io.SeekEnd:
+		abs = o.info.Size + offset
+	default:
+		return 0, errors.New("file: invalid whence")
+	}
+	if abs < 0 {
+		return 0, errors.New("file: negative position")
+	}
+	if _, err := o.f.Seek(abs, io.SeekStart); err != nil {
+		return 0, err
+	}
+	o.off = abs
+	return abs, nil
+}
+
+// SyscallConn exposes the file descriptor so that the kernel can copy the
+// body to a socket (net.TCPConn.ReadFrom uses it for sendfile). Callers go
+// through an io.LimitedReader sized from Seek, so the trailer is never sent.
+func (o *object) SyscallConn() (syscall.RawConn, error) {
+	o.off = -1
+	return o.f.SyscallConn()
+}
+
+func (o *object) Close() error { return o.f.Close() }
+
+type writerState int
+
+const (
+	open writerState = iota
+	committed
+	cancelled
+)
+
+// writer writes a new object to a temporary file.
+type writer struct {
+	key  string
+	path string // final location
+	f    *os.File
+
+	mu     sync.Mutex // guards state and closed against Close racing Commit
+	state  writerState
+	closed bool
+	n      int64
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *writer) Written() int64 { return w.n }
+
+// ReadAt reads back written bytes; it may run concurrently with Write.
+func (w *writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
+
+func (w *writer) Commit(ctx context.Context, info storage.Info) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != open || w.closed {
+		return errors.New("file: commit of a finished writer")
+	}
+	if info.Size >= 0 && info.Size != w.n {
+		return fmt.Errorf("%w: wrote %d bytes, expected %d", storage.ErrSizeMismatch, w.n, info.Size)
+	}
+	info.Size = w.n
+	info.Key = w.key
+	if info.StoredAt.IsZero() {
+		info.StoredAt = time.Now()
+	}
+	mb, err := json.Marshal(metaOf(info))
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 0, len(mb)+trailerLen)
+	buf = append(buf, mb...)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(len(mb)))
+	buf = append(buf, magic[:]...)
+	if _, err := w.f.WriteAt(buf, w.n); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	dir := filepath.Dir(w.path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(w.f.Name(), w.path); err != nil {
+		return err
+	}
+	w.state = committed
+	// The rename is durable only once the directory entry is on disk.
+	return syncDir(dir)
+}
+
+func (w *writer) Cancel(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cancelLocked()
+}
+
+func (w *writer) cancelLocked() error {
+	if w.state != open {
+		return nil
+	}
+	w.state = cancelled
+	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (w *writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.cancelLocked()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

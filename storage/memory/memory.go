@@ -1,0 +1,170 @@
+// Package memory is an in-process storage backend. It keeps every object in
+// RAM and is meant for tests and for small, throwaway deployments.
+package memory
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+type entry struct {
+	info storage.Info
+	data []byte // never modified after commit
+}
+
+// Backend keeps objects in a map. The zero value is not usable; call New.
+type Backend struct {
+	mu      sync.RWMutex
+	objects map[string]*entry
+}
+
+// New returns an empty in-memory backend.
+func New() *Backend {
+	return &Backend{objects: make(map[string]*entry)}
+}
+
+func (b *Backend) get(key string) (*entry, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	b.mu.RLock()
+	e, ok := b.objects[key]
+	b.mu.RUnlock()
+	if !ok {
+		return nil, storage.ErrNotFound
+	}
+	return e, nil
+}
+
+// Stat implements storage.Backend.
+func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
+	e, err := b.get(key)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	return cloneInfo(e.info), nil
+}
+
+// Open implements storage.Backend.
+func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) {
+	e, err := b.get(key)
+	if err != nil {
+		return nil, err
+	}
+	return &object{Reader: bytes.NewReader(e.data), info: cloneInfo(e.info)}, nil
+}
+
+// Delete implements storage.Backend.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	delete(b.objects, key)
+	b.mu.Unlock()
+	return nil
+}
+
+// Create implements storage.Backend. The writer implements storage.Spooler.
+func (b *Backend) Create(ctx context.Context, key string) (storage.Writer, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	return &writer{b: b, key: key}, nil
+}
+
+// Len reports how many objects are stored.
+func (b *Backend) Len() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.objects)
+}
+
+func cloneInfo(i storage.Info) storage.Info {
+	if i.Header != nil {
+		i.Header = http.Header(maps.Clone(map[string][]string(i.Header)))
+	}
+	return i
+}
+
+type object struct {
+	*bytes.Reader
+	info storage.Info
+}
+
+func (o *object) Info() storage.Info { return o.info }
+func (o *object) Close() error       { return nil }
+
+type writer struct {
+	b   *Backend
+	key string
+
+	mu   sync.RWMutex
+	buf  []byte
+	done bool
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return 0, errors.New("memory: write to a finished writer")
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+func (w *writer) Written() int64 {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return int64(len(w.buf))
+}
+
+func (w *writer) ReadAt(p []byte, off int64) (int, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return bytes.NewReader(w.buf).ReadAt(p, off)
+}
+
+func (w *writer) Commit(ctx context.Context, info storage.Info) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return errors.New("memory: commit of a finished writer")
+	}
+	n := int64(len(w.buf))
+	if info.Size >= 0 && info.Size != n {
+		return fmt.Errorf("%w: wrote %d bytes, expected %d", storage.ErrSizeMismatch, n, info.Size)
+	}
+	info.Size = n
+	info.Key = w.key
+	if info.StoredAt.IsZero() {
+		info.StoredAt = time.Now()
+	}
+	w.done = true
+	e := &entry{info: cloneInfo(info), data: w.buf}
+	w.b.mu.Lock()
+	w.b.objects[w.key] = e
+	w.b.mu.Unlock()
+	return nil
+}
+
+func (w *writer) Cancel(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.done = true
+		w.buf = nil
+	}
+	return nil
+}
+
+func (w *writer) Close() error { return w.Cancel(context.Background()) }

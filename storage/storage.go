@@ -1,0 +1,155 @@
+// Package storage defines the contract between httpmirror and the places it
+// keeps mirrored objects. Each backend lives in its own subpackage
+// (storage/file, storage/memory, ...) and is checked by the shared
+// conformance suite in storage/storagetest.
+//
+// The contract is small on purpose: stat, open for reading, and create with an
+// explicit commit. A writer publishes nothing until Commit returns; Cancel,
+// Close without Commit, or a crash leave no visible object behind.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+var (
+	// ErrNotFound is returned by Stat and Open when no committed object exists
+	// under the key.
+	ErrNotFound = errors.New("storage: object not found")
+
+	// ErrInvalidKey is returned for a key that fails ValidateKey.
+	ErrInvalidKey = errors.New("storage: invalid key")
+
+	// ErrSizeMismatch is returned by Writer.Commit when the number of bytes
+	// written differs from the size the caller declared.
+	ErrSizeMismatch = errors.New("storage: size mismatch")
+)
+
+// MaxKeyLength is the longest key any backend accepts. Keys are an upstream
+// host plus a cleaned URL path, and request paths are bounded well below
+// this by the HTTP layer.
+const MaxKeyLength = 16 << 10
+
+// Info describes a stored object: its length and the origin's response
+// headers that a later hit must answer with.
+type Info struct {
+	// Key is the object's key.
+	Key string
+	// Size is the length of the body in bytes. It is -1 only while a fill of
+	// unknown length is in progress; committed objects always have Size >= 0.
+	Size int64
+	// ETag is the origin's entity tag, verbatim (quotes and W/ included), or
+	// empty when the origin sent none.
+	ETag string
+	// LastModified is the origin's Last-Modified time; zero when absent.
+	LastModified time.Time
+	// ContentType is the origin's Content-Type; empty when absent.
+	ContentType string
+	// Header holds other end-to-end response headers worth replaying on a
+	// hit (for example Content-Disposition or X-Repo-Commit). May be nil.
+	Header http.Header
+	// StoredAt is when the object was committed or last revalidated.
+	StoredAt time.Time
+}
+
+// Object is an open, committed object.
+//
+// Read and Seek cover exactly the object's body: Seek(0, io.SeekEnd) returns
+// Size. Backends on local files also implement syscall.Conn so that the
+// HTTP server can hand the copy to the kernel (sendfile).
+type Object interface {
+	io.ReadSeekCloser
+	// Info returns the object's metadata as it was when opened.
+	Info() Info
+}
+
+// Writer receives the body of a new object.
+//
+// Nothing written is visible to Stat or Open until Commit succeeds, and a
+// successful Commit replaces any previous object under the key atomically:
+// readers that opened the old object keep reading it to its end. Close must
+// be called exactly once after Commit or Cancel (or instead of them, which
+// cancels); it releases the writer's resources.
+type Writer interface {
+	io.Writer
+	// Written reports how many bytes have been written so far.
+	Written() int64
+	// Commit publishes the object with the given metadata. If info.Size is
+	// >= 0 and differs from Written, Commit fails with ErrSizeMismatch and
+	// publishes nothing. A negative info.Size is replaced by Written.
+	Commit(ctx context.Context, info Info) error
+	// Cancel discards everything written. It is safe to call after a failed
+	// Commit.
+	Cancel(ctx context.Context) error
+	// Close releases the writer, cancelling it if it was not committed.
+	Close() error
+}
+
+// Backend stores objects by key.
+type Backend interface {
+	// Stat returns the metadata of the committed object under key, or
+	// ErrNotFound.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Open opens the committed object under key for reading, or returns
+	// ErrNotFound.
+	Open(ctx context.Context, key string) (Object, error)
+	// Create starts a new object under key. The object becomes visible only
+	// when the returned Writer's Commit succeeds.
+	Create(ctx context.Context, key string) (Writer, error)
+	// Delete removes the committed object under key. Deleting a missing
+	// object is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Redirector is implemented by backends that can hand clients a short-lived
+// URL to fetch an object directly from the store (for example a presigned S3
+// URL). An empty URL with a nil error means "serve the bytes yourself".
+type Redirector interface {
+	SignedURL(ctx context.Context, key, method string, expires time.Duration) (string, error)
+}
+
+// Spooler is implemented by Writers that can read back what has been written
+// so far, while writing continues. The fill engine uses it to stream a
+// partially written object to waiting clients without a second copy on
+// disk. ReadAt is valid until Close.
+type Spooler interface {
+	io.ReaderAt
+}
+
+// Checker is implemented by backends that can verify they are usable (the
+// directory is writable, the bucket reachable). Readiness probes call it.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// ValidateKey reports whether key is acceptable to every backend: non-empty,
+// valid UTF-8, at most MaxKeyLength bytes, free of control characters and
+// backslashes, and made of non-empty path segments other than "." and "..".
+// A trailing slash is allowed: it marks a directory-style URL, which is a
+// different object from the name without it.
+func ValidateKey(key string) error {
+	if key == "" || len(key) > MaxKeyLength || !utf8.ValidString(key) {
+		return ErrInvalidKey
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return ErrInvalidKey
+		}
+	}
+	body := strings.TrimSuffix(key, "/")
+	if body == "" || strings.HasPrefix(body, "/") {
+		return ErrInvalidKey
+	}
+	for seg := range strings.SplitSeq(body, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return ErrInvalidKey
+		}
+	}
+	return nil
+}

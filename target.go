@@ -1,0 +1,238 @@
+package httpmirror
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Errors of target resolution. Each maps to one status in statusFor.
+var (
+	// errBadRequest: the request is malformed or hostile (traversal, control
+	// characters, invalid escapes). 400.
+	errBadRequest = errors.New("bad request path")
+	// errNoTarget: the request names no upstream the mirror serves. 404
+	// through the NotFound handler, as in the seed.
+	errNoTarget = errors.New("no upstream for this request")
+	// errPathTooLong: 414.
+	errPathTooLong = errors.New("request path too long")
+	// errBlocked: the path ends in a blocked suffix. 403.
+	errBlocked = errors.New("blocked suffix")
+)
+
+// target is what a request resolves to: the upstream host and path, the cache
+// key and the upstream URL.
+type target struct {
+	host string // lowercase host, with ":port" when the request named one
+	path string // escaped, cleaned path; starts with "/", may end with "/"
+	key  string // host + path
+}
+
+// url returns the upstream URL of t under scheme.
+func (t target) url(scheme string) string { return scheme + "://" + t.host + t.path }
+
+// resolveTarget finds the upstream of r according to the handler's host
+// mode, and cleans and checks the path. The query string is dropped, as in
+// the seed.
+func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
+	raw := r.URL.EscapedPath()
+	if len(raw) > m.maxPathLength() {
+		return target{}, errPathTooLong
+	}
+	segs, dir, err := cleanPath(raw)
+	if err != nil {
+		return target{}, err
+	}
+
+	var host string
+	switch {
+	case m.Host != "":
+		host = m.Host
+	case m.HostFromFirstPath:
+		if len(segs) < 2 {
+			// "/" or "/example.com": no file named.
+			return target{}, errNoTarget
+		}
+		first, _ := url.PathUnescape(segs[0]) // cleanPath checked the escape
+		host = first
+		segs = segs[1:]
+	default:
+		host = stripPort(r.Host)
+		if m.BaseDomain != "" {
+			base := "." + strings.TrimPrefix(strings.ToLower(m.BaseDomain), ".")
+			lower := strings.ToLower(host)
+			if !strings.HasSuffix(lower, base) {
+				return target{}, errNoTarget
+			}
+			host = host[:len(host)-len(base)]
+		}
+	}
+	host, err = canonicalHost(host)
+	if err != nil {
+		return target{}, err
+	}
+	if len(segs) == 0 {
+		// The upstream root itself is no file to mirror.
+		return target{}, errNoTarget
+	}
+	p := "/" + strings.Join(segs, "/")
+	if dir {
+		p += "/"
+	}
+	if m.blocked(p) {
+		return target{}, errBlocked
+	}
+	return target{host: host, path: p, key: host + p}, nil
+}
+
+// cleanPath splits an escaped URL path into its segments, dropping empty and
+// "." segments. It refuses ".." (in any escaping), invalid escapes, control
+// characters and backslashes, because no legitimate file URL carries them and
+// origins disagree about what they mean. dir reports a trailing slash.
+func cleanPath(escaped string) (segs []string, dir bool, err error) {
+	if !strings.HasPrefix(escaped, "/") {
+		return nil, false, errBadRequest
+	}
+	dir = strings.HasSuffix(escaped, "/")
+	for seg := range strings.SplitSeq(escaped[1:], "/") {
+		if seg == "" {
+			continue
+		}
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return nil, false, errBadRequest
+		}
+		if dec == "." {
+			continue
+		}
+		if hostile(dec, 2) {
+			return nil, false, errBadRequest
+		}
+		segs = append(segs, seg)
+	}
+	return segs, dir, nil
+}
+
+// hostile reports whether an unescaped path segment could climb out of its
+// directory at an origin that interprets it loosely: ".." on either side of
+// an encoded slash, "..;" (servlet path parameters), control characters,
+// backslashes, invalid UTF-8 (overlong encodings of '.' and '/'), and any of
+// these hidden under another layer of percent-encoding (depth layers are
+// unwrapped).
+func hostile(dec string, depth int) bool {
+	if badChars(dec) || !utf8.ValidString(dec) {
+		return true
+	}
+	for part := range strings.SplitSeq(dec, "/") {
+		if p, _, _ := strings.Cut(part, ";"); p == ".." {
+			return true
+		}
+	}
+	if depth > 0 && strings.Contains(dec, "%") {
+		if again, err := url.PathUnescape(dec); err == nil && again != dec {
+			return hostile(again, depth-1)
+		}
+	}
+	return false
+}
+
+// badChars reports control characters (including NUL, CR and LF) and
+// backslashes.
+func badChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// stripPort removes a ":port" suffix from a Host header value. In Host-header
+// modes the port belongs to the mirror, not to the origin.
+func stripPort(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		if strings.Contains(h, ":") {
+			return "[" + h + "]"
+		}
+		return h
+	}
+	return hostport
+}
+
+// canonicalHost checks an upstream host[:port] and returns it lowercased,
+// without a trailing dot. A name must be a valid DNS name with at least one
+// dot (the seed's rule: it keeps "localhost" and bare words out); IPv4
+// literals and bracketed IPv6 literals are accepted here and left to the
+// address guard. Anything else is errNoTarget.
+func canonicalHost(hostport string) (string, error) {
+	if hostport == "" || len(hostport) > 260 {
+		return "", errNoTarget
+	}
+	host, port := hostport, ""
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host, port = hostport[:i], hostport[i+1:]
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' || port[0] == '+' {
+			return "", errNoTarget
+		}
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	switch {
+	case strings.HasPrefix(host, "["):
+		a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+		if err != nil || !strings.HasSuffix(host, "]") || !a.Is6() || a.Zone() != "" {
+			return "", errNoTarget
+		}
+		host = "[" + a.String() + "]"
+	case !validDomain(host):
+		return "", errNoTarget
+	}
+	if port != "" {
+		return host + ":" + port, nil
+	}
+	return host, nil
+}
+
+// validDomain reports whether s is a DNS name of letters, digits, hyphens
+// and underscores with at least two labels, each 1 to 63 bytes and not
+// starting or ending with a hyphen. IPv4 literals pass too.
+func validDomain(s string) bool {
+	if len(s) > 253 || !strings.Contains(s, ".") {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// blocked reports whether the escaped path p ends in one of BlockSuffix,
+// compared case-insensitively on the unescaped path.
+func (m *MirrorHandler) blocked(p string) bool {
+	if len(m.BlockSuffix) == 0 {
+		return false
+	}
+	dec, err := url.PathUnescape(p)
+	if err != nil {
+		dec = p
+	}
+	dec = strings.ToLower(dec)
+	for _, s := range m.BlockSuffix {
+		if s != "" && strings.HasSuffix(dec, strings.ToLower(s)) {
+			return true
+		}
+	}
+	return false
+}
