@@ -37,7 +37,10 @@ func TestRouting(t *testing.T) {
 	fixedHost := func(m *httpmirror.MirrorHandler) { m.Host = "files.example.org" }
 	baseDomain := func(m *httpmirror.MirrorHandler) { m.BaseDomain = "mirror.test" }
 	headerMode := func(m *httpmirror.MirrorHandler) {}
-	blockExe := func(m *httpmirror.MirrorHandler) { m.HostFromFirstPath = true; m.BlockSuffix = []string{".exe", ".msi"} }
+	blockExe := func(m *httpmirror.MirrorHandler) {
+		m.HostFromFirstPath = true
+		m.BlockSuffix = []string{".exe", ".msi"}
+	}
 	plainHTTP := func(m *httpmirror.MirrorHandler) { m.HostFromFirstPath = true; m.UpstreamScheme = "http" }
 
 	tests := []struct {
