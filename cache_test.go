@@ -12,14 +12,15 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
 func TestMissThenHit(t *testing.T) {
 	o := newOrigin(t)
 	data := payload(1, 3<<20+5)
-	f := o.put("/dist/app.tar.gz", data)
-	f.ctype = "application/gzip"
-	f.header = http.Header{"Content-Disposition": {`attachment; filename="app.tar.gz"`}}
+	f := o.Put("/dist/app.tar.gz", data)
+	f.Type = "application/gzip"
+	f.Header = http.Header{"Content-Disposition": {`attachment; filename="app.tar.gz"`}}
 	m := newMirror(t, o)
 
 	for i, want := range []int64{1, 1, 1} {
@@ -30,16 +31,16 @@ func TestMissThenHit(t *testing.T) {
 		if sha(r.body) != sha(data) {
 			t.Fatalf("request %d: body sha256 %s; want %s", i, sha(r.body), sha(data))
 		}
-		if got := o.gets.Load(); got != want {
+		if got := o.Gets.Load(); got != want {
 			t.Fatalf("after request %d the origin saw %d GETs; want %d", i, got, want)
 		}
 		if r.ContentLength != int64(len(data)) {
 			t.Errorf("request %d: Content-Length %d; want %d", i, r.ContentLength, len(data))
 		}
 		for k, v := range map[string]string{
-			"Etag":                f.etag,
+			"Etag":                f.ETag,
 			"Content-Type":        "application/gzip",
-			"Last-Modified":       f.modtime.Format(http.TimeFormat),
+			"Last-Modified":       f.ModTime.Format(http.TimeFormat),
 			"Content-Disposition": `attachment; filename="app.tar.gz"`,
 		} {
 			if got := r.Header.Get(k); got != v {
@@ -48,7 +49,7 @@ func TestMissThenHit(t *testing.T) {
 		}
 	}
 	// The origin got one plain GET: no client headers, no compression.
-	req := o.received()[0]
+	req := o.Received()[0]
 	if req.Header.Get("Accept-Encoding") != "" || req.Header.Get("Range") != "" {
 		t.Errorf("fill request carried Accept-Encoding %q, Range %q", req.Header.Get("Accept-Encoding"), req.Header.Get("Range"))
 	}
@@ -56,7 +57,7 @@ func TestMissThenHit(t *testing.T) {
 
 func TestMissingContentTypeStaysMissing(t *testing.T) {
 	o := newOrigin(t)
-	o.setHook(func(w http.ResponseWriter, r *http.Request, f *originFile) bool {
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		// Go would sniff a type; a nil entry suppresses it at the origin.
 		w.Header()["Content-Type"] = nil
 		w.Write([]byte("<html>not really</html>"))
@@ -74,7 +75,7 @@ func TestMissingContentTypeStaysMissing(t *testing.T) {
 func TestHitHTTPSemantics(t *testing.T) {
 	o := newOrigin(t)
 	data := payload(2, 100000)
-	f := o.put("/file.bin", data)
+	f := o.Put("/file.bin", data)
 	m := newMirror(t, o)
 	u := m.url(o, "/file.bin")
 	if r := get(t, u); r.StatusCode != 200 {
@@ -122,12 +123,12 @@ func TestHitHTTPSemantics(t *testing.T) {
 		}
 	})
 	t.Run("if-none-match", func(t *testing.T) {
-		r := do(t, "GET", u, http.Header{"If-None-Match": {f.etag}})
+		r := do(t, "GET", u, http.Header{"If-None-Match": {f.ETag}})
 		if r.StatusCode != 304 || len(r.body) != 0 {
 			t.Fatalf("status %d, %d bytes; want 304 without body", r.StatusCode, len(r.body))
 		}
-		if r.Header.Get("Etag") != f.etag {
-			t.Errorf("304 ETag = %q; want %q", r.Header.Get("Etag"), f.etag)
+		if r.Header.Get("Etag") != f.ETag {
+			t.Errorf("304 ETag = %q; want %q", r.Header.Get("Etag"), f.ETag)
 		}
 	})
 	t.Run("if-none-match other", func(t *testing.T) {
@@ -137,17 +138,17 @@ func TestHitHTTPSemantics(t *testing.T) {
 		}
 	})
 	t.Run("if-modified-since", func(t *testing.T) {
-		r := do(t, "GET", u, http.Header{"If-Modified-Since": {f.modtime.Add(time.Hour).Format(http.TimeFormat)}})
+		r := do(t, "GET", u, http.Header{"If-Modified-Since": {f.ModTime.Add(time.Hour).Format(http.TimeFormat)}})
 		if r.StatusCode != 304 {
 			t.Fatalf("status %d; want 304", r.StatusCode)
 		}
-		r = do(t, "GET", u, http.Header{"If-Modified-Since": {f.modtime.Add(-time.Hour).Format(http.TimeFormat)}})
+		r = do(t, "GET", u, http.Header{"If-Modified-Since": {f.ModTime.Add(-time.Hour).Format(http.TimeFormat)}})
 		if r.StatusCode != 200 || len(r.body) != len(data) {
 			t.Fatalf("older date: status %d; want 200", r.StatusCode)
 		}
 	})
 	t.Run("if-range", func(t *testing.T) {
-		r := do(t, "GET", u, http.Header{"Range": {"bytes=0-9"}, "If-Range": {f.etag}})
+		r := do(t, "GET", u, http.Header{"Range": {"bytes=0-9"}, "If-Range": {f.ETag}})
 		if r.StatusCode != 206 || len(r.body) != 10 {
 			t.Fatalf("matching If-Range: status %d; want 206", r.StatusCode)
 		}
@@ -161,11 +162,11 @@ func TestHitHTTPSemantics(t *testing.T) {
 		if r.StatusCode != 200 || len(r.body) != 0 || r.ContentLength != int64(len(data)) {
 			t.Fatalf("status %d, %d body bytes, Content-Length %d; want 200, none, %d", r.StatusCode, len(r.body), r.ContentLength, len(data))
 		}
-		if r.Header.Get("Etag") != f.etag || r.Header.Get("Accept-Ranges") != "bytes" {
+		if r.Header.Get("Etag") != f.ETag || r.Header.Get("Accept-Ranges") != "bytes" {
 			t.Errorf("HEAD headers: ETag %q Accept-Ranges %q", r.Header.Get("Etag"), r.Header.Get("Accept-Ranges"))
 		}
 	})
-	if got := o.gets.Load(); got != 1 {
+	if got := o.Gets.Load(); got != 1 {
 		t.Errorf("origin saw %d GETs; want 1", got)
 	}
 }
@@ -193,7 +194,7 @@ func readMultipart(t *testing.T, r response) [][]byte {
 
 func TestUpstreamStatuses(t *testing.T) {
 	o := newOrigin(t)
-	o.setHook(func(w http.ResponseWriter, r *http.Request, f *originFile) bool {
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		var code int
 		fmt.Sscanf(strings.TrimPrefix(r.URL.Path, "/status/"), "%d", &code)
 		if code == 0 {
@@ -214,9 +215,9 @@ func TestUpstreamStatuses(t *testing.T) {
 		}
 	}
 	// Nothing was stored: asking again reaches the origin again.
-	before := o.gets.Load()
+	before := o.Gets.Load()
 	get(t, m.url(o, "/status/404"))
-	if o.gets.Load() != before+1 {
+	if o.Gets.Load() != before+1 {
 		t.Errorf("a 404 was cached")
 	}
 }
@@ -224,7 +225,7 @@ func TestUpstreamStatuses(t *testing.T) {
 func TestUpstreamUnreachable(t *testing.T) {
 	o := newOrigin(t)
 	m := newMirror(t, o)
-	addr := o.hostport()
+	addr := o.HostPort()
 	o.Close() // nothing listens there any more
 	r := get(t, m.URL+"/"+addr+"/file")
 	if r.StatusCode != 502 {
@@ -239,13 +240,13 @@ func TestUpstreamTimeout(t *testing.T) {
 	o := newOrigin(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	o.setHook(func(w http.ResponseWriter, r *http.Request, f *originFile) bool {
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		<-release // never answers while the test runs
 		return true
 	})
 	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
 		m.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{
-			RootCAs: o.certPool(), AllowPrivate: true, ResponseHeaderTimeout: 200 * time.Millisecond,
+			RootCAs: o.CertPool(), AllowPrivate: true, ResponseHeaderTimeout: 200 * time.Millisecond,
 		})
 	})
 	r := get(t, m.url(o, "/slow"))

@@ -1,136 +1,34 @@
 package httpmirror_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/server"
+	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/file"
-	"github.com/httpmirror/httpmirror/storage/storagetest"
 )
 
-// originFile is one file a test origin serves.
-type originFile struct {
-	data    []byte
-	etag    string
-	modtime time.Time
-	ctype   string
-	header  http.Header
-}
+// testOrigin is the shared test origin with the mirror client added.
+type testOrigin struct{ *testutil.Origin }
 
-// testOrigin is an HTTPS origin on 127.0.0.1 that serves files with full
-// HTTP semantics (http.ServeContent) and counts what it receives.
-type testOrigin struct {
-	*httptest.Server
-	t *testing.T
+// originFile is a file the test origin serves.
+type originFile = testutil.File
 
-	mu       sync.Mutex
-	files    map[string]*originFile
-	requests []*http.Request // clones of every request received
-	// hook, when set, may answer a request itself (returning true).
-	hook func(w http.ResponseWriter, r *http.Request, f *originFile) bool
-
-	gets  atomic.Int64
-	heads atomic.Int64
-}
-
-func newOrigin(t *testing.T) *testOrigin {
-	t.Helper()
-	o := &testOrigin{t: t, files: map[string]*originFile{}}
-	o.Server = httptest.NewTLSServer(http.HandlerFunc(o.serve))
-	t.Cleanup(o.Close)
-	return o
-}
-
-func (o *testOrigin) serve(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
-		o.gets.Add(1)
-	case http.MethodHead:
-		o.heads.Add(1)
-	}
-	o.mu.Lock()
-	o.requests = append(o.requests, r.Clone(context.Background()))
-	f := o.files[r.URL.Path]
-	hook := o.hook
-	o.mu.Unlock()
-	if hook != nil && hook(w, r, f) {
-		return
-	}
-	if f == nil {
-		http.NotFound(w, r)
-		return
-	}
-	for k, v := range f.header {
-		w.Header()[k] = v
-	}
-	if f.etag != "" {
-		w.Header().Set("ETag", f.etag)
-	}
-	if f.ctype != "" {
-		w.Header().Set("Content-Type", f.ctype)
-	}
-	http.ServeContent(w, r, "", f.modtime, bytes.NewReader(f.data))
-}
-
-// put makes the origin serve data at path, with a strong ETag derived from
-// the content and a fixed modification time.
-func (o *testOrigin) put(path string, data []byte) *originFile {
-	sum := sha256.Sum256(data)
-	f := &originFile{
-		data:    data,
-		etag:    `"` + hex.EncodeToString(sum[:8]) + `"`,
-		modtime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
-		ctype:   "application/octet-stream",
-	}
-	o.mu.Lock()
-	o.files[path] = f
-	o.mu.Unlock()
-	return f
-}
-
-func (o *testOrigin) setHook(h func(w http.ResponseWriter, r *http.Request, f *originFile) bool) {
-	o.mu.Lock()
-	o.hook = h
-	o.mu.Unlock()
-}
-
-// received returns clones of the requests the origin got.
-func (o *testOrigin) received() []*http.Request {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]*http.Request(nil), o.requests...)
-}
-
-// hostport is the origin's address as a mirror path segment.
-func (o *testOrigin) hostport() string { return strings.TrimPrefix(o.URL, "https://") }
-
-// certPool trusts the origin's certificate.
-func (o *testOrigin) certPool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(o.Certificate())
-	return p
-}
+func newOrigin(t testing.TB) *testOrigin { return &testOrigin{testutil.NewOrigin(t)} }
 
 // client is an upstream client for the mirror that trusts the origin and
 // may reach loopback.
 func (o *testOrigin) client() *http.Client {
-	return httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{RootCAs: o.certPool(), AllowPrivate: true})
+	return httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{RootCAs: o.CertPool(), AllowPrivate: true})
 }
 
 // testMirror is a MirrorHandler on a loopback HTTP server.
@@ -144,7 +42,7 @@ type testMirror struct {
 // newMirror starts a mirror in host-from-first-path mode, caching on local
 // disk, streaming while filling; configure may change the handler before it
 // serves.
-func newMirror(t *testing.T, o *testOrigin, configure ...func(*httpmirror.MirrorHandler)) *testMirror {
+func newMirror(t testing.TB, o *testOrigin, configure ...func(*httpmirror.MirrorHandler)) *testMirror {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "cache")
 	b, err := file.New(root)
@@ -184,7 +82,7 @@ func newMirror(t *testing.T, o *testOrigin, configure ...func(*httpmirror.Mirror
 
 // url returns the mirror URL of path on origin o.
 func (m *testMirror) url(o *testOrigin, path string) string {
-	return m.URL + "/" + o.hostport() + path
+	return m.URL + "/" + o.HostPort() + path
 }
 
 // response is a finished response with its body read.
@@ -222,16 +120,13 @@ var noRedirectClient = &http.Client{
 	Transport:     &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64},
 }
 
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+func sha(b []byte) string { return testutil.SHA256(b) }
 
 // payload returns n deterministic pseudo-random bytes.
-func payload(seed uint64, n int) []byte { return storagetest.Payload(seed, n) }
+func payload(seed uint64, n int) []byte { return testutil.Payload(seed, n) }
 
 // testLogger logs through t.Log.
-func testLogger(t *testing.T) *slogLogger { return newSlogTestLogger(t) }
+func testLogger(t testing.TB) *slogLogger { return newSlogTestLogger(t) }
 
 // mustParse parses a URL or fails the test.
 func mustParse(t *testing.T, s string) *url.URL {

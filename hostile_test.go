@@ -35,10 +35,10 @@ func rawRequest(t *testing.T, addr, req string) int {
 
 func TestHostileRequests(t *testing.T) {
 	o := newOrigin(t)
-	o.put("/ok.txt", []byte("ok"))
+	o.Put("/ok.txt", []byte("ok"))
 	m := newMirror(t, o)
 	addr := strings.TrimPrefix(m.URL, "http://")
-	h := "/" + o.hostport()
+	h := "/" + o.HostPort()
 	long := strings.Repeat("a", 64<<10)
 
 	reqs := map[string]string{
@@ -83,7 +83,7 @@ func TestHostileRequests(t *testing.T) {
 			}
 		})
 	}
-	if got := o.gets.Load(); got != 1 {
+	if got := o.Gets.Load(); got != 1 {
 		t.Errorf("origin saw %d GETs; want 1 (the control file)", got)
 	}
 

@@ -15,7 +15,7 @@ type slogLogger = slog.Logger
 // ends (a handler may log after its test returned).
 type tLogger struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -28,7 +28,7 @@ func (l *tLogger) Println(v ...any) {
 	}
 }
 
-func newSlogTestLogger(t *testing.T) *slog.Logger {
+func newSlogTestLogger(t testing.TB) *slog.Logger {
 	l := &tLogger{t: t}
 	t.Cleanup(func() { l.mu.Lock(); l.done = true; l.mu.Unlock() })
 	return slog.New(httpmirror.NewPrintlnHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -10,12 +10,13 @@ import (
 	"testing"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
 func TestSSRFRefused(t *testing.T) {
 	o := newOrigin(t)
-	o.put("/secret", []byte("internal data"))
-	_, port, _ := net.SplitHostPort(o.hostport())
+	o.Put("/secret", []byte("internal data"))
+	_, port, _ := net.SplitHostPort(o.HostPort())
 	dns := newFakeDNS(t, map[string]string{
 		"loopback.example.com": "127.0.0.1",
 		"metadata.example.com": "169.254.169.254",
@@ -25,7 +26,7 @@ func TestSSRFRefused(t *testing.T) {
 	})
 	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
 		m.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{
-			RootCAs:  o.certPool(),
+			RootCAs:  o.CertPool(),
 			Resolver: dns.resolver(),
 			// A short connect timeout keeps the test quick should a
 			// refused address ever be dialled after all.
@@ -66,7 +67,7 @@ func TestSSRFRefused(t *testing.T) {
 			}
 		})
 	}
-	if n := len(o.received()); n != 0 {
+	if n := len(o.Received()); n != 0 {
 		t.Fatalf("the origin received %d requests; want none", n)
 	}
 	if dns.queries.Load() == 0 {
@@ -76,7 +77,7 @@ func TestSSRFRefused(t *testing.T) {
 
 func TestSSRFAllowedWithFlag(t *testing.T) {
 	o := newOrigin(t)
-	o.put("/ok", []byte("fine"))
+	o.Put("/ok", []byte("fine"))
 	m := newMirror(t, o) // the helper's client allows private upstreams
 	if r := get(t, m.url(o, "/ok")); r.StatusCode != 200 || string(r.body) != "fine" {
 		t.Fatalf("status %d body %q; want 200 fine", r.StatusCode, r.body)
@@ -85,13 +86,13 @@ func TestSSRFAllowedWithFlag(t *testing.T) {
 
 func TestSSRFDefaultClientRefuses(t *testing.T) {
 	o := newOrigin(t)
-	o.put("/ok", []byte("fine"))
+	o.Put("/ok", []byte("fine"))
 	// No Client: the handler builds its own, guarded one.
 	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.Client = nil })
 	if r := get(t, m.url(o, "/ok")); r.StatusCode != 403 {
 		t.Fatalf("status %d; want 403", r.StatusCode)
 	}
-	if n := len(o.received()); n != 0 {
+	if n := len(o.Received()); n != 0 {
 		t.Fatalf("the origin received %d requests; want none", n)
 	}
 }
@@ -114,11 +115,11 @@ func TestSSRFRedirectRefused(t *testing.T) {
 	defer inner.Close()
 
 	o := newOrigin(t)
-	o.setHook(func(w http.ResponseWriter, r *http.Request, f *originFile) bool {
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		http.Redirect(w, r, inner.URL+"/data", http.StatusFound)
 		return true
 	})
-	pool := o.certPool()
+	pool := o.CertPool()
 	pool.AddCert(inner.Certificate())
 	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
 		m.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{
@@ -130,7 +131,7 @@ func TestSSRFRedirectRefused(t *testing.T) {
 	if r.StatusCode != 403 {
 		t.Fatalf("status %d; want 403", r.StatusCode)
 	}
-	if o.gets.Load() != 1 || innerHits.Load() != 0 {
-		t.Fatalf("origin GETs %d, redirect target hits %d; want 1 and 0", o.gets.Load(), innerHits.Load())
+	if o.Gets.Load() != 1 || innerHits.Load() != 0 {
+		t.Fatalf("origin GETs %d, redirect target hits %d; want 1 and 0", o.Gets.Load(), innerHits.Load())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/file"
 	"github.com/httpmirror/httpmirror/storage/storagetest"
@@ -80,7 +81,7 @@ func TestLeftoversRemovedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write(storagetest.Payload(1, 4096))
+	w.Write(testutil.Payload(1, 4096))
 	// Simulate a crash: the writer is never closed, the lock is dropped.
 	b.Close()
 	if n := countFiles(t, filepath.Join(dir, "tmp")); n != 1 {
@@ -116,7 +117,7 @@ func TestDamagedObjectIsNotServed(t *testing.T) {
 	b := newBackend(t)
 	ctx := context.Background()
 	key := "example.com/damaged.bin"
-	data := storagetest.Payload(2, 10000)
+	data := testutil.Payload(2, 10000)
 	w, _ := b.Create(ctx, key)
 	w.Write(data)
 	if err := w.Commit(ctx, storage.Info{Size: int64(len(data))}); err != nil {

@@ -11,12 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -47,16 +47,6 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 			tc.fn(t, newBackend(t))
 		})
 	}
-}
-
-// Payload returns n deterministic pseudo-random bytes.
-func Payload(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 func sampleInfo(size int64) storage.Info {
@@ -120,7 +110,7 @@ func testMissing(t *testing.T, b storage.Backend) {
 
 func testRoundTrip(t *testing.T, b storage.Backend) {
 	key := "example.com/pool/a/file.tar"
-	data := Payload(1, 3<<20+17)
+	data := testutil.Payload(1, 3<<20+17)
 	want := sampleInfo(int64(len(data)))
 	put(t, b, key, data, want)
 
@@ -171,7 +161,7 @@ func testInvisibleUntilCommit(t *testing.T, b storage.Backend) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	data := Payload(2, 1000)
+	data := testutil.Payload(2, 1000)
 	if _, err := w.Write(data); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +184,7 @@ func testCancel(t *testing.T, b storage.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write(Payload(3, 100))
+	w.Write(testutil.Payload(3, 100))
 	if err := w.Cancel(ctx); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
@@ -214,7 +204,7 @@ func testCloseWithoutCommit(t *testing.T, b storage.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write(Payload(4, 100))
+	w.Write(testutil.Payload(4, 100))
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -229,7 +219,7 @@ func testSizeMismatch(t *testing.T, b storage.Backend) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	w.Write(Payload(5, 100))
+	w.Write(testutil.Payload(5, 100))
 	if err := w.Commit(ctx, sampleInfo(101)); !errors.Is(err, storage.ErrSizeMismatch) {
 		t.Fatalf("Commit of 100 bytes declared as 101: error = %v; want ErrSizeMismatch", err)
 	}
@@ -239,7 +229,7 @@ func testSizeMismatch(t *testing.T, b storage.Backend) {
 
 func testUnknownSize(t *testing.T, b storage.Backend) {
 	key := "example.com/chunked.bin"
-	data := Payload(6, 5000)
+	data := testutil.Payload(6, 5000)
 	put(t, b, key, data, sampleInfo(-1))
 	info, got := read(t, b, key)
 	if info.Size != int64(len(data)) || !bytes.Equal(got, data) {
@@ -258,7 +248,7 @@ func testEmpty(t *testing.T, b storage.Backend) {
 
 func testSeek(t *testing.T, b storage.Backend) {
 	key := "example.com/seek.bin"
-	data := Payload(7, 10000)
+	data := testutil.Payload(7, 10000)
 	put(t, b, key, data, sampleInfo(int64(len(data))))
 	o, err := b.Open(context.Background(), key)
 	if err != nil {
@@ -291,7 +281,7 @@ func testSeek(t *testing.T, b storage.Backend) {
 func testReplace(t *testing.T, b storage.Backend) {
 	ctx := context.Background()
 	key := "example.com/replaced.bin"
-	old := Payload(8, 200000)
+	old := testutil.Payload(8, 200000)
 	put(t, b, key, old, sampleInfo(int64(len(old))))
 	o, err := b.Open(ctx, key)
 	if err != nil {
@@ -303,7 +293,7 @@ func testReplace(t *testing.T, b storage.Backend) {
 		t.Fatal(err)
 	}
 
-	nw := Payload(9, 1234)
+	nw := testutil.Payload(9, 1234)
 	info := sampleInfo(int64(len(nw)))
 	info.ETag = `"new"`
 	put(t, b, key, nw, info)
@@ -322,7 +312,7 @@ func testReplace(t *testing.T, b storage.Backend) {
 func testDelete(t *testing.T, b storage.Backend) {
 	ctx := context.Background()
 	key := "example.com/deleted.bin"
-	put(t, b, key, Payload(10, 10), sampleInfo(10))
+	put(t, b, key, testutil.Payload(10, 10), sampleInfo(10))
 	if err := b.Delete(ctx, key); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -373,7 +363,7 @@ func testSpool(t *testing.T, b storage.Backend) {
 	if !ok {
 		t.Skip("writer does not implement storage.Spooler")
 	}
-	data := Payload(11, 100000)
+	data := testutil.Payload(11, 100000)
 	for i := 0; i < len(data); i += 30000 {
 		chunk := data[i:min(i+30000, len(data))]
 		if _, err := w.Write(chunk); err != nil {
@@ -403,7 +393,7 @@ func testConcurrentWriters(t *testing.T, b storage.Backend) {
 	payloads := make([][]byte, writers)
 	var wg sync.WaitGroup
 	for i := range writers {
-		payloads[i] = Payload(uint64(100+i), 50000+i)
+		payloads[i] = testutil.Payload(uint64(100+i), 50000+i)
 		wg.Go(func() {
 			ctx := context.Background()
 			w, err := b.Create(ctx, key)

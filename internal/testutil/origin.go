@@ -1,0 +1,170 @@
+// Package testutil has the test origin that httpmirror's tests run against:
+// an HTTPS server on 127.0.0.1 serving files with full HTTP semantics and
+// recording every request it receives.
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// File is one file an Origin serves.
+type File struct {
+	Data    []byte
+	ETag    string
+	ModTime time.Time
+	Type    string
+	Header  http.Header
+}
+
+// Hook may answer a request itself by returning true. f is the file at the
+// request's path, or nil.
+type Hook func(w http.ResponseWriter, r *http.Request, f *File) bool
+
+// Origin is an HTTPS origin on 127.0.0.1.
+type Origin struct {
+	*httptest.Server
+
+	mu       sync.Mutex
+	files    map[string]*File
+	requests []*http.Request
+	hook     Hook
+
+	// Gets and Heads count the GET and HEAD requests received.
+	Gets  atomic.Int64
+	Heads atomic.Int64
+}
+
+// NewOrigin starts an origin that is closed when the test ends.
+func NewOrigin(t testing.TB) *Origin {
+	t.Helper()
+	o := &Origin{files: map[string]*File{}}
+	o.Server = httptest.NewTLSServer(http.HandlerFunc(o.serve))
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *Origin) serve(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		o.Gets.Add(1)
+	case http.MethodHead:
+		o.Heads.Add(1)
+	}
+	o.mu.Lock()
+	o.requests = append(o.requests, r.Clone(context.Background()))
+	f := o.files[r.URL.Path]
+	hook := o.hook
+	o.mu.Unlock()
+	if hook != nil && hook(w, r, f) {
+		return
+	}
+	if f == nil {
+		http.NotFound(w, r)
+		return
+	}
+	ServeFile(w, r, f)
+}
+
+// ServeFile answers r with f, with Range, conditional requests and HEAD.
+func ServeFile(w http.ResponseWriter, r *http.Request, f *File) {
+	for k, v := range f.Header {
+		w.Header()[k] = v
+	}
+	if f.ETag != "" {
+		w.Header().Set("ETag", f.ETag)
+	}
+	if f.Type != "" {
+		w.Header().Set("Content-Type", f.Type)
+	}
+	http.ServeContent(w, r, "", f.ModTime, bytes.NewReader(f.Data))
+}
+
+// Put makes the origin serve data at path, with a strong ETag derived from
+// the content, a fixed modification time and type
+// application/octet-stream. The returned File may be adjusted before the
+// first request for it.
+func (o *Origin) Put(path string, data []byte) *File {
+	f := &File{
+		Data:    data,
+		ETag:    `"` + SHA256(data)[:16] + `"`,
+		ModTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		Type:    "application/octet-stream",
+	}
+	o.mu.Lock()
+	o.files[path] = f
+	o.mu.Unlock()
+	return f
+}
+
+// SetHook installs h for the following requests.
+func (o *Origin) SetHook(h Hook) {
+	o.mu.Lock()
+	o.hook = h
+	o.mu.Unlock()
+}
+
+// Received returns clones of the requests the origin got.
+func (o *Origin) Received() []*http.Request {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]*http.Request(nil), o.requests...)
+}
+
+// HostPort is the origin's address, as a mirror path segment.
+func (o *Origin) HostPort() string { return strings.TrimPrefix(o.URL, "https://") }
+
+// CertPool trusts the origin's certificate.
+func (o *Origin) CertPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(o.Certificate())
+	return p
+}
+
+// WriteCA writes the origin's certificate as PEM into dir and returns the
+// file's path.
+func (o *Origin) WriteCA(t testing.TB, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "origin-ca.pem")
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Certificate().Raw})
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// SHA256 returns the hex SHA-256 of b.
+func SHA256(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Payload returns n deterministic pseudo-random bytes.
+func Payload(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := n - n%8; i < n; i++ {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
