@@ -216,6 +216,17 @@ func (m *MirrorHandler) Close(ctx context.Context) error {
 	return m.fills.Shutdown(ctx)
 }
 
+// WaitFills blocks until no upstream download is in progress, or ctx is
+// done. Downloads continue after their clients leave; this waits for them
+// to be committed (or to fail).
+func (m *MirrorHandler) WaitFills(ctx context.Context) error {
+	m.init()
+	if m.fills == nil {
+		return nil
+	}
+	return m.fills.Wait(ctx)
+}
+
 // FillsInProgress reports how many upstream downloads are running.
 func (m *MirrorHandler) FillsInProgress() int {
 	m.init()

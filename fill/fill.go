@@ -120,6 +120,7 @@ type Group struct {
 
 	mu    sync.Mutex
 	fills map[string]*Fill
+	idle  chan struct{} // closed while no fill runs; replaced when one starts
 }
 
 // NewGroup returns a Group that stores objects in store. It panics if store
@@ -136,7 +137,27 @@ func NewGroup(store storage.Backend, opts Options) *Group {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Group{store: store, opts: opts, log: log, ctx: ctx, cancel: cancel, fills: make(map[string]*Fill)}
+	idle := make(chan struct{})
+	close(idle)
+	return &Group{store: store, opts: opts, log: log, ctx: ctx, cancel: cancel, fills: make(map[string]*Fill), idle: idle}
+}
+
+// Wait blocks until no fill is in progress or ctx is done. Fills started
+// while waiting extend the wait.
+func (g *Group) Wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		idle, n := g.idle, len(g.fills)
+		g.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Shutdown aborts every fill in progress, waits until they have cleaned up
@@ -187,6 +208,9 @@ func (g *Group) Get(key string, src Source, force bool) (f *Fill, joined bool) {
 		done:     make(chan struct{}),
 		progress: make(chan struct{}),
 		size:     -1,
+	}
+	if len(g.fills) == 0 {
+		g.idle = make(chan struct{})
 	}
 	g.fills[key] = f
 	g.wg.Add(1)
@@ -281,8 +305,12 @@ func (f *Fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if off < n {
 			want := min(int64(len(p)), n-off)
 			got, rerr := spool.ReadAt(p[:want], off)
-			if rerr == io.EOF && int64(got) == want {
+			if rerr == io.EOF {
+				// These bytes were written: the spool must have them.
 				rerr = nil
+				if int64(got) < want {
+					rerr = io.ErrUnexpectedEOF
+				}
 			}
 			return got, rerr
 		}
@@ -356,6 +384,9 @@ func (f *Fill) finish(err error, stored bool) {
 	f.g.mu.Lock()
 	if f.g.fills[f.key] == f {
 		delete(f.g.fills, f.key)
+		if len(f.g.fills) == 0 {
+			close(f.g.idle)
+		}
 	}
 	f.g.mu.Unlock()
 
@@ -386,6 +417,10 @@ func (f *Fill) run() {
 	defer f.Release()
 	ctx := g.ctx
 	log := g.log.With("key", f.key)
+	if ctx.Err() != nil {
+		f.finish(context.Cause(ctx), false)
+		return
+	}
 
 	if !f.force {
 		if _, err := g.store.Stat(ctx, f.key); err == nil {
@@ -574,13 +609,19 @@ var errSpool = errors.New("writing spool")
 
 // copyOnce copies body into the spool until EOF or an error, updating *n.
 func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spoolWriter, n *int64) error {
+	// A body whose reader ignores cancellation would keep a shutdown
+	// waiting: close it when the group's context ends.
+	closer, _ := body.(io.Closer)
+	if closer != nil {
+		stop := context.AfterFunc(ctx, func() { closer.Close() })
+		defer stop()
+	}
 	idle := f.g.opts.IdleTimeout
 	var timer *time.Timer
 	timedOut := make(chan struct{})
 	if idle > 0 {
 		// A body that stalls is closed from the timer; the blocked Read then
 		// returns and the stall is reported as ErrIdleTimeout.
-		closer, _ := body.(io.Closer)
 		timer = time.AfterFunc(idle, func() {
 			close(timedOut)
 			if closer != nil {

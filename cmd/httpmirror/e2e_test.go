@@ -362,3 +362,42 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 		t.Fatalf("status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
 	}
 }
+
+// Twenty curl processes ask for the same cold 64 MiB object at once: the
+// origin sees one GET and every download is byte-identical.
+func TestConcurrentCurlColdObject(t *testing.T) {
+	needCurl(t)
+	o := testutil.NewOrigin(t)
+	data := testutil.Payload(3, 64<<20)
+	o.Put("/models/weights.bin", data)
+	// The downloads start together; one that arrives after the fill has
+	// committed is a hit, so the origin count holds either way.
+	p := start(t, mirrorArgs(t, o, t.TempDir())...)
+	u := p.url(o, "/models/weights.bin")
+	dir := t.TempDir()
+	const clients = 20
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			out, err := exec.Command("curl", "-sS", "--fail", "--max-time", "300", "-o", filepath.Join(dir, fmt.Sprint(i)), u).CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("curl %d: %v: %s", i, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := testutil.SHA256(data)
+	for i := range clients {
+		if got := fileSHA(t, filepath.Join(dir, fmt.Sprint(i))); got != want {
+			t.Errorf("client %d: sha256 %s; want %s", i, got, want)
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}

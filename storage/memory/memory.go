@@ -157,14 +157,19 @@ func (w *writer) Commit(ctx context.Context, info storage.Info) error {
 	return nil
 }
 
+// Cancel discards the object; what was written stays readable through
+// ReadAt until Close, as storage.Spooler requires.
 func (w *writer) Cancel(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done {
-		w.done = true
-		w.buf = nil
-	}
+	w.done = true
 	return nil
 }
 
-func (w *writer) Close() error { return w.Cancel(context.Background()) }
+func (w *writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	w.buf = nil
+	return nil
+}

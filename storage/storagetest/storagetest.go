@@ -385,6 +385,20 @@ func testSpool(t *testing.T, b storage.Backend) {
 	if _, err := sp.ReadAt(got, 50000); err != nil || !bytes.Equal(got, data[50000:50010]) {
 		t.Errorf("ReadAt after commit: %v", err)
 	}
+
+	// A cancelled writer's bytes stay readable until Close too: readers of
+	// a failed fill finish what they were given.
+	w2, err := b.Create(ctx, "example.com/spool-cancel.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	w2.Write(data[:1000])
+	w2.Cancel(ctx)
+	if _, err := w2.(storage.Spooler).ReadAt(got, 990); err != nil || !bytes.Equal(got, data[990:1000]) {
+		t.Errorf("ReadAt after Cancel: %v", err)
+	}
+	wantNotFound(t, b, "example.com/spool-cancel.bin")
 }
 
 func testConcurrentWriters(t *testing.T, b storage.Backend) {

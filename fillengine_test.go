@@ -1,0 +1,604 @@
+package httpmirror_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/testutil"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// gate is closed once; a hook waits on it.
+type gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newGate(t testing.TB) *gate {
+	g := &gate{ch: make(chan struct{})}
+	t.Cleanup(g.open) // never leave an origin handler blocked
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+func (g *gate) wait() { <-g.ch }
+func (g *gate) isOpen() bool {
+	select {
+	case <-g.ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// stallingHook serves the first `at` bytes of each file, flushes, calls
+// reached, waits for g, then serves the rest. Range requests are served
+// normally.
+func stallingHook(at int, reached func(), g *gate) testutil.Hook {
+	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if f == nil || r.Header.Get("Range") != "" || r.Method != http.MethodGet {
+			return false
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+		w.Header().Set("ETag", f.ETag)
+		w.Header().Set("Last-Modified", f.ModTime.Format(http.TimeFormat))
+		w.Write(f.Data[:at])
+		w.(http.Flusher).Flush()
+		if reached != nil {
+			reached()
+		}
+		g.wait()
+		w.Write(f.Data[at:])
+		return true
+	}
+}
+
+// cuttingHook serves the first `at` bytes with the full Content-Length and
+// then kills the connection, for the first `times` GETs without a Range
+// header; later requests are served normally.
+func cuttingHook(at int, times int64, o *testOrigin) testutil.Hook {
+	var cut atomic.Int64
+	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if f == nil || r.Header.Get("Range") != "" || cut.Add(1) > times {
+			return false
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+		w.Header().Set("ETag", f.ETag)
+		w.Write(f.Data[:at])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the origin drops the connection
+	}
+}
+
+func TestCoalescing50Clients(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(3, 2<<20)
+	o.Put("/pkg.tar", data)
+	const clients = 50
+	allIn := newGate(t)
+	var entered atomic.Int64
+	m := newMirror(t, o)
+	// Count requests inside the mirror; the origin answers only once all
+	// 50 are in, so every one of them overlaps the single fill.
+	inner := m.Config.Handler
+	m.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if entered.Add(1) == clients {
+			allIn.open()
+		}
+		inner.ServeHTTP(w, r)
+	})
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		allIn.wait()
+		return false
+	})
+
+	var wg sync.WaitGroup
+	results := make([]response, clients)
+	for i := range clients {
+		wg.Go(func() { results[i] = get(t, m.url(o, "/pkg.tar")) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.StatusCode != 200 || r.err != nil || !bytes.Equal(r.body, data) {
+			t.Fatalf("client %d: status %d, %d bytes, err %v; want the object", i, r.StatusCode, len(r.body), r.err)
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Fatalf("origin saw %d GETs; want 1", n)
+	}
+}
+
+// A client that joins while the origin is paused mid-body receives the
+// bytes that arrived so far before the origin sends the rest.
+func TestJoinerStreamsBeforeOriginFinishes(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(4, 1<<20)
+	o.Put("/slow.bin", data)
+	paused := make(chan struct{})
+	resume := newGate(t)
+	o.SetHook(stallingHook(256<<10, func() { close(paused) }, resume))
+	m := newMirror(t, o)
+
+	first, err := http.Get(m.url(o, "/slow.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Body.Close()
+	<-paused
+
+	second, err := http.Get(m.url(o, "/slow.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Body.Close()
+	head := make([]byte, 64<<10)
+	if _, err := io.ReadFull(second.Body, head); err != nil {
+		t.Fatalf("joiner read: %v", err)
+	}
+	// The origin is still paused: these bytes came from the fill's spool.
+	if resume.isOpen() {
+		t.Fatal("origin resumed before the joiner got its first bytes")
+	}
+	if !bytes.Equal(head, data[:len(head)]) {
+		t.Fatal("joiner's first bytes differ from the origin's")
+	}
+	resume.open()
+	rest, err := io.ReadAll(second.Body)
+	if err != nil || !bytes.Equal(append(head, rest...), data) {
+		t.Fatalf("joiner's body: %d bytes, err %v; want the object", len(head)+len(rest), err)
+	}
+	all, err := io.ReadAll(first.Body)
+	if err != nil || !bytes.Equal(all, data) {
+		t.Fatalf("first client's body: %d bytes, err %v", len(all), err)
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+func TestRangeWhileFilling(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(5, 1<<20)
+	f := o.Put("/filling.bin", data)
+	paused := make(chan struct{})
+	resume := newGate(t)
+	o.SetHook(stallingHook(512<<10, func() { close(paused) }, resume))
+	m := newMirror(t, o)
+	u := m.url(o, "/filling.bin")
+
+	first, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Body.Close()
+	<-paused
+
+	// Bytes that have arrived: answered at once.
+	r := do(t, "GET", u, http.Header{"Range": {"bytes=1000-1999"}})
+	if r.StatusCode != 206 || !bytes.Equal(r.body, data[1000:2000]) {
+		t.Fatalf("range inside the arrived part: status %d, %d bytes", r.StatusCode, len(r.body))
+	}
+	if cr := r.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes 1000-1999/%d", len(data)) {
+		t.Errorf("Content-Range = %q", cr)
+	}
+	// HEAD is answered from what is known.
+	h := do(t, "HEAD", u, nil)
+	if h.StatusCode != 200 || h.ContentLength != int64(len(data)) || h.Header.Get("Etag") != f.ETag {
+		t.Fatalf("HEAD while filling: status %d, length %d, ETag %q", h.StatusCode, h.ContentLength, h.Header.Get("Etag"))
+	}
+	// A conditional request too.
+	if c := do(t, "GET", u, http.Header{"If-None-Match": {f.ETag}}); c.StatusCode != 304 {
+		t.Fatalf("If-None-Match while filling: status %d; want 304", c.StatusCode)
+	}
+	if resume.isOpen() {
+		t.Fatal("origin resumed early")
+	}
+
+	// Bytes beyond what arrived: the request waits for them.
+	late := make(chan response, 1)
+	go func() { late <- do(t, "GET", u, http.Header{"Range": {"bytes=900000-900099"}}) }()
+	resume.open()
+	r = <-late
+	if r.StatusCode != 206 || !bytes.Equal(r.body, data[900000:900100]) {
+		t.Fatalf("range beyond the arrived part: status %d, %d bytes", r.StatusCode, len(r.body))
+	}
+	io.Copy(io.Discard, first.Body)
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+func TestCutWithoutRetryAbortsEveryClient(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(6, 1<<20)
+	o.Put("/cut.bin", data)
+	m := newMirror(t, o)
+	// The cut happens once both clients are in: the origin sends half,
+	// waits for the second client to join, then drops the connection.
+	half := 512 << 10
+	joined := newGate(t)
+	var cuts atomic.Int64
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if cuts.Add(1) > 1 {
+			return false
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+		w.Header().Set("ETag", f.ETag)
+		w.Write(f.Data[:half])
+		w.(http.Flusher).Flush()
+		joined.wait()
+		panic(http.ErrAbortHandler)
+	})
+
+	clients := make([]*http.Response, 2)
+	for i := range clients {
+		resp, err := http.Get(m.url(o, "/cut.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		// Each client has bytes before the cut, so it is in the fill.
+		if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = resp
+	}
+	joined.open()
+	for i, resp := range clients {
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err == nil {
+			t.Errorf("client %d: body ended cleanly after %d more bytes; want an aborted transfer", i, n)
+		}
+		if resp.ContentLength != int64(len(data)) {
+			t.Errorf("client %d: Content-Length %d; want %d", i, resp.ContentLength, len(data))
+		}
+	}
+	if _, err := m.store.Stat(context.Background(), o.HostPort()+"/cut.bin"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after the cut, Stat = %v; want ErrNotFound", err)
+	}
+	// The next request fetches the whole object again.
+	r := get(t, m.url(o, "/cut.bin"))
+	if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+		t.Fatalf("refetch: status %d, %d bytes", r.StatusCode, len(r.body))
+	}
+	reqs := o.Received()
+	if len(reqs) != 2 || reqs[1].Header.Get("Range") != "" {
+		t.Fatalf("origin requests: %d, second Range %q; want 2 and a whole-object GET", len(reqs), reqs[len(reqs)-1].Header.Get("Range"))
+	}
+}
+
+func TestCutWithRetryResumes(t *testing.T) {
+	for _, validator := range []string{"etag", "last-modified"} {
+		t.Run(validator, func(t *testing.T) {
+			o := newOrigin(t)
+			data := payload(7, 1<<20)
+			f := o.Put("/resume.bin", data)
+			if validator == "last-modified" {
+				f.ETag = ""
+			}
+			m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
+				m.ContinuationGetRetry = 3
+				m.ContinuationGetInterval = time.Millisecond
+			})
+			// Cut twice: the fill resumes twice.
+			o.SetHook(cuttingHookOnce(300<<10, 2))
+			r := get(t, m.url(o, "/resume.bin"))
+			if r.StatusCode != 200 || r.err != nil || !bytes.Equal(r.body, data) {
+				t.Fatalf("status %d, %d bytes, err %v; want the whole object", r.StatusCode, len(r.body), r.err)
+			}
+			var ranged int
+			for _, req := range o.Received() {
+				if rg := req.Header.Get("Range"); rg != "" {
+					ranged++
+					want := f.ETag
+					if validator == "last-modified" {
+						want = f.ModTime.Format(http.TimeFormat)
+					}
+					if req.Header.Get("If-Range") != want {
+						t.Errorf("resume %q carried If-Range %q; want %q", rg, req.Header.Get("If-Range"), want)
+					}
+				}
+			}
+			if ranged != 2 {
+				t.Fatalf("origin saw %d Range requests; want 2", ranged)
+			}
+			// Stored: a hit now.
+			before := o.Gets.Load()
+			if r := get(t, m.url(o, "/resume.bin")); !bytes.Equal(r.body, data) || o.Gets.Load() != before {
+				t.Fatalf("after the resumed fill: not a correct hit")
+			}
+		})
+	}
+}
+
+// cuttingHookOnce cuts each of the first `times` responses (whole or
+// ranged) after `chunk` bytes of body.
+func cuttingHookOnce(chunk int, times int64) testutil.Hook {
+	var n atomic.Int64
+	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if f == nil || n.Add(1) > times {
+			return false
+		}
+		cw := &cutWriter{ResponseWriter: w, left: chunk}
+		testutil.ServeFile(cw, r, f)
+		return true
+	}
+}
+
+// cutWriter passes through `left` body bytes and then aborts the response.
+type cutWriter struct {
+	http.ResponseWriter
+	left int
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if len(p) >= c.left {
+		c.ResponseWriter.Write(p[:c.left])
+		c.ResponseWriter.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	c.left -= len(p)
+	return c.ResponseWriter.Write(p)
+}
+
+func TestOriginChangedDuringResume(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(8, 1<<20)
+	o.Put("/moving.bin", data)
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
+		m.ContinuationGetRetry = 3
+		m.ContinuationGetInterval = time.Millisecond
+	})
+	changed := payload(9, 1<<20) // same size, other bytes and ETag
+	var n atomic.Int64
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if n.Add(1) > 1 {
+			return false
+		}
+		// Cut the first response, and replace the file before the resume.
+		o.Put("/moving.bin", changed)
+		testutil.ServeFile(&cutWriter{ResponseWriter: w, left: 300 << 10}, r, f)
+		return true
+	})
+	resp, err := http.Get(m.url(o, "/moving.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatal("client got a clean body from a fill whose origin changed; want an aborted transfer")
+	}
+	reqs := o.Received()
+	if len(reqs) != 2 || reqs[1].Header.Get("If-Range") == "" {
+		t.Fatalf("origin requests %d; want the cut GET and one guarded resume", len(reqs))
+	}
+	if _, err := m.store.Stat(context.Background(), o.HostPort()+"/moving.bin"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Stat after the aborted fill = %v; want ErrNotFound", err)
+	}
+	if r := get(t, m.url(o, "/moving.bin")); !bytes.Equal(r.body, changed) {
+		t.Fatalf("next request: %d bytes; want the changed object", len(r.body))
+	}
+}
+
+func TestClientLeavingDoesNotStopFill(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(10, 1<<20)
+	o.Put("/left.bin", data)
+	paused := make(chan struct{})
+	resume := newGate(t)
+	o.SetHook(stallingHook(100<<10, func() { close(paused) }, resume))
+	m := newMirror(t, o)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", m.url(o, "/left.bin"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-paused
+	io.ReadFull(resp.Body, make([]byte, 1000))
+	cancel() // the only client goes away mid-fill
+	resp.Body.Close()
+	resume.open()
+
+	// The fill completes on its own: wait for it through the handler.
+	waitFills(t, m)
+	before := o.Gets.Load()
+	r := get(t, m.url(o, "/left.bin"))
+	if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+		t.Fatalf("after the client left: status %d, %d bytes", r.StatusCode, len(r.body))
+	}
+	if o.Gets.Load() != before || before != 1 {
+		t.Fatalf("origin GETs %d then %d; want 1 and a hit", before, o.Gets.Load())
+	}
+}
+
+// waitFills waits until the mirror has no fill in progress: fills go on
+// after their clients are gone, so no response marks their end.
+func waitFills(t *testing.T, m *testMirror) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.h.WaitFills(ctx); err != nil {
+		t.Fatalf("waiting for fills: %v", err)
+	}
+}
+
+func TestShutdownAbortsFillsCleanly(t *testing.T) {
+	o := newOrigin(t)
+	o.Put("/never.bin", payload(11, 1<<20))
+	paused := make(chan struct{})
+	o.SetHook(stallingHook(100<<10, func() { close(paused) }, newGate(t)))
+	m := newMirror(t, o)
+	resp, err := http.Get(m.url(o, "/never.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-paused
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.h.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Error("client body ended cleanly after shutdown aborted the fill")
+	}
+	if n := countFiles(t, m.root+"/tmp"); n != 0 {
+		t.Errorf("%d temporary files after shutdown; want 0", n)
+	}
+	if n := countFiles(t, m.root+"/objects"); n != 0 {
+		t.Errorf("%d objects after an aborted fill; want 0", n)
+	}
+}
+
+func TestCheckSync(t *testing.T) {
+	o := newOrigin(t)
+	old := payload(12, 100000)
+	o.Put("/sync.bin", old)
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CheckSyncTimeout = 5 * time.Second })
+	u := m.url(o, "/sync.bin")
+	if r := get(t, u); !bytes.Equal(r.body, old) {
+		t.Fatal("first fetch wrong")
+	}
+	waitFills(t, m) // the next request must be a hit, not a joiner
+	// Same size at the origin: the cache is served.
+	if r := get(t, u); !bytes.Equal(r.body, old) || o.Gets.Load() != 1 || o.Heads.Load() != 1 {
+		t.Fatalf("unchanged origin: GETs %d HEADs %d; want 1 and 1", o.Gets.Load(), o.Heads.Load())
+	}
+	// Replaced with another size: refetched and served.
+	nw := payload(13, 150000)
+	o.Put("/sync.bin", nw)
+	if r := get(t, u); r.StatusCode != 200 || !bytes.Equal(r.body, nw) {
+		t.Fatalf("changed origin: status %d, %d bytes; want the new object", r.StatusCode, len(r.body))
+	}
+	waitFills(t, m)
+	if o.Gets.Load() != 2 {
+		t.Fatalf("origin GETs %d; want 2", o.Gets.Load())
+	}
+	// Origin down: the cache (now the new object) is served.
+	o.Close()
+	if r := get(t, u); r.StatusCode != 200 || !bytes.Equal(r.body, nw) {
+		t.Fatalf("origin down: status %d, %d bytes; want the cached object", r.StatusCode, len(r.body))
+	}
+}
+
+func TestCheckSyncReplacementKeepsOldReaders(t *testing.T) {
+	o := newOrigin(t)
+	old := payload(14, 4<<20)
+	o.Put("/big.bin", old)
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CheckSyncTimeout = 5 * time.Second })
+	u := m.url(o, "/big.bin")
+	get(t, u)
+	waitFills(t, m)
+	// A reader starts on the old object ...
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 1000)
+	io.ReadFull(resp.Body, head)
+	// ... the origin changes and another request replaces the object ...
+	nw := payload(15, 3<<20)
+	o.Put("/big.bin", nw)
+	if r := get(t, u); !bytes.Equal(r.body, nw) {
+		t.Fatal("replacement not served")
+	}
+	// ... and the first reader still finishes the old one.
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(append(head, rest...), old) {
+		t.Fatalf("old reader: %d bytes, err %v; want the old object", len(head)+len(rest), err)
+	}
+}
+
+func TestWaitModeWithoutTee(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(16, 1<<20)
+	o.Put("/wait.bin", data)
+	paused := make(chan struct{})
+	resume := newGate(t)
+	o.SetHook(stallingHook(100<<10, func() { close(paused) }, resume))
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.TeeResponse = false })
+
+	got := make(chan response, 1)
+	go func() { got <- get(t, m.url(o, "/wait.bin")) }()
+	<-paused
+	select {
+	case <-got:
+		t.Fatal("response before the fill completed, with TeeResponse off")
+	default:
+	}
+	resume.open()
+	r := <-got
+	if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+		t.Fatalf("status %d, %d bytes", r.StatusCode, len(r.body))
+	}
+}
+
+func TestHeadOnColdObject(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(17, 300000)
+	f := o.Put("/cold.bin", data)
+	m := newMirror(t, o)
+	h := do(t, "HEAD", m.url(o, "/cold.bin"), nil)
+	if h.StatusCode != 200 || h.ContentLength != int64(len(data)) || h.Header.Get("Etag") != f.ETag || len(h.body) != 0 {
+		t.Fatalf("HEAD: status %d, length %d, ETag %q, %d body bytes", h.StatusCode, h.ContentLength, h.Header.Get("Etag"), len(h.body))
+	}
+	if r := get(t, m.url(o, "/cold.bin")); !bytes.Equal(r.body, data) || o.Gets.Load() != 1 {
+		t.Fatalf("GET after HEAD: %d bytes, origin GETs %d", len(r.body), o.Gets.Load())
+	}
+}
+
+func TestUnknownLengthOrigin(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(18, 700000)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		// No Content-Length: chunked, flushed in pieces.
+		w.Header().Set("ETag", `"chunked"`)
+		for i := 0; i < len(data); i += 100000 {
+			w.Write(data[i:min(i+100000, len(data))])
+			w.(http.Flusher).Flush()
+		}
+		return true
+	})
+	m := newMirror(t, o)
+	u := m.url(o, "/chunked.bin")
+	r := get(t, u)
+	if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+		t.Fatalf("cold: status %d, %d bytes", r.StatusCode, len(r.body))
+	}
+	r = do(t, "GET", u, http.Header{"Range": {"bytes=10-19"}})
+	if r.StatusCode != 206 || !bytes.Equal(r.body, data[10:20]) {
+		t.Fatalf("warm range: status %d", r.StatusCode)
+	}
+	if r := get(t, u); r.ContentLength != int64(len(data)) || o.Gets.Load() != 1 {
+		t.Fatalf("warm: Content-Length %d, origin GETs %d", r.ContentLength, o.Gets.Load())
+	}
+}
+
+func TestIdleOriginTimesOut(t *testing.T) {
+	o := newOrigin(t)
+	o.Put("/stuck.bin", payload(19, 1<<20))
+	o.SetHook(stallingHook(1000, nil, newGate(t)))
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.UpstreamIdleTimeout = 100 * time.Millisecond })
+	resp, err := http.Get(m.url(o, "/stuck.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("body ended cleanly from an origin that stalled")
+	}
+}
