@@ -104,7 +104,9 @@ func (n noSpool) Create(ctx context.Context, key string) (storage.Writer, error)
 // failing fails every call but Stat (which says "not found").
 type failing struct{ storage.Backend }
 
-func (failing) Stat(context.Context, string) (storage.Info, error) { return storage.Info{}, storage.ErrNotFound }
+func (failing) Stat(context.Context, string) (storage.Info, error) {
+	return storage.Info{}, storage.ErrNotFound
+}
 func (failing) Create(context.Context, string) (storage.Writer, error) {
 	return nil, errors.New("disk on fire")
 }

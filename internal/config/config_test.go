@@ -1,0 +1,94 @@
+package config
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", "/var/cache/test")
+	c, err := Parse(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Address != ":8080" || c.LinkExpires != 24*time.Hour || !c.TeeResponse || c.UpstreamScheme != "https" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.StorageURL != "file:///var/cache/test/httpmirror" {
+		t.Errorf("default storage = %q; want the user cache dir", c.StorageURL)
+	}
+}
+
+func TestEmptyStorageMeansNoCache(t *testing.T) {
+	c, err := Parse([]string{"--storage-url="}, env(nil), io.Discard)
+	if err != nil || c.StorageURL != "" {
+		t.Fatalf("StorageURL %q, err %v; want empty", c.StorageURL, err)
+	}
+	c, err = Parse(nil, env(map[string]string{"HTTPMIRROR_STORAGE_URL": ""}), io.Discard)
+	if err != nil || c.StorageURL != "" {
+		t.Fatalf("from env: StorageURL %q, err %v; want empty", c.StorageURL, err)
+	}
+}
+
+func TestEnvironmentAndPrecedence(t *testing.T) {
+	c, err := Parse([]string{"--address", "127.0.0.1:1"}, env(map[string]string{
+		"HTTPMIRROR_ADDRESS":                "127.0.0.1:2",
+		"HTTPMIRROR_BLOCK_SUFFIX":           ".exe,.msi",
+		"HTTPMIRROR_TEE_RESPONSE":           "false",
+		"HTTPMIRROR_CHECK_SYNC_TIMEOUT":     "3s",
+		"HTTPMIRROR_CONTINUATION_GET_RETRY": "4",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Address != "127.0.0.1:1" {
+		t.Errorf("Address = %q; the flag must win over the environment", c.Address)
+	}
+	if strings.Join(c.BlockSuffix, " ") != ".exe .msi" || c.TeeResponse || c.CheckSyncTimeout != 3*time.Second || c.ContinuationGetRetry != 4 {
+		t.Errorf("from env: %+v", c)
+	}
+}
+
+func TestBlockSuffixRepeatable(t *testing.T) {
+	c, err := Parse([]string{"--block-suffix", ".exe", "--block-suffix", ".msi, .bat"}, env(nil), io.Discard)
+	if err != nil || strings.Join(c.BlockSuffix, " ") != ".exe .msi .bat" {
+		t.Fatalf("BlockSuffix %q, err %v", c.BlockSuffix, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--link-expires", "x"},
+		{"--link-expires", "-1s"},
+		{"--log-level", "chatty"},
+		{"--log-format", "yaml"},
+		{"--max-path-length", "0"},
+		{"--nope"},
+		{"extra"},
+	} {
+		if _, err := Parse(args, env(nil), io.Discard); err == nil {
+			t.Errorf("Parse(%q) succeeded; want an error", args)
+		}
+	}
+	if _, err := Parse(nil, env(map[string]string{"HTTPMIRROR_LINK_EXPIRES": "never"}), io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "HTTPMIRROR_LINK_EXPIRES") {
+		t.Errorf("bad environment value: error %v; want one naming the variable", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out strings.Builder
+	if _, err := Parse([]string{"--help"}, env(nil), &out); !errors.Is(err, ErrHelp) {
+		t.Fatalf("--help: %v; want ErrHelp", err)
+	}
+	if !strings.Contains(out.String(), "--storage-url") || !strings.Contains(out.String(), "HTTPMIRROR_STORAGE_URL") {
+		t.Errorf("usage lacks flags or their variables:\n%s", out.String())
+	}
+}
