@@ -445,7 +445,7 @@ func (f *Fill) run() {
 	info := g.opts.Info(resp)
 	info.Key = f.key
 
-	w, spool, err := f.openSpool(ctx)
+	w, spool, err := f.openSpool(ctx, info)
 	if err != nil {
 		resp.Body.Close()
 		f.finish(err, false)
@@ -464,8 +464,7 @@ func (f *Fill) run() {
 	}
 	stored := false
 	if w != nil {
-		info.Size = n
-		if err := w.Commit(ctx, info); err != nil {
+		if err := w.Commit(ctx); err != nil {
 			// Every client got its bytes from the spool; only the cache
 			// misses out. The next request fetches again.
 			log.Error("storage commit failed; object not cached", "err", err)
@@ -497,10 +496,10 @@ type spoolWriter struct {
 // openSpool creates the storage writer and the spool readers read from. A
 // failing storage backend does not fail the fill: it falls back to a
 // temporary spool so clients are still served, and nothing is cached.
-func (f *Fill) openSpool(ctx context.Context) (storage.Writer, *spoolWriter, error) {
+func (f *Fill) openSpool(ctx context.Context, info storage.Info) (storage.Writer, *spoolWriter, error) {
 	g := f.g
 	sw := &spoolWriter{}
-	w, err := g.store.Create(ctx, f.key)
+	w, err := g.store.Create(ctx, f.key, info)
 	if err != nil {
 		g.log.Error("storage create failed; serving without caching", "key", f.key, "err", err)
 	} else {

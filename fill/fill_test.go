@@ -96,8 +96,8 @@ func TestFillStoresAndServes(t *testing.T) {
 // fill to keep its own spool file.
 type noSpool struct{ storage.Backend }
 
-func (n noSpool) Create(ctx context.Context, key string) (storage.Writer, error) {
-	w, err := n.Backend.Create(ctx, key)
+func (n noSpool) Create(ctx context.Context, key string, info storage.Info) (storage.Writer, error) {
+	w, err := n.Backend.Create(ctx, key, info)
 	return struct{ storage.Writer }{w}, err
 }
 
@@ -107,7 +107,7 @@ type failing struct{ storage.Backend }
 func (failing) Stat(context.Context, string) (storage.Info, error) {
 	return storage.Info{}, storage.ErrNotFound
 }
-func (failing) Create(context.Context, string) (storage.Writer, error) {
+func (failing) Create(context.Context, string, storage.Info) (storage.Writer, error) {
 	return nil, errors.New("disk on fire")
 }
 

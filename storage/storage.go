@@ -80,10 +80,11 @@ type Writer interface {
 	io.Writer
 	// Written reports how many bytes have been written so far.
 	Written() int64
-	// Commit publishes the object with the given metadata. If info.Size is
-	// >= 0 and differs from Written, Commit fails with ErrSizeMismatch and
-	// publishes nothing. A negative info.Size is replaced by Written.
-	Commit(ctx context.Context, info Info) error
+	// Commit publishes the object with the metadata given to Create. If
+	// that Size is >= 0 and differs from Written, Commit fails with
+	// ErrSizeMismatch and publishes nothing; a negative Size becomes
+	// Written.
+	Commit(ctx context.Context) error
 	// Cancel discards everything written. It is safe to call after a failed
 	// Commit.
 	Cancel(ctx context.Context) error
@@ -99,9 +100,11 @@ type Backend interface {
 	// Open opens the committed object under key for reading, or returns
 	// ErrNotFound.
 	Open(ctx context.Context, key string) (Object, error)
-	// Create starts a new object under key. The object becomes visible only
-	// when the returned Writer's Commit succeeds.
-	Create(ctx context.Context, key string) (Writer, error)
+	// Create starts a new object under key with the metadata info (whose
+	// Key is ignored and whose Size is -1 when the length is not known
+	// yet). The object becomes visible only when the returned Writer's
+	// Commit succeeds.
+	Create(ctx context.Context, key string, info Info) (Writer, error)
 	// Delete removes the committed object under key. Deleting a missing
 	// object is not an error.
 	Delete(ctx context.Context, key string) error

@@ -284,7 +284,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 
 // Create implements storage.Backend. The writer also implements
 // storage.Spooler.
-func (b *Backend) Create(ctx context.Context, key string) (storage.Writer, error) {
+func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (storage.Writer, error) {
 	p, err := b.Path(key)
 	if err != nil {
 		return nil, err
@@ -293,7 +293,8 @@ func (b *Backend) Create(ctx context.Context, key string) (storage.Writer, error
 	if err != nil {
 		return nil, err
 	}
-	return &writer{key: key, path: p, f: f}, nil
+	info.Key = key
+	return &writer{info: info, path: p, f: f}, nil
 }
 
 // object is an open object file. Read and Seek are confined to the body;
@@ -378,7 +379,7 @@ const (
 
 // writer writes a new object to a temporary file.
 type writer struct {
-	key  string
+	info storage.Info
 	path string // final location
 	f    *os.File
 
@@ -399,17 +400,17 @@ func (w *writer) Written() int64 { return w.n }
 // ReadAt reads back written bytes; it may run concurrently with Write.
 func (w *writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
 
-func (w *writer) Commit(ctx context.Context, info storage.Info) error {
+func (w *writer) Commit(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state != open || w.closed {
 		return errors.New("file: commit of a finished writer")
 	}
+	info := w.info
 	if info.Size >= 0 && info.Size != w.n {
 		return fmt.Errorf("%w: wrote %d bytes, expected %d", storage.ErrSizeMismatch, w.n, info.Size)
 	}
 	info.Size = w.n
-	info.Key = w.key
 	if info.StoredAt.IsZero() {
 		info.StoredAt = time.Now()
 	}

@@ -77,7 +77,7 @@ func TestLeftoversRemovedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	w, err := b.Create(ctx, "example.com/partial.bin")
+	w, err := b.Create(ctx, "example.com/partial.bin", storage.Info{Size: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +118,9 @@ func TestDamagedObjectIsNotServed(t *testing.T) {
 	ctx := context.Background()
 	key := "example.com/damaged.bin"
 	data := testutil.Payload(2, 10000)
-	w, _ := b.Create(ctx, key)
+	w, _ := b.Create(ctx, key, storage.Info{Size: int64(len(data))})
 	w.Write(data)
-	if err := w.Commit(ctx, storage.Info{Size: int64(len(data))}); err != nil {
+	if err := w.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
@@ -145,9 +145,9 @@ func TestObjectSupportsSendfile(t *testing.T) {
 	b := newBackend(t)
 	ctx := context.Background()
 	key := "example.com/sendfile.bin"
-	w, _ := b.Create(ctx, key)
+	w, _ := b.Create(ctx, key, storage.Info{Size: 5})
 	w.Write([]byte("hello"))
-	w.Commit(ctx, storage.Info{Size: 5})
+	w.Commit(ctx)
 	w.Close()
 	o, err := b.Open(ctx, key)
 	if err != nil {

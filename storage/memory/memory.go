@@ -74,11 +74,12 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 }
 
 // Create implements storage.Backend. The writer implements storage.Spooler.
-func (b *Backend) Create(ctx context.Context, key string) (storage.Writer, error) {
+func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (storage.Writer, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return nil, err
 	}
-	return &writer{b: b, key: key}, nil
+	info.Key = key
+	return &writer{b: b, key: key, info: cloneInfo(info)}, nil
 }
 
 // Len reports how many objects are stored.
@@ -104,8 +105,9 @@ func (o *object) Info() storage.Info { return o.info }
 func (o *object) Close() error       { return nil }
 
 type writer struct {
-	b   *Backend
-	key string
+	b    *Backend
+	key  string
+	info storage.Info
 
 	mu   sync.RWMutex
 	buf  []byte
@@ -134,18 +136,18 @@ func (w *writer) ReadAt(p []byte, off int64) (int, error) {
 	return bytes.NewReader(w.buf).ReadAt(p, off)
 }
 
-func (w *writer) Commit(ctx context.Context, info storage.Info) error {
+func (w *writer) Commit(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
 		return errors.New("memory: commit of a finished writer")
 	}
+	info := w.info
 	n := int64(len(w.buf))
 	if info.Size >= 0 && info.Size != n {
 		return fmt.Errorf("%w: wrote %d bytes, expected %d", storage.ErrSizeMismatch, n, info.Size)
 	}
 	info.Size = n
-	info.Key = w.key
 	if info.StoredAt.IsZero() {
 		info.StoredAt = time.Now()
 	}

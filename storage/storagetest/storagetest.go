@@ -63,7 +63,7 @@ func sampleInfo(size int64) storage.Info {
 func put(t *testing.T, b storage.Backend, key string, data []byte, info storage.Info) {
 	t.Helper()
 	ctx := context.Background()
-	w, err := b.Create(ctx, key)
+	w, err := b.Create(ctx, key, info)
 	if err != nil {
 		t.Fatalf("Create(%q): %v", key, err)
 	}
@@ -71,7 +71,7 @@ func put(t *testing.T, b storage.Backend, key string, data []byte, info storage.
 	if _, err := w.Write(data); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	if err := w.Commit(ctx, info); err != nil {
+	if err := w.Commit(ctx); err != nil {
 		t.Fatalf("Commit(%q): %v", key, err)
 	}
 }
@@ -156,12 +156,12 @@ func checkInfo(t *testing.T, got, want storage.Info, key string) {
 func testInvisibleUntilCommit(t *testing.T, b storage.Backend) {
 	ctx := context.Background()
 	key := "example.com/later.bin"
-	w, err := b.Create(ctx, key)
+	data := testutil.Payload(2, 1000)
+	w, err := b.Create(ctx, key, sampleInfo(int64(len(data))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	data := testutil.Payload(2, 1000)
 	if _, err := w.Write(data); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func testInvisibleUntilCommit(t *testing.T, b storage.Backend) {
 		t.Errorf("Written = %d; want %d", got, len(data))
 	}
 	wantNotFound(t, b, key)
-	if err := w.Commit(ctx, sampleInfo(int64(len(data)))); err != nil {
+	if err := w.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, got := read(t, b, key); !bytes.Equal(got, data) {
@@ -180,7 +180,7 @@ func testInvisibleUntilCommit(t *testing.T, b storage.Backend) {
 func testCancel(t *testing.T, b storage.Backend) {
 	ctx := context.Background()
 	key := "example.com/cancelled.bin"
-	w, err := b.Create(ctx, key)
+	w, err := b.Create(ctx, key, sampleInfo(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func testCancel(t *testing.T, b storage.Backend) {
 	if err := w.Cancel(ctx); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
-	if err := w.Commit(ctx, sampleInfo(100)); err == nil {
+	if err := w.Commit(ctx); err == nil {
 		t.Errorf("Commit after Cancel succeeded")
 	}
 	if err := w.Close(); err != nil {
@@ -200,7 +200,7 @@ func testCancel(t *testing.T, b storage.Backend) {
 func testCloseWithoutCommit(t *testing.T, b storage.Backend) {
 	ctx := context.Background()
 	key := "example.com/abandoned.bin"
-	w, err := b.Create(ctx, key)
+	w, err := b.Create(ctx, key, sampleInfo(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,13 +214,13 @@ func testCloseWithoutCommit(t *testing.T, b storage.Backend) {
 func testSizeMismatch(t *testing.T, b storage.Backend) {
 	ctx := context.Background()
 	key := "example.com/short.bin"
-	w, err := b.Create(ctx, key)
+	w, err := b.Create(ctx, key, sampleInfo(101))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	w.Write(testutil.Payload(5, 100))
-	if err := w.Commit(ctx, sampleInfo(101)); !errors.Is(err, storage.ErrSizeMismatch) {
+	if err := w.Commit(ctx); !errors.Is(err, storage.ErrSizeMismatch) {
 		t.Fatalf("Commit of 100 bytes declared as 101: error = %v; want ErrSizeMismatch", err)
 	}
 	w.Cancel(ctx)
@@ -331,7 +331,7 @@ func testInvalidKeys(t *testing.T, b storage.Backend) {
 		if _, err := b.Stat(ctx, key); !errors.Is(err, storage.ErrInvalidKey) {
 			t.Errorf("Stat(%q) error = %v; want ErrInvalidKey", key, err)
 		}
-		if w, err := b.Create(ctx, key); !errors.Is(err, storage.ErrInvalidKey) {
+		if w, err := b.Create(ctx, key, sampleInfo(1)); !errors.Is(err, storage.ErrInvalidKey) {
 			if err == nil {
 				w.Close()
 			}
@@ -354,7 +354,8 @@ func testDirectoryKeyDistinct(t *testing.T, b storage.Backend) {
 
 func testSpool(t *testing.T, b storage.Backend) {
 	ctx := context.Background()
-	w, err := b.Create(ctx, "example.com/spool.bin")
+	data := testutil.Payload(11, 100000)
+	w, err := b.Create(ctx, "example.com/spool.bin", sampleInfo(int64(len(data))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +364,6 @@ func testSpool(t *testing.T, b storage.Backend) {
 	if !ok {
 		t.Skip("writer does not implement storage.Spooler")
 	}
-	data := testutil.Payload(11, 100000)
 	for i := 0; i < len(data); i += 30000 {
 		chunk := data[i:min(i+30000, len(data))]
 		if _, err := w.Write(chunk); err != nil {
@@ -377,7 +377,7 @@ func testSpool(t *testing.T, b storage.Backend) {
 			t.Fatalf("ReadAt after %d bytes: content differs", len(got))
 		}
 	}
-	if err := w.Commit(ctx, sampleInfo(int64(len(data)))); err != nil {
+	if err := w.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Still readable after commit, until Close.
@@ -388,7 +388,7 @@ func testSpool(t *testing.T, b storage.Backend) {
 
 	// A cancelled writer's bytes stay readable until Close too: readers of
 	// a failed fill finish what they were given.
-	w2, err := b.Create(ctx, "example.com/spool-cancel.bin")
+	w2, err := b.Create(ctx, "example.com/spool-cancel.bin", sampleInfo(1000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func testConcurrentWriters(t *testing.T, b storage.Backend) {
 		payloads[i] = testutil.Payload(uint64(100+i), 50000+i)
 		wg.Go(func() {
 			ctx := context.Background()
-			w, err := b.Create(ctx, key)
+			w, err := b.Create(ctx, key, sampleInfo(int64(len(payloads[i]))))
 			if err != nil {
 				t.Error(err)
 				return
@@ -419,7 +419,7 @@ func testConcurrentWriters(t *testing.T, b storage.Backend) {
 			for off := 0; off < len(payloads[i]); off += 4096 {
 				w.Write(payloads[i][off:min(off+4096, len(payloads[i]))])
 			}
-			if err := w.Commit(ctx, sampleInfo(int64(len(payloads[i])))); err != nil {
+			if err := w.Commit(ctx); err != nil {
 				t.Error(err)
 			}
 		})
