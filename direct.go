@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"time"
 )
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1, which a
@@ -64,12 +65,17 @@ func (m *MirrorHandler) direct(w http.ResponseWriter, r *http.Request, t target)
 	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip"} {
 		req.Header.Del(k)
 	}
+	start := time.Now()
 	resp, err := m.client.Do(req)
 	if err != nil {
+		if r.Context().Err() == nil {
+			m.Metrics.upstreamError(err)
+		}
 		m.fail(w, r, err)
 		return
 	}
 	defer resp.Body.Close()
+	m.Metrics.upstreamResponse(time.Since(start))
 
 	copyEndToEnd(w.Header(), resp.Header)
 	if resp.ContentLength < 0 {

@@ -84,6 +84,16 @@ func clientMessage(code int, err error) string {
 // error's detail goes to the log only.
 func (m *MirrorHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusFor(r.Context(), err)
+	switch {
+	case errors.Is(err, errBlocked):
+		mark(w, outcomeBlocked)
+	case errors.Is(err, netguard.ErrRefused):
+		mark(w, outcomeRefused)
+	case errors.Is(err, errBadRequest), errors.Is(err, errNoTarget), errors.Is(err, errPathTooLong):
+		mark(w, outcomeInvalid)
+	case code >= 500:
+		mark(w, outcomeError)
+	}
 	if code == http.StatusNotFound && errors.Is(err, errNoTarget) {
 		m.notFound(w, r)
 		return

@@ -120,7 +120,12 @@ type MirrorHandler struct {
 	// 414. Zero means DefaultMaxPathLength.
 	MaxPathLength int
 
+	// Metrics, when set, receives request, upstream, fill and storage
+	// metrics (see NewMetrics). Nil records none.
+	Metrics *Metrics
+
 	once     sync.Once
+	store    storage.Backend // RemoteCache, instrumented when Metrics is set
 	initErr  error
 	log      *slog.Logger
 	client   *http.Client
@@ -185,6 +190,10 @@ func (m *MirrorHandler) init() error {
 		if m.scheme == "" {
 			m.scheme = "https"
 		}
+		m.store = m.RemoteCache
+		if m.RemoteCache != nil && m.Metrics != nil {
+			m.store = instrumented{b: m.RemoteCache, m: m.Metrics}
+		}
 		if m.RemoteCache != nil {
 			idle := m.UpstreamIdleTimeout
 			if idle == 0 {
@@ -192,15 +201,17 @@ func (m *MirrorHandler) init() error {
 			} else if idle < 0 {
 				idle = 0
 			}
-			m.fills = fill.NewGroup(m.RemoteCache, fill.Options{
+			m.fills = fill.NewGroup(m.store, fill.Options{
 				Retry:         m.ContinuationGetRetry,
 				RetryInterval: m.ContinuationGetInterval,
 				IdleTimeout:   idle,
 				SpoolDir:      m.SpoolDir,
 				Logger:        m.log,
+				Observer:      fillObserver{m.Metrics},
 			})
 			m.redirect, _ = m.RemoteCache.(storage.Redirector)
 		}
+		m.Metrics.watch(m)
 	})
 	return m.initErr
 }
@@ -263,7 +274,26 @@ func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "mirror misconfigured", http.StatusInternalServerError)
 		return
 	}
+	start := time.Now()
+	rec := recorders.Get().(*recorder)
+	*rec = recorder{ResponseWriter: w}
+	defer func() {
+		// An aborted response (http.ErrAbortHandler) is recorded too,
+		// then the panic goes on to net/http, which drops the connection.
+		p := recover()
+		m.finish(rec, r, start, p != nil)
+		*rec = recorder{}
+		recorders.Put(rec)
+		if p != nil {
+			panic(p)
+		}
+	}()
+	m.serve(rec, r)
+}
+
+func (m *MirrorHandler) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		mark(w, outcomeInvalid)
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
@@ -273,7 +303,9 @@ func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, r, err)
 		return
 	}
+	markHost(w, t.host)
 	if m.RemoteCache == nil {
+		mark(w, outcomeDirect)
 		m.direct(w, r, t)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/storage"
@@ -12,7 +13,7 @@ import (
 // cached serves t from the cache, fetching it on a miss.
 func (m *MirrorHandler) cached(w http.ResponseWriter, r *http.Request, t target) {
 	ctx := r.Context()
-	obj, err := m.RemoteCache.Open(ctx, t.key)
+	obj, err := m.store.Open(ctx, t.key)
 	switch {
 	case err == nil:
 		if m.CheckSyncTimeout > 0 && m.changedAtOrigin(ctx, t, obj.Info()) {
@@ -38,8 +39,13 @@ func (m *MirrorHandler) cached(w http.ResponseWriter, r *http.Request, t target)
 // if the object is stored (its origin changed).
 func (m *MirrorHandler) fetch(w http.ResponseWriter, r *http.Request, t target, force bool) {
 	ctx := r.Context()
-	f, _ := m.fills.Get(t.key, m.source(t), force)
+	f, joined := m.fills.Get(t.key, m.source(t), force)
 	defer f.Release()
+	if joined {
+		mark(w, outcomeJoined)
+	} else {
+		mark(w, outcomeMiss)
+	}
 	info, err := f.Header(ctx)
 	if errors.Is(err, fill.ErrStored) {
 		m.serveStored(w, r, t)
@@ -82,14 +88,19 @@ func (m *MirrorHandler) source(t target) fill.Source {
 			for k, v := range h {
 				req.Header[k] = v
 			}
-			return m.client.Do(req)
+			start := time.Now()
+			resp, err := m.client.Do(req)
+			if err == nil {
+				m.Metrics.upstreamResponse(time.Since(start))
+			}
+			return resp, err
 		},
 	}
 }
 
 // serveStored opens the committed object of t and serves it.
 func (m *MirrorHandler) serveStored(w http.ResponseWriter, r *http.Request, t target) {
-	obj, err := m.RemoteCache.Open(r.Context(), t.key)
+	obj, err := m.store.Open(r.Context(), t.key)
 	if err != nil {
 		m.fail(w, r, err)
 		return
@@ -102,6 +113,7 @@ func (m *MirrorHandler) serveStored(w http.ResponseWriter, r *http.Request, t ta
 // conditional requests handled by http.ServeContent. It closes obj.
 func (m *MirrorHandler) serveObject(w http.ResponseWriter, r *http.Request, t target, obj storage.Object) {
 	defer obj.Close()
+	mark(w, outcomeHit)
 	info := obj.Info()
 	if m.redirect != nil && !m.NoRedirect && r.Method == http.MethodGet {
 		u, err := m.redirect.SignedURL(r.Context(), t.key, http.MethodGet, m.linkExpires())

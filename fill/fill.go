@@ -106,7 +106,25 @@ type Options struct {
 	Info func(*http.Response) storage.Info
 	// Logger receives fill events. Nil discards them.
 	Logger *slog.Logger
+	// Observer receives events for metrics. Nil means none.
+	Observer Observer
 }
+
+// Observer receives the fill engine's events. Its methods must be cheap and
+// safe for concurrent use.
+type Observer interface {
+	// UpstreamBytes is called for every chunk of body read from an origin.
+	UpstreamBytes(n int)
+	// FillDone is called once for every fill that asked the origin, with
+	// the bytes received, whether the object was stored, and the error that
+	// ended it (nil on success).
+	FillDone(key string, bytes int64, stored bool, err error, d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) UpstreamBytes(int)                                  {}
+func (nopObserver) FillDone(string, int64, bool, error, time.Duration) {}
 
 // Group coalesces fills by cache key.
 type Group struct {
@@ -131,6 +149,9 @@ func NewGroup(store storage.Backend, opts Options) *Group {
 	}
 	if opts.Info == nil {
 		opts.Info = InfoFromResponse
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
 	}
 	log := opts.Logger
 	if log == nil {
@@ -432,49 +453,62 @@ func (f *Fill) run() {
 	}
 
 	start := time.Now()
+	n, stored, err := f.fetch(ctx, log)
+	g.opts.Observer.FillDone(f.key, n, stored, err, time.Since(start))
+	if err != nil {
+		if _, ok := err.(*StatusError); !ok {
+			log.Warn("fill failed", "upstream", f.src.URL, "bytes", n, "err", err)
+		}
+	} else {
+		log.Debug("fill complete", "upstream", f.src.URL, "bytes", n, "stored", stored, "duration", time.Since(start))
+	}
+	f.finish(err, stored)
+}
+
+// fetch downloads the object into the spool and storage. It returns the
+// bytes received, whether the object was committed, and the error that
+// ended the download.
+func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored bool, err error) {
+	g := f.g
 	resp, err := f.src.Get(ctx, nil)
 	if err != nil {
-		f.finish(f.cause(ctx, err), false)
-		return
+		return 0, false, f.cause(ctx, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		drain(resp.Body)
-		f.finish(&StatusError{Code: resp.StatusCode, Header: resp.Header}, false)
-		return
+		return 0, false, &StatusError{Code: resp.StatusCode, Header: resp.Header}
 	}
 	info := g.opts.Info(resp)
 	info.Key = f.key
 
-	w, spool, err := f.openSpool(ctx, info)
+	spool, err := f.openSpool(ctx, info)
 	if err != nil {
 		resp.Body.Close()
-		f.finish(err, false)
-		return
+		return 0, false, err
 	}
 	f.setHeader(info, spool.reader)
 
-	n, err := f.copyBody(ctx, resp, info, spool)
+	n, err = f.copyBody(ctx, resp, info, spool)
+	// spool.w is nil when storage failed: the clients are served from the
+	// spool and nothing is cached.
+	w := spool.w
 	if err != nil {
 		if w != nil {
 			w.Cancel(context.Background())
 		}
-		log.Warn("fill failed", "upstream", f.src.URL, "bytes", n, "err", err)
-		f.finish(err, false)
-		return
+		return n, false, err
 	}
-	stored := false
-	if w != nil {
-		if err := w.Commit(ctx); err != nil {
-			// Every client got its bytes from the spool; only the cache
-			// misses out. The next request fetches again.
-			log.Error("storage commit failed; object not cached", "err", err)
-			w.Cancel(context.Background())
-		} else {
-			stored = true
-		}
+	if w == nil {
+		return n, false, nil
 	}
-	log.Debug("fill complete", "upstream", f.src.URL, "bytes", n, "stored", stored, "duration", time.Since(start))
-	f.finish(nil, stored)
+	if err := w.Commit(ctx); err != nil {
+		// Every client got its bytes from the spool; only the cache
+		// misses out. The next request fetches again.
+		log.Error("storage commit failed; object not cached", "err", err)
+		w.Cancel(context.Background())
+		return n, false, nil
+	}
+	return n, true, nil
 }
 
 // cause turns a cancellation of the group's context into ErrShutdown.
@@ -496,7 +530,7 @@ type spoolWriter struct {
 // openSpool creates the storage writer and the spool readers read from. A
 // failing storage backend does not fail the fill: it falls back to a
 // temporary spool so clients are still served, and nothing is cached.
-func (f *Fill) openSpool(ctx context.Context, info storage.Info) (storage.Writer, *spoolWriter, error) {
+func (f *Fill) openSpool(ctx context.Context, info storage.Info) (*spoolWriter, error) {
 	g := f.g
 	sw := &spoolWriter{}
 	w, err := g.store.Create(ctx, f.key, info)
@@ -507,7 +541,7 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info) (storage.Writer
 		f.addCloser(w.Close)
 		if sp, ok := w.(storage.Spooler); ok {
 			sw.reader = sp
-			return w, sw, nil
+			return sw, nil
 		}
 	}
 	file, err := os.CreateTemp(g.opts.SpoolDir, "httpmirror-spool-*")
@@ -515,7 +549,7 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info) (storage.Writer
 		if w != nil {
 			w.Cancel(context.Background())
 		}
-		return nil, nil, fmt.Errorf("creating spool: %w", err)
+		return nil, fmt.Errorf("creating spool: %w", err)
 	}
 	// Unlinked at once: the space is reclaimed when the last reader closes
 	// it, even after a crash.
@@ -523,7 +557,7 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info) (storage.Writer
 	f.addCloser(file.Close)
 	sw.file = file
 	sw.reader = file
-	return sw.w, sw, nil
+	return sw, nil
 }
 
 func (f *Fill) addCloser(c func() error) {
@@ -632,6 +666,7 @@ func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spo
 	for {
 		m, rerr := body.Read(buf)
 		if m > 0 {
+			f.g.opts.Observer.UpstreamBytes(m)
 			if err := sw.write(ctx, f.g.log, buf[:m]); err != nil {
 				return fmt.Errorf("%w: %w", errSpool, err)
 			}

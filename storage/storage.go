@@ -156,3 +156,18 @@ func ValidateKey(key string) error {
 	}
 	return nil
 }
+
+// Stats describes how much a backend holds.
+type Stats struct {
+	// Bytes is the space used, objects being written included.
+	Bytes int64
+	// Objects is the number of committed objects.
+	Objects int64
+	// Evictions counts objects removed to respect a size limit.
+	Evictions int64
+}
+
+// StatsReporter is implemented by backends that know their size.
+type StatsReporter interface {
+	Stats() Stats
+}

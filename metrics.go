@@ -1,0 +1,219 @@
+package httpmirror
+
+import (
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/internal/netguard"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// outcome is what a request turned out to be, for metrics and the access
+// log.
+type outcome uint8
+
+const (
+	outcomeNone    outcome = iota
+	outcomeHit             // served (or redirected) from storage
+	outcomeMiss            // started a fill
+	outcomeJoined          // joined a fill already running
+	outcomeDirect          // proxied without a cache
+	outcomeBlocked         // blocked suffix
+	outcomeRefused         // upstream address refused
+	outcomeInvalid         // malformed, unknown origin, method not allowed
+	outcomeError           // failed on the mirror's or the origin's side
+)
+
+var outcomeNames = [...]string{"none", "hit", "miss", "joined", "direct", "blocked", "refused", "invalid", "error"}
+
+func (o outcome) String() string { return outcomeNames[o] }
+
+// Metrics holds httpmirror's Prometheus collectors. Create it with
+// NewMetrics and set it on MirrorHandler.Metrics; a nil *Metrics records
+// nothing.
+type Metrics struct {
+	reg prometheus.Registerer
+
+	requests        *prometheus.CounterVec
+	servedBytes     *prometheus.CounterVec
+	upstreamBytes   prometheus.Counter
+	upstreamLatency prometheus.Histogram
+	upstreamErrors  *prometheus.CounterVec
+	fills           *prometheus.CounterVec
+	storageErrors   *prometheus.CounterVec
+	storageLatency  *prometheus.HistogramVec
+}
+
+// NewMetrics creates the collectors and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "httpmirror_requests_total",
+			Help: "Requests answered, by outcome (hit, miss, joined, direct, blocked, refused, invalid, error) and status code.",
+		}, []string{"outcome", "code"}),
+		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "httpmirror_served_bytes_total",
+			Help: "Body bytes sent to clients, by source: cache (hits) or origin (fills and direct proxying).",
+		}, []string{"source"}),
+		upstreamBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "httpmirror_upstream_bytes_total",
+			Help: "Body bytes received from origins by fills.",
+		}),
+		upstreamLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "httpmirror_upstream_response_seconds",
+			Help:    "Time from sending an upstream request to receiving its response headers.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "httpmirror_upstream_errors_total",
+			Help: "Failed upstream fetches, by kind: timeout, refused, connect, status_4xx, status_5xx, short_body, changed, other.",
+		}, []string{"kind"}),
+		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "httpmirror_fills_total",
+			Help: "Finished fills, by result: stored, not_stored (storage failed, clients served from the spool) or failed.",
+		}, []string{"result"}),
+		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "httpmirror_storage_errors_total",
+			Help: "Storage backend errors (not-found excluded), by operation.",
+		}, []string{"op"}),
+		storageLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "httpmirror_storage_operation_seconds",
+			Help:    "Duration of storage backend operations, by operation.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"op"}),
+	}
+	reg.MustRegister(m.requests, m.servedBytes, m.upstreamBytes, m.upstreamLatency,
+		m.upstreamErrors, m.fills, m.storageErrors, m.storageLatency)
+	return m
+}
+
+// watch registers gauges that read the handler's live state. A second
+// handler sharing the same Metrics keeps the first one's gauges.
+func (m *Metrics) watch(h *MirrorHandler) {
+	if m == nil {
+		return
+	}
+	register := func(c prometheus.Collector) {
+		if err := m.reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+		}
+	}
+	register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "httpmirror_fills_in_progress",
+		Help: "Upstream downloads running.",
+	}, func() float64 { return float64(h.FillsInProgress()) }))
+	if s, ok := h.RemoteCache.(storage.StatsReporter); ok {
+		register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "httpmirror_cache_bytes",
+			Help: "Bytes held by the cache, objects being written included.",
+		}, func() float64 { return float64(s.Stats().Bytes) }))
+		register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "httpmirror_cache_objects",
+			Help: "Objects in the cache.",
+		}, func() float64 { return float64(s.Stats().Objects) }))
+		register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "httpmirror_cache_evictions_total",
+			Help: "Objects evicted to keep the cache under its size limit.",
+		}, func() float64 { return float64(s.Stats().Evictions) }))
+	}
+}
+
+// request records one answered request.
+func (m *Metrics) request(o outcome, code int, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(o.String(), strconv.Itoa(code)).Inc()
+	if bytes == 0 || code >= 400 {
+		return // error bodies are not content
+	}
+	switch o {
+	case outcomeHit:
+		m.servedBytes.WithLabelValues("cache").Add(float64(bytes))
+	case outcomeMiss, outcomeJoined, outcomeDirect:
+		m.servedBytes.WithLabelValues("origin").Add(float64(bytes))
+	}
+}
+
+// upstreamResponse records the latency of an upstream request that got a
+// response. Failures are counted where the request's user sees them
+// (fillObserver, the direct proxy).
+func (m *Metrics) upstreamResponse(d time.Duration) {
+	if m != nil {
+		m.upstreamLatency.Observe(d.Seconds())
+	}
+}
+
+// upstreamError counts a failed upstream fetch.
+func (m *Metrics) upstreamError(err error) {
+	if m != nil && !errors.Is(err, fill.ErrShutdown) {
+		m.upstreamErrors.WithLabelValues(upstreamErrorKind(err)).Inc()
+	}
+}
+
+func upstreamErrorKind(err error) string {
+	var se *fill.StatusError
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &se) && se.Code >= 500:
+		return "status_5xx"
+	case errors.As(err, &se):
+		return "status_4xx"
+	case errors.Is(err, netguard.ErrRefused):
+		return "refused"
+	case errors.Is(err, fill.ErrOriginChanged):
+		return "changed"
+	case isTimeout(err):
+		return "timeout"
+	case errors.Is(err, fill.ErrShortBody):
+		return "short_body"
+	case errors.As(err, &oe):
+		return "connect"
+	}
+	return "other"
+}
+
+// storageOp records a storage operation's duration and, unless it is a
+// plain not-found, its error.
+func (m *Metrics) storageOp(op string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.storageLatency.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		m.storageErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// fillObserver feeds the fill engine's events into the metrics.
+type fillObserver struct{ m *Metrics }
+
+func (o fillObserver) UpstreamBytes(n int) {
+	if o.m != nil {
+		o.m.upstreamBytes.Add(float64(n))
+	}
+}
+
+func (o fillObserver) FillDone(key string, bytes int64, stored bool, err error, d time.Duration) {
+	if o.m == nil {
+		return
+	}
+	switch {
+	case err == nil && stored:
+		o.m.fills.WithLabelValues("stored").Inc()
+	case err == nil:
+		o.m.fills.WithLabelValues("not_stored").Inc()
+	default:
+		o.m.fills.WithLabelValues("failed").Inc()
+		o.m.upstreamError(err)
+	}
+}

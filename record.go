@@ -1,0 +1,100 @@
+package httpmirror
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// recorder wraps a ResponseWriter to learn the status and body size of a
+// response, and carries the request's outcome. It keeps ReadFrom, so bodies
+// from local files still go out through sendfile, and Unwrap, so
+// http.ResponseController reaches the connection.
+type recorder struct {
+	http.ResponseWriter
+	status  int
+	bytes   int64
+	outcome outcome
+	host    string // upstream host, once resolved
+}
+
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
+
+func (rec *recorder) WriteHeader(code int) {
+	if rec.status == 0 && code >= 200 {
+		rec.status = code
+	}
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+func (rec *recorder) Write(p []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(p)
+	rec.bytes += int64(n)
+	return n, err
+}
+
+func (rec *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := rec.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(rec.ResponseWriter, src)
+	}
+	rec.bytes += n
+	return n, err
+}
+
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
+// mark records the outcome of the request w belongs to.
+func mark(w http.ResponseWriter, o outcome) {
+	if rec, ok := w.(*recorder); ok {
+		rec.outcome = o
+	}
+}
+
+// markHost records the upstream host of the request w belongs to.
+func markHost(w http.ResponseWriter, host string) {
+	if rec, ok := w.(*recorder); ok {
+		rec.host = host
+	}
+}
+
+// finish records a finished (or aborted) request in the metrics and the
+// access log.
+func (m *MirrorHandler) finish(rec *recorder, r *http.Request, start time.Time, aborted bool) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+		if r.Context().Err() != nil {
+			status = StatusClientClosedRequest
+		}
+	}
+	m.Metrics.request(rec.outcome, status, rec.bytes)
+	if !m.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("host", rec.host),
+		slog.String("path", logPath(r.URL.Path)),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("outcome", rec.outcome.String()),
+		slog.String("remote", r.RemoteAddr),
+	}
+	if aborted {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	m.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
