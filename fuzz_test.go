@@ -34,7 +34,7 @@ func FuzzCachePath(f *testing.F) {
 		f.Add(s.host, s.target)
 	}
 	root := filepath.Join(f.TempDir(), "cache")
-	b, err := file.New(root)
+	b, err := file.New(root, file.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -46,7 +46,7 @@ type testMirror struct {
 func newMirror(t testing.TB, o *testOrigin, configure ...func(*httpmirror.MirrorHandler)) *testMirror {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "cache")
-	b, err := file.New(root)
+	b, err := file.New(root, file.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

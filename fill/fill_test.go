@@ -287,7 +287,7 @@ func BenchmarkFanOut(b *testing.B) {
 	data := testutil.Payload(7, 64<<20)
 	for _, readers := range []int{1, 20, 100} {
 		b.Run(fmt.Sprintf("readers=%d", readers), func(b *testing.B) {
-			store, err := file.New(b.TempDir())
+			store, err := file.New(b.TempDir(), file.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -42,16 +42,20 @@ func TestMain(m *testing.M) {
 
 // process is a running httpmirror.
 type process struct {
-	cmd  *exec.Cmd
-	addr string // host:port it listens on
-	done chan struct{}
-	err  error // exit status, valid once done is closed
+	cmd   *exec.Cmd
+	addr  string // host:port it listens on
+	admin string // host:port of the admin listener, when enabled
+	done  chan struct{}
+	err   error // exit status, valid once done is closed
 
 	mu     sync.Mutex
 	stderr strings.Builder
 }
 
-var listening = regexp.MustCompile(`msg=listening address=(\S+)`)
+var (
+	listening      = regexp.MustCompile(`msg=listening address=(\S+)`)
+	adminListening = regexp.MustCompile(`msg="admin listening" address=(\S+)`)
+)
 
 // start runs httpmirror with args plus --address 127.0.0.1:0 and waits
 // until it listens. The process is killed when the test ends.
@@ -80,6 +84,11 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *process {
 			p.mu.Lock()
 			p.stderr.WriteString(line + "\n")
 			p.mu.Unlock()
+			if m := adminListening.FindStringSubmatch(line); m != nil {
+				p.mu.Lock()
+				p.admin = m[1]
+				p.mu.Unlock()
+			}
 			if m := listening.FindStringSubmatch(line); m != nil {
 				addr <- m[1]
 			}
@@ -102,6 +111,28 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *process {
 		t.Fatalf("httpmirror did not listen within 30s\n%s", p.log())
 	}
 	return p
+}
+
+// waitLog waits until the process has logged a line containing s.
+func (p *process) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.log(), s) {
+		select {
+		case <-p.done:
+			t.Fatalf("process exited before logging %q", s)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log after 30s", s)
+		}
+	}
+}
+
+func (p *process) adminAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.admin
 }
 
 func (p *process) log() string {

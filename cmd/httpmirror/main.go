@@ -13,9 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/admin"
 	"github.com/httpmirror/httpmirror/internal/config"
 	"github.com/httpmirror/httpmirror/internal/server"
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 func main() {
@@ -35,7 +40,7 @@ func run(args []string) int {
 	}
 	log := newLogger(cfg)
 
-	store, closer, err := openStorage(cfg.StorageURL)
+	store, closer, err := openStorage(cfg.StorageURL, cfg.CacheMaxSize)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
 		return 2
@@ -63,7 +68,10 @@ func run(args []string) int {
 	if idle == 0 {
 		idle = -1 // the flag's 0 means no limit
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h := &httpmirror.MirrorHandler{
+		Metrics:                 httpmirror.NewMetrics(reg),
 		RemoteCache:             store,
 		LinkExpires:             cfg.LinkExpires,
 		BaseDomain:              cfg.BaseDomain,
@@ -94,6 +102,21 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "httpmirror: listen: %v\n", err)
 		return 2
 	}
+	adm := &admin.Server{Gatherer: reg, Logger: log}
+	if c, ok := store.(storage.Checker); ok {
+		adm.Ready = c.Check
+	}
+	var adminSrv *http.Server
+	if cfg.AdminAddress != "" {
+		aln, err := net.Listen("tcp", cfg.AdminAddress)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "httpmirror: admin listen: %v\n", err)
+			return 2
+		}
+		adminSrv = &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go adminSrv.Serve(aln)
+		log.Info("admin listening", "address", aln.Addr().String())
+	}
 	srv := &http.Server{
 		Handler:  h,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -113,6 +136,7 @@ func run(args []string) int {
 	case <-ctx.Done():
 	}
 	stop()
+	adm.Drain()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -127,6 +151,9 @@ func run(args []string) int {
 		log.Warn("fills did not stop in time", "err", err)
 	}
 	srv.Close()
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
 	log.Info("stopped")
 	return 0
 }

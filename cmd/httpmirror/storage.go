@@ -10,9 +10,13 @@ import (
 )
 
 // openStorage builds the backend a storage URL names. An empty URL means no
-// cache. The returned closer releases the backend.
-func openStorage(raw string) (storage.Backend, io.Closer, error) {
+// cache. maxSize is the local disk cache's size limit (0: none). The
+// returned closer releases the backend.
+func openStorage(raw string, maxSize int64) (storage.Backend, io.Closer, error) {
 	if raw == "" {
+		if maxSize > 0 {
+			return nil, nil, fmt.Errorf("--cache-max-size needs a cache (--storage-url is empty)")
+		}
 		return nil, nil, nil
 	}
 	u, err := url.Parse(raw)
@@ -24,7 +28,7 @@ func openStorage(raw string) (storage.Backend, io.Closer, error) {
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, nil, fmt.Errorf("invalid --storage-url %q: a file URL has the form file:///absolute/dir", raw)
 		}
-		b, err := file.New(u.Path)
+		b, err := file.New(u.Path, file.Options{MaxSize: maxSize})
 		if err != nil {
 			return nil, nil, err
 		}

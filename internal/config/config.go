@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,7 +22,8 @@ const EnvPrefix = "HTTPMIRROR_"
 
 // Config is the parsed command line.
 type Config struct {
-	Address string
+	Address      string
+	AdminAddress string
 
 	// StorageURL is where the cache lives: "file:///dir" or another
 	// backend's URL; empty means no cache (direct proxy). When the flag is
@@ -45,6 +48,7 @@ type Config struct {
 	UpstreamHeaderTimeout  time.Duration
 	UpstreamIdleTimeout    time.Duration
 
+	CacheMaxSize    int64
 	MaxPathLength   int
 	ShutdownTimeout time.Duration
 	LogFormat       string
@@ -83,6 +87,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.SetOutput(io.Discard)
 
 	fs.StringVar(&c.Address, "address", ":8080", "Address to listen on for mirror requests.")
+	fs.StringVar(&c.AdminAddress, "admin-address", "", "Address for /metrics, /healthz, /readyz and /debug/pprof/; empty disables them.")
 	storage := fs.String("storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
 	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
 	fs.StringVar(&c.Host, "host", "", "Fixed origin host (with optional :port) for every request.")
@@ -100,6 +105,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", 10*time.Second, "Limit for connecting to an origin, TLS handshake included.")
 	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-header-timeout", 30*time.Second, "Limit for an origin's response headers to arrive.")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 2*time.Minute, "Limit for an origin's body to stay silent before the download is aborted or resumed.")
+	fs.Var((*sizeFlag)(&c.CacheMaxSize), "cache-max-size", "Size limit of the local disk cache, e.g. 20GiB or 500MB; least recently used files are evicted; 0 means no limit.")
 	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "Log format: text or json.")
@@ -182,4 +188,39 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 // EnvName is the environment variable that sets flag name.
 func EnvName(name string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// sizeFlag is a byte size with an optional unit: B, KB, MB, GB, TB (powers
+// of 1000) or KiB, MiB, GiB, TiB (powers of 1024).
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+// ParseSize parses a byte size such as "20GiB", "500MB" or "1048576".
+func ParseSize(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	mult, ok := map[string]float64{
+		"": 1, "b": 1,
+		"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+	}[strings.ToLower(unit)]
+	f, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || f < 0 || f*mult > math.MaxInt64 {
+		return 0, fmt.Errorf("invalid size %q (want e.g. 20GiB or 500MB)", v)
+	}
+	return int64(f * mult), nil
 }

@@ -92,3 +92,18 @@ func TestHelp(t *testing.T) {
 		t.Errorf("usage lacks flags or their variables:\n%s", out.String())
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1048576": 1 << 20, "20GiB": 20 << 30, "500MB": 500e6, "1.5GiB": 3 << 29, "64 KiB": 64 << 10, "2tb": 2e12, "10b": 10,
+	} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1GiB", "12XB", "1e400", "lots"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded; want an error", in)
+		}
+	}
+}

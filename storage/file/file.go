@@ -59,16 +59,28 @@ const (
 
 var magic = [8]byte{'H', 'M', 'I', 'R', 'R', 'O', 'R', '1'}
 
+// Options configure a Backend. The zero value is usable.
+type Options struct {
+	// MaxSize limits the bytes the cache holds on disk, objects being
+	// written included. When a new object needs room, the least recently
+	// used objects that nobody is reading are removed. Zero means no
+	// limit.
+	MaxSize int64
+}
+
 // Backend stores objects as files under a root directory.
 type Backend struct {
 	root string
 	lock *os.File
+	ix   *index
 }
 
 // New opens (creating if needed) the cache directory root, takes its lock,
-// and removes temporary files a crashed process left behind. Only one
-// Backend may hold a root at a time, across processes.
-func New(root string) (*Backend, error) {
+// removes temporary files a crashed process left behind, and indexes the
+// objects present (their modification times give the least-recently-used
+// order across restarts). Only one Backend may hold a root at a time,
+// across processes.
+func New(root string, opts Options) (*Backend, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("cache directory %q is not an absolute path", root)
 	}
@@ -82,10 +94,19 @@ func New(root string) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache directory %s: %w", root, err)
 	}
-	b := &Backend{root: root, lock: lock}
+	b := &Backend{root: root, lock: lock, ix: &index{dir: filepath.Join(root, objectsDir), maxSize: opts.MaxSize}}
 	if err := b.removeTemps(); err != nil {
 		lock.Close()
 		return nil, err
+	}
+	if err := b.ix.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if opts.MaxSize > 0 {
+		b.ix.mu.Lock()
+		b.ix.evictLocked(opts.MaxSize) // the limit may have shrunk since the last run
+		b.ix.mu.Unlock()
 	}
 	if err := b.Check(context.Background()); err != nil {
 		lock.Close()
@@ -225,34 +246,35 @@ func readInfo(f *os.File, size int64, key string) (storage.Info, error) {
 	return m.info(), nil
 }
 
-func (b *Backend) open(key string) (*os.File, storage.Info, error) {
+func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) {
 	p, err := b.Path(key)
 	if err != nil {
-		return nil, storage.Info{}, err
+		return nil, nil, storage.Info{}, err
 	}
 	f, err := os.Open(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, storage.Info{}, storage.ErrNotFound
+			return nil, nil, storage.Info{}, storage.ErrNotFound
 		}
-		return nil, storage.Info{}, err
+		return nil, nil, storage.Info{}, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, storage.Info{}, err
+		return nil, nil, storage.Info{}, err
 	}
 	info, err := readInfo(f, fi.Size(), key)
 	if err != nil {
 		f.Close()
-		return nil, storage.Info{}, err
+		return nil, nil, storage.Info{}, err
 	}
-	return f, info, nil
+	return f, fi, info, nil
 }
 
-// Stat implements storage.Backend.
+// Stat implements storage.Backend. It does not count as a use of the
+// object.
 func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
-	f, info, err := b.open(key)
+	f, _, info, err := b.open(key)
 	if err != nil {
 		return storage.Info{}, err
 	}
@@ -260,14 +282,21 @@ func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
 	return info, nil
 }
 
-// Open implements storage.Backend. The returned object implements
-// syscall.Conn, so net/http sends its body with sendfile.
+// Open implements storage.Backend. The object is not evicted while it is
+// open. It implements syscall.Conn, so net/http sends its body with
+// sendfile.
 func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) {
-	f, info, err := b.open(key)
+	f, fi, info, err := b.open(key)
 	if err != nil {
 		return nil, err
 	}
-	return &object{f: f, info: info}, nil
+	now := time.Now()
+	e, touch := b.ix.opened(fi.Name(), fi, now)
+	if touch {
+		// Persist the use for the eviction order after a restart.
+		os.Chtimes(f.Name(), now, now)
+	}
+	return &object{f: f, info: info, ix: b.ix, e: e}, nil
 }
 
 // Delete implements storage.Backend.
@@ -279,7 +308,14 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	b.ix.removed(filepath.Base(p))
 	return nil
+}
+
+// Stats implements storage.StatsReporter.
+func (b *Backend) Stats() storage.Stats {
+	bytes, objects, evictions := b.ix.stats()
+	return storage.Stats{Bytes: bytes, Objects: objects, Evictions: evictions}
 }
 
 // Create implements storage.Backend. The writer also implements
@@ -289,19 +325,33 @@ func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (st
 	if err != nil {
 		return nil, err
 	}
+	var reservation int64
+	if info.Size >= 0 {
+		reservation = info.Size + trailerReserve
+	}
+	if err := b.ix.reserve(reservation); err != nil {
+		return nil, err
+	}
 	f, err := os.CreateTemp(filepath.Join(b.root, tmpDir), filepath.Base(p)+".*")
 	if err != nil {
+		b.ix.release(reservation)
 		return nil, err
 	}
 	info.Key = key
-	return &writer{info: info, path: p, f: f}, nil
+	return &writer{info: info, path: p, f: f, ix: b.ix, reserved: reservation}, nil
 }
+
+// trailerReserve is the room reserved for an object's metadata trailer on
+// top of its body.
+const trailerReserve = 4 << 10
 
 // object is an open object file. Read and Seek are confined to the body;
 // the trailer is never visible.
 type object struct {
 	f    *os.File
 	info storage.Info
+	ix   *index
+	e    *entry // the object's index entry, nil if it is no longer indexed
 	// off is the file offset, or -1 when unknown because the file
 	// descriptor was handed out through SyscallConn (sendfile moves the
 	// offset behind our back).
@@ -367,7 +417,11 @@ func (o *object) SyscallConn() (syscall.RawConn, error) {
 	return o.f.SyscallConn()
 }
 
-func (o *object) Close() error { return o.f.Close() }
+func (o *object) Close() error {
+	o.ix.closed(o.e)
+	o.e = nil
+	return o.f.Close()
+}
 
 type writerState int
 
@@ -383,6 +437,9 @@ type writer struct {
 	path string // final location
 	f    *os.File
 
+	ix       *index
+	reserved int64 // cache space promised to this writer
+
 	mu     sync.Mutex // guards state and closed against Close racing Commit
 	state  writerState
 	closed bool
@@ -390,6 +447,15 @@ type writer struct {
 }
 
 func (w *writer) Write(p []byte) (int, error) {
+	if need := w.n + int64(len(p)) + trailerReserve - w.reserved; need > 0 {
+		// A body longer than announced, or of unknown length: reserve
+		// more, a megabyte at a time.
+		grow := max(need, 1<<20)
+		if err := w.ix.reserve(grow); err != nil {
+			return 0, err
+		}
+		w.reserved += grow
+	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)
 	return n, err
@@ -436,6 +502,8 @@ func (w *writer) Commit(ctx context.Context) error {
 		return err
 	}
 	w.state = committed
+	w.ix.committed(filepath.Base(w.path), w.n+int64(len(buf)), w.reserved, time.Now())
+	w.reserved = 0
 	// The rename is durable only once the directory entry is on disk.
 	return syncDir(dir)
 }
@@ -451,6 +519,8 @@ func (w *writer) cancelLocked() error {
 		return nil
 	}
 	w.state = cancelled
+	w.ix.release(w.reserved)
+	w.reserved = 0
 	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

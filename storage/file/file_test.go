@@ -1,13 +1,17 @@
 package file_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
@@ -17,7 +21,7 @@ import (
 
 func newBackend(t *testing.T) *file.Backend {
 	t.Helper()
-	b, err := file.New(t.TempDir())
+	b, err := file.New(t.TempDir(), file.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,15 +35,15 @@ func TestConformance(t *testing.T) {
 
 func TestLockExcludesSecondBackend(t *testing.T) {
 	dir := t.TempDir()
-	b, err := file.New(dir)
+	b, err := file.New(dir, file.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := file.New(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := file.New(dir, file.Options{}); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second New on a locked directory: error = %v; want an in-use error", err)
 	}
 	b.Close()
-	b2, err := file.New(dir)
+	b2, err := file.New(dir, file.Options{})
 	if err != nil {
 		t.Fatalf("New after Close: %v", err)
 	}
@@ -47,7 +51,7 @@ func TestLockExcludesSecondBackend(t *testing.T) {
 }
 
 func TestRelativeRootRefused(t *testing.T) {
-	if _, err := file.New("relative/dir"); err == nil {
+	if _, err := file.New("relative/dir", file.Options{}); err == nil {
 		t.Fatal("New with a relative path succeeded")
 	}
 }
@@ -57,7 +61,7 @@ func TestUnwritableRootRefused(t *testing.T) {
 		// root ignores permission bits; use a path under a regular file instead.
 		f := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(f, nil, 0o644)
-		if _, err := file.New(filepath.Join(f, "cache")); err == nil {
+		if _, err := file.New(filepath.Join(f, "cache"), file.Options{}); err == nil {
 			t.Fatal("New under a regular file succeeded")
 		}
 		return
@@ -65,14 +69,14 @@ func TestUnwritableRootRefused(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o500)
 	defer os.Chmod(dir, 0o700)
-	if _, err := file.New(filepath.Join(dir, "cache")); err == nil {
+	if _, err := file.New(filepath.Join(dir, "cache"), file.Options{}); err == nil {
 		t.Fatal("New in a read-only directory succeeded")
 	}
 }
 
 func TestLeftoversRemovedAtStart(t *testing.T) {
 	dir := t.TempDir()
-	b, err := file.New(dir)
+	b, err := file.New(dir, file.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +92,7 @@ func TestLeftoversRemovedAtStart(t *testing.T) {
 		t.Fatalf("tmp holds %d files before restart; want 1", n)
 	}
 
-	b2, err := file.New(dir)
+	b2, err := file.New(dir, file.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,5 +174,170 @@ func TestPathInsideRoot(t *testing.T) {
 		if err != nil || strings.HasPrefix(rel, "..") {
 			t.Errorf("Path(%q) = %q escapes root %q", key, p, b.Root())
 		}
+	}
+}
+
+func put(t *testing.T, b *file.Backend, key string, data []byte) error {
+	t.Helper()
+	ctx := context.Background()
+	w, err := b.Create(ctx, key, storage.Info{Size: int64(len(data))})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	return w.Commit(ctx)
+}
+
+func diskBytes(t *testing.T, root string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(filepath.Join(root, "objects"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			fi, _ := d.Info()
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+func TestEvictionKeepsUnderLimit(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 1 << 20
+	b, err := file.New(dir, file.Options{MaxSize: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	const n = 30 // 30 × 100 KB ≈ 3 × the limit
+	for i := range n {
+		if err := put(t, b, fmt.Sprintf("example.com/%d", i), testutil.Payload(uint64(i), 100000)); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		// Keep object 0 in use: read it after every put.
+		if o, err := b.Open(ctx, "example.com/0"); err == nil {
+			o.Close()
+		}
+		if got := diskBytes(t, dir); got > limit {
+			t.Fatalf("after %d objects the cache holds %d bytes; limit %d", i+1, got, limit)
+		}
+	}
+	st := b.Stats()
+	if st.Bytes > limit || st.Evictions == 0 {
+		t.Fatalf("Stats = %+v; want at most %d bytes and some evictions", st, limit)
+	}
+	// The most recently used survive: object 0 (read all along) and the
+	// last ones written; the early ones are gone.
+	for _, i := range []int{0, n - 1, n - 2, n - 3} {
+		if _, err := b.Stat(ctx, fmt.Sprintf("example.com/%d", i)); err != nil {
+			t.Errorf("recently used object %d evicted: %v", i, err)
+		}
+	}
+	for _, i := range []int{1, 2, 3} {
+		if _, err := b.Stat(ctx, fmt.Sprintf("example.com/%d", i)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("least recently used object %d still present (err %v)", i, err)
+		}
+	}
+}
+
+func TestEvictionSparesOpenObjects(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 500000
+	b, err := file.New(dir, file.Options{MaxSize: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	first := testutil.Payload(1, 200000)
+	if err := put(t, b, "example.com/streamed", first); err != nil {
+		t.Fatal(err)
+	}
+	o, err := b.Open(ctx, "example.com/streamed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 1000)
+	io.ReadFull(o, head)
+	for i := range 10 {
+		put(t, b, fmt.Sprintf("example.com/other%d", i), testutil.Payload(uint64(10+i), 100000))
+	}
+	rest, err := io.ReadAll(o)
+	o.Close()
+	if err != nil || !bytes.Equal(append(head, rest...), first) {
+		t.Fatalf("object read while the cache churned: %d bytes, %v", len(head)+len(rest), err)
+	}
+	if _, err := b.Stat(ctx, "example.com/streamed"); err != nil {
+		t.Fatalf("an open object was evicted: %v", err)
+	}
+	if got := diskBytes(t, dir); got > limit {
+		t.Fatalf("cache holds %d bytes; limit %d", got, limit)
+	}
+}
+
+func TestNoSpace(t *testing.T) {
+	b, err := file.New(t.TempDir(), file.Options{MaxSize: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := put(t, b, "example.com/huge", make([]byte, 200000)); !errors.Is(err, file.ErrNoSpace) {
+		t.Fatalf("object larger than the cache: %v; want ErrNoSpace", err)
+	}
+	// Unknown length: the writer fails once the body outgrows the cache.
+	ctx := context.Background()
+	w, err := b.Create(ctx, "example.com/stream", storage.Info{Size: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var werr error
+	for i := 0; i < 10 && werr == nil; i++ {
+		_, werr = w.Write(make([]byte, 50000))
+	}
+	if !errors.Is(werr, file.ErrNoSpace) {
+		t.Fatalf("unknown-length body past the limit: %v; want ErrNoSpace", werr)
+	}
+	w.Close()
+	if st := b.Stats(); st.Bytes != 0 {
+		t.Fatalf("after the failed writes Stats.Bytes = %d; want 0", st.Bytes)
+	}
+}
+
+func TestEvictionOrderSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	b, err := file.New(dir, file.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	for i, key := range []string{"example.com/old", "example.com/mid", "example.com/new"} {
+		put(t, b, key, testutil.Payload(uint64(i), 100000))
+		p, _ := b.Path(key)
+		mt := old.Add(time.Duration(i) * time.Hour)
+		os.Chtimes(p, mt, mt)
+	}
+	b.Close()
+	// Reopened with room for two: the oldest goes.
+	b2, err := file.New(dir, file.Options{MaxSize: 250000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	ctx := context.Background()
+	if _, err := b2.Stat(ctx, "example.com/old"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("oldest object survived a shrinking limit: %v", err)
+	}
+	for _, key := range []string{"example.com/mid", "example.com/new"} {
+		if _, err := b2.Stat(ctx, key); err != nil {
+			t.Errorf("%s evicted: %v", key, err)
+		}
+	}
+	if st := b2.Stats(); st.Objects != 2 || st.Bytes > 250000 {
+		t.Errorf("Stats = %+v; want 2 objects within the limit", st)
 	}
 }

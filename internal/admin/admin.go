@@ -1,0 +1,73 @@
+// Package admin serves httpmirror's operator endpoints on their own
+// listener, never on the public one: Prometheus metrics, liveness,
+// readiness and pprof.
+package admin
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server holds the state the endpoints report.
+type Server struct {
+	// Gatherer provides /metrics.
+	Gatherer prometheus.Gatherer
+	// Ready reports whether the mirror can serve: its storage is usable.
+	// Nil means always ready.
+	Ready func(ctx context.Context) error
+	// Logger receives readiness failures. Nil discards them.
+	Logger *slog.Logger
+
+	draining atomic.Bool
+}
+
+// Drain makes /readyz fail from now on, so load balancers stop sending
+// requests while the server shuts down.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Handler returns the admin endpoints:
+//
+//	/metrics        Prometheus text format
+//	/healthz        200 while the process runs; touches nothing
+//	/readyz         200 when storage is usable and the server not draining, else 503
+//	/debug/pprof/   the runtime profiles
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", s.readyz)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if s.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			if s.Logger != nil {
+				s.Logger.Warn("not ready", "err", err)
+			}
+			http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Write([]byte("ok\n"))
+}
