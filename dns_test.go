@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -16,8 +17,16 @@ import (
 // without touching the system resolver.
 type fakeDNS struct {
 	conn    net.PacketConn
+	mu      sync.Mutex
 	records map[string]netip.Addr // name without trailing dot -> address
 	queries atomic.Int64
+}
+
+// set adds or replaces a record.
+func (d *fakeDNS) set(name, addr string) {
+	d.mu.Lock()
+	d.records[name] = netip.MustParseAddr(addr)
+	d.mu.Unlock()
 }
 
 func newFakeDNS(t *testing.T, records map[string]string) *fakeDNS {
@@ -58,7 +67,9 @@ func (d *fakeDNS) serve() {
 		b.Question(q)
 		b.StartAnswers()
 		name := strings.TrimSuffix(q.Name.String(), ".")
+		d.mu.Lock()
 		a, ok := d.records[name]
+		d.mu.Unlock()
 		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 1}
 		switch {
 		case ok && q.Type == dnsmessage.TypeA && a.Is4():

@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/httpmirror/httpmirror/internal/netguard"
 )
@@ -30,9 +33,12 @@ type UpstreamOptions struct {
 	AllowNetworks []netip.Prefix
 	// Resolver resolves origin names. Nil means the system resolver.
 	Resolver *net.Resolver
-	// Proxy chooses a proxy for each request, as http.Transport.Proxy.
-	// Nil means no proxy.
-	Proxy func(*http.Request) (*url.URL, error)
+	// ProxyURL, when set, routes every upstream connection through this
+	// HTTP, HTTPS or SOCKS5 (socks5://, socks5h://) proxy.
+	ProxyURL *url.URL
+	// ProxyFromEnvironment, when ProxyURL is nil, takes the proxy from
+	// HTTPS_PROXY, HTTP_PROXY and NO_PROXY (and their lower-case forms).
+	ProxyFromEnvironment bool
 	// ProxyDial, when set, makes every upstream connection (the seed's
 	// ProxyDial). The address guard then checks only IP literals, since the
 	// proxy resolves names.
@@ -71,14 +77,26 @@ func NewUpstreamClient(o UpstreamOptions) *http.Client {
 	if maxRedirects == 0 {
 		maxRedirects = 10
 	}
-	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
+	guard := netguard.Guard{Allow: o.AllowNetworks}
+	plain := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
+	dialer := plain
 	if !o.AllowPrivate {
-		dialer.Control = netguard.Guard{Allow: o.AllowNetworks}.Control
+		guarded := *plain
+		guarded.Control = guard.Control
+		dialer = &guarded
 	}
-	dial := dialer.DialContext
+	proxy, proxyAddrs := proxyConfig(o)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// The proxy itself may well live on a private network; what the
+		// guard protects is the origin behind it, checked in the Proxy
+		// function below.
+		if proxyAddrs[addr] {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
 	if o.ProxyDial != nil {
 		pd := o.ProxyDial
-		guard := netguard.Guard{Allow: o.AllowNetworks}
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if !o.AllowPrivate {
 				if err := guard.CheckHost(addr); err != nil {
@@ -88,8 +106,24 @@ func NewUpstreamClient(o UpstreamOptions) *http.Client {
 			return pd(ctx, network, addr)
 		}
 	}
+	var proxyFunc func(*http.Request) (*url.URL, error)
+	if proxy != nil {
+		resolver := o.Resolver
+		if resolver == nil {
+			resolver = net.DefaultResolver
+		}
+		proxyFunc = func(req *http.Request) (*url.URL, error) {
+			u, err := proxy(req.URL)
+			if u != nil && err == nil && !o.AllowPrivate {
+				if err := checkProxiedTarget(req.Context(), guard, resolver, req.URL.Host); err != nil {
+					return nil, err
+				}
+			}
+			return u, err
+		}
+	}
 	t := &http.Transport{
-		Proxy:                 o.Proxy,
+		Proxy:                 proxyFunc,
 		DialContext:           dial,
 		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   connect,
@@ -144,4 +178,73 @@ func CertPoolFromPEM(pem []byte) (*x509.CertPool, error) {
 		return nil, errors.New("no PEM certificate found")
 	}
 	return pool, nil
+}
+
+// proxyConfig returns the proxy function the options ask for (nil for
+// none) and the set of proxy addresses ("host:port", as the transport dials
+// them).
+func proxyConfig(o UpstreamOptions) (func(*url.URL) (*url.URL, error), map[string]bool) {
+	addrs := map[string]bool{}
+	add := func(u *url.URL) {
+		if u == nil || u.Host == "" {
+			return
+		}
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443", "socks5": "1080", "socks5h": "1080"}[u.Scheme]
+		}
+		addrs[net.JoinHostPort(host, port)] = true
+	}
+	switch {
+	case o.ProxyURL != nil:
+		add(o.ProxyURL)
+		u := o.ProxyURL
+		return func(*url.URL) (*url.URL, error) { return u, nil }, addrs
+	case o.ProxyFromEnvironment:
+		cfg := httpproxy.FromEnvironment()
+		for _, raw := range []string{cfg.HTTPProxy, cfg.HTTPSProxy} {
+			if raw == "" {
+				continue
+			}
+			if !strings.Contains(raw, "://") {
+				raw = "http://" + raw
+			}
+			if u, err := url.Parse(raw); err == nil {
+				add(u)
+			}
+		}
+		return cfg.ProxyFunc(), addrs
+	}
+	return nil, addrs
+}
+
+// checkProxiedTarget applies the address guard to an origin reached through
+// a proxy, which resolves the name itself: IP literals are checked, and
+// names are resolved here and refused if any address is. A name that does
+// not resolve here is left to the proxy (it may know internal names the
+// mirror does not); deployments that must rule that out keep the proxy
+// itself from reaching private networks.
+func checkProxiedTarget(ctx context.Context, guard netguard.Guard, r *net.Resolver, hostport string) error {
+	if err := guard.CheckHost(hostport); err != nil {
+		return err
+	}
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return nil // a literal, checked above
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if err := guard.Control("tcp", netip.AddrPortFrom(a, 443).String(), nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }

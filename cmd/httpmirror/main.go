@@ -51,6 +51,8 @@ func run(args []string) int {
 
 	upstream := httpmirror.UpstreamOptions{
 		AllowPrivate:          cfg.AllowPrivateUpstreams,
+		ProxyURL:              cfg.UpstreamProxy,
+		ProxyFromEnvironment:  cfg.UpstreamProxy == nil,
 		ConnectTimeout:        cfg.UpstreamConnectTimeout,
 		ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout,
 	}

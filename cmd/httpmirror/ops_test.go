@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -184,4 +185,37 @@ func rawStatus(t *testing.T, addr, req string) int {
 	var code int
 	fmt.Sscanf(string(buf[9:12]), "%d", &code)
 	return code
+}
+
+// The proxy comes from --upstream-proxy, or from HTTPS_PROXY when the flag
+// is absent; NO_PROXY exempts hosts.
+func TestUpstreamProxyFlagAndEnvironment(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	o.Put("/p.txt", []byte("proxied"))
+	_, port, _ := net.SplitHostPort(o.HostPort())
+	hosts := map[string]string{"example.com": "127.0.0.1"}
+	u := func(p *process) string { return "http://" + p.addr + "/example.com:" + port + "/p.txt" }
+
+	t.Run("flag socks5", func(t *testing.T) {
+		px := testutil.NewSOCKS5Proxy(t, hosts)
+		p := start(t, append(mirrorArgs(t, o, t.TempDir()), "--upstream-proxy", "socks5://"+px.Addr)...)
+		if code, body := httpGet(t, u(p)); code != 200 || string(body) != "proxied" || px.Tunnels.Load() != 1 {
+			t.Fatalf("status %d body %q tunnels %d", code, body, px.Tunnels.Load())
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		px := testutil.NewHTTPProxy(t, hosts)
+		cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, mirrorArgs(t, o, t.TempDir())...)...)
+		cmd.Env = append(os.Environ(), "HTTPS_PROXY=http://"+px.Addr, "NO_PROXY=")
+		p := startCmd(t, cmd)
+		if code, body := httpGet(t, u(p)); code != 200 || string(body) != "proxied" || px.Tunnels.Load() != 1 {
+			t.Fatalf("status %d body %q tunnels %d", code, body, px.Tunnels.Load())
+		}
+	})
+	t.Run("bad flag", func(t *testing.T) {
+		err := exec.Command(binary, "--upstream-proxy", "ftp://x:1").Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Fatalf("exit %v; want 2", err)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,6 +43,7 @@ type Config struct {
 	TeeResponse             bool
 
 	UpstreamScheme         string
+	UpstreamProxy          *url.URL
 	UpstreamCAFile         string
 	AllowPrivateUpstreams  bool
 	UpstreamConnectTimeout time.Duration
@@ -100,6 +102,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.BoolVar(&c.NoRedirect, "no-redirect", false, "Serve cached bytes through the mirror instead of redirecting to signed URLs.")
 	fs.BoolVar(&c.TeeResponse, "tee-response", true, "Stream files to clients while they are being fetched; false makes clients wait until the file is stored.")
 	fs.StringVar(&c.UpstreamScheme, "upstream-scheme", "https", "Scheme used to reach origins: https or http.")
+	upstreamProxy := fs.String("upstream-proxy", "", "Proxy for upstream connections: http://host:port, https://…, socks5://host:port; when absent HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply.")
 	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM file of extra root certificates trusted for origins.")
 	fs.BoolVar(&c.AllowPrivateUpstreams, "allow-private-upstreams", false, "Allow origins on loopback, private, link-local and other internal addresses.")
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", 10*time.Second, "Limit for connecting to an origin, TLS handshake included.")
@@ -162,6 +165,13 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 			return nil, fmt.Errorf("no user cache directory (%v); set --storage-url", err)
 		}
 		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(dir, "httpmirror"))
+	}
+	if *upstreamProxy != "" {
+		u, err := url.Parse(*upstreamProxy)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5" && u.Scheme != "socks5h") {
+			return nil, fmt.Errorf("invalid value for flag --upstream-proxy: want http://, https:// or socks5://host:port")
+		}
+		c.UpstreamProxy = u
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return nil, fmt.Errorf("invalid value %q for flag --log-level", *logLevel)
