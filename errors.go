@@ -15,6 +15,10 @@ import (
 // upstream status error matches it with errors.Is.
 var ErrNotOK = fill.ErrNotOK
 
+// errMustRevalidate: a stale object that must not be served stale could
+// not be revalidated. 504, as RFC 9111 section 4.2.4 asks.
+var errMustRevalidate = errors.New("stale object could not be revalidated")
+
 // StatusClientClosedRequest is logged (never sent) when the client went away
 // before the response was complete, as nginx's 499.
 const StatusClientClosedRequest = 499
@@ -38,7 +42,7 @@ func statusFor(ctx context.Context, err error) int {
 		return StatusClientClosedRequest
 	case errors.Is(err, fill.ErrShutdown):
 		return http.StatusServiceUnavailable
-	case isTimeout(err):
+	case isTimeout(err), errors.Is(err, errMustRevalidate):
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway

@@ -1,6 +1,9 @@
 package httpmirror
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // ResolveKey exposes target resolution to the external tests: the cache key
 // and upstream URL a request maps to.
@@ -14,3 +17,6 @@ func (m *MirrorHandler) ResolveKey(r *http.Request) (key, upstream string, err e
 	}
 	return t.key, t.url(m.scheme), nil
 }
+
+// SetClock replaces the handler's clock; call it before the first request.
+func (m *MirrorHandler) SetClock(now func() time.Time) { m.now = now }

@@ -124,15 +124,34 @@ type MirrorHandler struct {
 	// metrics (see NewMetrics). Nil records none.
 	Metrics *Metrics
 
-	once     sync.Once
-	store    storage.Backend // RemoteCache, instrumented when Metrics is set
-	initErr  error
-	log      *slog.Logger
-	client   *http.Client
-	scheme   string
-	fills    *fill.Group
-	redirect storage.Redirector
-	syncs    singleflight.Group
+	// RevalidatePatterns lists glob patterns ('*' matches any run of
+	// characters, '/' included) matched against the cache key (upstream
+	// host + path). Stored objects whose key matches and whose origin gave
+	// no freshness headers are revalidated on every request. Nil means
+	// DefaultRevalidatePatterns; an empty, non-nil list means none.
+	RevalidatePatterns []string
+
+	// NegativeTTL is how long an origin's 404 or 410 is remembered and
+	// answered without asking the origin. Zero means DefaultNegativeTTL;
+	// negative disables it.
+	NegativeTTL time.Duration
+
+	// CacheQuery includes the query string in the cache key and the
+	// upstream request, for origins that address files by query. False
+	// (the seed's behaviour) drops the query.
+	CacheQuery bool
+
+	once      sync.Once
+	store     storage.Backend // RemoteCache, instrumented when Metrics is set
+	initErr   error
+	log       *slog.Logger
+	client    *http.Client
+	scheme    string
+	fills     *fill.Group
+	redirect  storage.Redirector
+	syncs     singleflight.Group
+	negatives negativeCache
+	now       func() time.Time // the clock; tests replace it
 }
 
 // Logger is the seed's logging interface. NewPrintlnHandler adapts it to
@@ -182,10 +201,14 @@ func (m *MirrorHandler) init() error {
 		if m.log == nil {
 			m.log = slog.New(slog.DiscardHandler)
 		}
-		m.client = m.Client
-		if m.client == nil {
-			m.client = NewUpstreamClient(UpstreamOptions{ProxyDial: m.ProxyDial, AllowPrivate: m.AllowPrivateUpstreams})
+		if m.now == nil {
+			m.now = time.Now
 		}
+		client := m.Client
+		if client == nil {
+			client = NewUpstreamClient(UpstreamOptions{ProxyDial: m.ProxyDial, AllowPrivate: m.AllowPrivateUpstreams})
+		}
+		m.client = m.withRedirectPolicy(client)
 		m.scheme = m.UpstreamScheme
 		if m.scheme == "" {
 			m.scheme = "https"
@@ -208,6 +231,8 @@ func (m *MirrorHandler) init() error {
 				SpoolDir:      m.SpoolDir,
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
+				Info:          m.infoFromResponse,
+				Storable:      storable,
 			})
 			m.redirect, _ = m.RemoteCache.(storage.Redirector)
 		}
@@ -245,6 +270,13 @@ func (m *MirrorHandler) FillsInProgress() int {
 		return 0
 	}
 	return m.fills.InProgress()
+}
+
+func (m *MirrorHandler) negativeTTL() time.Duration {
+	if m.NegativeTTL == 0 {
+		return DefaultNegativeTTL
+	}
+	return max(m.NegativeTTL, 0)
 }
 
 func (m *MirrorHandler) maxPathLength() int {

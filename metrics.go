@@ -76,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "httpmirror_fills_total",
-			Help: "Finished fills, by result: stored, not_stored (storage failed, clients served from the spool) or failed.",
+			Help: "Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated) or failed.",
 		}, []string{"result"}),
 		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "httpmirror_storage_errors_total",
@@ -208,6 +208,8 @@ func (o fillObserver) FillDone(key string, bytes int64, stored bool, err error, 
 		return
 	}
 	switch {
+	case errors.Is(err, fill.ErrNotModified):
+		o.m.fills.WithLabelValues("not_modified").Inc()
 	case err == nil && stored:
 		o.m.fills.WithLabelValues("stored").Inc()
 	case err == nil:

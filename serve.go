@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
@@ -13,15 +14,16 @@ import (
 // cached serves t from the cache, fetching it on a miss.
 func (m *MirrorHandler) cached(w http.ResponseWriter, r *http.Request, t target) {
 	ctx := r.Context()
+	if code, ok := m.negatives.get(t.key, m.now()); ok {
+		// The origin said recently that this file does not exist.
+		mark(w, outcomeHit)
+		m.fail(w, r, &fill.StatusError{Code: code})
+		return
+	}
 	obj, err := m.store.Open(ctx, t.key)
 	switch {
 	case err == nil:
-		if m.CheckSyncTimeout > 0 && m.changedAtOrigin(ctx, t, obj.Info()) {
-			obj.Close()
-			m.fetch(w, r, t, true)
-			return
-		}
-		m.serveObject(w, r, t, obj)
+		m.serveHit(w, r, t, obj)
 		return
 	case errors.Is(err, storage.ErrNotFound):
 	case ctx.Err() != nil:
@@ -32,14 +34,43 @@ func (m *MirrorHandler) cached(w http.ResponseWriter, r *http.Request, t target)
 		// fetches from the origin and serves from its spool.
 		m.log.Error("storage open failed; fetching from origin", "key", t.key, "err", err)
 	}
-	m.fetch(w, r, t, false)
+	m.fetch(w, r, t, nil, false)
+}
+
+// serveHit serves a stored object, revalidating it first when it is stale
+// and checking its size at the origin when CheckSyncTimeout asks for it.
+func (m *MirrorHandler) serveHit(w http.ResponseWriter, r *http.Request, t target, obj storage.Object) {
+	info := obj.Info()
+	fr := m.freshnessOf(t.key, info)
+	if fr.stale(info, m.now()) {
+		m.fetch(w, r, t, obj, true)
+		return
+	}
+	if m.CheckSyncTimeout > 0 && m.changedAtOrigin(r.Context(), t, info) {
+		obj.Close()
+		m.fetch(w, r, t, nil, true)
+		return
+	}
+	m.serveObject(w, r, t, obj, info, fr)
 }
 
 // fetch starts or joins the fill of t and serves it. force refetches even
-// if the object is stored (its origin changed).
-func (m *MirrorHandler) fetch(w http.ResponseWriter, r *http.Request, t target, force bool) {
+// if the object is stored. stale, when not nil, is the stored object being
+// revalidated: the fill asks the origin conditionally, and stale is served
+// if the origin confirms it (304) or cannot be reached (unless the object
+// must not be served stale). fetch closes stale.
+func (m *MirrorHandler) fetch(w http.ResponseWriter, r *http.Request, t target, stale storage.Object, force bool) {
 	ctx := r.Context()
-	f, joined := m.fills.Get(t.key, m.source(t), force)
+	src := m.source(t)
+	if stale != nil {
+		src.Validators = validators(stale.Info())
+		defer func() {
+			if stale != nil {
+				stale.Close()
+			}
+		}()
+	}
+	f, joined := m.fills.Get(t.key, src, force)
 	defer f.Release()
 	if joined {
 		mark(w, outcomeJoined)
@@ -47,11 +78,28 @@ func (m *MirrorHandler) fetch(w http.ResponseWriter, r *http.Request, t target, 
 		mark(w, outcomeMiss)
 	}
 	info, err := f.Header(ctx)
-	if errors.Is(err, fill.ErrStored) {
+	if stale != nil && err != nil && ctx.Err() == nil {
+		if m.serveStale(w, r, t, stale, err, joined) {
+			stale = nil // served and closed
+			return
+		}
+	}
+	var se *fill.StatusError
+	switch {
+	case errors.Is(err, fill.ErrStored):
 		m.serveStored(w, r, t)
 		return
-	}
-	if err != nil {
+	case errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone):
+		if ttl := m.negativeTTL(); ttl > 0 {
+			m.negatives.put(t.key, se.Code, m.now(), ttl)
+		}
+		if stale != nil {
+			// The origin no longer has the file: neither does the mirror.
+			m.store.Delete(context.WithoutCancel(ctx), t.key)
+		}
+		m.fail(w, r, err)
+		return
+	case err != nil:
 		m.fail(w, r, err)
 		return
 	}
@@ -73,6 +121,40 @@ func (m *MirrorHandler) fetch(w http.ResponseWriter, r *http.Request, t target, 
 		// The store failed; the complete spool still serves this client.
 	}
 	m.serveFill(w, r, f, info)
+}
+
+// serveStale answers a revalidation that did not produce a new object:
+// with the stored object when the origin confirmed it (304), or when the
+// origin failed and the object may be served stale (RFC 9111 section 4.2.4;
+// stale-if-error). It reports whether it answered; it closes obj if so.
+func (m *MirrorHandler) serveStale(w http.ResponseWriter, r *http.Request, t target, obj storage.Object, err error, joined bool) bool {
+	info := obj.Info()
+	fr := m.freshnessOf(t.key, info)
+	var nm *fill.NotModifiedError
+	var se *fill.StatusError
+	switch {
+	case errors.As(err, &nm):
+		info = refreshed(info, nm.Header, m.now())
+		if rf, ok := m.RemoteCache.(storage.Refresher); ok && !joined {
+			// One refresh per revalidation: the request that started it.
+			if err := rf.Refresh(context.WithoutCancel(r.Context()), t.key, info); err != nil {
+				m.log.Warn("refreshing revalidated object failed", "key", t.key, "err", err)
+			}
+		}
+	case errors.As(err, &se) && se.Code < 500:
+		return false // the origin answered: 404 and others go to the client
+	case errors.Is(err, fill.ErrShutdown):
+		return false
+	case fr.mustRevalidate:
+		m.log.Warn("revalidation failed; object may not be served stale", "key", t.key, "err", err)
+		obj.Close()
+		m.fail(w, r, errMustRevalidate)
+		return true
+	default:
+		m.log.Warn("revalidation failed; serving stale object", "key", t.key, "err", err)
+	}
+	m.serveObject(w, r, t, obj, info, m.freshnessOf(t.key, info))
+	return true
 }
 
 // source returns the upstream of t for the fill engine.
@@ -105,16 +187,23 @@ func (m *MirrorHandler) serveStored(w http.ResponseWriter, r *http.Request, t ta
 		m.fail(w, r, err)
 		return
 	}
-	m.serveObject(w, r, t, obj)
+	info := obj.Info()
+	m.serveObject(w, r, t, obj, info, m.freshnessOf(t.key, info))
 }
 
-// serveObject answers r from a committed object: a redirect to a signed URL
-// when the backend has one (GET only), else the bytes, with Range, HEAD and
-// conditional requests handled by http.ServeContent. It closes obj.
-func (m *MirrorHandler) serveObject(w http.ResponseWriter, r *http.Request, t target, obj storage.Object) {
+// serveObject answers r from a committed object whose metadata is info: a
+// redirect to a signed URL when the backend has one (GET only), else the
+// bytes, with Range, HEAD and conditional requests handled by
+// http.ServeContent. It closes obj.
+func (m *MirrorHandler) serveObject(w http.ResponseWriter, r *http.Request, t target, obj storage.Object, info storage.Info, fr freshness) {
 	defer obj.Close()
 	mark(w, outcomeHit)
-	info := obj.Info()
+	if fr.explicit {
+		// Downstream caches count the time the object spent here
+		// (RFC 9111 section 5.1).
+		age := max(m.now().Sub(info.StoredAt), 0)
+		w.Header().Set("Age", strconv.FormatInt(int64(age/time.Second), 10))
+	}
 	if m.redirect != nil && !m.NoRedirect && r.Method == http.MethodGet {
 		u, err := m.redirect.SignedURL(r.Context(), t.key, http.MethodGet, m.linkExpires())
 		if err == nil && u != "" {

@@ -28,20 +28,25 @@ var (
 // target is what a request resolves to: the upstream host and path, the cache
 // key and the upstream URL.
 type target struct {
-	host string // lowercase host, with ":port" when the request named one
-	path string // escaped, cleaned path; starts with "/", may end with "/"
-	key  string // host + path
+	host  string // lowercase host, with ":port" when the request named one
+	path  string // escaped, cleaned path; starts with "/", may end with "/"
+	query string // "?" and the raw query with CacheQuery, else empty
+	key   string // host + path + query
 }
 
 // url returns the upstream URL of t under scheme.
-func (t target) url(scheme string) string { return scheme + "://" + t.host + t.path }
+func (t target) url(scheme string) string { return scheme + "://" + t.host + t.path + t.query }
 
 // resolveTarget finds the upstream of r according to the handler's host
 // mode, and cleans and checks the path. The query string is dropped, as in
 // the seed.
 func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	raw := r.URL.EscapedPath()
-	if len(raw) > m.maxPathLength() {
+	var query string
+	if m.CacheQuery && r.URL.RawQuery != "" {
+		query = "?" + r.URL.RawQuery
+	}
+	if len(raw)+len(query) > m.maxPathLength() {
 		return target{}, errPathTooLong
 	}
 	segs, dir, err := cleanPath(raw)
@@ -87,7 +92,10 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	if m.blocked(p) {
 		return target{}, errBlocked
 	}
-	return target{host: host, path: p, key: host + p}, nil
+	if query != "" && badChars(query) {
+		return target{}, errBadRequest
+	}
+	return target{host: host, path: p, query: query, key: host + p + query}, nil
 }
 
 // cleanPath splits an escaped URL path into its segments, dropping empty and

@@ -61,7 +61,22 @@ var (
 
 	// ErrShutdown is returned for fills aborted by Group.Shutdown.
 	ErrShutdown = errors.New("fill: server shutting down")
+
+	// ErrNotModified is matched by *NotModifiedError.
+	ErrNotModified = errors.New("fill: not modified")
 )
+
+// NotModifiedError ends a revalidating fill whose origin answered 304 Not
+// Modified: the stored object is still current. Header holds the 304's
+// headers, which may update the stored ones (RFC 9111 section 4.3.4).
+type NotModifiedError struct {
+	Header http.Header
+}
+
+func (e *NotModifiedError) Error() string { return "upstream 304 not modified" }
+
+// Is makes errors.Is(err, ErrNotModified) true.
+func (e *NotModifiedError) Is(target error) bool { return target == ErrNotModified }
 
 // StatusError is the result of a fill whose origin answered with a status
 // other than 200 OK. Header holds the origin's response headers.
@@ -84,6 +99,11 @@ type Source struct {
 	// Get sends a GET for the object with the given extra request headers
 	// (Range and If-Range when resuming) and returns the response.
 	Get func(ctx context.Context, h http.Header) (*http.Response, error)
+	// Validators, when set, are sent with the first request
+	// (If-None-Match, If-Modified-Since) to revalidate a stored object: a
+	// 304 answer ends the fill with a *NotModifiedError, a 200 replaces
+	// the object.
+	Validators http.Header
 }
 
 // Options configure a Group. The zero value of every field is usable.
@@ -104,6 +124,11 @@ type Options struct {
 	// Info builds the stored metadata from the origin's response. Nil
 	// means InfoFromResponse.
 	Info func(*http.Response) storage.Info
+	// Storable reports whether a 200 response may be stored (it may not
+	// when the origin says no-store, for example); an unstorable body is
+	// still streamed to the fill's clients from a temporary spool. Nil
+	// means every response is storable.
+	Storable func(*http.Response) bool
 	// Logger receives fill events. Nil discards them.
 	Logger *slog.Logger
 	// Observer receives events for metrics. Nil means none.
@@ -443,7 +468,7 @@ func (f *Fill) run() {
 		return
 	}
 
-	if !f.force {
+	if !f.force && f.src.Validators == nil {
 		if _, err := g.store.Stat(ctx, f.key); err == nil {
 			f.finish(ErrStored, true)
 			return
@@ -456,7 +481,7 @@ func (f *Fill) run() {
 	n, stored, err := f.fetch(ctx, log)
 	g.opts.Observer.FillDone(f.key, n, stored, err, time.Since(start))
 	if err != nil {
-		if _, ok := err.(*StatusError); !ok {
+		if !errors.Is(err, ErrNotOK) && !errors.Is(err, ErrNotModified) {
 			log.Warn("fill failed", "upstream", f.src.URL, "bytes", n, "err", err)
 		}
 	} else {
@@ -470,9 +495,13 @@ func (f *Fill) run() {
 // ended the download.
 func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored bool, err error) {
 	g := f.g
-	resp, err := f.src.Get(ctx, nil)
+	resp, err := f.src.Get(ctx, f.src.Validators.Clone())
 	if err != nil {
 		return 0, false, f.cause(ctx, err)
+	}
+	if resp.StatusCode == http.StatusNotModified && f.src.Validators != nil {
+		drain(resp.Body)
+		return 0, false, &NotModifiedError{Header: resp.Header}
 	}
 	if resp.StatusCode != http.StatusOK {
 		drain(resp.Body)
@@ -480,8 +509,9 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 	info := g.opts.Info(resp)
 	info.Key = f.key
+	storable := g.opts.Storable == nil || g.opts.Storable(resp)
 
-	spool, err := f.openSpool(ctx, info)
+	spool, err := f.openSpool(ctx, info, storable)
 	if err != nil {
 		resp.Body.Close()
 		return 0, false, err
@@ -530,12 +560,18 @@ type spoolWriter struct {
 // openSpool creates the storage writer and the spool readers read from. A
 // failing storage backend does not fail the fill: it falls back to a
 // temporary spool so clients are still served, and nothing is cached.
-func (f *Fill) openSpool(ctx context.Context, info storage.Info) (*spoolWriter, error) {
+func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable bool) (*spoolWriter, error) {
 	g := f.g
 	sw := &spoolWriter{}
-	w, err := g.store.Create(ctx, f.key, info)
+	var w storage.Writer
+	err := errNotStorable
+	if storable {
+		w, err = g.store.Create(ctx, f.key, info)
+	}
 	if err != nil {
-		g.log.Error("storage create failed; serving without caching", "key", f.key, "err", err)
+		if storable {
+			g.log.Error("storage create failed; serving without caching", "key", f.key, "err", err)
+		}
 	} else {
 		sw.w = w
 		f.addCloser(w.Close)
@@ -638,7 +674,10 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 	}
 }
 
-var errSpool = errors.New("writing spool")
+var (
+	errSpool       = errors.New("writing spool")
+	errNotStorable = errors.New("response not storable")
+)
 
 // copyOnce copies body into the spool until EOF or an error, updating *n.
 func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spoolWriter, n *int64) error {

@@ -171,3 +171,16 @@ type Stats struct {
 type StatsReporter interface {
 	Stats() Stats
 }
+
+// Refresher is implemented by backends that can replace an object's
+// metadata without the caller rewriting its body: after an origin confirms
+// with 304 Not Modified that a stored object is current, its StoredAt and
+// freshness headers are updated this way.
+type Refresher interface {
+	// Refresh replaces the metadata of the object under key with info,
+	// provided the stored object still has info.Size and info.ETag;
+	// otherwise (it was replaced or removed meanwhile) it returns
+	// ErrNotFound and changes nothing. Readers of the object are not
+	// disturbed.
+	Refresh(ctx context.Context, key string, info Info) error
+}

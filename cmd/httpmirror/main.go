@@ -66,6 +66,10 @@ func run(args []string) int {
 			return 2
 		}
 	}
+	negativeTTL := cfg.NegativeTTL
+	if negativeTTL == 0 {
+		negativeTTL = -1 // the flag's 0 disables it
+	}
 	idle := cfg.UpstreamIdleTimeout
 	if idle == 0 {
 		idle = -1 // the flag's 0 means no limit
@@ -90,6 +94,9 @@ func run(args []string) int {
 		UpstreamScheme:          cfg.UpstreamScheme,
 		UpstreamIdleTimeout:     idle,
 		MaxPathLength:           cfg.MaxPathLength,
+		RevalidatePatterns:      cfg.RevalidatePatterns,
+		NegativeTTL:             negativeTTL,
+		CacheQuery:              cfg.CacheQuery,
 	}
 	if err := h.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)

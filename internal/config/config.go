@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/httpmirror/httpmirror"
 )
 
 // EnvPrefix starts the name of every environment variable that sets a flag.
@@ -50,11 +52,14 @@ type Config struct {
 	UpstreamHeaderTimeout  time.Duration
 	UpstreamIdleTimeout    time.Duration
 
-	CacheMaxSize    int64
-	MaxPathLength   int
-	ShutdownTimeout time.Duration
-	LogFormat       string
-	LogLevel        slog.Level
+	CacheMaxSize       int64
+	RevalidatePatterns []string
+	NegativeTTL        time.Duration
+	CacheQuery         bool
+	MaxPathLength      int
+	ShutdownTimeout    time.Duration
+	LogFormat          string
+	LogLevel           slog.Level
 }
 
 // ErrHelp is returned by Parse when the user asked for help; the usage has
@@ -109,6 +114,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-header-timeout", 30*time.Second, "Limit for an origin's response headers to arrive.")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 2*time.Minute, "Limit for an origin's body to stay silent before the download is aborted or resumed.")
 	fs.Var((*sizeFlag)(&c.CacheMaxSize), "cache-max-size", "Size limit of the local disk cache, e.g. 20GiB or 500MB; least recently used files are evicted; 0 means no limit.")
+	revalidate := fs.String("revalidate-pattern", strings.Join(httpmirror.DefaultRevalidatePatterns, ","), "Comma-separated globs ('*' spans '/') of cache keys (host/path) revalidated on every request when the origin sends no freshness headers; empty for none.")
+	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 30*time.Second, "How long an origin's 404 or 410 is remembered; 0 disables.")
+	fs.BoolVar(&c.CacheQuery, "cache-query", false, "Include the query string in the cache key and the upstream request.")
 	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "Log format: text or json.")
@@ -166,6 +174,12 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		}
 		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(dir, "httpmirror"))
 	}
+	c.RevalidatePatterns = []string{}
+	for p := range strings.SplitSeq(*revalidate, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.RevalidatePatterns = append(c.RevalidatePatterns, p)
+		}
+	}
 	if *upstreamProxy != "" {
 		u, err := url.Parse(*upstreamProxy)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5" && u.Scheme != "socks5h") {
@@ -183,7 +197,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		"link-expires": c.LinkExpires, "check-sync-timeout": c.CheckSyncTimeout,
 		"continuation-get-interval": c.ContinuationGetInterval, "upstream-connect-timeout": c.UpstreamConnectTimeout,
 		"upstream-header-timeout": c.UpstreamHeaderTimeout, "upstream-idle-timeout": c.UpstreamIdleTimeout,
-		"shutdown-timeout": c.ShutdownTimeout,
+		"shutdown-timeout": c.ShutdownTimeout, "negative-ttl": c.NegativeTTL,
 	} {
 		if d < 0 {
 			return nil, fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)

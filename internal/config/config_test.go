@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/httpmirror/httpmirror"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -105,5 +107,20 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) succeeded; want an error", in)
 		}
+	}
+}
+
+func TestRevalidatePatternsFlag(t *testing.T) {
+	c, _ := Parse(nil, env(nil), io.Discard)
+	if strings.Join(c.RevalidatePatterns, ",") != strings.Join(httpmirror.DefaultRevalidatePatterns, ",") {
+		t.Errorf("default patterns %q", c.RevalidatePatterns)
+	}
+	c, _ = Parse([]string{"--revalidate-pattern="}, env(nil), io.Discard)
+	if c.RevalidatePatterns == nil || len(c.RevalidatePatterns) != 0 {
+		t.Errorf("empty flag: %q; want an empty, non-nil list", c.RevalidatePatterns)
+	}
+	c, _ = Parse([]string{"--revalidate-pattern", "*/index.json, */latest"}, env(nil), io.Discard)
+	if strings.Join(c.RevalidatePatterns, "|") != "*/index.json|*/latest" {
+		t.Errorf("patterns %q", c.RevalidatePatterns)
 	}
 }

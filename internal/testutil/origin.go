@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -47,18 +49,38 @@ type Origin struct {
 	// Gets and Heads count the GET and HEAD requests received.
 	Gets  atomic.Int64
 	Heads atomic.Int64
+	// BodyBytes counts the response body bytes sent.
+	BodyBytes atomic.Int64
 }
+
+// countingWriter counts the body bytes of a response.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c countingWriter) Flush() { c.ResponseWriter.(http.Flusher).Flush() }
 
 // NewOrigin starts an origin that is closed when the test ends.
 func NewOrigin(t testing.TB) *Origin {
 	t.Helper()
 	o := &Origin{files: map[string]*File{}}
-	o.Server = httptest.NewTLSServer(http.HandlerFunc(o.serve))
+	o.Server = httptest.NewUnstartedServer(http.HandlerFunc(o.serve))
+	// Tests provoke failed handshakes and aborted responses on purpose.
+	o.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
+	o.Server.StartTLS()
 	t.Cleanup(o.Close)
 	return o
 }
 
-func (o *Origin) serve(w http.ResponseWriter, r *http.Request) {
+func (o *Origin) serve(rw http.ResponseWriter, r *http.Request) {
+	w := countingWriter{rw, &o.BodyBytes}
 	switch r.Method {
 	case http.MethodGet:
 		o.Gets.Add(1)

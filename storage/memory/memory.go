@@ -82,6 +82,22 @@ func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (st
 	return &writer{b: b, key: key, info: cloneInfo(info)}, nil
 }
 
+// Refresh implements storage.Refresher.
+func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.objects[key]
+	if !ok || e.info.Size != info.Size || e.info.ETag != info.ETag {
+		return storage.ErrNotFound
+	}
+	info.Key = key
+	b.objects[key] = &entry{info: cloneInfo(info), data: e.data}
+	return nil
+}
+
 // Len reports how many objects are stored.
 func (b *Backend) Len() int {
 	b.mu.RLock()

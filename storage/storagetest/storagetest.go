@@ -41,6 +41,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"DirectoryKeyDistinct", testDirectoryKeyDistinct},
 		{"Spool", testSpool},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"Refresh", testRefresh},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,4 +433,45 @@ func testConcurrentWriters(t *testing.T, b storage.Backend) {
 		}
 	}
 	t.Errorf("object after concurrent commits (%d bytes) matches none of the writers", len(got))
+}
+
+func testRefresh(t *testing.T, b storage.Backend) {
+	r, ok := b.(storage.Refresher)
+	if !ok {
+		t.Skip("backend does not implement storage.Refresher")
+	}
+	ctx := context.Background()
+	key := "example.com/refreshed.bin"
+	data := testutil.Payload(12, 70000)
+	info := sampleInfo(int64(len(data)))
+	put(t, b, key, data, info)
+	o, err := b.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+
+	nw := info
+	nw.StoredAt = time.Now().Add(time.Hour).Truncate(time.Second)
+	nw.Header = http.Header{"Cache-Control": {"max-age=60"}}
+	if err := r.Refresh(ctx, key, nw); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	got, body := read(t, b, key)
+	if !bytes.Equal(body, data) || !got.StoredAt.Equal(nw.StoredAt) || got.Header.Get("Cache-Control") != "max-age=60" {
+		t.Fatalf("after Refresh: %d bytes, StoredAt %v, Cache-Control %q", len(body), got.StoredAt, got.Header.Get("Cache-Control"))
+	}
+	// A reader that opened before the refresh reads on undisturbed.
+	if old, err := io.ReadAll(o); err != nil || !bytes.Equal(old, data) {
+		t.Fatalf("reader across Refresh: %d bytes, %v", len(old), err)
+	}
+	// A refresh for another version of the object changes nothing.
+	stale := info
+	stale.ETag = `"other"`
+	if err := r.Refresh(ctx, key, stale); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Refresh with a stale ETag: %v; want ErrNotFound", err)
+	}
+	if err := r.Refresh(ctx, "example.com/absent", info); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Refresh of a missing object: %v; want ErrNotFound", err)
+	}
 }
