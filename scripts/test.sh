@@ -1,9 +1,22 @@
 #!/bin/sh
 # The whole test suite: formatting and vet, every package with the race
 # detector, then a short fuzzing run of the path-safety target beyond its
-# seed corpus. Needs Go; end-to-end tests use curl when it is installed.
+# seed corpus. Needs Go; the end-to-end tests also drive curl, wget, aria2c,
+# pip and the go command.
 set -eu
 cd "$(dirname "$0")/.."
+
+# The end-to-end tests drive real download clients; install the missing
+# ones from Debian when this machine can.
+missing=""
+for tool in curl wget aria2c; do
+	command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	pkgs=$(echo "$missing" | sed 's/aria2c/aria2/')
+	echo "installing$pkgs" >&2
+	apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
+fi
 
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
