@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage/file"
 )
 
@@ -53,7 +53,7 @@ func TestCacheSizeLimit(t *testing.T) {
 			t.Fatalf("object %d: status %d, %d bytes", i, r.StatusCode, len(r.body))
 		}
 		waitFills(t, m)
-		if got := diskBytes(root); got > limit {
+		if got := testutil.DirBytes(filepath.Join(root, "objects")); got > limit {
 			t.Fatalf("after %d objects the cache holds %d bytes; limit %d", i+1, got, limit)
 		}
 	}
@@ -76,17 +76,4 @@ func TestCacheSizeLimit(t *testing.T) {
 	if st := store.Stats(); st.Evictions == 0 || st.Bytes > limit {
 		t.Errorf("Stats = %+v", st)
 	}
-}
-
-func diskBytes(root string) int64 {
-	var n int64
-	filepath.WalkDir(filepath.Join(root, "objects"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }

@@ -18,33 +18,13 @@ import (
 	"github.com/httpmirror/httpmirror/storage"
 )
 
-// gate is closed once; a hook waits on it.
-type gate struct {
-	ch   chan struct{}
-	once sync.Once
-}
-
-func newGate(t testing.TB) *gate {
-	g := &gate{ch: make(chan struct{})}
-	t.Cleanup(g.open) // never leave an origin handler blocked
-	return g
-}
-
-func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
-func (g *gate) wait() { <-g.ch }
-func (g *gate) isOpen() bool {
-	select {
-	case <-g.ch:
-		return true
-	default:
-		return false
-	}
-}
+// newGate returns a testutil.Gate opened at the latest when the test ends.
+func newGate(t testing.TB) *testutil.Gate { return testutil.NewGate(t) }
 
 // stallingHook serves the first `at` bytes of each file, flushes, calls
 // reached, waits for g, then serves the rest. Range requests are served
 // normally.
-func stallingHook(at int, reached func(), g *gate) testutil.Hook {
+func stallingHook(at int, reached func(), g *testutil.Gate) testutil.Hook {
 	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		if f == nil || r.Header.Get("Range") != "" || r.Method != http.MethodGet {
 			return false
@@ -57,7 +37,7 @@ func stallingHook(at int, reached func(), g *gate) testutil.Hook {
 		if reached != nil {
 			reached()
 		}
-		g.wait()
+		g.Wait()
 		w.Write(f.Data[at:])
 		return true
 	}
@@ -93,12 +73,12 @@ func TestCoalescing50Clients(t *testing.T) {
 	inner := m.Config.Handler
 	m.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if entered.Add(1) == clients {
-			allIn.open()
+			allIn.Open()
 		}
 		inner.ServeHTTP(w, r)
 	})
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		allIn.wait()
+		allIn.Wait()
 		return false
 	})
 
@@ -146,13 +126,13 @@ func TestJoinerStreamsBeforeOriginFinishes(t *testing.T) {
 		t.Fatalf("joiner read: %v", err)
 	}
 	// The origin is still paused: these bytes came from the fill's spool.
-	if resume.isOpen() {
+	if resume.IsOpen() {
 		t.Fatal("origin resumed before the joiner got its first bytes")
 	}
 	if !bytes.Equal(head, data[:len(head)]) {
 		t.Fatal("joiner's first bytes differ from the origin's")
 	}
-	resume.open()
+	resume.Open()
 	rest, err := io.ReadAll(second.Body)
 	if err != nil || !bytes.Equal(append(head, rest...), data) {
 		t.Fatalf("joiner's body: %d bytes, err %v; want the object", len(head)+len(rest), err)
@@ -200,14 +180,14 @@ func TestRangeWhileFilling(t *testing.T) {
 	if c := do(t, "GET", u, http.Header{"If-None-Match": {f.ETag}}); c.StatusCode != 304 {
 		t.Fatalf("If-None-Match while filling: status %d; want 304", c.StatusCode)
 	}
-	if resume.isOpen() {
+	if resume.IsOpen() {
 		t.Fatal("origin resumed early")
 	}
 
 	// Bytes beyond what arrived: the request waits for them.
 	late := make(chan response, 1)
 	go func() { late <- do(t, "GET", u, http.Header{"Range": {"bytes=900000-900099"}}) }()
-	resume.open()
+	resume.Open()
 	r = <-late
 	if r.StatusCode != 206 || !bytes.Equal(r.body, data[900000:900100]) {
 		t.Fatalf("range beyond the arrived part: status %d, %d bytes", r.StatusCode, len(r.body))
@@ -236,7 +216,7 @@ func TestCutWithoutRetryAbortsEveryClient(t *testing.T) {
 		w.Header().Set("ETag", f.ETag)
 		w.Write(f.Data[:half])
 		w.(http.Flusher).Flush()
-		joined.wait()
+		joined.Wait()
 		panic(http.ErrAbortHandler)
 	})
 
@@ -253,7 +233,7 @@ func TestCutWithoutRetryAbortsEveryClient(t *testing.T) {
 		}
 		clients[i] = resp
 	}
-	joined.open()
+	joined.Open()
 	for i, resp := range clients {
 		n, err := io.Copy(io.Discard, resp.Body)
 		if err == nil {
@@ -410,7 +390,7 @@ func TestClientLeavingDoesNotStopFill(t *testing.T) {
 	io.ReadFull(resp.Body, make([]byte, 1000))
 	cancel() // the only client goes away mid-fill
 	resp.Body.Close()
-	resume.open()
+	resume.Open()
 
 	// The fill completes on its own: wait for it through the handler.
 	waitFills(t, m)
@@ -540,7 +520,7 @@ func TestWaitModeWithoutTee(t *testing.T) {
 		t.Fatal("response before the fill completed, with TeeResponse off")
 	default:
 	}
-	resume.open()
+	resume.Open()
 	r := <-got
 	if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
 		t.Fatalf("status %d, %d bytes", r.StatusCode, len(r.body))

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -140,14 +139,4 @@ func mustParse(t *testing.T, s string) *url.URL {
 }
 
 // countFiles counts the regular files under dir.
-func countFiles(t testing.TB, dir string) int {
-	t.Helper()
-	n := 0
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			n++
-		}
-		return nil
-	})
-	return n
-}
+func countFiles(t testing.TB, dir string) int { return testutil.CountFiles(t, dir) }

@@ -1,37 +1,14 @@
 package httpmirror_test
 
 import (
-	"bufio"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-)
 
-// rawRequest writes req verbatim to the server and returns the response
-// status code, or 0 when the server closed the connection without one.
-func rawRequest(t *testing.T, addr, req string) int {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
+	"github.com/httpmirror/httpmirror/internal/testutil"
+)
 
 func TestHostileRequests(t *testing.T) {
 	o := newOrigin(t)
@@ -73,7 +50,7 @@ func TestHostileRequests(t *testing.T) {
 	}
 	for name, req := range reqs {
 		t.Run(name, func(t *testing.T) {
-			code := rawRequest(t, addr, req)
+			code := testutil.RawStatus(t, addr, req)
 			if code < 400 || code > 499 {
 				t.Errorf("status %d; want a 4xx", code)
 			}

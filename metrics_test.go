@@ -102,7 +102,7 @@ func TestMetricsMove(t *testing.T) {
 	if got := value(mid, "httpmirror_fills_in_progress", nil); got != 1 {
 		t.Errorf("fills in progress during the fill = %v; want 1", got)
 	}
-	resume.open()
+	resume.Open()
 	io.Copy(io.Discard, first.Body)
 	io.Copy(io.Discard, second.Body)
 	first.Body.Close()

@@ -222,10 +222,7 @@ func TestCrashDuringFill(t *testing.T) {
 	o := testutil.NewOrigin(t)
 	data := testutil.Payload(2, 8<<20)
 	o.Put("/big.bin", data)
-	release := make(chan struct{})
-	var once sync.Once
-	releaseOrigin := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(releaseOrigin)
+	release := testutil.NewGate(t)
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		if o.Gets.Load() > 1 {
 			return false // after the restart: serve normally
@@ -236,7 +233,7 @@ func TestCrashDuringFill(t *testing.T) {
 		w.Header().Set("ETag", f.ETag)
 		w.Write(f.Data[:len(f.Data)/2])
 		w.(http.Flusher).Flush()
-		<-release
+		release.Wait()
 		return true
 	})
 
@@ -252,20 +249,20 @@ func TestCrashDuringFill(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); err != nil {
 		t.Fatal(err)
 	}
-	if n := countFiles(t, filepath.Join(cache, "tmp")); n == 0 {
+	if n := testutil.CountFiles(t, filepath.Join(cache, "tmp")); n == 0 {
 		t.Fatalf("no temporary file during the fill")
 	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 	resp.Body.Close()
-	releaseOrigin()
+	release.Open()
 
-	if n := countFiles(t, filepath.Join(cache, "objects")); n != 0 {
+	if n := testutil.CountFiles(t, filepath.Join(cache, "objects")); n != 0 {
 		t.Fatalf("%d object files after the crash; want none", n)
 	}
 
 	p2 := start(t, args...)
-	if n := countFiles(t, filepath.Join(cache, "tmp")); n != 0 {
+	if n := testutil.CountFiles(t, filepath.Join(cache, "tmp")); n != 0 {
 		t.Errorf("%d leftover temporary files after restart; want none", n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -282,153 +279,5 @@ func TestCrashDuringFill(t *testing.T) {
 	}
 	if n := o.Gets.Load(); n != 2 {
 		t.Errorf("origin saw %d GETs; want 2 (the crashed fill and the refetch)", n)
-	}
-}
-
-func countFiles(t *testing.T, dir string) int {
-	t.Helper()
-	n := 0
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			n++
-		}
-		return nil
-	})
-	return n
-}
-
-func TestBadConfigurationExits2(t *testing.T) {
-	notDir := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(notDir, nil, 0o644)
-	tests := map[string][]string{
-		"unknown flag":          {"--no-such-flag"},
-		"bad duration":          {"--link-expires", "soon"},
-		"negative duration":     {"--check-sync-timeout", "-1s"},
-		"bad number":            {"--continuation-get-retry", "many"},
-		"unknown scheme":        {"--storage-url", "ftp://example.com/cache"},
-		"unparsable url":        {"--storage-url", "file://%zz"},
-		"relative dir":          {"--storage-url", "file://relative/dir"},
-		"cache dir not usable":  {"--storage-url", "file://" + notDir + "/cache"},
-		"bad upstream scheme":   {"--upstream-scheme", "ftp"},
-		"two host modes":        {"--host", "example.com", "--host-from-first-path"},
-		"bad host":              {"--host", "nodot"},
-		"bad log format":        {"--log-format", "xml"},
-		"bad log level":         {"--log-level", "loud"},
-		"missing CA file":       {"--upstream-ca-file", "/nonexistent/ca.pem"},
-		"stray argument":        {"serve"},
-		"bad environment value": {"--storage-url="},
-	}
-	for name, args := range tests {
-		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
-			if name == "bad environment value" {
-				cmd.Env = append(os.Environ(), "HTTPMIRROR_UPSTREAM_IDLE_TIMEOUT=whenever")
-			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			ee, ok := err.(*exec.ExitError)
-			if !ok || ee.ExitCode() != 2 {
-				t.Fatalf("exit: %v; want status 2 (stderr %q)", err, stderr.String())
-			}
-			msg := strings.TrimSpace(stderr.String())
-			if msg == "" || strings.Contains(msg, "\n") || strings.Contains(msg, "listening") {
-				t.Errorf("stderr %q; want one line and no listener", msg)
-			}
-		})
-	}
-}
-
-func TestHelp(t *testing.T) {
-	out, err := exec.Command(binary, "--help").Output()
-	if err != nil {
-		t.Fatalf("--help: %v", err)
-	}
-	for _, flag := range []string{"--address", "--storage-url", "--link-expires", "--host", "--host-from-first-path",
-		"--base-domain", "--check-sync-timeout", "--continuation-get-interval", "--continuation-get-retry",
-		"--block-suffix", "--no-redirect", "--tee-response", "--upstream-scheme", "--upstream-ca-file",
-		"--allow-private-upstreams", "--log-format", "--log-level", "HTTPMIRROR_STORAGE_URL"} {
-		if !strings.Contains(string(out), flag) {
-			t.Errorf("--help does not mention %s", flag)
-		}
-	}
-}
-
-func TestSignalsStopCleanly(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
-			p := start(t, "--storage-url", "file://"+t.TempDir())
-			p.cmd.Process.Signal(sig)
-			select {
-			case <-p.done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("still running 30s after the signal")
-			}
-			if p.err != nil {
-				t.Fatalf("exit: %v; want status 0", p.err)
-			}
-		})
-	}
-}
-
-func TestEnvironmentSetsFlags(t *testing.T) {
-	o := testutil.NewOrigin(t)
-	o.Put("/env.txt", []byte("from env"))
-	cmd := exec.Command(binary, "--address", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(),
-		"HTTPMIRROR_STORAGE_URL=file://"+t.TempDir(),
-		"HTTPMIRROR_HOST_FROM_FIRST_PATH=true",
-		"HTTPMIRROR_ALLOW_PRIVATE_UPSTREAMS=true",
-		"HTTPMIRROR_UPSTREAM_CA_FILE="+o.WriteCA(t, t.TempDir()),
-		"HTTPMIRROR_ADDRESS=256.0.0.1:1", // the flag wins
-	)
-	p := startCmd(t, cmd)
-	resp, err := http.Get(p.url(o, "/env.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "from env" {
-		t.Fatalf("status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
-	}
-}
-
-// Twenty curl processes ask for the same cold 64 MiB object at once: the
-// origin sees one GET and every download is byte-identical.
-func TestConcurrentCurlColdObject(t *testing.T) {
-	needCurl(t)
-	o := testutil.NewOrigin(t)
-	data := testutil.Payload(3, 64<<20)
-	o.Put("/models/weights.bin", data)
-	// The downloads start together; one that arrives after the fill has
-	// committed is a hit, so the origin count holds either way.
-	p := start(t, mirrorArgs(t, o, t.TempDir())...)
-	u := p.url(o, "/models/weights.bin")
-	dir := t.TempDir()
-	const clients = 20
-	errs := make(chan error, clients)
-	for i := range clients {
-		go func() {
-			out, err := exec.Command("curl", "-sS", "--fail", "--max-time", "300", "-o", filepath.Join(dir, fmt.Sprint(i)), u).CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("curl %d: %v: %s", i, err, out)
-			}
-			errs <- err
-		}()
-	}
-	for range clients {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := testutil.SHA256(data)
-	for i := range clients {
-		if got := fileSHA(t, filepath.Join(dir, fmt.Sprint(i))); got != want {
-			t.Errorf("client %d: sha256 %s; want %s", i, got, want)
-		}
-	}
-	if n := o.Gets.Load(); n != 1 {
-		t.Errorf("origin saw %d GETs; want 1", n)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -83,18 +82,12 @@ func TestGracefulShutdown(t *testing.T) {
 	o := testutil.NewOrigin(t)
 	data := testutil.Payload(40, 4<<20)
 	o.Put("/slow.bin", data)
-	release := make(chan struct{})
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(release)
-		}
-	})
+	release := testutil.NewGate(t)
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		w.Header().Set("Content-Length", fmt.Sprint(len(f.Data)))
 		w.Write(f.Data[:1<<20])
 		w.(http.Flusher).Flush()
-		<-release
+		release.Wait()
 		w.Write(f.Data[1<<20:])
 		return true
 	})
@@ -116,8 +109,7 @@ func TestGracefulShutdown(t *testing.T) {
 		c.Close()
 		t.Error("the public listener still accepts connections during shutdown")
 	}
-	released = true
-	close(release)
+	release.Open()
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil || !bytes.Equal(append(head, rest...), data) {
 		t.Fatalf("download during shutdown: %d bytes, err %v; want the whole file", len(head)+len(rest), err)
@@ -130,10 +122,10 @@ func TestGracefulShutdown(t *testing.T) {
 	if p.err != nil {
 		t.Fatalf("exit: %v; want status 0", p.err)
 	}
-	if n := countFiles(t, filepath.Join(cache, "tmp")); n != 0 {
+	if n := testutil.CountFiles(t, filepath.Join(cache, "tmp")); n != 0 {
 		t.Errorf("%d temporary files left; want 0", n)
 	}
-	if n := countFiles(t, filepath.Join(cache, "objects")); n != 1 {
+	if n := testutil.CountFiles(t, filepath.Join(cache, "objects")); n != 1 {
 		t.Errorf("%d objects stored; want the completed download", n)
 	}
 }
@@ -153,7 +145,7 @@ func TestRequestLimits(t *testing.T) {
 		"9 KiB path":   {"GET /" + o.HostPort() + "/" + strings.Repeat("p", 9<<10) + " HTTP/1.1\r\nHost: m\r\n\r\n", []int{414}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			code := rawStatus(t, p.addr, c.req)
+			code := testutil.RawStatus(t, p.addr, c.req)
 			ok := false
 			for _, w := range c.want {
 				ok = ok || code == w
@@ -166,56 +158,4 @@ func TestRequestLimits(t *testing.T) {
 			}
 		})
 	}
-}
-
-// rawStatus writes req on a fresh connection and returns the status code.
-func rawStatus(t *testing.T, addr, req string) int {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	go c.Write([]byte(req)) // the server may answer before reading it all
-	buf := make([]byte, 12)
-	if _, err := io.ReadFull(c, buf); err != nil {
-		t.Fatalf("reading status: %v", err)
-	}
-	var code int
-	fmt.Sscanf(string(buf[9:12]), "%d", &code)
-	return code
-}
-
-// The proxy comes from --upstream-proxy, or from HTTPS_PROXY when the flag
-// is absent; NO_PROXY exempts hosts.
-func TestUpstreamProxyFlagAndEnvironment(t *testing.T) {
-	o := testutil.NewOrigin(t)
-	o.Put("/p.txt", []byte("proxied"))
-	_, port, _ := net.SplitHostPort(o.HostPort())
-	hosts := map[string]string{"example.com": "127.0.0.1"}
-	u := func(p *process) string { return "http://" + p.addr + "/example.com:" + port + "/p.txt" }
-
-	t.Run("flag socks5", func(t *testing.T) {
-		px := testutil.NewSOCKS5Proxy(t, hosts)
-		p := start(t, append(mirrorArgs(t, o, t.TempDir()), "--upstream-proxy", "socks5://"+px.Addr)...)
-		if code, body := httpGet(t, u(p)); code != 200 || string(body) != "proxied" || px.Tunnels.Load() != 1 {
-			t.Fatalf("status %d body %q tunnels %d", code, body, px.Tunnels.Load())
-		}
-	})
-	t.Run("environment", func(t *testing.T) {
-		px := testutil.NewHTTPProxy(t, hosts)
-		cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, mirrorArgs(t, o, t.TempDir())...)...)
-		cmd.Env = append(os.Environ(), "HTTPS_PROXY=http://"+px.Addr, "NO_PROXY=")
-		p := startCmd(t, cmd)
-		if code, body := httpGet(t, u(p)); code != 200 || string(body) != "proxied" || px.Tunnels.Load() != 1 {
-			t.Fatalf("status %d body %q tunnels %d", code, body, px.Tunnels.Load())
-		}
-	})
-	t.Run("bad flag", func(t *testing.T) {
-		err := exec.Command(binary, "--upstream-proxy", "ftp://x:1").Run()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-			t.Fatalf("exit %v; want 2", err)
-		}
-	})
 }

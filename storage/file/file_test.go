@@ -88,7 +88,7 @@ func TestLeftoversRemovedAtStart(t *testing.T) {
 	w.Write(testutil.Payload(1, 4096))
 	// Simulate a crash: the writer is never closed, the lock is dropped.
 	b.Close()
-	if n := countFiles(t, filepath.Join(dir, "tmp")); n != 1 {
+	if n := testutil.CountFiles(t, filepath.Join(dir, "tmp")); n != 1 {
 		t.Fatalf("tmp holds %d files before restart; want 1", n)
 	}
 
@@ -97,24 +97,12 @@ func TestLeftoversRemovedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b2.Close()
-	if n := countFiles(t, filepath.Join(dir, "tmp")); n != 0 {
+	if n := testutil.CountFiles(t, filepath.Join(dir, "tmp")); n != 0 {
 		t.Errorf("tmp holds %d files after restart; want 0", n)
 	}
 	if _, err := b2.Stat(ctx, "example.com/partial.bin"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("partial object: Stat error = %v; want ErrNotFound", err)
 	}
-}
-
-func countFiles(t *testing.T, dir string) int {
-	t.Helper()
-	n := 0
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			n++
-		}
-		return nil
-	})
-	return n
 }
 
 func TestDamagedObjectIsNotServed(t *testing.T) {
@@ -191,19 +179,6 @@ func put(t *testing.T, b *file.Backend, key string, data []byte) error {
 	return w.Commit(ctx)
 }
 
-func diskBytes(t *testing.T, root string) int64 {
-	t.Helper()
-	var n int64
-	filepath.WalkDir(filepath.Join(root, "objects"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			fi, _ := d.Info()
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
-}
-
 func TestEvictionKeepsUnderLimit(t *testing.T) {
 	dir := t.TempDir()
 	const limit = 1 << 20
@@ -222,7 +197,7 @@ func TestEvictionKeepsUnderLimit(t *testing.T) {
 		if o, err := b.Open(ctx, "example.com/0"); err == nil {
 			o.Close()
 		}
-		if got := diskBytes(t, dir); got > limit {
+		if got := testutil.DirBytes(filepath.Join(dir, "objects")); got > limit {
 			t.Fatalf("after %d objects the cache holds %d bytes; limit %d", i+1, got, limit)
 		}
 	}
@@ -274,7 +249,7 @@ func TestEvictionSparesOpenObjects(t *testing.T) {
 	if _, err := b.Stat(ctx, "example.com/streamed"); err != nil {
 		t.Fatalf("an open object was evicted: %v", err)
 	}
-	if got := diskBytes(t, dir); got > limit {
+	if got := testutil.DirBytes(filepath.Join(dir, "objects")); got > limit {
 		t.Fatalf("cache holds %d bytes; limit %d", got, limit)
 	}
 }

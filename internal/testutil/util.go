@@ -1,0 +1,91 @@
+package testutil
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Gate is a one-time barrier: Wait blocks until Open. A test's origin
+// hooks wait on gates to hold a response at a chosen point.
+type Gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+// NewGate returns a closed gate that is opened when the test ends, so no
+// hook stays blocked.
+func NewGate(t testing.TB) *Gate {
+	g := &Gate{ch: make(chan struct{})}
+	t.Cleanup(g.Open)
+	return g
+}
+
+// Open lets every waiter through; later calls do nothing.
+func (g *Gate) Open() { g.once.Do(func() { close(g.ch) }) }
+
+// Wait blocks until the gate is open.
+func (g *Gate) Wait() { <-g.ch }
+
+// IsOpen reports whether Open was called.
+func (g *Gate) IsOpen() bool {
+	select {
+	case <-g.ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// CountFiles counts the regular files under dir.
+func CountFiles(t testing.TB, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// DirBytes sums the sizes of the regular files under dir.
+func DirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// RawStatus writes req verbatim on a new connection to addr and returns
+// the response's status code, or 0 when the server closed the connection
+// without one. The request is written concurrently: a server may answer
+// (431, say) before reading all of it.
+func RawStatus(t testing.TB, addr, req string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go c.Write([]byte(req))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
