@@ -3,6 +3,7 @@ package httpmirror_test
 import (
 	"bufio"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,8 +60,14 @@ func FuzzCachePath(f *testing.F) {
 				t.Fatalf("resolved key %q is invalid: %v", key, err)
 			}
 			for _, seg := range strings.Split(strings.TrimSuffix(key, "/"), "/") {
-				if seg == ".." || seg == "." || strings.ContainsAny(seg, "\\\x00") {
-					t.Fatalf("resolved key %q has segment %q", key, seg)
+				dec, err := url.PathUnescape(seg)
+				if err != nil {
+					t.Fatalf("resolved key %q has an invalid escape in %q", key, seg)
+				}
+				for _, part := range strings.Split(dec, "/") {
+					if p, _, _ := strings.Cut(part, ";"); p == ".." || strings.ContainsAny(part, "\\\x00") {
+						t.Fatalf("resolved key %q has segment %q", key, seg)
+					}
 				}
 			}
 			p, err := b.Path(key)

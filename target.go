@@ -49,7 +49,7 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	if len(raw)+len(query) > m.maxPathLength() {
 		return target{}, errPathTooLong
 	}
-	segs, dir, err := cleanPath(raw)
+	p, err := cleanPath(raw)
 	if err != nil {
 		return target{}, err
 	}
@@ -59,13 +59,16 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	case m.Host != "":
 		host = m.Host
 	case m.HostFromFirstPath:
-		if len(segs) < 2 {
+		first, _, found := strings.Cut(p[1:], "/")
+		if first == "" || !found {
 			// "/" or "/example.com": no file named.
 			return target{}, errNoTarget
 		}
-		first, _ := url.PathUnescape(segs[0]) // cleanPath checked the escape
 		host = first
-		segs = segs[1:]
+		if strings.Contains(first, "%") {
+			host, _ = url.PathUnescape(first) // cleanPath checked the escape
+		}
+		p = p[1+len(first):]
 	default:
 		host = stripPort(r.Host)
 		if m.BaseDomain != "" {
@@ -81,13 +84,9 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	if err != nil {
 		return target{}, err
 	}
-	if len(segs) == 0 {
+	if p == "/" {
 		// The upstream root itself is no file to mirror.
 		return target{}, errNoTarget
-	}
-	p := "/" + strings.Join(segs, "/")
-	if dir {
-		p += "/"
 	}
 	if m.blocked(p) {
 		return target{}, errBlocked
@@ -98,32 +97,71 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	return target{host: host, path: p, query: query, key: host + p + query}, nil
 }
 
-// cleanPath splits an escaped URL path into its segments, dropping empty and
-// "." segments. It refuses ".." (in any escaping), invalid escapes, control
-// characters and backslashes, because no legitimate file URL carries them and
-// origins disagree about what they mean. dir reports a trailing slash.
-func cleanPath(escaped string) (segs []string, dir bool, err error) {
+// cleanPath returns an escaped URL path without empty and "." segments,
+// keeping a trailing slash. It refuses ".." (in any escaping), invalid
+// escapes, control characters and backslashes, because no legitimate file
+// URL carries them and origins disagree about what they mean. A path that
+// is clean already is returned as it is, without allocating.
+func cleanPath(escaped string) (string, error) {
 	if !strings.HasPrefix(escaped, "/") {
-		return nil, false, errBadRequest
+		return "", errBadRequest
 	}
-	dir = strings.HasSuffix(escaped, "/")
+	if isClean(escaped) {
+		return escaped, nil
+	}
+	return cleanSegments(escaped)
+}
+
+// cleanSegments is cleanPath's general case, segment by segment.
+func cleanSegments(escaped string) (string, error) {
+	dir := strings.HasSuffix(escaped, "/")
+	var b strings.Builder
 	for seg := range strings.SplitSeq(escaped[1:], "/") {
 		if seg == "" {
 			continue
 		}
 		dec, err := url.PathUnescape(seg)
 		if err != nil {
-			return nil, false, errBadRequest
+			return "", errBadRequest
 		}
 		if dec == "." {
 			continue
 		}
 		if hostile(dec, 2) {
-			return nil, false, errBadRequest
+			return "", errBadRequest
 		}
-		segs = append(segs, seg)
+		b.WriteByte('/')
+		b.WriteString(seg)
 	}
-	return segs, dir, nil
+	if dir || b.Len() == 0 {
+		b.WriteByte('/')
+	}
+	return b.String(), nil
+}
+
+// isClean reports whether an escaped path needs no cleaning or checking:
+// no percent-escapes, control characters or backslashes, and no empty or
+// "." segment (a trailing slash aside) nor one starting with ".." (such as
+// "..;", which servlet containers take for "..").
+func isClean(p string) bool {
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			if c == '%' || c == '\\' || c < 0x20 || c >= 0x7f {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		seg := p[segStart:i]
+		if (seg == "" && i < len(p)) || seg == "." || strings.HasPrefix(seg, "..") || (seg == "" && i == 1) {
+			return false
+		}
+		segStart = i + 1
+	}
+	return true
 }
 
 // hostile reports whether an unescaped path segment could climb out of its
@@ -188,16 +226,23 @@ func canonicalHost(hostport string) (string, error) {
 			return "", errNoTarget
 		}
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	lower := strings.ToLower(strings.TrimSuffix(host, "."))
+	changed := lower != host
+	host = lower
 	switch {
 	case strings.HasPrefix(host, "["):
 		a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 		if err != nil || !strings.HasSuffix(host, "]") || !a.Is6() || a.Zone() != "" {
 			return "", errNoTarget
 		}
-		host = "[" + a.String() + "]"
+		if canon := "[" + a.String() + "]"; canon != host {
+			host, changed = canon, true
+		}
 	case !validDomain(host):
 		return "", errNoTarget
+	}
+	if !changed {
+		return hostport, nil // already canonical: no allocation
 	}
 	if port != "" {
 		return host + ":" + port, nil

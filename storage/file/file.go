@@ -24,6 +24,7 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -66,7 +67,20 @@ type Options struct {
 	// used objects that nobody is reading are removed. Zero means no
 	// limit.
 	MaxSize int64
+	// MemoryCacheSize bounds the bytes of small object bodies also kept in
+	// memory, so that hits on them need no system call. Zero means
+	// DefaultMemoryCacheSize; negative disables it.
+	MemoryCacheSize int64
+	// MemoryObjectSize is the largest body kept in memory. Zero means
+	// DefaultMemoryObjectSize.
+	MemoryObjectSize int64
 }
+
+// Defaults for Options.
+const (
+	DefaultMemoryCacheSize  = 16 << 20
+	DefaultMemoryObjectSize = 64 << 10
+)
 
 // Backend stores objects as files under a root directory.
 type Backend struct {
@@ -94,7 +108,18 @@ func New(root string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache directory %s: %w", root, err)
 	}
-	b := &Backend{root: root, lock: lock, ix: &index{dir: filepath.Join(root, objectsDir), maxSize: opts.MaxSize}}
+	ix := &index{dir: filepath.Join(root, objectsDir), maxSize: opts.MaxSize,
+		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize}
+	if ix.memMax == 0 {
+		ix.memMax = DefaultMemoryCacheSize
+	}
+	if ix.memObject == 0 {
+		ix.memObject = DefaultMemoryObjectSize
+	}
+	if ix.memMax < 0 {
+		ix.memMax, ix.memObject = 0, -1
+	}
+	b := &Backend{root: root, lock: lock, ix: ix}
 	if err := b.removeTemps(); err != nil {
 		lock.Close()
 		return nil, err
@@ -149,8 +174,17 @@ func (b *Backend) Path(key string) (string, error) {
 }
 
 func hashKey(key string) string {
+	n := hashName(key)
+	return string(n[:])
+}
+
+// hashName is the object file name of key, in an array so that index
+// lookups need no allocation.
+func hashName(key string) [64]byte {
 	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
+	var n [64]byte
+	hex.Encode(n[:], sum[:])
+	return n
 }
 
 // Check verifies that the cache directory accepts new files.
@@ -246,6 +280,8 @@ func readInfo(f *os.File, size int64, key string) (storage.Info, error) {
 	return m.info(), nil
 }
 
+// open opens the object file of key and returns it with its stat and
+// metadata, read from the trailer unless the index has it already.
 func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) {
 	p, err := b.Path(key)
 	if err != nil {
@@ -262,6 +298,9 @@ func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) 
 	if err != nil {
 		f.Close()
 		return nil, nil, storage.Info{}, err
+	}
+	if info, ok := b.ix.cachedInfo(fi.Name(), fi); ok {
+		return f, fi, info, nil
 	}
 	info, err := readInfo(f, fi.Size(), key)
 	if err != nil {
@@ -282,21 +321,43 @@ func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
 	return info, nil
 }
 
-// Open implements storage.Backend. The object is not evicted while it is
-// open. It implements syscall.Conn, so net/http sends its body with
+// Open implements storage.Backend. A small object whose body is held in
+// memory is served from there; any other object is not evicted while it is
+// open, and implements syscall.Conn, so net/http sends its body with
 // sendfile.
 func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	name := hashName(key)
+	now := time.Now()
+	if data, info, touch, ok := b.ix.lookupMemory(name[:], now); ok {
+		if touch {
+			b.touch(string(name[:]), now)
+		}
+		return &memObject{Reader: bytes.NewReader(data), data: data, info: info}, nil
+	}
 	f, fi, info, err := b.open(key)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	e, touch := b.ix.opened(fi.Name(), fi, now)
+	e, touch, load := b.ix.opened(fi.Name(), fi, info, now)
 	if touch {
-		// Persist the use for the eviction order after a restart.
-		os.Chtimes(f.Name(), now, now)
+		b.touch(fi.Name(), now)
+	}
+	if load && e != nil {
+		data := make([]byte, info.Size)
+		if _, err := f.ReadAt(data, 0); err == nil {
+			b.ix.keep(e, inode(fi), data)
+		}
 	}
 	return &object{f: f, info: info, ix: b.ix, e: e}, nil
+}
+
+// touch advances the mtime of the object file name: the use order that
+// eviction follows after a restart.
+func (b *Backend) touch(name string, now time.Time) {
+	os.Chtimes(b.ix.path(name), now, now)
 }
 
 // Delete implements storage.Backend.
@@ -374,20 +435,26 @@ const trailerReserve = 4 << 10
 
 // object is an open object file. Read and Seek are confined to the body;
 // the trailer is never visible.
+//
+// Reads use pread at the object's own position, and Seek only moves that
+// position, so serving a range costs no lseek. The file descriptor's offset
+// matters only to sendfile, which reads from it: SyscallConn sets it to the
+// position first.
 type object struct {
 	f    *os.File
 	info storage.Info
 	ix   *index
 	e    *entry // the object's index entry, nil if it is no longer indexed
-	// off is the file offset, or -1 when unknown because the file
-	// descriptor was handed out through SyscallConn (sendfile moves the
-	// offset behind our back).
+	// off is the position, or -1 when unknown because sendfile has moved
+	// the descriptor's offset by an amount we do not see.
 	off int64
 }
 
 func (o *object) Info() storage.Info { return o.info }
 
-func (o *object) Read(p []byte) (int, error) {
+// pos returns the position, recovering it from the descriptor after
+// sendfile.
+func (o *object) pos() (int64, error) {
 	if o.off < 0 {
 		off, err := o.f.Seek(0, io.SeekCurrent)
 		if err != nil {
@@ -395,15 +462,26 @@ func (o *object) Read(p []byte) (int, error) {
 		}
 		o.off = off
 	}
-	remain := o.info.Size - o.off
+	return o.off, nil
+}
+
+func (o *object) Read(p []byte) (int, error) {
+	off, err := o.pos()
+	if err != nil {
+		return 0, err
+	}
+	remain := o.info.Size - off
 	if remain <= 0 {
 		return 0, io.EOF
 	}
 	if int64(len(p)) > remain {
 		p = p[:remain]
 	}
-	n, err := o.f.Read(p)
+	n, err := o.f.ReadAt(p, off)
 	o.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
 	return n, err
 }
 
@@ -413,14 +491,11 @@ func (o *object) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekStart:
 		abs = offset
 	case io.SeekCurrent:
-		if o.off < 0 {
-			cur, err := o.f.Seek(0, io.SeekCurrent)
-			if err != nil {
-				return 0, err
-			}
-			o.off = cur
+		cur, err := o.pos()
+		if err != nil {
+			return 0, err
 		}
-		abs = o.off + offset
+		abs = cur + offset
 	case io.SeekEnd:
 		abs = o.info.Size + offset
 	default:
@@ -429,17 +504,22 @@ func (o *object) Seek(offset int64, whence int) (int64, error) {
 	if abs < 0 {
 		return 0, errors.New("file: negative position")
 	}
-	if _, err := o.f.Seek(abs, io.SeekStart); err != nil {
-		return 0, err
-	}
 	o.off = abs
 	return abs, nil
 }
 
 // SyscallConn exposes the file descriptor so that the kernel can copy the
-// body to a socket (net.TCPConn.ReadFrom uses it for sendfile). Callers go
-// through an io.LimitedReader sized from Seek, so the trailer is never sent.
+// body to a socket (net.TCPConn.ReadFrom uses it for sendfile, reading from
+// the descriptor's offset). Callers go through an io.LimitedReader sized
+// from Seek, so the trailer is never sent.
 func (o *object) SyscallConn() (syscall.RawConn, error) {
+	off, err := o.pos()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := o.f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
 	o.off = -1
 	return o.f.SyscallConn()
 }
@@ -449,6 +529,19 @@ func (o *object) Close() error {
 	o.e = nil
 	return o.f.Close()
 }
+
+// memObject is an object whose body is held in memory.
+type memObject struct {
+	*bytes.Reader
+	data []byte
+	info storage.Info
+}
+
+func (o *memObject) Info() storage.Info { return o.info }
+func (o *memObject) Close() error       { return nil }
+
+// Bytes returns the whole body, which the caller must not modify.
+func (o *memObject) Bytes() []byte { return o.data }
 
 type writerState int
 
@@ -529,7 +622,11 @@ func (w *writer) Commit(ctx context.Context) error {
 		return err
 	}
 	w.state = committed
-	w.ix.committed(filepath.Base(w.path), w.n+int64(len(buf)), w.reserved, time.Now())
+	var ino uint64
+	if fi, err := w.f.Stat(); err == nil {
+		ino = inode(fi)
+	}
+	w.ix.committed(filepath.Base(w.path), w.n+int64(len(buf)), w.reserved, ino, info, time.Now())
 	w.reserved = 0
 	// The rename is durable only once the directory entry is on disk.
 	return syncDir(dir)
