@@ -254,3 +254,31 @@ func TestUpstreamTimeout(t *testing.T) {
 		t.Fatalf("status %d; want 504", r.StatusCode)
 	}
 }
+
+// A file the origin serves with Content-Encoding (a .gz served as gzip, as
+// many origins do) is replayed byte for byte, with the encoding and with
+// Content-Length, whole and by range.
+func TestContentEncodingKeepsLength(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(22, 50000)
+	o.Put("/pkg.tar.gz", data).Header = http.Header{"Content-Encoding": {"gzip"}}
+	m := newMirror(t, o)
+	for _, round := range []string{"cold", "warm"} {
+		r := get(t, m.url(o, "/pkg.tar.gz"))
+		if r.StatusCode != 200 || !bytes.Equal(r.body, data) || r.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("%s: status %d, %d bytes, encoding %q", round, r.StatusCode, len(r.body), r.Header.Get("Content-Encoding"))
+		}
+		if r.ContentLength != int64(len(data)) {
+			t.Errorf("%s: Content-Length %d; want %d", round, r.ContentLength, len(data))
+		}
+		waitFills(t, m)
+	}
+	r := do(t, "GET", m.url(o, "/pkg.tar.gz"), http.Header{"Range": {"bytes=0-9"}})
+	if r.StatusCode != 206 || !bytes.Equal(r.body, data[:10]) || r.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("range: status %d, encoding %q", r.StatusCode, r.Header.Get("Content-Encoding"))
+	}
+	r = do(t, "GET", m.url(o, "/pkg.tar.gz"), http.Header{"Range": {"bytes=999999-"}})
+	if r.StatusCode != 416 || r.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("416: encoding %q on an error", r.Header.Get("Content-Encoding"))
+	}
+}

@@ -18,20 +18,31 @@ type recorder struct {
 	bytes   int64
 	outcome outcome
 	host    string // upstream host, once resolved
+	// encoding is a stored object's Content-Encoding, added when a
+	// successful status is written (see setObjectHeaders).
+	encoding []string
 }
 
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
 func (rec *recorder) WriteHeader(code int) {
 	if rec.status == 0 && code >= 200 {
-		rec.status = code
+		rec.begin(code)
 	}
 	rec.ResponseWriter.WriteHeader(code)
 }
 
+// begin records the final status, just before it is written.
+func (rec *recorder) begin(code int) {
+	rec.status = code
+	if rec.encoding != nil && (code < 300 || code == http.StatusNotModified) {
+		rec.ResponseWriter.Header()["Content-Encoding"] = rec.encoding
+	}
+}
+
 func (rec *recorder) Write(p []byte) (int, error) {
 	if rec.status == 0 {
-		rec.status = http.StatusOK
+		rec.begin(http.StatusOK)
 	}
 	n, err := rec.ResponseWriter.Write(p)
 	rec.bytes += int64(n)
@@ -40,7 +51,7 @@ func (rec *recorder) Write(p []byte) (int, error) {
 
 func (rec *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if rec.status == 0 {
-		rec.status = http.StatusOK
+		rec.begin(http.StatusOK)
 	}
 	var n int64
 	var err error

@@ -214,7 +214,7 @@ func (m *MirrorHandler) serveObject(w http.ResponseWriter, r *http.Request, t ta
 			m.log.Warn("signing URL failed; serving bytes", "key", t.key, "err", err)
 		}
 	}
-	setObjectHeaders(w.Header(), info)
+	setObjectHeaders(w, info)
 	http.ServeContent(w, r, "", info.LastModified, obj)
 }
 
@@ -238,7 +238,7 @@ func (m *MirrorHandler) serveFill(w http.ResponseWriter, r *http.Request, f *fil
 		}
 	}
 	rd := f.NewReader(ctx)
-	setObjectHeaders(w.Header(), info)
+	setObjectHeaders(w, info)
 	if rd.Size() < 0 {
 		m.stream(w, r, rd)
 		return
@@ -273,8 +273,20 @@ func (m *MirrorHandler) abort(r *http.Request, what string, err error) {
 // setObjectHeaders sets the stored response headers of an object. A missing
 // Content-Type stays missing (net/http would otherwise sniff one), so the
 // client sees what the origin sent.
-func setObjectHeaders(h http.Header, info storage.Info) {
+//
+// Content-Encoding is held back until the status is written: given it,
+// http.ServeContent would leave out Content-Length on a whole-body answer,
+// and the bytes served are exactly the stored ones, whatever their
+// encoding.
+func setObjectHeaders(w http.ResponseWriter, info storage.Info) {
+	h := w.Header()
 	for k, v := range info.Header {
+		if k == "Content-Encoding" {
+			if rec, ok := w.(*recorder); ok {
+				rec.encoding = v
+				continue
+			}
+		}
 		h[k] = v
 	}
 	if info.ETag != "" {
