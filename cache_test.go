@@ -268,8 +268,11 @@ func TestContentEncodingKeepsLength(t *testing.T) {
 		if r.StatusCode != 200 || !bytes.Equal(r.body, data) || r.Header.Get("Content-Encoding") != "gzip" {
 			t.Fatalf("%s: status %d, %d bytes, encoding %q", round, r.StatusCode, len(r.body), r.Header.Get("Content-Encoding"))
 		}
-		if r.ContentLength != int64(len(data)) {
-			t.Errorf("%s: Content-Length %d; want %d", round, r.ContentLength, len(data))
+		// (The test origin itself sends no length with an encoding:
+		// net/http's ServeContent leaves it out. Once stored, the length
+		// is known.)
+		if round == "warm" && r.ContentLength != int64(len(data)) {
+			t.Errorf("warm: Content-Length %d; want %d", r.ContentLength, len(data))
 		}
 		waitFills(t, m)
 	}
