@@ -49,6 +49,7 @@ type config struct {
 	coldSize    int64
 	bigSize     int64
 	out         string
+	profile     bool
 }
 
 func main() {
@@ -76,6 +77,7 @@ func main() {
 	flag.Int64Var(&cfg.coldSize, "size", 256<<20, "object size for (b) and (c), bytes")
 	flag.Int64Var(&cfg.bigSize, "big-size", 1<<30, "object size for (e), bytes")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
+	flag.BoolVar(&cfg.profile, "profile", false, "send SIGUSR1 and SIGUSR2 to the mirror around its measured runs (for bench/profmirror; they would stop httpmirror itself)")
 	flag.Parse()
 	if cfg.httpmirror == "" || cfg.rounds < 1 || cfg.burst < 1 || cfg.parallel < 1 ||
 		cfg.coldSize < 1 || cfg.coldSize > maxObject || cfg.bigSize < 1 || cfg.bigSize > maxObject {
@@ -338,6 +340,22 @@ func (b *bench) verify(ctx context.Context, px *proxy, o *object, hit bool) erro
 	return nil
 }
 
+// profile starts (on) or stops a profiling window of the mirror, with
+// -profile.
+func (b *bench) profile(px *proxy, on bool) {
+	if !b.cfg.profile || px.name != hm {
+		return
+	}
+	sig := syscall.SIGUSR2
+	if on {
+		sig = syscall.SIGUSR1
+	}
+	px.p.cmd.Process.Signal(sig)
+	// The signal is handled asynchronously; give it a moment so the window
+	// does not start late.
+	time.Sleep(50 * time.Millisecond)
+}
+
 // settle waits until the proxy has finished with the last cold object: the
 // origin answers nothing, httpmirror has committed (its tmp/ is empty), and
 // the page cache has been written back, so the next run does not pay for
@@ -384,7 +402,9 @@ func (b *bench) scenarioA(ctx context.Context, px *proxy, round int) error {
 			return err
 		}
 	}
+	b.profile(px, true)
 	w, err := runWrk(ctx, b.cfg.wrk, url, b.cfg.wrkThreads, b.cfg.wrkConns, b.cfg.wrkDuration)
+	b.profile(px, false)
 	if err != nil {
 		return err
 	}
@@ -409,7 +429,9 @@ func (b *bench) scenarioB(ctx context.Context, px *proxy, round int) error {
 	if err := px.p.resetPeakRSS(); err != nil {
 		return err
 	}
+	b.profile(px, true)
 	rs, wall, err := burst(ctx, px.base, b.cfg.parallel, o, b.warmSmall[px.name], time.Minute)
+	b.profile(px, false)
 	if err != nil {
 		return err
 	}
@@ -437,11 +459,14 @@ func (b *bench) scenarioC(ctx context.Context, px *proxy, round int) error {
 	if err != nil {
 		return err
 	}
+	b.profile(px, true)
 	rs, _, err := burst(ctx, px.base, 1, lone, b.warmSmall[px.name], 2*time.Minute)
 	if err != nil {
+		b.profile(px, false)
 		return err
 	}
 	b.settle(px)
+	b.profile(px, false)
 	if err := firstErr(rs); err != nil {
 		return fmt.Errorf("lone client: %w", err)
 	}
@@ -472,11 +497,14 @@ func (b *bench) coldBurst(ctx context.Context, px *proxy, round int, key string,
 	if err := px.p.resetPeakRSS(); err != nil {
 		return err
 	}
+	b.profile(px, true)
 	rs, _, err := burst(ctx, px.base, b.cfg.burst, o, b.warmSmall[px.name], 5*time.Minute)
 	if err != nil {
+		b.profile(px, false)
 		return err
 	}
 	b.settle(px)
+	b.profile(px, false)
 	rss, rssErr := px.p.peakRSS()
 	if err := firstErr(rs); err != nil {
 		return err
