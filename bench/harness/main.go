@@ -197,6 +197,10 @@ func run(cfg *config) (err error) {
 		{"c", b.scenarioC},
 		{"e", b.scenarioE},
 	}
+	// stopped is why the run ended early (deadline, signal, a proxy that
+	// died); what was measured until then is still reported.
+	var stopped error
+scenarios:
 	for _, sc := range scenarios {
 		if !strings.Contains(","+cfg.only+",", ","+sc.name+",") {
 			continue
@@ -209,20 +213,23 @@ func run(cfg *config) (err error) {
 				order = []*proxy{ngProxy, hmProxy}
 			}
 			for _, px := range order {
-				if err := ctx.Err(); err != nil {
-					return fmt.Errorf("stopped: %w", context.Cause(ctx))
-				}
 				if px.p.exited() {
-					return fmt.Errorf("%s exited: %v (see %s)", px.name, px.p.err, px.errLog)
+					stopped = fmt.Errorf("%s exited: %v (see %s)", px.name, px.p.err, px.errLog)
+					break scenarios
 				}
-				if err := sc.run(ctx, px, round); err != nil {
-					if ctx.Err() != nil {
-						return fmt.Errorf("stopped: %w", context.Cause(ctx))
-					}
+				err := sc.run(ctx, px, round)
+				if ctx.Err() != nil {
+					stopped = fmt.Errorf("stopped: %w", context.Cause(ctx))
+					break scenarios
+				}
+				if err != nil {
 					b.res.problem("(%s) round %d %s: %v", sc.name, round, px.name, err)
 				}
 			}
 		}
+	}
+	if stopped != nil {
+		b.res.problem("the run ended early, results are incomplete: %v", stopped)
 	}
 
 	for _, px := range proxies {
@@ -242,7 +249,7 @@ func run(cfg *config) (err error) {
 			return err
 		}
 	}
-	return nil
+	return stopped
 }
 
 func logf(format string, args ...any) {
