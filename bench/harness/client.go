@@ -6,6 +6,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -146,6 +148,13 @@ func newClient(conns int) *http.Client {
 		IdleConnTimeout:     time.Minute,
 		ReadBufferSize:      64 << 10,
 	}}
+}
+
+// newOriginClient is newClient for HTTPS straight to the origin.
+func newOriginClient(roots *x509.CertPool) *http.Client {
+	c := newClient(1)
+	c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	return c
 }
 
 // fetch downloads o from base, timing it and checking length and samples.

@@ -460,8 +460,13 @@ func (b *bench) scenarioB(ctx context.Context, px *proxy, round int) error {
 }
 
 // scenarioC measures a lone client on a cold object, then a burst of
-// clients on another cold object.
+// clients on another cold object. As a reference for the lone client, it
+// first downloads a cold object straight from the origin, as a client
+// without a proxy would (the same TLS cost as the proxy's upstream fetch).
 func (b *bench) scenarioC(ctx context.Context, px *proxy, round int) error {
+	if err := b.direct(ctx, px, round); err != nil {
+		return err
+	}
 	lone, err := newObject(b.data, fmt.Sprintf("cold-r%d-%s-lone", round, px.name), b.cfg.coldSize)
 	if err != nil {
 		return err
@@ -487,6 +492,33 @@ func (b *bench) scenarioC(ctx context.Context, px *proxy, round int) error {
 		return err
 	}
 	return b.coldBurst(ctx, px, round, "c", o)
+}
+
+// direct downloads a new object straight from the origin, on an open
+// connection, and records its times as the reference for px's lone run.
+func (b *bench) direct(ctx context.Context, px *proxy, round int) error {
+	warm, err := newObject(b.data, fmt.Sprintf("direct-r%d-%s-warm", round, px.name), 4<<10)
+	if err != nil {
+		return err
+	}
+	o, err := newObject(b.data, fmt.Sprintf("direct-r%d-%s", round, px.name), b.cfg.coldSize)
+	if err != nil {
+		return err
+	}
+	c := newOriginClient(b.origin.roots)
+	defer c.CloseIdleConnections()
+	if r := fetch(ctx, c, b.origin.URL, warm, 10*time.Second); r.err != nil {
+		return fmt.Errorf("direct: %w", r.err)
+	}
+	r := fetch(ctx, c, b.origin.URL, o, 2*time.Minute)
+	if r.err != nil {
+		return fmt.Errorf("direct: %w", r.err)
+	}
+	b.res.add("c.direct.ttfb", px.name, ms(r.ttfb))
+	b.res.add("c.direct.ttlb", px.name, ms(r.ttlb))
+	logf("(c) round %d %-10s direct from origin: TTFB %.1f ms, TTLB %.0f ms", round, px.name, ms(r.ttfb), ms(r.ttlb))
+	b.settle(px)
+	return nil
 }
 
 // scenarioE is a burst on a cold big object.

@@ -245,6 +245,7 @@ type originProc struct {
 	URL      string // https://127.0.0.1:port
 	HostPort string
 	CAFile   string
+	roots    *x509.CertPool // trusts the origin, for direct downloads
 	statsURL string
 	client   *http.Client
 }
@@ -273,8 +274,14 @@ func startOrigin(self, dataPath, caPath, logPath string) (*originProc, error) {
 		p.stop(time.Second)
 		return nil, fmt.Errorf("origin did not start (said %q; see %s)", ready, logPath)
 	}
+	roots := x509.NewCertPool()
+	if pemBytes, err := os.ReadFile(caPath); err != nil || !roots.AppendCertsFromPEM(pemBytes) {
+		p.stop(time.Second)
+		return nil, fmt.Errorf("origin certificate %s unreadable: %v", caPath, err)
+	}
 	return &originProc{
 		proc:     p,
+		roots:    roots,
 		URL:      "https://" + f[1],
 		HostPort: f[1],
 		CAFile:   caPath,

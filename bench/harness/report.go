@@ -137,6 +137,8 @@ func summaryRows(cfg *config) []row {
 	return []row{
 		{fmt.Sprintf("(a) warm 4 KiB hits, wrk -t%d -c%d -d%s", cfg.wrkThreads, cfg.wrkConns, cfg.wrkDuration), "requests/s", "a.rps", "%.0f", ratioTarget("a.rps", 0.75)},
 		{fmt.Sprintf("(b) warm %s hits, %d parallel downloads", cold, cfg.parallel), "aggregate MB/s", "b.mbps", "%.0f", ratioTarget("b.mbps", 0.95)},
+		{fmt.Sprintf("(c) reference: lone client straight from the origin, %s, measured before each proxy's lone run", cold), "TTFB ms", "c.direct.ttfb", "%.1f", nil},
+		{"", "TTLB ms", "c.direct.ttlb", "%.0f", nil},
 		{fmt.Sprintf("(c) lone client, cold %s", cold), "TTFB ms", "c.lone.ttfb", "%.1f", nil},
 		{"", "TTLB ms", "c.lone.ttlb", "%.0f", nil},
 		{fmt.Sprintf("(c) %s at once, cold %s", burstName, cold), "TTFB median ms", "c.ttfb.med", "%.1f", nil},
