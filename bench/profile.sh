@@ -1,10 +1,10 @@
 #!/bin/sh
 # Profiles httpmirror where the benchmark measures it: the hit path (the
 # benchmark's scenario (a), warm 4 KiB hits under wrk) and the fill path
-# (scenario (c), a lone client and then a burst on cold objects). The mirror
-# runs as bench/profmirror, httpmirror with CPU and allocation profiling
-# switched on by the harness around its measured runs. It also profiles the
-# in-process BenchmarkHitHandler, which leaves net/http and the kernel out.
+# (scenario (c), a lone client and then a burst on cold objects). The
+# harness takes the profiles from httpmirror's admin listener
+# (/debug/pprof) around its measured runs. It also profiles the in-process
+# BenchmarkHitHandler, which leaves net/http and the kernel out.
 #
 # Usage: ./bench/profile.sh [output directory]
 # Prints the top functions; the profiles stay in the output directory (a
@@ -29,15 +29,16 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-go build -o "$tmp/profmirror" ./bench/profmirror
+go build -o "$tmp/httpmirror" ./cmd/httpmirror
 go build -o "$tmp/harness" ./bench/harness
 export PATH="$PATH:/usr/sbin:/sbin"
 
-echo "== hit path: scenario (a) against profmirror" >&2
-BENCH_PROFILE="$out/hit" "$tmp/harness" -httpmirror "$tmp/profmirror" -profile \
+mkdir -p "$out/hit" "$out/fill"
+echo "== hit path: scenario (a)" >&2
+"$tmp/harness" -httpmirror "$tmp/httpmirror" -profile "$out/hit" \
 	-only a -rounds 1 -dir "$tmp/work" >"$out/hit-run.md"
-echo "== fill path: scenario (c) against profmirror" >&2
-BENCH_PROFILE="$out/fill" "$tmp/harness" -httpmirror "$tmp/profmirror" -profile \
+echo "== fill path: scenario (c)" >&2
+"$tmp/harness" -httpmirror "$tmp/httpmirror" -profile "$out/fill" \
 	-only c -rounds 1 -dir "$tmp/work" >"$out/fill-run.md"
 echo "== BenchmarkHitHandler/4KiB (in process)" >&2
 go test -run '^$' -bench 'BenchmarkHitHandler/4KiB' -benchtime 3s -benchmem \
@@ -48,19 +49,18 @@ top() {
 	echo
 	echo "### $1"
 	shift
-	# -ignore drops what profmirror's own profiling allocates.
-	go tool pprof -top -nodecount 25 -ignore 'runtime/pprof|main\.\(\*profiler\)' "$@" 2>/dev/null |
+	go tool pprof -top -nodecount 25 "$@" 2>/dev/null |
 		sed -n '/^Showing\|^ *flat/,$p'
 }
 {
-	top "hit path (a), CPU" "$out"/hit.*.cpu
-	top "hit path (a), CPU, cumulative" -cum "$out"/hit.*.cpu
-	top "hit path (a), allocated bytes" -sample_index=alloc_space -base "$out/hit.allocs.base" "$out/hit.allocs"
-	top "hit path (a), allocations" -sample_index=alloc_objects -base "$out/hit.allocs.base" "$out/hit.allocs"
-	top "fill path (c), CPU" "$out"/fill.*.cpu
-	top "fill path (c), CPU, cumulative" -cum "$out"/fill.*.cpu
-	top "fill path (c), allocated bytes" -sample_index=alloc_space -base "$out/fill.allocs.base" "$out/fill.allocs"
-	top "fill path (c), allocations" -sample_index=alloc_objects -base "$out/fill.allocs.base" "$out/fill.allocs"
+	top "hit path (a), CPU" "$out"/hit/*.cpu
+	top "hit path (a), CPU, cumulative" -cum "$out"/hit/*.cpu
+	top "hit path (a), allocated bytes" -sample_index=alloc_space -base "$out/hit/01.allocs.base" "$out/hit/01.allocs"
+	top "hit path (a), allocations" -sample_index=alloc_objects -base "$out/hit/01.allocs.base" "$out/hit/01.allocs"
+	top "fill path (c), CPU" "$out"/fill/*.cpu
+	top "fill path (c), CPU, cumulative" -cum "$out"/fill/*.cpu
+	top "fill path (c), allocated bytes" -sample_index=alloc_space -base "$out/fill/02.allocs.base" "$out/fill/02.allocs"
+	top "fill path (c), allocations" -sample_index=alloc_objects -base "$out/fill/02.allocs.base" "$out/fill/02.allocs"
 	echo
 	echo "### BenchmarkHitHandler/4KiB"
 	grep '^Benchmark' "$out/hithandler.txt"

@@ -23,6 +23,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -49,7 +50,8 @@ type config struct {
 	coldSize    int64
 	bigSize     int64
 	out         string
-	profile     bool
+	profile     string
+	profileSecs int
 }
 
 func main() {
@@ -77,7 +79,8 @@ func main() {
 	flag.Int64Var(&cfg.coldSize, "size", 256<<20, "object size for (b) and (c), bytes")
 	flag.Int64Var(&cfg.bigSize, "big-size", 1<<30, "object size for (e), bytes")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
-	flag.BoolVar(&cfg.profile, "profile", false, "send SIGUSR1 and SIGUSR2 to the mirror around its measured runs (for bench/profmirror; they would stop httpmirror itself)")
+	flag.StringVar(&cfg.profile, "profile", "", "write CPU and allocation profiles of httpmirror's measured runs into this directory, taken from its admin pprof endpoint")
+	flag.IntVar(&cfg.profileSecs, "profile-seconds", 8, "length of each CPU profile with -profile (scenario (a) uses the wrk duration)")
 	flag.Parse()
 	if cfg.httpmirror == "" || cfg.rounds < 1 || cfg.burst < 1 || cfg.parallel < 1 ||
 		cfg.coldSize < 1 || cfg.coldSize > maxObject || cfg.bigSize < 1 || cfg.bigSize > maxObject {
@@ -92,11 +95,14 @@ func main() {
 
 // bench is one run of the benchmark.
 type bench struct {
-	cfg    *config
-	dir    string
-	data   *os.File
-	origin *originProc
-	res    *results
+	cfg      *config
+	scenario string        // the scenario running, for profile names
+	windows  int           // profiling windows so far
+	cpuDone  chan struct{} // closed when the window's CPU profile is saved
+	dir      string
+	data     *os.File
+	origin   *originProc
+	res      *results
 	// warm objects per proxy
 	warmSmall map[string]*object
 	warmLarge map[string]*object
@@ -217,6 +223,7 @@ scenarios:
 					stopped = fmt.Errorf("%s exited: %v (see %s)", px.name, px.p.err, px.errLog)
 					break scenarios
 				}
+				b.scenario = sc.name
 				err := sc.run(ctx, px, round)
 				if ctx.Err() != nil {
 					stopped = fmt.Errorf("stopped: %w", context.Cause(ctx))
@@ -347,20 +354,52 @@ func (b *bench) verify(ctx context.Context, px *proxy, o *object, hit bool) erro
 	return nil
 }
 
-// profile starts (on) or stops a profiling window of the mirror, with
-// -profile.
+// profile starts (on) or ends a profiling window of httpmirror, with
+// -profile: a CPU profile of the window's first seconds and the
+// allocations made during the window, both from httpmirror's own
+// /debug/pprof on its admin listener. Windows are numbered in order.
 func (b *bench) profile(px *proxy, on bool) {
-	if !b.cfg.profile || px.name != hm {
+	if b.cfg.profile == "" || px.name != hm {
 		return
 	}
-	sig := syscall.SIGUSR2
-	if on {
-		sig = syscall.SIGUSR1
+	if !on {
+		if b.cpuDone != nil {
+			<-b.cpuDone
+			b.cpuDone = nil
+		}
+		b.fetchProfile(px, "/debug/pprof/allocs", fmt.Sprintf("%02d.allocs", b.windows))
+		return
 	}
-	px.p.cmd.Process.Signal(sig)
-	// The signal is handled asynchronously; give it a moment so the window
-	// does not start late.
-	time.Sleep(50 * time.Millisecond)
+	b.windows++
+	n := b.windows
+	b.fetchProfile(px, "/debug/pprof/allocs", fmt.Sprintf("%02d.allocs.base", n))
+	secs := b.cfg.profileSecs
+	if b.scenario == "a" {
+		secs = int(b.cfg.wrkDuration / time.Second)
+	}
+	done := make(chan struct{})
+	b.cpuDone = done
+	go func() {
+		defer close(done)
+		b.fetchProfile(px, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), fmt.Sprintf("%02d.%s.cpu", n, b.scenario))
+	}()
+}
+
+// fetchProfile saves a profile from httpmirror's admin listener.
+func (b *bench) fetchProfile(px *proxy, path, name string) {
+	resp, err := http.Get("http://" + px.admin + path)
+	if err != nil {
+		logf("profile %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(b.cfg.profile, name))
+	if err != nil {
+		logf("profile %s: %v", path, err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 // settle waits until the proxy has finished with the last cold object: the

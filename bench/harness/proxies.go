@@ -18,6 +18,7 @@ type proxy struct {
 	name     string // "httpmirror" or "nginx"
 	base     string // http://127.0.0.1:port
 	addr     string
+	admin    string // httpmirror's admin listener (metrics, pprof)
 	p        *proc
 	cacheDir string
 	errLog   string
@@ -31,10 +32,16 @@ func startHTTPMirror(bin, dir string, o *originProc) (*proxy, error) {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	admin := fmt.Sprintf("127.0.0.1:%d", adminPort)
 	cache := filepath.Join(dir, "cache")
 	logPath := filepath.Join(dir, "httpmirror.log")
 	p, err := startProc("httpmirror", logPath, bin,
 		"--address", addr,
+		"--admin-address", admin,
 		"--storage-url", "file://"+cache,
 		"--host", o.HostPort,
 		"--allow-private-upstreams",
@@ -49,7 +56,7 @@ func startHTTPMirror(bin, dir string, o *originProc) (*proxy, error) {
 		p.stop(5 * time.Second)
 		return nil, err
 	}
-	return &proxy{name: "httpmirror", base: "http://" + addr, addr: addr, p: p, cacheDir: cache, errLog: logPath}, nil
+	return &proxy{name: "httpmirror", base: "http://" + addr, addr: addr, admin: admin, p: p, cacheDir: cache, errLog: logPath}, nil
 }
 
 // nginxConf is the nginx configuration: a caching reverse proxy set up the
