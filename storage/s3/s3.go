@@ -107,10 +107,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		opts = append(opts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
 	}
-	switch {
-	case cfg.HTTPClient != nil:
-		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
-	case cfg.SkipVerify:
+	if cfg.SkipVerify && cfg.HTTPClient == nil {
 		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 		})))
@@ -127,6 +124,11 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		if cfg.HTTPClient != nil {
+			// Set here, not in LoadDefaultConfig, which refuses a plain
+			// *http.Client when AWS_CA_BUNDLE is set.
+			o.HTTPClient = cfg.HTTPClient
 		}
 		o.UsePathStyle = cfg.ForcePathStyle
 		o.UseAccelerate = cfg.Accelerate
