@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httpmirror/httpmirror/internal/s3test"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	s3test.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -266,6 +268,9 @@ func countFiles(t *testing.T, dir string) int {
 	return n
 }
 
+// e2eSecret is the secret key in storage URLs that must never be printed.
+const e2eSecret = "s3cr3tKEYvalue"
+
 func TestBadConfigurationExits2(t *testing.T) {
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, nil, 0o644)
@@ -286,6 +291,12 @@ func TestBadConfigurationExits2(t *testing.T) {
 		"missing CA file":       {"--upstream-ca-file", "/nonexistent/ca.pem"},
 		"stray argument":        {"serve"},
 		"bad environment value": {"--storage-url="},
+		"s3 bad escape":         {"--storage-url", "s3://AK:" + e2eSecret + "%zz@bucket.us-east-1/"},
+		"s3 no region":          {"--storage-url", "s3://AK:" + e2eSecret + "@bucket/"},
+		"s3 unknown parameter":  {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?endpoint=http://127.0.0.1:1"},
+		"s3 bad chunk size":     {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?chunksize=big"},
+		"s3 unreachable bucket": {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?regionendpoint=http://127.0.0.1:1&forcepathstyle=true"},
+		"no scheme":             {"--storage-url", "AK:" + e2eSecret + "@bucket"},
 	}
 	for name, args := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -303,6 +314,9 @@ func TestBadConfigurationExits2(t *testing.T) {
 			msg := strings.TrimSpace(stderr.String())
 			if msg == "" || strings.Contains(msg, "\n") || strings.Contains(msg, "listening") {
 				t.Errorf("stderr %q; want one line and no listener", msg)
+			}
+			if strings.Contains(msg, e2eSecret) {
+				t.Errorf("stderr %q reveals the secret key", msg)
 			}
 		})
 	}
@@ -399,5 +413,58 @@ func TestConcurrentCurlColdObject(t *testing.T) {
 	}
 	if n := o.Gets.Load(); n != 1 {
 		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+// s3URL is the storage URL of bucket on srv, in the seed's form.
+func s3URL(srv *s3test.Server, bucket string) string {
+	return fmt.Sprintf("s3://%s:%s@%s.%s/cache?regionendpoint=%s&forcepathstyle=true",
+		srv.AccessKey, srv.SecretKey, bucket, s3test.Region, srv.Endpoint)
+}
+
+// Two httpmirror processes share an S3 bucket: a file the first one
+// filled is a hit for the second (one origin GET), both redirect to a
+// presigned URL that returns the file, and neither logs the secret key.
+func TestS3TwoProcessesShareBucket(t *testing.T) {
+	srv := s3test.Shared(t)
+	bucket := srv.Bucket(t)
+	o := testutil.NewOrigin(t)
+	data := testutil.Payload(4, 3<<20+11)
+	o.Put("/dist/pkg.tar.zst", data)
+	ca := o.WriteCA(t, t.TempDir())
+	args := []string{
+		"--storage-url", s3URL(srv, bucket),
+		"--host-from-first-path", "--allow-private-upstreams", "--upstream-ca-file", ca,
+		"--tee-response=false", "--log-level", "debug",
+	}
+	p1, p2 := start(t, args...), start(t, args...)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i, p := range []*process{p1, p2} {
+		resp, err := noFollow.Get(p.url(o, "/dist/pkg.tar.zst"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, srv.Endpoint+"/"+bucket+"/cache/") {
+			t.Fatalf("mirror %d: status %d, Location %q; want 302 to the bucket's cache/ prefix", i+1, resp.StatusCode, loc)
+		}
+		resp, err = http.Get(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || testutil.SHA256(body) != testutil.SHA256(data) {
+			t.Fatalf("mirror %d: presigned URL answered %d with %d bytes (err %v); want the file", i+1, resp.StatusCode, len(body), err)
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+	for i, p := range []*process{p1, p2} {
+		if strings.Contains(p.log(), srv.SecretKey) {
+			t.Errorf("mirror %d logged the secret key", i+1)
+		}
 	}
 }

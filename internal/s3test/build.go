@@ -78,7 +78,7 @@ func build() (string, error) {
 	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
 	defer os.Remove(tmp)
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-trimpath", "-o", tmp, serverPackage)
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", tmp, serverPackage)
 	cmd.Dir = tools
 	// CGO off: versitygw needs no C, and CI machines may have no C
 	// compiler. GOWORK off: the tools module builds on its own.

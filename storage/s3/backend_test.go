@@ -443,6 +443,23 @@ func TestAbortStaleUploads(t *testing.T) {
 	}
 }
 
+// With StaleUploadAge set, the first successful Check sweeps in the
+// background.
+func TestCheckStartsSweep(t *testing.T) {
+	b, srv, bucket := newBackend(t, func(c *s3.Config) { c.StaleUploadAge = time.Nanosecond })
+	ctx := context.Background()
+	if _, err := srv.Client().CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &bucket, Key: aws.String("example.com/left")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitSweep()
+	if n := openUploads(t, srv, bucket); n != 0 {
+		t.Errorf("%d uploads left after the sweep; want 0", n)
+	}
+}
+
 // TestMultipartMemory streams 100 MiB through a writer with the default
 // part size and reports the peak heap growth; memory is bounded by one
 // part, not by the object.

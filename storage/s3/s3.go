@@ -27,8 +27,8 @@
 // operations that publish (PutObject and CompleteMultipartUpload) are
 // atomic: nothing is visible before Commit, and readers never see a torn
 // object. Cancel, Close without Commit and a failed Commit abort the
-// multipart upload. Uploads orphaned by a crash are aborted by the sweep
-// New starts when Config.StaleUploadAge is set.
+// multipart upload. Uploads orphaned by a crash are aborted by a sweep
+// that the first successful Check starts when Config.StaleUploadAge is set.
 //
 // # Reading
 //
@@ -85,8 +85,11 @@ type Backend struct {
 	log       *slog.Logger
 	bufs      sync.Pool // *[]byte of cap chunkSize
 
-	stopSweep context.CancelFunc
-	sweepDone chan struct{}
+	sweepMu   sync.Mutex
+	sweeping  bool          // a sweep was started (by the first good Check)
+	closed    bool          // Close was called: start no sweep
+	stopSweep func()        // cancels the sweep
+	sweepDone chan struct{} // closed when the sweep ends
 }
 
 var (
@@ -95,9 +98,8 @@ var (
 	_ storage.Checker    = (*Backend)(nil)
 )
 
-// New returns a backend for the bucket cfg names. It makes no request to
-// the store except the optional sweep of stale uploads, which runs in the
-// background until done or Close; call Check to verify the bucket.
+// New returns a backend for the bucket cfg names. It sends no request to
+// the store; Check verifies the bucket.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -160,31 +162,50 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.RootDir != "" {
 		b.prefix = cfg.RootDir + "/"
 	}
-	if cfg.StaleUploadAge > 0 {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		b.stopSweep = cancel
-		b.sweepDone = make(chan struct{})
-		go func() {
-			defer close(b.sweepDone)
-			n, err := b.AbortStaleUploads(sctx, cfg.StaleUploadAge)
-			if err != nil {
-				b.log.Warn("s3: sweeping stale multipart uploads failed", "aborted", n, "err", err)
-			} else if n > 0 {
-				b.log.Info("s3: aborted stale multipart uploads", "count", n, "olderThan", cfg.StaleUploadAge)
-			}
-		}()
-	}
 	return b, nil
 }
 
 // Close stops the sweep of stale uploads, if it still runs. Objects and
 // writers stay usable.
 func (b *Backend) Close() error {
-	if b.stopSweep != nil {
-		b.stopSweep()
-		<-b.sweepDone
+	b.sweepMu.Lock()
+	b.closed = true
+	stop, done := b.stopSweep, b.sweepDone
+	b.sweepMu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
 	}
 	return nil
+}
+
+// startSweep starts the background sweep of stale uploads once, if the
+// configuration asks for it and the backend is not closed.
+func (b *Backend) startSweep() {
+	age := b.cfg.StaleUploadAge
+	if age <= 0 {
+		return
+	}
+	b.sweepMu.Lock()
+	defer b.sweepMu.Unlock()
+	if b.sweeping || b.closed {
+		return
+	}
+	b.sweeping = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	b.stopSweep = cancel
+	done := make(chan struct{})
+	b.sweepDone = done
+	go func() {
+		defer close(done)
+		defer cancel()
+		n, err := b.AbortStaleUploads(ctx, age)
+		if err != nil {
+			b.log.Warn("s3: sweeping stale multipart uploads failed", "aborted", n, "err", err)
+		} else if n > 0 {
+			b.log.Info("s3: aborted stale multipart uploads", "count", n, "olderThan", age)
+		}
+	}()
 }
 
 // Client returns the backend's S3 client.
@@ -193,11 +214,15 @@ func (b *Backend) Client() *s3.Client { return b.client }
 // ObjectKey returns the S3 object key that holds the object under key.
 func (b *Backend) ObjectKey(key string) (string, error) { return objectKey(b.prefix, key) }
 
-// Check verifies that the bucket exists and the credentials reach it.
+// Check verifies that the bucket exists and the credentials reach it. The
+// first Check that passes also starts the sweep of stale uploads
+// (Config.StaleUploadAge): httpmirror checks its store at start, and a
+// store that is not reachable is not worth sweeping.
 func (b *Backend) Check(ctx context.Context) error {
 	if _, err := b.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.bucket}); err != nil {
 		return fmt.Errorf("s3: bucket %s not usable: %w", b.bucket, err)
 	}
+	b.startSweep()
 	return nil
 }
 

@@ -78,8 +78,9 @@ type Config struct {
 	// MaxChunkSize. Zero means DefaultChunkSize. Each fill holds one part
 	// in memory; a body smaller than one part is sent with a single PUT.
 	ChunkSize int64
-	// StaleUploadAge, when > 0, makes New start a background sweep that
-	// aborts multipart uploads under RootDir begun longer ago than this:
+	// StaleUploadAge, when > 0, makes the first successful Check start a
+	// background sweep that aborts the multipart uploads under RootDir
+	// (the whole bucket when RootDir is empty) begun longer ago than this:
 	// the leftovers of a process that died mid-upload, which S3 would
 	// otherwise keep (and bill) forever. Zero disables the sweep.
 	StaleUploadAge time.Duration
