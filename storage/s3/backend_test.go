@@ -15,6 +15,7 @@ import (
 	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -590,4 +591,72 @@ func BenchmarkMultipartUpload100MiB(b *testing.B) {
 		peak = max(peak, peakHeap(b, func() { writeStream(b, be, fmt.Sprintf("example.com/bench/%d", i), size, uint64(i)) }))
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// cutTransport cuts the bodies of the first cuts GET responses after n
+// bytes, as a dropped connection would, and counts GETs.
+type cutTransport struct {
+	n    int64
+	cuts atomic.Int64
+	gets atomic.Int64
+}
+
+func (c *cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || r.Method != http.MethodGet || r.URL.Query().Has("uploads") {
+		return resp, err
+	}
+	c.gets.Add(1)
+	if c.cuts.Add(-1) >= 0 {
+		resp.Body = &cutBody{ReadCloser: resp.Body, left: c.n}
+	}
+	return resp, nil
+}
+
+type cutBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errors.New("connection reset by test")
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// A GET body that breaks is resumed where it stopped, a bounded number of
+// times; past that the read fails rather than return short data.
+func TestBrokenReadsResume(t *testing.T) {
+	ct := &cutTransport{n: 70000}
+	b, _, _ := newBackend(t, func(c *s3.Config) { c.HTTPClient = &http.Client{Transport: ct} })
+	data := testutil.Payload(8, 300000)
+	put(t, b, "example.com/flaky", data, info(int64(len(data))))
+
+	ct.cuts.Store(3)
+	if got := readAll(t, b, "example.com/flaky"); !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, differing from the stored ones", len(got))
+	}
+	if n := ct.gets.Load(); n != 4 {
+		t.Errorf("%d GETs; want 4 (three cut, one whole)", n)
+	}
+
+	ct.cuts.Store(100)
+	o, err := b.Open(context.Background(), "example.com/flaky")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	got, err := io.ReadAll(o)
+	if err == nil {
+		t.Fatalf("read through endless cuts succeeded with %d bytes; want an error", len(got))
+	}
+	if !bytes.Equal(got, data[:len(got)]) {
+		t.Errorf("bytes before the error differ from the stored ones")
+	}
 }

@@ -32,7 +32,11 @@ type object struct {
 	off     int64         // position of the next Read
 	body    io.ReadCloser // open GET body, or nil
 	bodyOff int64         // position of body's next byte
+	resumes int           // broken bodies resumed so far
 }
+
+// maxResumes bounds how many broken GET bodies one Object resumes.
+const maxResumes = 3
 
 func (o *object) Info() storage.Info { return o.info }
 
@@ -44,32 +48,42 @@ func (o *object) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if o.body == nil || o.bodyOff != o.off {
-		if err := o.get(); err != nil {
-			return 0, err
-		}
-	}
 	if int64(len(p)) > remain {
 		p = p[:remain]
 	}
-	n, err := o.body.Read(p)
-	o.off += int64(n)
-	o.bodyOff += int64(n)
-	switch {
-	case err == io.EOF && o.off < o.info.Size:
+	for {
+		if o.body == nil || o.bodyOff != o.off {
+			if err := o.get(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := o.body.Read(p)
+		o.off += int64(n)
+		o.bodyOff += int64(n)
+		if err == nil {
+			return n, nil
+		}
 		o.closeBody()
-		return n, fmt.Errorf("s3: reading %s: %w", o.okey, io.ErrUnexpectedEOF)
-	case err == io.EOF:
-		o.closeBody()
+		if err == io.EOF && o.off >= o.info.Size {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		// A body that broke (the connection dropped, the store restarted)
+		// is resumed where it stopped: the next GET is conditional on the
+		// same ETag, so the bytes still come from the same object.
+		if o.resumes >= maxResumes || o.ctx.Err() != nil {
+			return n, fmt.Errorf("s3: reading %s: %w", o.okey, err)
+		}
+		o.resumes++
 		if n > 0 {
 			return n, nil
 		}
-		return 0, io.EOF
-	case err != nil:
-		o.closeBody()
-		return n, fmt.Errorf("s3: reading %s: %w", o.okey, err)
 	}
-	return n, nil
 }
 
 // get starts a GET of the rest of the object from o.off.

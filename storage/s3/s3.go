@@ -37,6 +37,7 @@
 // http.ServeContent answers HEAD, 304 and ranges without downloading more
 // than it sends. Reads are conditional on the S3 ETag seen at Open: if the
 // object is replaced, a later range fails instead of mixing two versions.
+// A GET body that breaks is resumed where it stopped, up to three times.
 //
 // Backend implements storage.Redirector (presigned GET and HEAD URLs,
 // written for Config.SignEndpoint when set) and storage.Checker.
