@@ -2,6 +2,9 @@
 # The whole test suite: formatting and vet, every package with the race
 # detector, then a short fuzzing run of the path-safety target beyond its
 # seed corpus. Needs Go; end-to-end tests use curl when it is installed.
+# The S3 tests run a real versitygw, which internal/s3test builds from the
+# Go module proxy on first use (pinned in internal/s3test/tools/go.mod) and
+# keeps in the user cache directory, so later runs start at once.
 set -eu
 cd "$(dirname "$0")/.."
 
