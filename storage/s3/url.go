@@ -92,13 +92,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// errURL is wrapped by every ParseURL error.
-var errURL = errors.New("invalid s3 storage URL")
+// ErrInvalidURL is wrapped by every ParseURL error.
+var ErrInvalidURL = errors.New("invalid s3 storage URL")
 
 // urlError reports a problem with the storage URL. Its text names
 // parameters, never their values, because the URL carries credentials.
 func urlError(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errURL, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", ErrInvalidURL, fmt.Sprintf(format, args...))
 }
 
 // params lists the query parameters ParseURL accepts. Those of the seed

@@ -141,6 +141,9 @@ func TestParseURLRefuses(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseURL(%q) succeeded; want an error", raw)
 			}
+			if !errors.Is(err, s3.ErrInvalidURL) {
+				t.Errorf("error %v is not ErrInvalidURL", err)
+			}
 			msg := err.Error()
 			if strings.Contains(msg, secret) || strings.Contains(msg, token) {
 				t.Errorf("error %q reveals a credential", msg)
