@@ -87,6 +87,8 @@ func (m *MirrorHandler) fetch(w http.ResponseWriter, r *http.Request, t target, 
 	var se *fill.StatusError
 	switch {
 	case errors.Is(err, fill.ErrStored):
+		// Only a fill that checked storage (force unset) finds the object
+		// there, so serveStored's refetch cannot lead back here.
 		m.serveStored(w, r, t)
 		return
 	case errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone):
@@ -115,8 +117,13 @@ func (m *MirrorHandler) fetch(w http.ResponseWriter, r *http.Request, t target, 
 			return
 		}
 		if f.Stored() {
-			m.serveStored(w, r, t)
-			return
+			obj, err := m.store.Open(ctx, t.key)
+			if err == nil {
+				info := obj.Info()
+				m.serveObject(w, r, t, obj, info, m.freshnessOf(t.key, info))
+				return
+			}
+			m.log.Error("storage open failed after commit; serving the fill's copy", "key", t.key, "err", err)
 		}
 		// The store failed; the complete spool still serves this client.
 	}
@@ -180,11 +187,21 @@ func (m *MirrorHandler) source(t target) fill.Source {
 	}
 }
 
-// serveStored opens the committed object of t and serves it.
+// serveStored opens the committed object of t and serves it. When the
+// store cannot open it (the store broke, or lost the object, after the fill
+// found it there), the object is fetched from the origin again: a failing
+// store never fails the request. The refetch is forced, so it does not
+// look in storage and cannot come back here.
 func (m *MirrorHandler) serveStored(w http.ResponseWriter, r *http.Request, t target) {
-	obj, err := m.store.Open(r.Context(), t.key)
+	ctx := r.Context()
+	obj, err := m.store.Open(ctx, t.key)
 	if err != nil {
-		m.fail(w, r, err)
+		if ctx.Err() != nil {
+			m.fail(w, r, context.Cause(ctx))
+			return
+		}
+		m.log.Error("storage open failed; fetching from origin", "key", t.key, "err", err)
+		m.fetch(w, r, t, nil, true)
 		return
 	}
 	info := obj.Info()

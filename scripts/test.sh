@@ -2,7 +2,10 @@
 # The whole test suite: formatting and vet, every package with the race
 # detector, then a short fuzzing run of the path-safety target beyond its
 # seed corpus. Needs Go; the end-to-end tests also drive curl, wget, aria2c,
-# pip and the go command.
+# pip and the go command. The S3 tests run a real versitygw, which
+# internal/s3test builds from the Go module proxy on first use (pinned in
+# internal/s3test/tools/go.mod) and keeps in the user cache directory, so
+# later runs start at once.
 set -eu
 cd "$(dirname "$0")/.."
 

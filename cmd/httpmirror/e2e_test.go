@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httpmirror/httpmirror/internal/s3test"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	s3test.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -279,5 +281,206 @@ func TestCrashDuringFill(t *testing.T) {
 	}
 	if n := o.Gets.Load(); n != 2 {
 		t.Errorf("origin saw %d GETs; want 2 (the crashed fill and the refetch)", n)
+	}
+}
+
+// e2eSecret is the secret key in storage URLs that must never be printed.
+const e2eSecret = "s3cr3tKEYvalue"
+
+func TestBadConfigurationExits2(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o644)
+	tests := map[string][]string{
+		"unknown flag":          {"--no-such-flag"},
+		"bad duration":          {"--link-expires", "soon"},
+		"negative duration":     {"--check-sync-timeout", "-1s"},
+		"bad number":            {"--continuation-get-retry", "many"},
+		"unknown scheme":        {"--storage-url", "ftp://example.com/cache"},
+		"unparsable url":        {"--storage-url", "file://%zz"},
+		"relative dir":          {"--storage-url", "file://relative/dir"},
+		"cache dir not usable":  {"--storage-url", "file://" + notDir + "/cache"},
+		"bad upstream scheme":   {"--upstream-scheme", "ftp"},
+		"two host modes":        {"--host", "example.com", "--host-from-first-path"},
+		"bad host":              {"--host", "nodot"},
+		"bad log format":        {"--log-format", "xml"},
+		"bad log level":         {"--log-level", "loud"},
+		"missing CA file":       {"--upstream-ca-file", "/nonexistent/ca.pem"},
+		"stray argument":        {"serve"},
+		"bad environment value": {"--storage-url="},
+		"s3 bad escape":         {"--storage-url", "s3://AK:" + e2eSecret + "%zz@bucket.us-east-1/"},
+		"s3 no region":          {"--storage-url", "s3://AK:" + e2eSecret + "@bucket/"},
+		"s3 unknown parameter":  {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?endpoint=http://127.0.0.1:1"},
+		"s3 bad chunk size":     {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?chunksize=big"},
+		"s3 unreachable bucket": {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?regionendpoint=http://127.0.0.1:1&forcepathstyle=true"},
+		"no scheme":             {"--storage-url", "AK:" + e2eSecret + "@bucket"},
+	}
+	for name, args := range tests {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
+			if name == "bad environment value" {
+				cmd.Env = append(os.Environ(), "HTTPMIRROR_UPSTREAM_IDLE_TIMEOUT=whenever")
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v; want status 2 (stderr %q)", err, stderr.String())
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if msg == "" || strings.Contains(msg, "\n") || strings.Contains(msg, "listening") {
+				t.Errorf("stderr %q; want one line and no listener", msg)
+			}
+			if strings.Contains(msg, e2eSecret) {
+				t.Errorf("stderr %q reveals the secret key", msg)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	out, err := exec.Command(binary, "--help").Output()
+	if err != nil {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, flag := range []string{"--address", "--storage-url", "--link-expires", "--host", "--host-from-first-path",
+		"--base-domain", "--check-sync-timeout", "--continuation-get-interval", "--continuation-get-retry",
+		"--block-suffix", "--no-redirect", "--tee-response", "--upstream-scheme", "--upstream-ca-file",
+		"--allow-private-upstreams", "--log-format", "--log-level", "HTTPMIRROR_STORAGE_URL"} {
+		if !strings.Contains(string(out), flag) {
+			t.Errorf("--help does not mention %s", flag)
+		}
+	}
+}
+
+func TestSignalsStopCleanly(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p := start(t, "--storage-url", "file://"+t.TempDir())
+			p.cmd.Process.Signal(sig)
+			select {
+			case <-p.done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("still running 30s after the signal")
+			}
+			if p.err != nil {
+				t.Fatalf("exit: %v; want status 0", p.err)
+			}
+		})
+	}
+}
+
+func TestEnvironmentSetsFlags(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	o.Put("/env.txt", []byte("from env"))
+	cmd := exec.Command(binary, "--address", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(),
+		"HTTPMIRROR_STORAGE_URL=file://"+t.TempDir(),
+		"HTTPMIRROR_HOST_FROM_FIRST_PATH=true",
+		"HTTPMIRROR_ALLOW_PRIVATE_UPSTREAMS=true",
+		"HTTPMIRROR_UPSTREAM_CA_FILE="+o.WriteCA(t, t.TempDir()),
+		"HTTPMIRROR_ADDRESS=256.0.0.1:1", // the flag wins
+	)
+	p := startCmd(t, cmd)
+	resp, err := http.Get(p.url(o, "/env.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "from env" {
+		t.Fatalf("status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
+	}
+}
+
+// Twenty curl processes ask for the same cold 64 MiB object at once: the
+// origin sees one GET and every download is byte-identical.
+func TestConcurrentCurlColdObject(t *testing.T) {
+	needCurl(t)
+	o := testutil.NewOrigin(t)
+	data := testutil.Payload(3, 64<<20)
+	o.Put("/models/weights.bin", data)
+	// The downloads start together; one that arrives after the fill has
+	// committed is a hit, so the origin count holds either way.
+	p := start(t, mirrorArgs(t, o, t.TempDir())...)
+	u := p.url(o, "/models/weights.bin")
+	dir := t.TempDir()
+	const clients = 20
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			out, err := exec.Command("curl", "-sS", "--fail", "--max-time", "300", "-o", filepath.Join(dir, fmt.Sprint(i)), u).CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("curl %d: %v: %s", i, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := testutil.SHA256(data)
+	for i := range clients {
+		if got := fileSHA(t, filepath.Join(dir, fmt.Sprint(i))); got != want {
+			t.Errorf("client %d: sha256 %s; want %s", i, got, want)
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+// s3URL is the storage URL of bucket on srv, in the seed's form.
+func s3URL(srv *s3test.Server, bucket string) string {
+	return fmt.Sprintf("s3://%s:%s@%s.%s/cache?regionendpoint=%s&forcepathstyle=true",
+		srv.AccessKey, srv.SecretKey, bucket, s3test.Region, srv.Endpoint)
+}
+
+// Two httpmirror processes share an S3 bucket: a file the first one
+// filled is a hit for the second (one origin GET), both redirect to a
+// presigned URL that returns the file, and neither logs the secret key.
+func TestS3TwoProcessesShareBucket(t *testing.T) {
+	srv := s3test.Shared(t)
+	bucket := srv.Bucket(t)
+	o := testutil.NewOrigin(t)
+	data := testutil.Payload(4, 3<<20+11)
+	o.Put("/dist/pkg.tar.zst", data)
+	ca := o.WriteCA(t, t.TempDir())
+	args := []string{
+		"--storage-url", s3URL(srv, bucket),
+		"--host-from-first-path", "--allow-private-upstreams", "--upstream-ca-file", ca,
+		"--tee-response=false", "--log-level", "debug",
+	}
+	p1, p2 := start(t, args...), start(t, args...)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i, p := range []*process{p1, p2} {
+		resp, err := noFollow.Get(p.url(o, "/dist/pkg.tar.zst"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, srv.Endpoint+"/"+bucket+"/cache/") {
+			t.Fatalf("mirror %d: status %d, Location %q; want 302 to the bucket's cache/ prefix", i+1, resp.StatusCode, loc)
+		}
+		resp, err = http.Get(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || testutil.SHA256(body) != testutil.SHA256(data) {
+			t.Fatalf("mirror %d: presigned URL answered %d with %d bytes (err %v); want the file", i+1, resp.StatusCode, len(body), err)
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+	for i, p := range []*process{p1, p2} {
+		if strings.Contains(p.log(), srv.SecretKey) {
+			t.Errorf("mirror %d logged the secret key", i+1)
+		}
 	}
 }

@@ -40,13 +40,24 @@ func run(args []string) int {
 	}
 	log := newLogger(cfg)
 
-	store, closer, err := openStorage(cfg.StorageURL, cfg.CacheMaxSize)
+	store, closer, err := openStorage(cfg.StorageURL, cfg.CacheMaxSize, log)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
 		return 2
 	}
 	if closer != nil {
 		defer closer.Close()
+	}
+	// A bucket that is missing or refuses the credentials is a
+	// configuration error: say so now, not at the first request.
+	if c, ok := store.(storage.Checker); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.Check(ctx)
+		cancel()
+		if err != nil {
+			log.Error("storage not usable", "storage", redact(cfg.StorageURL), "err", err)
+			return 2
+		}
 	}
 
 	upstream := httpmirror.UpstreamOptions{

@@ -1,0 +1,506 @@
+package httpmirror_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/s3test"
+	"github.com/httpmirror/httpmirror/storage"
+	"github.com/httpmirror/httpmirror/storage/memory"
+	"github.com/httpmirror/httpmirror/storage/s3"
+)
+
+// TestMain stops the versitygw that the S3 tests of this package share.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
+}
+
+// s3Store is an S3 backend on a fresh bucket of srv.
+type s3Store struct {
+	*s3.Backend
+	srv    *s3test.Server
+	bucket string
+	gets   atomic.Int64 // GET requests the backend sent to the store
+}
+
+// newS3 returns an S3 backend on a fresh bucket of srv (the shared server
+// when nil), configured from the seed's URL form plus query (without the
+// leading '&').
+func newS3(t *testing.T, srv *s3test.Server, query string) *s3Store {
+	t.Helper()
+	if srv == nil {
+		srv = s3test.Shared(t)
+	}
+	st := &s3Store{srv: srv, bucket: srv.Bucket(t)}
+	raw := fmt.Sprintf("s3://%s:%s@%s.%s/?regionendpoint=%s&forcepathstyle=true",
+		srv.AccessKey, srv.SecretKey, st.bucket, s3test.Region, srv.Endpoint)
+	if query != "" {
+		raw += "&" + query
+	}
+	cfg, err := s3.ParseURL(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Logger = testLogger(t)
+	cfg.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodGet && !r.URL.Query().Has("uploads") {
+			st.gets.Add(1)
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	b, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	st.Backend = b
+	return st
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// withStore makes the mirror cache in b.
+func withStore(b storage.Backend) func(*httpmirror.MirrorHandler) {
+	return func(h *httpmirror.MirrorHandler) { h.RemoteCache = b }
+}
+
+func noTee(h *httpmirror.MirrorHandler) { h.TeeResponse = false }
+
+// follow fetches a redirect target with a plain client, as a downloader
+// following the mirror's 302 would.
+func follow(t *testing.T, r response) response {
+	t.Helper()
+	if r.StatusCode != http.StatusFound {
+		t.Fatalf("status %d; want 302", r.StatusCode)
+	}
+	return get(t, r.Header.Get("Location"))
+}
+
+// objectKeyOf returns the S3 object key the mirror stores path of origin o
+// under.
+func objectKeyOf(t *testing.T, st *s3Store, o *testOrigin, path string) string {
+	t.Helper()
+	k, err := st.ObjectKey(o.HostPort() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Acceptance 1: a miss is fetched once and answered with a redirect to a
+// presigned URL of the stored object; later requests are redirected
+// without reaching the origin.
+func TestS3MissRedirectsToPresignedURL(t *testing.T) {
+	for _, tee := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tee %v", tee), func(t *testing.T) {
+			o := newOrigin(t)
+			data := payload(31, 3<<20+7)
+			o.Put("/rel/tool.tar.gz", data)
+			st := newS3(t, nil, "")
+			m := newMirror(t, o, withStore(st), func(h *httpmirror.MirrorHandler) { h.TeeResponse = tee })
+			u := m.url(o, "/rel/tool.tar.gz")
+
+			r := get(t, u)
+			if tee {
+				// The first client streams the fill; the next ones are hits.
+				if r.StatusCode != 200 || sha(r.body) != sha(data) {
+					t.Fatalf("streamed miss: status %d, %d bytes; want 200 with the file", r.StatusCode, len(r.body))
+				}
+				waitFills(t, m)
+				r = get(t, u)
+			}
+			if r.StatusCode != http.StatusFound {
+				t.Fatalf("status %d; want 302", r.StatusCode)
+			}
+			loc := r.Header.Get("Location")
+			if !strings.HasPrefix(loc, st.srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+				t.Fatalf("Location %q; want a presigned URL of the store", loc)
+			}
+			if f := follow(t, r); f.StatusCode != 200 || sha(f.body) != sha(data) {
+				t.Fatalf("following the redirect: status %d, sha256 %s; want 200, %s", f.StatusCode, sha(f.body), sha(data))
+			}
+			r2 := get(t, u)
+			if f := follow(t, r2); sha(f.body) != sha(data) {
+				t.Fatalf("second redirect: sha256 %s; want %s", sha(f.body), sha(data))
+			}
+			if n := o.Gets.Load(); n != 1 {
+				t.Errorf("origin saw %d GETs; want 1", n)
+			}
+		})
+	}
+}
+
+// Acceptance 2: the seed's URL form with ROOTDIR and a sign endpoint:
+// objects live under the prefix, and redirects point at the sign endpoint.
+func TestS3SignEndpointAndRootDir(t *testing.T) {
+	srv := s3test.Shared(t)
+	_, port, _ := strings.Cut(srv.Addr, ":")
+	o := newOrigin(t)
+	data := payload(32, 100000)
+	o.Put("/pool/pkg.deb", data)
+	// httpmirror talks to the store as localhost; clients are sent to
+	// 127.0.0.1.
+	st := &s3Store{srv: srv, bucket: srv.Bucket(t)}
+	cfg, err := s3.ParseURL(fmt.Sprintf("s3://%s:%s@%s.%s/mirror/root?regionendpoint=http://localhost:%s&signendpoint=http://127.0.0.1:%s&forcepathstyle=true",
+		srv.AccessKey, srv.SecretKey, st.bucket, s3test.Region, port, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Backend, err = s3.New(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := newMirror(t, o, withStore(st), noTee)
+
+	r := get(t, m.url(o, "/pool/pkg.deb"))
+	loc, err := url.Parse(r.Header.Get("Location"))
+	if err != nil || loc.Host != "127.0.0.1:"+port {
+		t.Fatalf("Location %q; want host 127.0.0.1:%s (the sign endpoint)", r.Header.Get("Location"), port)
+	}
+	if f := follow(t, r); f.StatusCode != 200 || sha(f.body) != sha(data) {
+		t.Fatalf("following: status %d; want 200 with the file", f.StatusCode)
+	}
+	key := objectKeyOf(t, st, o, "/pool/pkg.deb")
+	if want := "mirror/root/" + o.HostPort() + "/pool/pkg.deb"; key != want {
+		t.Errorf("object key %q; want %q", key, want)
+	}
+	if _, err := srv.Client().HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: &st.bucket, Key: &key}); err != nil {
+		t.Errorf("object not in the bucket under the root directory: %v", err)
+	}
+}
+
+// Acceptance 2: with LinkExpires 1s, a link used after it expired is
+// refused by the store.
+func TestS3ExpiredLinkRefused(t *testing.T) {
+	o := newOrigin(t)
+	o.Put("/short.bin", payload(33, 1000))
+	st := newS3(t, nil, "")
+	m := newMirror(t, o, withStore(st), noTee, func(h *httpmirror.MirrorHandler) { h.LinkExpires = time.Second })
+	r := get(t, m.url(o, "/short.bin"))
+	if r.StatusCode != http.StatusFound {
+		t.Fatalf("status %d; want 302", r.StatusCode)
+	}
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	if got := loc.Query().Get("X-Amz-Expires"); got != "1" {
+		t.Fatalf("X-Amz-Expires = %q; want 1", got)
+	}
+	signed, err := time.Parse("20060102T150405Z", loc.Query().Get("X-Amz-Date"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Waiting out the link's lifetime (second resolution) is the point of
+	// the test, not a stand-in for synchronisation.
+	time.Sleep(time.Until(signed.Add(2100 * time.Millisecond)))
+	if f := follow(t, r); f.StatusCode != http.StatusForbidden {
+		t.Errorf("expired link: status %d; want 403", f.StatusCode)
+	}
+}
+
+// Acceptance 3: with NoRedirect, hits are served through the mirror from
+// ranged GETs of the store: Range, multiple ranges, 304 and HEAD, and the
+// latter two download nothing.
+func TestS3NoRedirectHTTPSemantics(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(34, 200000)
+	f := o.Put("/file.bin", data)
+	f.Type = "application/x-thing"
+	st := newS3(t, nil, "")
+	m := newMirror(t, o, withStore(st), noTee, func(h *httpmirror.MirrorHandler) { h.NoRedirect = true })
+	u := m.url(o, "/file.bin")
+	if r := get(t, u); r.StatusCode != 200 || sha(r.body) != sha(data) {
+		t.Fatalf("miss: status %d; want 200 with the file", r.StatusCode)
+	}
+	gets := func() int64 { return st.gets.Load() }
+
+	t.Run("full", func(t *testing.T) {
+		r := get(t, u)
+		if r.StatusCode != 200 || sha(r.body) != sha(data) || r.Header.Get("Etag") != f.ETag || r.Header.Get("Content-Type") != f.Type {
+			t.Fatalf("status %d, ETag %q, type %q; want 200 with the file and the origin's headers", r.StatusCode, r.Header.Get("Etag"), r.Header.Get("Content-Type"))
+		}
+	})
+	t.Run("range", func(t *testing.T) {
+		r := do(t, "GET", u, http.Header{"Range": {"bytes=1000-1999"}})
+		if r.StatusCode != 206 || !bytes.Equal(r.body, data[1000:2000]) || r.Header.Get("Content-Range") != "bytes 1000-1999/200000" {
+			t.Fatalf("status %d, %d bytes, Content-Range %q; want 206 with bytes 1000-1999", r.StatusCode, len(r.body), r.Header.Get("Content-Range"))
+		}
+	})
+	t.Run("multi range", func(t *testing.T) {
+		r := do(t, "GET", u, http.Header{"Range": {"bytes=0-9,150000-150009"}})
+		if r.StatusCode != 206 {
+			t.Fatalf("status %d; want 206", r.StatusCode)
+		}
+		parts := readMultipart(t, r)
+		if len(parts) != 2 || !bytes.Equal(parts[0], data[0:10]) || !bytes.Equal(parts[1], data[150000:150010]) {
+			t.Fatalf("parts differ from the stored bytes")
+		}
+	})
+	t.Run("304", func(t *testing.T) {
+		before := gets()
+		r := do(t, "GET", u, http.Header{"If-None-Match": {f.ETag}})
+		if r.StatusCode != 304 || len(r.body) != 0 {
+			t.Fatalf("status %d; want 304", r.StatusCode)
+		}
+		if n := gets() - before; n != 0 {
+			t.Errorf("304 sent %d GETs to the store; want 0", n)
+		}
+	})
+	t.Run("head", func(t *testing.T) {
+		before := gets()
+		r := do(t, "HEAD", u, nil)
+		if r.StatusCode != 200 || r.ContentLength != int64(len(data)) || len(r.body) != 0 || r.Header.Get("Etag") != f.ETag {
+			t.Fatalf("status %d, Content-Length %d, ETag %q; want 200, %d, %q", r.StatusCode, r.ContentLength, r.Header.Get("Etag"), len(data), f.ETag)
+		}
+		if n := gets() - before; n != 0 {
+			t.Errorf("HEAD sent %d GETs to the store; want 0", n)
+		}
+	})
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+// Acceptance 4: a 100 MiB file goes up as a multipart upload (the store's
+// ETag counts 7 parts of 16 MiB) and is served intact; the test reports
+// the heap growth while it streams.
+func TestS3LargeObjectMultipart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 MiB object")
+	}
+	o := newOrigin(t)
+	data := payload(35, 100<<20)
+	o.Put("/models/weights.bin", data)
+	st := newS3(t, nil, "")
+	m := newMirror(t, o, withStore(st))
+	u := m.url(o, "/models/weights.bin")
+
+	// The client hashes the body as it arrives, so the heap figure is the
+	// mirror's (fill, spool, S3 writer) and the SDK's.
+	var status int
+	var sum string
+	peak := peakHeap(func() {
+		status, sum = getSHA(t, u)
+		waitFills(t, m)
+	})
+	if status != 200 || sum != sha(data) {
+		t.Fatalf("status %d, sha256 %s; want 200, %s", status, sum, sha(data))
+	}
+	t.Logf("100 MiB fill to S3 (16 MiB parts): peak heap growth %.1f MiB", float64(peak)/(1<<20))
+
+	key := objectKeyOf(t, st, o, "/models/weights.bin")
+	head, err := st.srv.Client().HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: &st.bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag := aws.ToString(head.ETag); !strings.HasSuffix(etag, `-7"`) {
+		t.Errorf("S3 ETag %s; want a multipart upload of 7 parts", etag)
+	}
+	if f := follow(t, get(t, u)); sha(f.body) != sha(data) {
+		t.Errorf("stored object sha256 %s; want %s", sha(f.body), sha(data))
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+// getSHA GETs u without following redirects and returns the status and
+// the hex SHA-256 of the body, hashed as it streams in.
+func getSHA(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := noRedirectClient.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	return resp.StatusCode, hex.EncodeToString(h.Sum(nil))
+}
+
+// peakHeap runs f and returns the largest growth of live heap objects
+// over the value before f, sampled every millisecond.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
+	base := read()
+	var peak uint64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			peak = max(peak, read())
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	f()
+	close(stop)
+	<-done
+	return max(peak, base) - base
+}
+
+// Acceptance 5: 20 concurrent cold requests make one origin GET, and every
+// client gets the file (streamed from the fill, or through the redirect
+// once it is stored).
+func TestS3ConcurrentColdRequests(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(36, 8<<20)
+	o.Put("/iso/disk.img", data)
+	st := newS3(t, nil, "")
+	m := newMirror(t, o, withStore(st))
+	u := m.url(o, "/iso/disk.img")
+	const clients = 20
+	var wg sync.WaitGroup
+	results := make([]string, clients)
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			resp, err := http.Get(u) // follows the redirect, if any
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 {
+				errs <- fmt.Errorf("client %d: status %d, %v", i, resp.StatusCode, err)
+				return
+			}
+			results[i] = sha(body)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i, got := range results {
+		if got != sha(data) {
+			t.Errorf("client %d: sha256 %s; want %s", i, got, sha(data))
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+// Acceptance 6: when the store goes away, cached and cold files alike are
+// fetched from the origin and served, never answered with an error.
+func TestS3StoreDownFallsBackToOrigin(t *testing.T) {
+	srv := s3test.StartT(t) // this test stops its own server
+	o := newOrigin(t)
+	cached, cold := payload(37, 2<<20), payload(38, 300000)
+	o.Put("/cached.bin", cached)
+	o.Put("/cold.bin", cold)
+	st := newS3(t, srv, "")
+	m := newMirror(t, o, withStore(st), noTee)
+	if f := follow(t, get(t, m.url(o, "/cached.bin"))); sha(f.body) != sha(cached) {
+		t.Fatalf("before the outage: wrong bytes")
+	}
+
+	srv.Stop()
+	for _, tc := range []struct {
+		path string
+		data []byte
+	}{{"/cached.bin", cached}, {"/cold.bin", cold}, {"/cached.bin", cached}} {
+		r := get(t, m.url(o, tc.path))
+		if r.StatusCode != 200 || sha(r.body) != sha(tc.data) {
+			t.Fatalf("%s with the store down: status %d, %d bytes; want 200 with the file", tc.path, r.StatusCode, len(r.body))
+		}
+		r = do(t, http.MethodHead, m.url(o, tc.path), nil)
+		if r.StatusCode != 200 || r.ContentLength != int64(len(tc.data)) {
+			t.Fatalf("HEAD %s with the store down: status %d, length %d; want 200, %d", tc.path, r.StatusCode, r.ContentLength, len(tc.data))
+		}
+	}
+}
+
+// Acceptance 7: two mirrors sharing a bucket: a file one of them filled is
+// a hit for the other.
+func TestS3TwoMirrorsShareBucket(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(39, 1<<20)
+	o.Put("/shared/lib.so", data)
+	a := newS3(t, nil, "")
+	// The second replica has its own backend on the same bucket.
+	cfg, err := s3.ParseURL(fmt.Sprintf("s3://%s:%s@%s.%s/?regionendpoint=%s&forcepathstyle=true",
+		a.srv.AccessKey, a.srv.SecretKey, a.bucket, s3test.Region, a.srv.Endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	m1 := newMirror(t, o, withStore(a), noTee)
+	m2 := newMirror(t, o, withStore(b), noTee)
+
+	if f := follow(t, get(t, m1.url(o, "/shared/lib.so"))); sha(f.body) != sha(data) {
+		t.Fatalf("first mirror: wrong bytes")
+	}
+	if f := follow(t, get(t, m2.url(o, "/shared/lib.so"))); sha(f.body) != sha(data) {
+		t.Fatalf("second mirror: wrong bytes")
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1 (the second mirror's request is a hit)", n)
+	}
+}
+
+// flakyOpen is a store whose Stat works but whose Open fails, as when the
+// store breaks between the two calls.
+type flakyOpen struct{ *memory.Backend }
+
+var errStoreBroken = errors.New("store broken")
+
+func (f flakyOpen) Open(ctx context.Context, key string) (storage.Object, error) {
+	return nil, errStoreBroken
+}
+
+// A stored object that cannot be opened is fetched from the origin again
+// instead of failing the request.
+func TestStoredObjectUnreadableFallsBackToOrigin(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(40, 5000)
+	o.Put("/a.bin", data)
+	store := flakyOpen{memory.New()}
+	for _, tee := range []bool{true, false} {
+		m := newMirror(t, o, withStore(store), func(h *httpmirror.MirrorHandler) { h.TeeResponse = tee })
+		for i := range 2 {
+			r := get(t, m.url(o, "/a.bin"))
+			if r.StatusCode != 200 || sha(r.body) != sha(data) {
+				t.Fatalf("tee %v, request %d: status %d; want 200 with the file from the origin", tee, i, r.StatusCode)
+			}
+			waitFills(t, m)
+		}
+	}
+}

@@ -1,0 +1,394 @@
+// Package s3 is the storage backend for S3-compatible object stores: AWS
+// S3, MinIO, Ceph RGW, Cloudflare R2, versitygw and others.
+//
+// # Objects
+//
+// An object is stored under RootDir + "/" + key, with three exceptions that
+// keep the mapping one-to-one and every key storable (see objectKey):
+// directory-style keys "a/b/" become "a/b~~dir"; keys containing "~~",
+// longer than S3's 1024-byte limit or with a path segment over 255 bytes
+// become "~~sha256/<h[:2]>/<h>" with h the hex SHA-256 of the key.
+//
+// The origin's ETag, Last-Modified, Content-Type and kept headers travel
+// as one user-metadata entry (x-amz-meta-httpmirror, percent-encoded
+// JSON), so Stat and Open return exactly what Create was given. Content-Type,
+// Content-Disposition, Content-Encoding, Content-Language and Cache-Control
+// are also set as the object's own headers, which S3 returns to clients
+// that follow a presigned URL.
+//
+// # Writing
+//
+// A Writer keeps at most one part (Config.ChunkSize, 16 MiB by default) in
+// memory. A body that fits in one part is sent with a single PutObject at
+// Commit; a larger one goes up as a multipart upload, one part whenever
+// the buffer fills, completed at Commit. A known size larger than 10000
+// parts raises the part size for that object, so objects up to S3's 5 TiB
+// limit work; a body of unknown size is limited to 10000 parts. Both S3
+// operations that publish (PutObject and CompleteMultipartUpload) are
+// atomic: nothing is visible before Commit, and readers never see a torn
+// object. Cancel, Close without Commit and a failed Commit abort the
+// multipart upload. Uploads orphaned by a crash are aborted by a sweep
+// that the first successful Check starts when Config.StaleUploadAge is set.
+//
+// # Reading
+//
+// Open fetches the metadata (HEAD); the returned Object downloads lazily
+// with ranged GETs, starting a new one only when a Read follows a Seek, so
+// http.ServeContent answers HEAD, 304 and ranges without downloading more
+// than it sends. Reads are conditional on the S3 ETag seen at Open: if the
+// object is replaced, a later range fails instead of mixing two versions.
+// A GET body that breaks is resumed where it stopped, up to three times.
+//
+// Backend implements storage.Redirector (presigned GET and HEAD URLs,
+// written for Config.SignEndpoint when set) and storage.Checker.
+package s3
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+const (
+	// maxParts is S3's limit on the parts of one multipart upload.
+	maxParts = 10000
+	// maxObjectSize is S3's limit on an object's size.
+	maxObjectSize = 5 << 40
+	// maxLinkLifetime is the longest validity of a SigV4 presigned URL.
+	maxLinkLifetime = 7 * 24 * time.Hour
+	// sweepPages bounds the start-up sweep (1000 uploads a page).
+	sweepPages = 100
+)
+
+// Backend stores objects in an S3 bucket.
+type Backend struct {
+	client    *s3.Client
+	presign   *s3.PresignClient
+	bucket    string
+	prefix    string // RootDir + "/", or empty
+	chunkSize int64
+	cfg       Config
+	log       *slog.Logger
+	bufs      sync.Pool // *[]byte of cap chunkSize
+
+	sweepMu   sync.Mutex
+	sweeping  bool          // a sweep was started (by the first good Check)
+	closed    bool          // Close was called: start no sweep
+	stopSweep func()        // cancels the sweep
+	sweepDone chan struct{} // closed when the sweep ends
+}
+
+var (
+	_ storage.Backend    = (*Backend)(nil)
+	_ storage.Redirector = (*Backend)(nil)
+	_ storage.Checker    = (*Backend)(nil)
+)
+
+// New returns a backend for the bucket cfg names. It sends no request to
+// the store; Check verifies the bucket.
+func New(ctx context.Context, cfg Config) (*Backend, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	if cfg.AccessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
+	}
+	if cfg.SkipVerify && cfg.HTTPClient == nil {
+		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		})))
+	}
+	if cfg.UserAgent != "" {
+		opts = append(opts, config.WithAppID(cfg.UserAgent))
+	}
+	// The standard chain: environment, shared files, then container and
+	// instance roles; static credentials from the URL come first.
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: loading AWS configuration: %w", err)
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		if cfg.HTTPClient != nil {
+			// Set here, not in LoadDefaultConfig, which refuses a plain
+			// *http.Client when AWS_CA_BUNDLE is set.
+			o.HTTPClient = cfg.HTTPClient
+		}
+		o.UsePathStyle = cfg.ForcePathStyle
+		o.UseAccelerate = cfg.Accelerate
+		if cfg.DualStack {
+			o.EndpointOptions.UseDualStackEndpoint = aws.DualStackEndpointStateEnabled
+		}
+		// Checksums only where S3 requires them: the trailing checksums the
+		// SDK adds by default are not understood by many S3-compatible
+		// stores. Bodies are protected by TLS or by the SigV4 payload hash.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	presign := s3.NewPresignClient(client, s3.WithPresignClientFromClientOptions(func(o *s3.Options) {
+		if cfg.SignEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.SignEndpoint)
+		}
+	}))
+	b := &Backend{
+		client:    client,
+		presign:   presign,
+		bucket:    cfg.Bucket,
+		chunkSize: cfg.ChunkSize,
+		cfg:       cfg,
+		log:       cfg.Logger,
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RootDir != "" {
+		b.prefix = cfg.RootDir + "/"
+	}
+	return b, nil
+}
+
+// Close stops the sweep of stale uploads, if it still runs. Objects and
+// writers stay usable.
+func (b *Backend) Close() error {
+	b.sweepMu.Lock()
+	b.closed = true
+	stop, done := b.stopSweep, b.sweepDone
+	b.sweepMu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+	return nil
+}
+
+// startSweep starts the background sweep of stale uploads once, if the
+// configuration asks for it and the backend is not closed.
+func (b *Backend) startSweep() {
+	age := b.cfg.StaleUploadAge
+	if age <= 0 {
+		return
+	}
+	b.sweepMu.Lock()
+	defer b.sweepMu.Unlock()
+	if b.sweeping || b.closed {
+		return
+	}
+	b.sweeping = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	b.stopSweep = cancel
+	done := make(chan struct{})
+	b.sweepDone = done
+	go func() {
+		defer close(done)
+		defer cancel()
+		n, err := b.AbortStaleUploads(ctx, age)
+		if err != nil {
+			b.log.Warn("s3: sweeping stale multipart uploads failed", "aborted", n, "err", err)
+		} else if n > 0 {
+			b.log.Info("s3: aborted stale multipart uploads", "count", n, "olderThan", age)
+		}
+	}()
+}
+
+// Client returns the backend's S3 client.
+func (b *Backend) Client() *s3.Client { return b.client }
+
+// ObjectKey returns the S3 object key that holds the object under key.
+func (b *Backend) ObjectKey(key string) (string, error) { return objectKey(b.prefix, key) }
+
+// Check verifies that the bucket exists and the credentials reach it. The
+// first Check that passes also starts the sweep of stale uploads
+// (Config.StaleUploadAge): httpmirror checks its store at start, and a
+// store that is not reachable is not worth sweeping.
+func (b *Backend) Check(ctx context.Context) error {
+	if _, err := b.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.bucket}); err != nil {
+		return fmt.Errorf("s3: bucket %s not usable: %w", b.bucket, err)
+	}
+	b.startSweep()
+	return nil
+}
+
+// Stat implements storage.Backend.
+func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
+	info, _, err := b.head(ctx, key)
+	return info, err
+}
+
+// head returns the metadata and the S3 ETag of the object under key.
+func (b *Backend) head(ctx context.Context, key string) (storage.Info, string, error) {
+	okey, err := b.ObjectKey(key)
+	if err != nil {
+		return storage.Info{}, "", err
+	}
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &okey})
+	if err != nil {
+		if isNotFound(err) {
+			return storage.Info{}, "", storage.ErrNotFound
+		}
+		return storage.Info{}, "", fmt.Errorf("s3: stat %s: %w", okey, err)
+	}
+	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength)}
+	if !decodeMeta(out.Metadata[metaKey], &info) {
+		// Written by another program (the seed, a CIDN worker, a person):
+		// serve it with what S3 knows.
+		info.ContentType = aws.ToString(out.ContentType)
+	}
+	if info.StoredAt.IsZero() {
+		info.StoredAt = aws.ToTime(out.LastModified)
+	}
+	return info, aws.ToString(out.ETag), nil
+}
+
+// Open implements storage.Backend. It sends a HEAD request; the object's
+// bytes are fetched by its Reads.
+func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) {
+	info, etag, err := b.head(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	okey, _ := b.ObjectKey(key) // head validated key
+	return &object{b: b, ctx: ctx, okey: okey, etag: etag, info: info}, nil
+}
+
+// Delete implements storage.Backend.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	okey, err := b.ObjectKey(key)
+	if err != nil {
+		return err
+	}
+	if _, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &okey}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("s3: delete %s: %w", okey, err)
+	}
+	return nil
+}
+
+// SignedURL implements storage.Redirector: a presigned GET or HEAD URL of
+// the object under key, valid for expires (at most 7 days, SigV4's limit).
+// It does not check that the object exists.
+func (b *Backend) SignedURL(ctx context.Context, key, method string, expires time.Duration) (string, error) {
+	okey, err := b.ObjectKey(key)
+	if err != nil {
+		return "", err
+	}
+	expires = min(max(expires, time.Second), maxLinkLifetime)
+	opt := s3.WithPresignExpires(expires)
+	switch method {
+	case http.MethodGet:
+		r, err := b.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &okey}, opt)
+		if err != nil {
+			return "", fmt.Errorf("s3: presigning %s: %w", okey, err)
+		}
+		return r.URL, nil
+	case http.MethodHead:
+		r, err := b.presign.PresignHeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &okey}, opt)
+		if err != nil {
+			return "", fmt.Errorf("s3: presigning %s: %w", okey, err)
+		}
+		return r.URL, nil
+	}
+	return "", fmt.Errorf("s3: cannot presign method %s", method)
+}
+
+// Create implements storage.Backend. It makes no request: a body that
+// fits in one part is sent at Commit, a larger one starts a multipart
+// upload when its first part is full. Uploads run on ctx.
+func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (storage.Writer, error) {
+	okey, err := b.ObjectKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if info.Size > maxObjectSize {
+		return nil, fmt.Errorf("s3: object of %d bytes exceeds S3's 5 TiB limit", info.Size)
+	}
+	partSize := b.chunkSize
+	if info.Size > partSize*maxParts {
+		// Round up to a MiB so every part but the last has the same size
+		// (some stores, R2 among them, require it).
+		partSize = (info.Size + maxParts - 1) / maxParts
+		partSize = (partSize + 1<<20 - 1) &^ (1<<20 - 1)
+	}
+	info.Key = key
+	return &writer{b: b, ctx: ctx, key: key, okey: okey, info: info, partSize: partSize}, nil
+}
+
+// AbortStaleUploads aborts the multipart uploads under the root directory
+// (the whole bucket when RootDir is empty) that were begun more than age
+// ago, and returns how many it aborted. Such uploads are left by processes
+// that died mid-fill; a live fill takes far less than a day. It looks at
+// no more than 100000 uploads.
+func (b *Backend) AbortStaleUploads(ctx context.Context, age time.Duration) (int, error) {
+	cutoff := time.Now().Add(-age)
+	in := &s3.ListMultipartUploadsInput{Bucket: &b.bucket}
+	if b.prefix != "" {
+		in.Prefix = aws.String(b.prefix)
+	}
+	aborted := 0
+	for range sweepPages {
+		out, err := b.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return aborted, fmt.Errorf("s3: listing multipart uploads: %w", err)
+		}
+		for _, u := range out.Uploads {
+			if u.Initiated == nil || !u.Initiated.Before(cutoff) {
+				continue
+			}
+			_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+				Bucket: &b.bucket, Key: u.Key, UploadId: u.UploadId,
+			})
+			if err != nil && !isNoSuchUpload(err) {
+				return aborted, fmt.Errorf("s3: aborting upload of %s: %w", aws.ToString(u.Key), err)
+			}
+			aborted++
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
+	return aborted, nil
+}
+
+// isNotFound reports whether err says the object does not exist. HEAD
+// responses have no body, so a missing bucket looks the same; Check tells
+// them apart.
+func isNotFound(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return true
+		case "NoSuchBucket":
+			return false
+		}
+	}
+	var nsk *types.NoSuchKey
+	if errors.As(err, &nsk) {
+		return true
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound && (ae == nil || ae.ErrorCode() != "NoSuchBucket")
+}
+
+func isNoSuchUpload(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
+}
