@@ -151,6 +151,7 @@ type MirrorHandler struct {
 	redirect  storage.Redirector
 	syncs     singleflight.Group
 	negatives negativeCache
+	hot       hotHeaders
 	now       func() time.Time // the clock; tests replace it
 }
 

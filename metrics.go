@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,10 @@ type Metrics struct {
 	fills           *prometheus.CounterVec
 	storageErrors   *prometheus.CounterVec
 	storageLatency  *prometheus.HistogramVec
+
+	counters     sync.Map // outcome<<16|code -> prometheus.Counter of requests
+	servedCache  prometheus.Counter
+	servedOrigin prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -88,6 +93,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"op"}),
 	}
+	m.servedCache = m.servedBytes.WithLabelValues("cache")
+	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
 	reg.MustRegister(m.requests, m.servedBytes, m.upstreamBytes, m.upstreamLatency,
 		m.upstreamErrors, m.fills, m.storageErrors, m.storageLatency)
 	return m
@@ -127,20 +134,33 @@ func (m *Metrics) watch(h *MirrorHandler) {
 	}
 }
 
+// requestCounter returns the requests counter of an outcome and status,
+// looked up once: the hit path then neither formats the code nor hashes
+// label values.
+func (m *Metrics) requestCounter(o outcome, code int) prometheus.Counter {
+	id := uint32(o)<<16 | uint32(code&0xffff)
+	if c, ok := m.counters.Load(id); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.requests.WithLabelValues(o.String(), strconv.Itoa(code))
+	m.counters.Store(id, c)
+	return c
+}
+
 // request records one answered request.
 func (m *Metrics) request(o outcome, code int, bytes int64) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(o.String(), strconv.Itoa(code)).Inc()
+	m.requestCounter(o, code).Inc()
 	if bytes == 0 || code >= 400 {
 		return // error bodies are not content
 	}
 	switch o {
 	case outcomeHit:
-		m.servedBytes.WithLabelValues("cache").Add(float64(bytes))
+		m.servedCache.Add(float64(bytes))
 	case outcomeMiss, outcomeJoined, outcomeDirect:
-		m.servedBytes.WithLabelValues("origin").Add(float64(bytes))
+		m.servedOrigin.Add(float64(bytes))
 	}
 }
 

@@ -231,6 +231,10 @@ func (m *MirrorHandler) serveObject(w http.ResponseWriter, r *http.Request, t ta
 			m.log.Warn("signing URL failed; serving bytes", "key", t.key, "err", err)
 		}
 	}
+	if b, ok := obj.(bodyHolder); ok && plainRequest(r) {
+		m.serveMemory(w, r, t.key, info, b.Bytes())
+		return
+	}
 	setObjectHeaders(w, info)
 	http.ServeContent(w, r, "", info.LastModified, obj)
 }

@@ -285,7 +285,8 @@ type Fill struct {
 	size     int64         // final size once known, else -1
 	err      error         // final error, valid once done is closed
 	stored   bool          // committed to storage
-	progress chan struct{} // closed and replaced whenever n grows or the fill ends
+	progress chan struct{} // closed and replaced when n grows (if waiting) or the fill ends
+	waiting  bool          // a reader waits on progress
 	spool    io.ReaderAt
 	closers  []func() error // spool resources, run when the last reference goes
 }
@@ -347,6 +348,9 @@ func (f *Fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		f.mu.Lock()
 		n, spool, err, ch := f.n, f.spool, f.err, f.progress
 		finished := f.isDone()
+		if off >= n && !finished {
+			f.waiting = true
+		}
 		f.mu.Unlock()
 		if off < n {
 			want := min(int64(len(p)), n-off)
@@ -414,12 +418,18 @@ func (f *Fill) setHeader(info storage.Info, spool io.ReaderAt) {
 	close(f.header)
 }
 
-// advance makes n more bytes visible to readers.
+// advance makes n more bytes visible to readers. Readers that are busy
+// sending find the new bytes when they come back; only when one is waiting
+// is the progress channel closed (and a new one made), so a fill whose
+// clients keep up does not allocate per chunk.
 func (f *Fill) advance(n int) {
 	f.mu.Lock()
 	f.n += int64(n)
-	close(f.progress)
-	f.progress = make(chan struct{})
+	if f.waiting {
+		f.waiting = false
+		close(f.progress)
+		f.progress = make(chan struct{})
+	}
 	f.mu.Unlock()
 }
 

@@ -335,7 +335,7 @@ func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) 
 		if touch {
 			b.touch(string(name[:]), now)
 		}
-		return &memObject{Reader: bytes.NewReader(data), data: data, info: info}, nil
+		return newMemObject(data, info), nil
 	}
 	f, fi, info, err := b.open(key)
 	if err != nil {
@@ -530,15 +530,25 @@ func (o *object) Close() error {
 	return o.f.Close()
 }
 
-// memObject is an object whose body is held in memory.
+// memObject is an object whose body is held in memory. The reader is held
+// by value: opening one costs a single allocation.
 type memObject struct {
-	*bytes.Reader
+	r    bytes.Reader
 	data []byte
 	info storage.Info
 }
 
-func (o *memObject) Info() storage.Info { return o.info }
-func (o *memObject) Close() error       { return nil }
+func newMemObject(data []byte, info storage.Info) *memObject {
+	o := &memObject{data: data, info: info}
+	o.r.Reset(data)
+	return o
+}
+
+func (o *memObject) Read(p []byte) (int, error)                { return o.r.Read(p) }
+func (o *memObject) Seek(off int64, whence int) (int64, error) { return o.r.Seek(off, whence) }
+func (o *memObject) WriteTo(w io.Writer) (int64, error)        { return o.r.WriteTo(w) }
+func (o *memObject) Info() storage.Info                        { return o.info }
+func (o *memObject) Close() error                              { return nil }
 
 // Bytes returns the whole body, which the caller must not modify.
 func (o *memObject) Bytes() []byte { return o.data }

@@ -1,0 +1,103 @@
+package httpmirror
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// bodyHolder is implemented by objects whose whole body is in memory (the
+// local-disk backend keeps small, hot objects there).
+type bodyHolder interface {
+	Bytes() []byte
+}
+
+// maxHotHeaders bounds hotHeaders; past it, an arbitrary entry makes room.
+const maxHotHeaders = 4096
+
+// hotHeaders keeps the finished response header of small objects served
+// from memory, so that a plain GET of one builds nothing: the hit path of
+// small hot files is what a mirror of package indexes and metadata spends
+// its time on. An entry is used only while the object it was built for
+// (same size, ETag and StoredAt) is the one being served.
+type hotHeaders struct {
+	mu sync.RWMutex
+	m  map[string]*hotHeader
+}
+
+type hotHeader struct {
+	size     int64
+	etag     string
+	storedAt time.Time
+	header   http.Header // never modified once stored
+}
+
+func (h *hotHeaders) get(key string, info storage.Info) http.Header {
+	h.mu.RLock()
+	e := h.m[key]
+	h.mu.RUnlock()
+	if e == nil || e.size != info.Size || e.etag != info.ETag || !e.storedAt.Equal(info.StoredAt) {
+		return nil
+	}
+	return e.header
+}
+
+func (h *hotHeaders) put(key string, info storage.Info, hdr http.Header) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = make(map[string]*hotHeader)
+	}
+	if _, ok := h.m[key]; !ok && len(h.m) >= maxHotHeaders {
+		for k := range h.m {
+			delete(h.m, k)
+			break
+		}
+	}
+	h.m[key] = &hotHeader{size: info.Size, etag: info.ETag, storedAt: info.StoredAt, header: hdr}
+}
+
+// plainRequest reports whether r asks for the whole body with no
+// condition: what serveMemory answers without http.ServeContent.
+func plainRequest(r *http.Request) bool {
+	h := r.Header
+	return len(h["Range"]) == 0 && len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
+		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["If-Range"]) == 0
+}
+
+// serveMemory answers a plain GET or HEAD of an object held in memory with
+// the header http.ServeContent would send, built once per object.
+func (m *MirrorHandler) serveMemory(w http.ResponseWriter, r *http.Request, key string, info storage.Info, body []byte) {
+	hdr := m.hot.get(key, info)
+	if hdr == nil {
+		hdr = http.Header{
+			"Accept-Ranges":  {"bytes"},
+			"Content-Length": {strconv.Itoa(len(body))},
+			"Content-Type":   nil, // absent stays absent: no sniffing
+		}
+		for k, v := range info.Header {
+			hdr[k] = v
+		}
+		if info.ETag != "" {
+			hdr["Etag"] = []string{info.ETag}
+		}
+		if info.ContentType != "" {
+			hdr["Content-Type"] = []string{info.ContentType}
+		}
+		if !info.LastModified.IsZero() {
+			hdr["Last-Modified"] = []string{info.LastModified.UTC().Format(http.TimeFormat)}
+		}
+		m.hot.put(key, info, hdr)
+	}
+	dst := w.Header()
+	for k, v := range hdr {
+		dst[k] = v
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
