@@ -73,23 +73,7 @@ func plainRequest(r *http.Request) bool {
 func (m *MirrorHandler) serveMemory(w http.ResponseWriter, r *http.Request, key string, info storage.Info, body []byte) {
 	hdr := m.hot.get(key, info)
 	if hdr == nil {
-		hdr = http.Header{
-			"Accept-Ranges":  {"bytes"},
-			"Content-Length": {strconv.Itoa(len(body))},
-			"Content-Type":   nil, // absent stays absent: no sniffing
-		}
-		for k, v := range info.Header {
-			hdr[k] = v
-		}
-		if info.ETag != "" {
-			hdr["Etag"] = []string{info.ETag}
-		}
-		if info.ContentType != "" {
-			hdr["Content-Type"] = []string{info.ContentType}
-		}
-		if !info.LastModified.IsZero() {
-			hdr["Last-Modified"] = []string{info.LastModified.UTC().Format(http.TimeFormat)}
-		}
+		hdr = wholeBodyHeader(info, int64(len(body)))
 		m.hot.put(key, info, hdr)
 	}
 	dst := w.Header()
@@ -100,4 +84,29 @@ func (m *MirrorHandler) serveMemory(w http.ResponseWriter, r *http.Request, key 
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// wholeBodyHeader is the header of a 200 answer with the whole body of
+// size bytes of an object, as http.ServeContent would send it. Content-Type
+// is present with no value when the origin sent none: net/http then sends
+// none rather than sniffing one.
+func wholeBodyHeader(info storage.Info, size int64) http.Header {
+	hdr := http.Header{
+		"Accept-Ranges":  {"bytes"},
+		"Content-Length": {strconv.FormatInt(size, 10)},
+		"Content-Type":   nil,
+	}
+	for k, v := range info.Header {
+		hdr[k] = v
+	}
+	if info.ETag != "" {
+		hdr["Etag"] = []string{info.ETag}
+	}
+	if info.ContentType != "" {
+		hdr["Content-Type"] = []string{info.ContentType}
+	}
+	if !info.LastModified.IsZero() {
+		hdr["Last-Modified"] = []string{info.LastModified.UTC().Format(http.TimeFormat)}
+	}
+	return hdr
 }

@@ -49,7 +49,10 @@ func (s instrumented) Create(ctx context.Context, key string, info storage.Info)
 		return nil, err
 	}
 	iw := &instrumentedWriter{Writer: w, s: s}
-	if sp, ok := w.(storage.Spooler); ok {
+	switch sp := w.(type) {
+	case storage.FileSpooler:
+		return &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}, nil
+	case storage.Spooler:
 		return &spoolingWriter{instrumentedWriter: iw, Spooler: sp}, nil
 	}
 	return iw, nil
@@ -83,4 +86,10 @@ func (w *instrumentedWriter) Commit(ctx context.Context) error {
 type spoolingWriter struct {
 	*instrumentedWriter
 	storage.Spooler
+}
+
+// fileSpoolingWriter keeps the inner writer's spool file visible too.
+type fileSpoolingWriter struct {
+	*instrumentedWriter
+	storage.FileSpooler
 }

@@ -3,7 +3,9 @@ package httpmirror
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -259,6 +261,13 @@ func (m *MirrorHandler) serveFill(w http.ResponseWriter, r *http.Request, f *fil
 		}
 	}
 	rd := f.NewReader(ctx)
+	if size := rd.Size(); size >= 0 && plainRequest(r) {
+		if spool, err := f.OpenSpool(); err == nil {
+			defer spool.Close()
+			m.sendSpool(w, r, f, info, size, spool)
+			return
+		}
+	}
 	setObjectHeaders(w, info)
 	if rd.Size() < 0 {
 		m.stream(w, r, rd)
@@ -267,6 +276,42 @@ func (m *MirrorHandler) serveFill(w http.ResponseWriter, r *http.Request, f *fil
 	http.ServeContent(w, r, "", info.LastModified, rd)
 	if err := rd.Err(); err != nil {
 		m.abort(r, f.Key(), err)
+	}
+}
+
+// sendSpool answers a plain GET or HEAD of a fill of known size by sending
+// the bytes from spool, the client's own handle on the fill's spool file, as
+// they arrive: the kernel copies them to the socket (sendfile), which makes
+// serving many clients of one download cheap.
+func (m *MirrorHandler) sendSpool(w http.ResponseWriter, r *http.Request, f *fill.Fill, info storage.Info, size int64, spool *os.File) {
+	dst := w.Header()
+	for k, v := range wholeBodyHeader(info, size) {
+		dst[k] = v
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead || size == 0 {
+		return
+	}
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		m.abort(r, f.Key(), errors.New("response writer cannot send files"))
+	}
+	ctx := r.Context()
+	var off int64
+	for off < size {
+		n, err := f.Available(ctx, off)
+		if err != nil {
+			m.abort(r, f.Key(), err)
+		}
+		// The handle's offset is off: it moves only with what was sent.
+		sent, err := rf.ReadFrom(&io.LimitedReader{R: spool, N: min(n, size) - off})
+		off += sent
+		if err != nil {
+			m.abort(r, f.Key(), err)
+		}
+		if sent == 0 {
+			m.abort(r, f.Key(), io.ErrUnexpectedEOF)
+		}
 	}
 }
 

@@ -344,25 +344,37 @@ func (f *Fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	n, err := f.Available(ctx, off)
+	if err != nil {
+		return 0, err
+	}
+	want := min(int64(len(p)), n-off)
+	got, err := f.spool.ReadAt(p[:want], off)
+	if err == io.EOF {
+		// These bytes were written: the spool must have them.
+		err = nil
+		if int64(got) < want {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	return got, err
+}
+
+// Available waits until bytes beyond off have arrived and returns how many
+// bytes of the object are in the spool (more than off). It returns io.EOF
+// when the fill completed with no bytes beyond off, and the fill's error (or
+// ctx's) when they will never come.
+func (f *Fill) Available(ctx context.Context, off int64) (int64, error) {
 	for {
 		f.mu.Lock()
-		n, spool, err, ch := f.n, f.spool, f.err, f.progress
+		n, err, ch := f.n, f.err, f.progress
 		finished := f.isDone()
 		if off >= n && !finished {
 			f.waiting = true
 		}
 		f.mu.Unlock()
 		if off < n {
-			want := min(int64(len(p)), n-off)
-			got, rerr := spool.ReadAt(p[:want], off)
-			if rerr == io.EOF {
-				// These bytes were written: the spool must have them.
-				rerr = nil
-				if int64(got) < want {
-					rerr = io.ErrUnexpectedEOF
-				}
-			}
-			return got, rerr
+			return n, nil
 		}
 		if finished {
 			if err != nil {
@@ -376,6 +388,33 @@ func (f *Fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			return 0, context.Cause(ctx)
 		}
 	}
+}
+
+// OpenSpool opens a read-only handle of its own on the spool, when the
+// spool is a file: a client can then send what has arrived with sendfile,
+// from its own file offset. The caller closes it; it stays valid after the
+// fill ends. It fails where the platform cannot reopen an open file.
+func (f *Fill) OpenSpool() (*os.File, error) {
+	var file *os.File
+	switch s := f.spool.(type) {
+	case *os.File:
+		file = s
+	case storage.FileSpooler:
+		file = s.SpoolFile()
+	}
+	if file == nil {
+		return nil, errors.New("fill: spool is not a file")
+	}
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd uintptr
+	if err := rc.Control(func(d uintptr) { fd = d }); err != nil {
+		return nil, err
+	}
+	// A new open file description: its offset is this reader's alone.
+	return os.Open("/proc/self/fd/" + strconv.Itoa(int(fd)))
 }
 
 // isDone reports whether done is closed; f.mu must be held.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -123,6 +124,14 @@ type Redirector interface {
 // disk. ReadAt is valid until Close.
 type Spooler interface {
 	io.ReaderAt
+}
+
+// FileSpooler is implemented by Spoolers whose bytes go to a local file:
+// readers may then open the file themselves and send from it with
+// sendfile. The file stays valid until Close.
+type FileSpooler interface {
+	Spooler
+	SpoolFile() *os.File
 }
 
 // Checker is implemented by backends that can verify they are usable (the

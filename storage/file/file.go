@@ -596,6 +596,11 @@ func (w *writer) Written() int64 { return w.n }
 // ReadAt reads back written bytes; it may run concurrently with Write.
 func (w *writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
 
+// SpoolFile returns the file being written, so that the fill engine can
+// open readers of its own on it (to send with sendfile). It stays valid
+// until Close.
+func (w *writer) SpoolFile() *os.File { return w.f }
+
 func (w *writer) Commit(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
