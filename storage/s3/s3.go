@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -391,4 +392,59 @@ func isNotFound(err error) bool {
 func isNoSuchUpload(err error) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
+}
+
+// maxCopySize is the largest object a single CopyObject may copy.
+const maxCopySize = 5 << 30
+
+// Refresh implements storage.Refresher with a server-side copy of the
+// object onto itself that replaces its metadata; the copy is conditional on
+// the S3 ETag seen, so an object replaced meanwhile is left alone. Objects
+// over 5 GiB, which CopyObject cannot copy, are not refreshed (the caller
+// revalidates them again next time).
+func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) error {
+	cur, etag, err := b.head(ctx, key)
+	if err != nil {
+		return err
+	}
+	if cur.Size != info.Size || cur.ETag != info.ETag {
+		return storage.ErrNotFound
+	}
+	if info.Size > maxCopySize {
+		return fmt.Errorf("s3: refresh of %s: objects over 5 GiB are not refreshed", key)
+	}
+	info.Key = key
+	put := b.putInput(mustObjectKey(b, key), info)
+	source := b.bucket + "/" + url.PathEscape(*put.Key)
+	_, err = b.client.CopyObject(ctx, &s3.CopyObjectInput{
+		Bucket:               put.Bucket,
+		Key:                  put.Key,
+		CopySource:           &source,
+		CopySourceIfMatch:    &etag,
+		MetadataDirective:    types.MetadataDirectiveReplace,
+		Metadata:             put.Metadata,
+		ContentType:          put.ContentType,
+		ContentDisposition:   put.ContentDisposition,
+		ContentEncoding:      put.ContentEncoding,
+		ContentLanguage:      put.ContentLanguage,
+		CacheControl:         put.CacheControl,
+		StorageClass:         put.StorageClass,
+		ACL:                  put.ACL,
+		ServerSideEncryption: put.ServerSideEncryption,
+		SSEKMSKeyId:          put.SSEKMSKeyId,
+	})
+	if err != nil {
+		var pf interface{ ErrorCode() string }
+		if errors.As(err, &pf) && pf.ErrorCode() == "PreconditionFailed" {
+			return storage.ErrNotFound
+		}
+		return fmt.Errorf("s3: refresh %s: %w", key, err)
+	}
+	return nil
+}
+
+// mustObjectKey is ObjectKey for a key already validated.
+func mustObjectKey(b *Backend, key string) string {
+	k, _ := b.ObjectKey(key)
+	return k
 }
