@@ -25,7 +25,7 @@ import (
 )
 
 func main() {
-	// Unless the operator chose otherwise (GOGC, GOMEMLIMIT), collect
+	// Unless the operator chose otherwise (GOGC), collect
 	// garbage less often than Go's default: bodies pass through the kernel
 	// and disk spools, not the heap, so the live heap is small, while every
 	// hit allocates a little; at the default a busy mirror spends a fifth
