@@ -29,8 +29,8 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-go build -o "$tmp/httpmirror" ./cmd/httpmirror
-go build -o "$tmp/harness" ./bench/harness
+go build -buildvcs=false -o "$tmp/httpmirror" ./cmd/httpmirror
+go build -buildvcs=false -o "$tmp/harness" ./bench/harness
 export PATH="$PATH:/usr/sbin:/sbin"
 
 mkdir -p "$out/hit" "$out/fill"

@@ -25,8 +25,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 echo "building httpmirror and the harness" >&2
-go build -o "$tmp/httpmirror" ./cmd/httpmirror
-go build -o "$tmp/harness" ./bench/harness
+go build -buildvcs=false -o "$tmp/httpmirror" ./cmd/httpmirror
+go build -buildvcs=false -o "$tmp/harness" ./bench/harness
 
 # The work directory (data, caches, logs) lives in $tmp too, so it goes
 # even if the harness is killed; with -keep the harness makes its own and
