@@ -248,9 +248,16 @@ func (b *Backend) head(ctx context.Context, key string) (storage.Info, string, e
 	}
 	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength)}
 	if !decodeMeta(out.Metadata[metaKey], &info) {
-		// Written by another program (the seed, a CIDN worker, a person):
-		// serve it with what S3 knows.
+		// Written by another program (the seed, a CIDN runner, a person):
+		// serve it with what S3 knows. The store's own ETag and
+		// modification time stand in for the origin's validators, so that
+		// conditional and If-Range requests of hits served through the
+		// mirror still work.
 		info.ContentType = aws.ToString(out.ContentType)
+		info.ETag = aws.ToString(out.ETag)
+		if out.LastModified != nil {
+			info.LastModified = out.LastModified.UTC()
+		}
 	}
 	if info.StoredAt.IsZero() {
 		info.StoredAt = aws.ToTime(out.LastModified)
