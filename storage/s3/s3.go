@@ -201,9 +201,14 @@ func (b *Backend) startSweep() {
 		defer close(done)
 		defer cancel()
 		n, err := b.AbortStaleUploads(ctx, age)
-		if err != nil {
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			// Stopped by Close: the process is exiting, possibly right
+			// after start on a configuration error that must stay the
+			// only line it prints.
+		case err != nil:
 			b.log.Warn("s3: sweeping stale multipart uploads failed", "aborted", n, "err", err)
-		} else if n > 0 {
+		case n > 0:
 			b.log.Info("s3: aborted stale multipart uploads", "count", n, "olderThan", age)
 		}
 	}()
