@@ -98,9 +98,22 @@ func (c *Client) newBlob(name, path, sourceURL string) *unstructured.Unstructure
 		AnnotationDisplayName: sourceURL,
 		AnnotationGroup:       group,
 		AnnotationTags:        "httpmirror",
-		AnnotationTTL:         c.cfg.TTL.String(),
+		AnnotationTTL:         formatTTL(c.cfg.TTL),
 	})
 	return u
+}
+
+// formatTTL writes d as a Go duration without zero minutes and seconds:
+// "1h" rather than "1h0m0s", as people write the annotation.
+func formatTTL(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // blobStatus is the part of a Blob's status that waiting needs.

@@ -34,7 +34,7 @@ func TestNewBlob(t *testing.T) {
 		AnnotationDisplayName: "https://example.com/a/b.tgz",
 		AnnotationGroup:       "example.com",
 		AnnotationTags:        "httpmirror",
-		AnnotationTTL:         "1h0m0s",
+		AnnotationTTL:         "1h",
 	}
 	if got := u.GetAnnotations(); !reflect.DeepEqual(got, want) {
 		t.Errorf("annotations %v; want %v", got, want)
@@ -54,6 +54,16 @@ func TestNewBlob(t *testing.T) {
 	spec, _, _ = unstructured.NestedMap(c.newBlob("n", "p", "https://h.example/x").Object, "spec")
 	if _, ok := spec["maximumRunning"]; ok {
 		t.Errorf("spec %v sets maximumRunning; want CIDN's default", spec)
+	}
+}
+
+func TestFormatTTL(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Hour: "1h", 90 * time.Minute: "1h30m", 2*time.Hour + 5*time.Second: "2h0m5s", 30 * time.Second: "30s", 10 * time.Minute: "10m",
+	} {
+		if got := formatTTL(d); got != want {
+			t.Errorf("formatTTL(%s) = %q; want %q", d, got, want)
+		}
 	}
 }
 

@@ -326,7 +326,7 @@ func testMissCreatesBlob(t *testing.T, e *env, r *runner) {
 		cidn.AnnotationDisplayName: f.upstream(path),
 		cidn.AnnotationGroup:       f.o.HostPort(),
 		cidn.AnnotationTags:        "httpmirror",
-		cidn.AnnotationTTL:         "1h0m0s",
+		cidn.AnnotationTTL:         "1h",
 	}
 	for k, v := range wantAnn {
 		if got := u.GetAnnotations()[k]; got != v {
