@@ -57,6 +57,7 @@ func TestCIDN(t *testing.T) {
 	t.Run("FailedBlob", func(t *testing.T) { testFailedBlob(t, e, r) })
 	t.Run("BlobDeletedWhileWaiting", func(t *testing.T) { testBlobDeleted(t, e, r) })
 	t.Run("NoWaitProxiesWhileRunning", func(t *testing.T) { testNoWait(t, e, r) })
+	t.Run("Command", func(t *testing.T) { testCommand(t, e, r) })
 }
 
 // fixture is one test's origin, bucket and S3 backend.
