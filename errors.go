@@ -27,6 +27,7 @@ const StatusClientClosedRequest = 499
 // place that makes this decision.
 func statusFor(ctx context.Context, err error) int {
 	var se *fill.StatusError
+	var ce *CIDNError
 	switch {
 	case errors.Is(err, errBadRequest), errors.Is(err, storage.ErrInvalidKey):
 		return http.StatusBadRequest
@@ -38,6 +39,8 @@ func statusFor(ctx context.Context, err error) int {
 		return http.StatusForbidden
 	case errors.As(err, &se):
 		return upstreamStatus(se.Code)
+	case errors.As(err, &ce):
+		return ce.status()
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return StatusClientClosedRequest
 	case errors.Is(err, fill.ErrShutdown):
@@ -67,9 +70,16 @@ func isTimeout(err error) bool {
 }
 
 // clientMessage is the body sent with an error status: short, fixed text
-// that never carries internal detail.
+// that never carries internal detail. The one exception is a failed CIDN
+// transfer, whose one-line reason (see CIDNError) is the client's only way
+// to learn why the download failed.
 func clientMessage(code int, err error) string {
+	var ce *CIDNError
 	switch {
+	case code == http.StatusBadGateway && errors.As(err, &ce):
+		return ce.clientText()
+	case errors.Is(err, ErrCIDNDeleted):
+		return "cidn transfer deleted before it ended"
 	case errors.Is(err, netguard.ErrRefused):
 		return "upstream address not allowed"
 	case errors.Is(err, errBlocked):

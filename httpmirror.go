@@ -141,6 +141,20 @@ type MirrorHandler struct {
 	// (the seed's behaviour) drops the query.
 	CacheQuery bool
 
+	// CIDN, when set, stores missed files through a CIDN deployment
+	// instead of the built-in fill engine (see package cidn): the miss
+	// waits until CIDN has copied the file into RemoteCache, then is
+	// served as a hit. When CIDN cannot be reached, the fill engine
+	// fetches the file. Nil means the fill engine only. RemoteCache must
+	// be the store CIDN writes to.
+	CIDN CIDN
+
+	// CIDNNoWait makes a miss whose CIDN transfer is still running go
+	// straight to the origin (proxied, not stored) instead of waiting for
+	// the transfer. False (the default) waits, so that the origin sends
+	// each file once, to CIDN.
+	CIDNNoWait bool
+
 	once      sync.Once
 	store     storage.Backend // RemoteCache, instrumented when Metrics is set
 	initErr   error
@@ -184,6 +198,9 @@ func (m *MirrorHandler) Validate() error {
 	case "", "http", "https":
 	default:
 		return fmt.Errorf("upstream scheme %q is neither http nor https", m.UpstreamScheme)
+	}
+	if m.CIDN != nil && m.RemoteCache == nil {
+		return errors.New("CIDN needs a cache: CIDN stores files in RemoteCache")
 	}
 	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
 		return errors.New("durations and retry counts must not be negative")

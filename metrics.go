@@ -40,6 +40,8 @@ func (o outcome) String() string { return outcomeNames[o] }
 type Metrics struct {
 	reg prometheus.Registerer
 
+	cidnFallbacks prometheus.Counter
+
 	requests        *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
 	upstreamBytes   prometheus.Counter
@@ -97,7 +99,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
 	reg.MustRegister(m.requests, m.servedBytes, m.upstreamBytes, m.upstreamLatency,
 		m.upstreamErrors, m.fills, m.storageErrors, m.storageLatency)
+
+	m.cidnFallbacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "httpmirror_cidn_fallbacks_total",
+		Help: "Misses fetched by the built-in fill engine because CIDN could not be asked to store them.",
+	})
+	reg.MustRegister(m.cidnFallbacks)
 	return m
+}
+
+// cidnFallback counts a miss that CIDN could not take.
+func (m *Metrics) cidnFallback() {
+	if m != nil {
+		m.cidnFallbacks.Inc()
+	}
 }
 
 // watch registers gauges that read the handler's live state. A second

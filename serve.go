@@ -28,6 +28,10 @@ func (m *MirrorHandler) cached(w http.ResponseWriter, r *http.Request, t target)
 		m.serveHit(w, r, t, obj)
 		return
 	case errors.Is(err, storage.ErrNotFound):
+		if m.CIDN != nil {
+			m.viaCIDN(w, r, t)
+			return
+		}
 	case ctx.Err() != nil:
 		m.fail(w, r, context.Cause(ctx))
 		return

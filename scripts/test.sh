@@ -5,7 +5,10 @@
 # pip and the go command. The S3 tests run a real versitygw, which
 # internal/s3test builds from the Go module proxy on first use (pinned in
 # internal/s3test/tools/go.mod) and keeps in the user cache directory, so
-# later runs start at once.
+# later runs start at once. The CIDN tests run a Kubernetes API server
+# (apiextensions-apiserver on an embedded etcd) in their own module,
+# tests/cidn, which keeps its dependencies out of httpmirror's go.mod; its
+# first build takes several minutes.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -28,5 +31,6 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 30m ./...
+(cd tests/cidn && go vet ./... && go test -race -count=1 -timeout 30m ./...)
 go test -run '^$' -fuzz '^FuzzCachePath$' -fuzztime 15s .
 go test -run '^$' -fuzz '^FuzzCleanPath$' -fuzztime 10s .

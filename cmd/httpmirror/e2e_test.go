@@ -315,6 +315,8 @@ func TestBadConfigurationExits2(t *testing.T) {
 		"s3 bad chunk size":     {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?chunksize=big"},
 		"s3 unreachable bucket": {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?regionendpoint=http://127.0.0.1:1&forcepathstyle=true"},
 		"no scheme":             {"--storage-url", "AK:" + e2eSecret + "@bucket"},
+		"cidn on local disk":    {"--master", "http://127.0.0.1:1"},
+		"cidn without cache":    {"--storage-url=", "--kubeconfig", "/nonexistent/kubeconfig"},
 	}
 	for name, args := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -335,6 +337,32 @@ func TestBadConfigurationExits2(t *testing.T) {
 			}
 			if strings.Contains(msg, e2eSecret) {
 				t.Errorf("stderr %q reveals the secret key", msg)
+			}
+		})
+	}
+}
+
+// CIDN settings that cannot work stop the start: a kubeconfig that does
+// not exist, an API server that does not answer.
+func TestCIDNBadConfigurationExits2(t *testing.T) {
+	srv := s3test.Shared(t)
+	storageURL := fmt.Sprintf("s3://%s:%s@%s.%s/?regionendpoint=%s&forcepathstyle=true",
+		srv.AccessKey, srv.SecretKey, srv.Bucket(t), s3test.Region, srv.Endpoint)
+	for name, args := range map[string][]string{
+		"missing kubeconfig": {"--kubeconfig", filepath.Join(t.TempDir(), "kubeconfig")},
+		"unreachable master": {"--master", "http://127.0.0.1:1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0", "--storage-url", storageURL}, args...)...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v; want status 2 (stderr %q)", err, stderr.String())
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if !strings.Contains(msg, "httpmirror: ") || strings.Contains(msg, "\n") || strings.Contains(msg, srv.SecretKey) {
+				t.Errorf("stderr %q; want one line without the secret", msg)
 			}
 		})
 	}

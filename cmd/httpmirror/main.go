@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/cidn"
 	"github.com/httpmirror/httpmirror/internal/admin"
 	"github.com/httpmirror/httpmirror/internal/config"
 	"github.com/httpmirror/httpmirror/internal/server"
@@ -118,6 +119,17 @@ func run(args []string) int {
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,
 	}
+	var cidnClient *cidn.Client
+	if cfg.CIDNEnabled() {
+		cidnClient, err = openCIDN(cfg, store, reg, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
+			return 2
+		}
+		defer cidnClient.Close()
+		h.CIDN = cidnClient
+		h.CIDNNoWait = !cfg.CIDNWait
+	}
 	if err := h.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
 		return 2
@@ -171,6 +183,11 @@ func run(args []string) int {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("responses still in flight at the shutdown deadline; aborting them", "err", err)
+	}
+	if cidnClient != nil {
+		// Requests still waiting for CIDN transfers stop waiting; the
+		// transfers go on in CIDN.
+		cidnClient.Close()
 	}
 	// Abort fills nobody waits for any more, and clean up their temporary
 	// files, then cut what is left.

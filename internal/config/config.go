@@ -60,7 +60,24 @@ type Config struct {
 	ShutdownTimeout    time.Duration
 	LogFormat          string
 	LogLevel           slog.Level
+
+	// Kubeconfig and Master locate the CIDN API server; CIDN is used when
+	// either is set (see CIDNEnabled), and needs s3:// storage.
+	Kubeconfig            string
+	Master                string
+	InsecureSkipTLSVerify bool
+	// CIDNDestination is CIDN's name for the mirror's bucket; it defaults
+	// to the storage URL's scheme, as in the seed.
+	CIDNDestination      string
+	CIDNMaximumRunning   int64
+	CIDNMinimumChunkSize int64
+	// CIDNWait makes misses wait for their CIDN transfer; false proxies
+	// them from the origin while it runs.
+	CIDNWait bool
 }
+
+// CIDNEnabled reports whether misses go to CIDN.
+func (c *Config) CIDNEnabled() bool { return c.Kubeconfig != "" || c.Master != "" }
 
 // ErrHelp is returned by Parse when the user asked for help; the usage has
 // been written to the output.
@@ -121,6 +138,14 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "Log format: text or json.")
 	logLevel := fs.String("log-level", "info", "Log level: debug, info, warn or error.")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "Kubeconfig file of the CIDN API server; with it (or --master) misses are stored by CIDN, which needs s3:// storage.")
+	fs.StringVar(&c.Master, "master", "", "URL of the CIDN API server; overrides the kubeconfig's server.")
+	fs.BoolVar(&c.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "Do not verify the CIDN API server's certificate.")
+	fs.StringVar(&c.CIDNDestination, "cidn-destination", "", "Name of the mirror's bucket among CIDN's storage destinations; empty means the storage URL's scheme (s3).")
+	fs.Int64Var(&c.CIDNMaximumRunning, "cidn-maximum-running", 10, "How many chunks of one file CIDN transfers at once (the Blob's maximumRunning); 0 leaves it to CIDN.")
+	c.CIDNMinimumChunkSize = 128 << 20
+	fs.Var((*sizeFlag)(&c.CIDNMinimumChunkSize), "cidn-minimum-chunk-size", "Smallest chunk CIDN splits a file into (the Blob's minimumChunkSize), e.g. 128MiB; 0 leaves it to CIDN.")
+	fs.BoolVar(&c.CIDNWait, "cidn-wait", true, "Misses wait until CIDN has stored the file; false proxies them from the origin while CIDN stores it.")
 
 	usage := func() {
 		fmt.Fprintf(out, "Usage: httpmirror [flags]\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
@@ -205,6 +230,18 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	}
 	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 {
 		return nil, errors.New("--continuation-get-retry must be >= 0 and --max-path-length >= 1")
+	}
+	if c.CIDNEnabled() {
+		scheme, _, _ := strings.Cut(c.StorageURL, "://")
+		if !strings.EqualFold(scheme, "s3") {
+			return nil, errors.New("CIDN (--kubeconfig or --master) needs s3:// storage: CIDN writes files into the bucket the mirror serves from")
+		}
+		if c.CIDNDestination == "" {
+			c.CIDNDestination = strings.ToLower(scheme)
+		}
+	}
+	if c.CIDNMaximumRunning < 0 {
+		return nil, errors.New("--cidn-maximum-running must be >= 0")
 	}
 	return c, nil
 }

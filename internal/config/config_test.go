@@ -124,3 +124,43 @@ func TestRevalidatePatternsFlag(t *testing.T) {
 		t.Errorf("patterns %q", c.RevalidatePatterns)
 	}
 }
+
+func TestCIDNFlags(t *testing.T) {
+	const s3URL = "s3://k:s@bucket.us-east-1/root?regionendpoint=http://127.0.0.1:9000"
+	c, err := Parse([]string{"--storage-url", s3URL}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CIDNEnabled() || !c.CIDNWait || c.CIDNMaximumRunning != 10 || c.CIDNMinimumChunkSize != 128<<20 {
+		t.Errorf("defaults: enabled %v, wait %v, maximum running %d, minimum chunk %d", c.CIDNEnabled(), c.CIDNWait, c.CIDNMaximumRunning, c.CIDNMinimumChunkSize)
+	}
+	c, err = Parse([]string{"--storage-url", s3URL, "--kubeconfig", "/etc/cidn/kubeconfig", "--cidn-minimum-chunk-size", "64MiB"}, env(map[string]string{
+		"HTTPMIRROR_CIDN_WAIT":                "false",
+		"HTTPMIRROR_MASTER":                   "https://cidn:6443",
+		"HTTPMIRROR_CIDN_MAXIMUM_RUNNING":     "4",
+		"HTTPMIRROR_INSECURE_SKIP_TLS_VERIFY": "true",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.CIDNEnabled() || c.CIDNWait || c.Kubeconfig != "/etc/cidn/kubeconfig" || c.Master != "https://cidn:6443" || !c.InsecureSkipTLSVerify ||
+		c.CIDNDestination != "s3" || c.CIDNMaximumRunning != 4 || c.CIDNMinimumChunkSize != 64<<20 {
+		t.Errorf("parsed %+v", c)
+	}
+	c, err = Parse([]string{"--storage-url", s3URL, "--master", "http://127.0.0.1:1", "--cidn-destination", "mirror-bucket"}, env(nil), io.Discard)
+	if err != nil || c.CIDNDestination != "mirror-bucket" {
+		t.Errorf("destination %q, %v; want mirror-bucket", c.CIDNDestination, err)
+	}
+	for _, args := range [][]string{
+		{"--master", "http://127.0.0.1:1"}, // local disk
+		{"--storage-url=", "--kubeconfig", "k"},
+		{"--storage-url", "file:///tmp/x", "--kubeconfig", "k"},
+		{"--storage-url", s3URL, "--cidn-maximum-running", "-1"},
+	} {
+		if _, err := Parse(args, env(nil), io.Discard); err == nil {
+			t.Errorf("Parse(%q) accepted", args)
+		} else if strings.Contains(err.Error(), "s3://k:s@") {
+			t.Errorf("error %q quotes the storage URL", err)
+		}
+	}
+}

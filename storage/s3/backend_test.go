@@ -145,6 +145,33 @@ func openUploads(t *testing.T, srv *s3test.Server, bucket string) int {
 	return len(out.Uploads)
 }
 
+// An object another program wrote at the expected key (a CIDN runner's
+// presigned PUT, say), without httpmirror's metadata, is a usable hit: its
+// size from the store, and the store's ETag and modification time as
+// validators.
+func TestForeignObject(t *testing.T) {
+	b, srv, bucket := newBackend(t)
+	data := testutil.Payload(7, 3000)
+	okey, err := b.ObjectKey("example.com/foreign.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := srv.Client().PutObject(ctx, &awss3.PutObjectInput{Bucket: &bucket, Key: &okey, Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Stat(ctx, "example.com/foreign.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != int64(len(data)) || st.ETag != s3ETag(t, b, srv, bucket, "example.com/foreign.bin") || st.LastModified.IsZero() || st.StoredAt.IsZero() {
+		t.Errorf("Stat = %+v; want size %d, the store's ETag and modification time", st, len(data))
+	}
+	if got := readAll(t, b, "example.com/foreign.bin"); !bytes.Equal(got, data) {
+		t.Errorf("read back %d bytes, differing", len(got))
+	}
+}
+
 // A body larger than a part goes up in parts, with a known size or not,
 // and comes back byte for byte.
 func TestMultipart(t *testing.T) {

@@ -202,9 +202,14 @@ func (b *Backend) startSweep() {
 		defer close(done)
 		defer cancel()
 		n, err := b.AbortStaleUploads(ctx, age)
-		if err != nil {
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			// Stopped by Close: the process is exiting, possibly right
+			// after start on a configuration error that must stay the
+			// only line it prints.
+		case err != nil:
 			b.log.Warn("s3: sweeping stale multipart uploads failed", "aborted", n, "err", err)
-		} else if n > 0 {
+		case n > 0:
 			b.log.Info("s3: aborted stale multipart uploads", "count", n, "olderThan", age)
 		}
 	}()
@@ -249,9 +254,16 @@ func (b *Backend) head(ctx context.Context, key string) (storage.Info, string, e
 	}
 	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength)}
 	if !decodeMeta(out.Metadata[metaKey], &info) {
-		// Written by another program (the seed, a CIDN worker, a person):
-		// serve it with what S3 knows.
+		// Written by another program (the seed, a CIDN runner, a person):
+		// serve it with what S3 knows. The store's own ETag and
+		// modification time stand in for the origin's validators, so that
+		// conditional and If-Range requests of hits served through the
+		// mirror still work.
 		info.ContentType = aws.ToString(out.ContentType)
+		info.ETag = aws.ToString(out.ETag)
+		if out.LastModified != nil {
+			info.LastModified = out.LastModified.UTC()
+		}
 	}
 	if info.StoredAt.IsZero() {
 		info.StoredAt = aws.ToTime(out.LastModified)

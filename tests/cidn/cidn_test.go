@@ -1,0 +1,660 @@
+// Package cidn_test runs httpmirror's CIDN client against a real Kubernetes
+// API server (apiextensions-apiserver on an embedded etcd, with a CRD
+// shaped like CIDN's Blob) and a real S3 store (versitygw), with a
+// stand-in for CIDN's runners. It is a module of its own so that the API
+// server's dependencies stay out of httpmirror's go.mod;
+// scripts/test.sh runs it.
+package cidn_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/klog/v2"
+
+	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/cidn"
+	"github.com/httpmirror/httpmirror/internal/s3test"
+	"github.com/httpmirror/httpmirror/internal/testutil"
+	"github.com/httpmirror/httpmirror/storage/s3"
+)
+
+var verboseKlog = flag.Bool("klog", false, "show the Kubernetes libraries' log (API server, informers)")
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if !*verboseKlog {
+		// The API server logs a great deal; the tests report what matters.
+		klog.SetSlogLogger(slog.New(slog.DiscardHandler))
+	}
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
+}
+
+// TestCIDN runs the acceptance cases that share one API server.
+func TestCIDN(t *testing.T) {
+	e := newEnv(t)
+	r := startRunner(t, e, s3test.Shared(t).Client(), runnerClient(t))
+	t.Run("MissCreatesBlobAndServesStoredObject", func(t *testing.T) { testMissCreatesBlob(t, e, r) })
+	t.Run("TwoMirrorsTwentyClientsOneBlob", func(t *testing.T) { testTwoMirrorsOneBlob(t, e, r) })
+	t.Run("FailedBlob", func(t *testing.T) { testFailedBlob(t, e, r) })
+	t.Run("BlobDeletedWhileWaiting", func(t *testing.T) { testBlobDeleted(t, e, r) })
+	t.Run("NoWaitProxiesWhileRunning", func(t *testing.T) { testNoWait(t, e, r) })
+	t.Run("Command", func(t *testing.T) { testCommand(t, e, r) })
+}
+
+// fixture is one test's origin, bucket and S3 backend.
+type fixture struct {
+	e      *env
+	r      *runner
+	o      *testutil.Origin
+	srv    *s3test.Server
+	bucket string
+	store  *s3.Backend
+}
+
+func newFixture(t *testing.T, e *env, r *runner) *fixture {
+	t.Helper()
+	srv := s3test.Shared(t)
+	f := &fixture{e: e, r: r, o: testutil.NewOrigin(t), srv: srv, bucket: srv.Bucket(t)}
+	f.store = f.newStore(t)
+	// The CIDN destination of this test's bucket is named after it.
+	r.addDestination(f.bucket, f.bucket)
+	return f
+}
+
+// newStore returns an S3 backend on the fixture's bucket, under a root
+// directory, so that object keys differ from cache keys.
+func (f *fixture) newStore(t *testing.T) *s3.Backend {
+	t.Helper()
+	cfg, err := s3.ParseURL(fmt.Sprintf("s3://%s:%s@%s.%s/mirror?regionendpoint=%s&forcepathstyle=true",
+		f.srv.AccessKey, f.srv.SecretKey, f.bucket, s3test.Region, f.srv.Endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// mirror is a MirrorHandler with its own CIDN client (and informer) on a
+// loopback server.
+type mirror struct {
+	*httptest.Server
+	h   *httpmirror.MirrorHandler
+	c   *cidn.Client
+	reg *prometheus.Registry
+}
+
+// mirror starts a mirror on store (the fixture's own when nil) whose
+// misses go to CIDN through the kubeconfig of the API server.
+func (f *fixture) mirror(t *testing.T, store *s3.Backend, configure ...func(*httpmirror.MirrorHandler)) *mirror {
+	t.Helper()
+	if store == nil {
+		store = f.store
+	}
+	rc, err := cidn.RESTConfig(f.e.kubeconfig, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mirror{reg: prometheus.NewRegistry()}
+	m.c, err = cidn.NewForConfig(rc, cidn.Config{
+		Destination:      f.bucket,
+		ObjectKey:        store.ObjectKey,
+		MaximumRunning:   10,
+		MinimumChunkSize: 128 << 20,
+		Logger:           testLogger(t),
+		Metrics:          cidn.NewMetrics(m.reg),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.c.Start()
+	m.h = &httpmirror.MirrorHandler{
+		RemoteCache:       store,
+		HostFromFirstPath: true,
+		TeeResponse:       true,
+		Client:            httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{RootCAs: f.o.CertPool(), AllowPrivate: true}),
+		Logger:            testLogger(t),
+		Metrics:           httpmirror.NewMetrics(m.reg),
+		CIDN:              m.c,
+	}
+	for _, c := range configure {
+		c(m.h)
+	}
+	if err := m.h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m.Server = httptest.NewServer(m.h)
+	t.Cleanup(func() {
+		m.Server.Close()
+		m.c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		m.h.Close(ctx)
+	})
+	return m
+}
+
+// url returns the mirror URL of path on the fixture's origin.
+func (m *mirror) url(f *fixture, path string) string { return m.URL + "/" + f.o.HostPort() + path }
+
+// metric returns the value of a counter or gauge of the mirror's registry,
+// summed over the series whose labels include want.
+func (m *mirror) metric(t *testing.T, name string, want map[string]string) float64 {
+	t.Helper()
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, fam := range fams {
+		if fam.GetName() != name {
+			continue
+		}
+	next:
+		for _, s := range fam.Metric {
+			for k, v := range want {
+				if !hasLabel(s, k, v) {
+					continue next
+				}
+			}
+			sum += s.GetCounter().GetValue() + s.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+func hasLabel(s *dto.Metric, k, v string) bool {
+	for _, l := range s.Label {
+		if l.GetName() == k && l.GetValue() == v {
+			return true
+		}
+	}
+	return false
+}
+
+// key returns the cache key of path on the fixture's origin.
+func (f *fixture) key(path string) string { return f.o.HostPort() + path }
+
+// upstream returns the origin URL of path.
+func (f *fixture) upstream(path string) string { return "https://" + f.o.HostPort() + path }
+
+// blob returns the Blob of path, or nil.
+func (f *fixture) blob(t *testing.T, path string) *unstructured.Unstructured {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := f.e.dyn.Resource(cidn.BlobResource).Get(ctx, cidn.BlobName(f.key(path)), metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	return u
+}
+
+// response is a finished response with its body read.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// clientTimeout bounds every request: a request that hangs fails the test.
+const clientTimeout = 60 * time.Second
+
+var noRedirect = &http.Client{
+	Timeout:       clientTimeout,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// following follows redirects, as download clients do.
+var following = &http.Client{Timeout: clientTimeout}
+
+func do(t *testing.T, c *http.Client, method, u string) response {
+	t.Helper()
+	r, err := fetch(c, method, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// fetch is do for goroutines other than the test's.
+func fetch(c *http.Client, method, u string) (response, error) {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return response{}, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s: reading the body: %w", method, u, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: body}, nil
+}
+
+// getVia302 expects a redirect to a presigned URL of the store and returns
+// what following it gives.
+func getVia302(t *testing.T, f *fixture, u string) response {
+	t.Helper()
+	r := do(t, noRedirect, http.MethodGet, u)
+	loc := r.header.Get("Location")
+	if r.status != http.StatusFound || !strings.HasPrefix(loc, f.srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("GET %s: status %d, Location %q, body %q; want 302 to a presigned URL of the store", u, r.status, loc, r.body)
+	}
+	return do(t, noRedirect, http.MethodGet, loc)
+}
+
+func sha(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// eventually waits, up to timeout, until cond holds.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Acceptance 1: a miss creates a Blob with the right spec and annotations;
+// once the runner completed it, the client gets the file through the
+// usual S3 path (302 to a presigned URL); with NoRedirect the bytes come
+// through the mirror.
+func testMissCreatesBlob(t *testing.T, e *env, r *runner) {
+	f := newFixture(t, e, r)
+	data := testutil.Payload(1, 3<<20+17)
+	const path = "/releases/tool-1.0.tar.gz"
+	f.o.Put(path, data)
+	m := f.mirror(t, nil)
+
+	got := getVia302(t, f, m.url(f, path))
+	if got.status != 200 || sha(got.body) != sha(data) {
+		t.Fatalf("following the redirect: status %d, sha256 %s; want 200, %s", got.status, sha(got.body), sha(data))
+	}
+
+	u := f.blob(t, path)
+	if u == nil {
+		t.Fatal("no Blob for the file")
+	}
+	okey, err := f.store.ObjectKey(f.key(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(okey, "mirror/") {
+		t.Fatalf("object key %q; want it under the root directory", okey)
+	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	wantSpec := map[string]any{
+		"source":           []any{map[string]any{"url": f.upstream(path)}},
+		"destination":      []any{map[string]any{"name": f.bucket, "path": okey, "skipIfExists": true}},
+		"maximumRunning":   int64(10),
+		"minimumChunkSize": int64(128 << 20),
+	}
+	if fmt.Sprint(spec) != fmt.Sprint(wantSpec) {
+		t.Errorf("spec %v; want %v", spec, wantSpec)
+	}
+	wantAnn := map[string]string{
+		cidn.AnnotationDisplayName: f.upstream(path),
+		cidn.AnnotationGroup:       f.o.HostPort(),
+		cidn.AnnotationTags:        "httpmirror",
+		cidn.AnnotationTTL:         "1h",
+	}
+	for k, v := range wantAnn {
+		if got := u.GetAnnotations()[k]; got != v {
+			t.Errorf("annotation %s = %q; want %q", k, got, v)
+		}
+	}
+	if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); phase != cidn.PhaseSucceeded {
+		t.Errorf("Blob phase %q; want Succeeded", phase)
+	}
+
+	// Later requests are plain hits: no new Blob, no origin request.
+	if got := getVia302(t, f, m.url(f, path)); sha(got.body) != sha(data) {
+		t.Errorf("second request: sha256 %s; want %s", sha(got.body), sha(data))
+	}
+	if n := len(r.taken(u.GetName())); n != 1 {
+		t.Errorf("the runner took %d Blobs; want 1", n)
+	}
+	if n := f.o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1 (the runner's)", n)
+	}
+	if n := m.metric(t, "httpmirror_cidn_blobs_created_total", nil); n != 1 {
+		t.Errorf("blobs created = %v; want 1", n)
+	}
+	if n := m.metric(t, "httpmirror_cidn_blobs_finished_total", map[string]string{"result": "succeeded"}); n != 1 {
+		t.Errorf("blobs succeeded = %v; want 1", n)
+	}
+
+	// NoRedirect: the object CIDN wrote (without httpmirror's metadata)
+	// is served through the mirror, with the store's validators.
+	data2 := testutil.Payload(2, 200000)
+	f.o.Put("/releases/tool-1.1.tar.gz", data2)
+	nr := f.mirror(t, nil, func(h *httpmirror.MirrorHandler) { h.NoRedirect = true })
+	got = do(t, noRedirect, http.MethodGet, nr.url(f, "/releases/tool-1.1.tar.gz"))
+	if got.status != 200 || sha(got.body) != sha(data2) || got.header.Get("Etag") == "" {
+		t.Fatalf("NoRedirect: status %d, sha256 %s, ETag %q; want 200, %s and an ETag", got.status, sha(got.body), got.header.Get("Etag"), sha(data2))
+	}
+}
+
+// Acceptance 2: two mirrors, each with its own informer, and 20
+// concurrent clients of one cold file make exactly one Blob; every client
+// gets the file.
+func testTwoMirrorsOneBlob(t *testing.T, e *env, r *runner) {
+	f := newFixture(t, e, r)
+	data := testutil.Payload(3, 2<<20+5)
+	const path = "/models/weights.bin"
+	f.o.Put(path, data)
+	m1 := f.mirror(t, nil)
+	m2 := f.mirror(t, f.newStore(t))
+	name := cidn.BlobName(f.key(path))
+	// The runner holds the Blob until every client waits for it, so all
+	// of them meet the transfer running.
+	r.hold(name)
+
+	const clients = 20
+	var wg sync.WaitGroup
+	sums := make([]string, clients)
+	errs := make(chan error, clients)
+	for i := range clients {
+		m := m1
+		if i%2 == 1 {
+			m = m2
+		}
+		wg.Go(func() {
+			resp, err := following.Get(m.url(f, path))
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %v", i, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 {
+				errs <- fmt.Errorf("client %d: status %d, %v", i, resp.StatusCode, err)
+				return
+			}
+			sums[i] = sha(body)
+		})
+	}
+	r.waitHeld(t, name)
+	eventually(t, 30*time.Second, "20 waiting clients", func() bool { return m1.c.Waiting()+m2.c.Waiting() == clients })
+	r.release(name)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i, s := range sums {
+		if s != sha(data) {
+			t.Errorf("client %d: sha256 %s; want %s", i, s, sha(data))
+		}
+	}
+	if n := len(r.taken(name)); n != 1 {
+		t.Errorf("the runner took %d Blobs; want exactly 1", n)
+	}
+	if n := m1.metric(t, "httpmirror_cidn_blobs_created_total", nil) + m2.metric(t, "httpmirror_cidn_blobs_created_total", nil); n != 1 {
+		t.Errorf("the mirrors created %v Blobs; want 1 (the other found it)", n)
+	}
+	if n := f.o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}
+
+// Acceptance 3: a failed Blob answers 502 with its message; a source that
+// does not exist answers 404. The next request after a failure retries
+// with a new Blob; a 404 is remembered for the negative TTL.
+func testFailedBlob(t *testing.T, e *env, r *runner) {
+	f := newFixture(t, e, r)
+	f.o.SetHook(func(w http.ResponseWriter, req *http.Request, _ *testutil.File) bool {
+		if req.URL.Path == "/broken.bin" {
+			http.Error(w, "disk on fire", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	})
+	m := f.mirror(t, nil)
+
+	for i := range 2 {
+		got := do(t, noRedirect, http.MethodGet, m.url(f, "/broken.bin"))
+		if body := string(got.body); got.status != http.StatusBadGateway || !strings.Contains(body, "unexpected status code: got 500, want 200") {
+			t.Fatalf("request %d: status %d, body %q; want 502 with the Blob's message", i, got.status, body)
+		}
+	}
+	if n := len(r.taken(cidn.BlobName(f.key("/broken.bin")))); n != 2 {
+		t.Errorf("the runner took %d Blobs of the broken file; want 2 (the failed one is retried)", n)
+	}
+
+	for i := range 2 {
+		if got := do(t, noRedirect, http.MethodGet, m.url(f, "/missing.bin")); got.status != http.StatusNotFound {
+			t.Fatalf("request %d: status %d, body %q; want 404", i, got.status, got.body)
+		}
+	}
+	if n := len(r.taken(cidn.BlobName(f.key("/missing.bin")))); n != 1 {
+		t.Errorf("the runner took %d Blobs of the missing file; want 1 (the 404 is remembered)", n)
+	}
+	if n := m.metric(t, "httpmirror_cidn_blobs_finished_total", map[string]string{"result": "failed"}); n != 3 {
+		t.Errorf("blobs failed = %v; want 3", n)
+	}
+}
+
+// Acceptance 4: a Blob deleted while clients wait for it answers them
+// with 502 at once.
+func testBlobDeleted(t *testing.T, e *env, r *runner) {
+	f := newFixture(t, e, r)
+	const path = "/iso/disk.img"
+	f.o.Put(path, testutil.Payload(4, 100000))
+	m := f.mirror(t, nil)
+	name := cidn.BlobName(f.key(path))
+	r.hold(name)
+
+	const clients = 5
+	statuses := make(chan response, clients)
+	for range clients {
+		go func() {
+			r, err := fetch(noRedirect, http.MethodGet, m.url(f, path))
+			if err != nil {
+				r.body = []byte(err.Error())
+			}
+			statuses <- r
+		}()
+	}
+	r.waitHeld(t, name)
+	eventually(t, 30*time.Second, "5 waiting clients", func() bool { return m.c.Waiting() == clients })
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.dyn.Resource(cidn.BlobResource).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range clients {
+		select {
+		case got := <-statuses:
+			if got.status != http.StatusBadGateway || !strings.Contains(string(got.body), "deleted") {
+				t.Errorf("status %d, body %q; want 502 saying the transfer was deleted", got.status, got.body)
+			}
+		case <-time.After(clientTimeout):
+			t.Fatal("a client still waits after the Blob was deleted")
+		}
+	}
+	t.Logf("clients answered %s after the deletion", time.Since(start).Round(time.Millisecond))
+	r.release(name)
+	if n := m.metric(t, "httpmirror_cidn_blobs_finished_total", map[string]string{"result": "deleted"}); n != 1 {
+		t.Errorf("blobs deleted = %v; want 1", n)
+	}
+}
+
+// With CIDNNoWait (--cidn-wait=false), a miss whose Blob still runs is
+// proxied from the origin; once the Blob succeeded, requests are hits.
+func testNoWait(t *testing.T, e *env, r *runner) {
+	f := newFixture(t, e, r)
+	const path = "/pkgs/big.deb"
+	data := testutil.Payload(5, 500000)
+	f.o.Put(path, data)
+	m := f.mirror(t, nil, func(h *httpmirror.MirrorHandler) { h.CIDNNoWait = true })
+	name := cidn.BlobName(f.key(path))
+	r.hold(name)
+
+	got := do(t, noRedirect, http.MethodGet, m.url(f, path))
+	if got.status != 200 || sha(got.body) != sha(data) {
+		t.Fatalf("while the Blob runs: status %d; want 200 with the file from the origin", got.status)
+	}
+	r.waitHeld(t, name)
+	r.release(name)
+	eventually(t, 30*time.Second, "the Blob to succeed", func() bool {
+		u := f.blob(t, path)
+		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+		return phase == cidn.PhaseSucceeded
+	})
+	if got := getVia302(t, f, m.url(f, path)); sha(got.body) != sha(data) {
+		t.Fatalf("after the Blob: sha256 %s; want %s", sha(got.body), sha(data))
+	}
+	if n := f.o.Gets.Load(); n != 2 {
+		t.Errorf("origin saw %d GETs; want 2 (the proxied request and the runner)", n)
+	}
+}
+
+// Acceptance 5: with the API server stopped, misses are served by the
+// built-in fill engine, and counted.
+func TestCIDNAPIServerStopped(t *testing.T) {
+	e := newEnv(t)
+	r := startRunner(t, e, s3test.Shared(t).Client(), runnerClient(t))
+	f := newFixture(t, e, r)
+	before, after := testutil.Payload(6, 300000), testutil.Payload(7, 400000)
+	f.o.Put("/before.bin", before)
+	f.o.Put("/after.bin", after)
+	m := f.mirror(t, nil)
+	if got := getVia302(t, f, m.url(f, "/before.bin")); sha(got.body) != sha(before) {
+		t.Fatalf("through CIDN: sha256 %s; want %s", sha(got.body), sha(before))
+	}
+
+	e.stopAPIServer()
+	got := do(t, noRedirect, http.MethodGet, m.url(f, "/after.bin"))
+	if got.status != 200 || sha(got.body) != sha(after) {
+		t.Fatalf("with the API server stopped: status %d, %d bytes; want 200 with the file", got.status, len(got.body))
+	}
+	if n := m.metric(t, "httpmirror_cidn_fallbacks_total", nil); n != 1 {
+		t.Errorf("httpmirror_cidn_fallbacks_total = %v; want 1", n)
+	}
+	if n := len(r.taken(cidn.BlobName(f.key("/after.bin")))); n != 0 {
+		t.Errorf("the runner took %d Blobs of the file; want none", n)
+	}
+	// The fill engine stored it: the next request is a hit.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.h.WaitFills(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := getVia302(t, f, m.url(f, "/after.bin")); sha(got.body) != sha(after) {
+		t.Fatalf("stored by the fill engine: sha256 %s; want %s", sha(got.body), sha(after))
+	}
+	if n := f.o.Gets.Load(); n != 2 {
+		t.Errorf("origin saw %d GETs; want 2 (the runner's, the fill engine's)", n)
+	}
+}
+
+// Acceptance 6: the informer survives an API server restart: a client
+// waiting across the restart gets its file when the Blob completes on the
+// new server, and the next miss goes through CIDN as before.
+func TestCIDNAPIServerRestart(t *testing.T) {
+	e := newEnv(t)
+	r := startRunner(t, e, s3test.Shared(t).Client(), runnerClient(t))
+	f := newFixture(t, e, r)
+	across, next := testutil.Payload(8, 1<<20), testutil.Payload(9, 250000)
+	f.o.Put("/across.bin", across)
+	f.o.Put("/next.bin", next)
+	m := f.mirror(t, nil)
+	name := cidn.BlobName(f.key("/across.bin"))
+	r.hold(name)
+
+	waiting := make(chan response, 1)
+	go func() {
+		r, err := fetch(following, http.MethodGet, m.url(f, "/across.bin"))
+		if err != nil {
+			r.body = []byte(err.Error())
+		}
+		waiting <- r
+	}()
+	r.waitHeld(t, name)
+	eventually(t, 30*time.Second, "the client to wait", func() bool { return m.c.Waiting() == 1 })
+
+	start := time.Now()
+	e.restartAPIServer(t)
+	t.Logf("API server restarted in %s", time.Since(start).Round(time.Millisecond))
+	r.release(name)
+	select {
+	case got := <-waiting:
+		if got.status != 200 || sha(got.body) != sha(across) {
+			t.Fatalf("the client that waited across the restart: status %d, sha256 %s; want 200, %s", got.status, sha(got.body), sha(across))
+		}
+	case <-time.After(clientTimeout):
+		t.Fatal("the client that waited across the restart got no answer")
+	}
+	if got := getVia302(t, f, m.url(f, "/next.bin")); sha(got.body) != sha(next) {
+		t.Fatalf("the miss after the restart: sha256 %s; want %s", sha(got.body), sha(next))
+	}
+	if n := len(r.taken(cidn.BlobName(f.key("/next.bin")))); n != 1 {
+		t.Errorf("the runner took %d Blobs of the file after the restart; want 1", n)
+	}
+	if n := m.metric(t, "httpmirror_cidn_fallbacks_total", nil); n != 0 {
+		t.Errorf("httpmirror_cidn_fallbacks_total = %v; want 0", n)
+	}
+}
+
+// runnerClient is the runner's HTTP client: it trusts the test origins,
+// which all use net/http/httptest's certificate.
+func runnerClient(t *testing.T) *http.Client {
+	t.Helper()
+	o := testutil.NewOrigin(t)
+	return httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{RootCAs: o.CertPool(), AllowPrivate: true})
+}
+
+// testLogger logs through t.Log until the test ends: informers and
+// handlers may log after it returned.
+func testLogger(t *testing.T) *slog.Logger {
+	l := &tLog{t: t}
+	t.Cleanup(func() { l.mu.Lock(); l.done = true; l.mu.Unlock() })
+	return slog.New(httpmirror.NewPrintlnHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tLog struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (l *tLog) Println(v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.t.Log(v...)
+	}
+}
