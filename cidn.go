@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -134,8 +135,19 @@ func (m *MirrorHandler) viaCIDN(w http.ResponseWriter, r *http.Request, t target
 			return
 		}
 	}
+	var timeout <-chan time.Time
+	if m.CIDNWaitTimeout > 0 {
+		tm := time.NewTimer(m.CIDNWaitTimeout)
+		defer tm.Stop()
+		timeout = tm.C
+	}
 	select {
 	case <-tr.Done():
+	case <-timeout:
+		m.log.Warn("cidn transfer still running after the wait timeout; proxying from origin", "key", t.key, "timeout", m.CIDNWaitTimeout)
+		mark(w, outcomeDirect)
+		m.direct(w, r, t)
+		return
 	case <-ctx.Done():
 		m.fail(w, r, context.Cause(ctx))
 		return

@@ -374,3 +374,23 @@ func TestCIDNNeedsCache(t *testing.T) {
 		t.Error("Validate accepted CIDN without RemoteCache")
 	}
 }
+
+// A transfer that does not end within CIDNWaitTimeout (CIDN without
+// runners, say) does not hold the client: it is served from the origin.
+func TestCIDNWaitTimeout(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(63, 50000)
+	o.Put("/slow.iso", data)
+	hold := testutil.NewGate(t)
+	m, _ := newCIDNMirror(t, o, func(h *httpmirror.MirrorHandler, f *fakeCIDN) {
+		h.CIDNWaitTimeout = 50 * time.Millisecond
+		f.hold = hold
+	})
+	r := get(t, m.url(o, "/slow.iso"))
+	if r.StatusCode != 200 || sha(r.body) != sha(data) {
+		t.Fatalf("status %d, %d bytes; want the file from the origin", r.StatusCode, len(r.body))
+	}
+	if hold.IsOpen() {
+		t.Fatal("the transfer was released before the request was answered")
+	}
+}

@@ -155,6 +155,12 @@ type MirrorHandler struct {
 	// each file once, to CIDN.
 	CIDNNoWait bool
 
+	// CIDNWaitTimeout bounds how long a request waits for a CIDN transfer
+	// (when it waits at all): past it, the request is proxied to the
+	// origin while CIDN goes on storing the file, so a CIDN deployment
+	// without runners cannot hold clients forever. Zero means no limit.
+	CIDNWaitTimeout time.Duration
+
 	once      sync.Once
 	store     storage.Backend // RemoteCache, instrumented when Metrics is set
 	initErr   error

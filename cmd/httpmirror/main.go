@@ -129,6 +129,7 @@ func run(args []string) int {
 		defer cidnClient.Close()
 		h.CIDN = cidnClient
 		h.CIDNNoWait = !cfg.CIDNWait
+		h.CIDNWaitTimeout = cfg.CIDNWaitTimeout
 	}
 	if err := h.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)

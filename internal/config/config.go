@@ -74,6 +74,8 @@ type Config struct {
 	// CIDNWait makes misses wait for their CIDN transfer; false proxies
 	// them from the origin while it runs.
 	CIDNWait bool
+	// CIDNWaitTimeout bounds that wait; 0 means no limit.
+	CIDNWaitTimeout time.Duration
 }
 
 // CIDNEnabled reports whether misses go to CIDN.
@@ -146,6 +148,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	c.CIDNMinimumChunkSize = 128 << 20
 	fs.Var((*sizeFlag)(&c.CIDNMinimumChunkSize), "cidn-minimum-chunk-size", "Smallest chunk CIDN splits a file into (the Blob's minimumChunkSize), e.g. 128MiB; 0 leaves it to CIDN.")
 	fs.BoolVar(&c.CIDNWait, "cidn-wait", true, "Misses wait until CIDN has stored the file; false proxies them from the origin while CIDN stores it.")
+	fs.DurationVar(&c.CIDNWaitTimeout, "cidn-wait-timeout", 10*time.Minute, "Longest wait for a CIDN transfer; past it the request is proxied from the origin; 0 means no limit.")
 
 	usage := func() {
 		fmt.Fprintf(out, "Usage: httpmirror [flags]\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
@@ -222,7 +225,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		"link-expires": c.LinkExpires, "check-sync-timeout": c.CheckSyncTimeout,
 		"continuation-get-interval": c.ContinuationGetInterval, "upstream-connect-timeout": c.UpstreamConnectTimeout,
 		"upstream-header-timeout": c.UpstreamHeaderTimeout, "upstream-idle-timeout": c.UpstreamIdleTimeout,
-		"shutdown-timeout": c.ShutdownTimeout, "negative-ttl": c.NegativeTTL,
+		"shutdown-timeout": c.ShutdownTimeout, "negative-ttl": c.NegativeTTL, "cidn-wait-timeout": c.CIDNWaitTimeout,
 	} {
 		if d < 0 {
 			return nil, fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
