@@ -283,6 +283,12 @@ func (m *MirrorHandler) serveFill(w http.ResponseWriter, r *http.Request, f *fil
 	}
 }
 
+// Slices of a spool sent to one client at a time (see sendSpool).
+const (
+	firstSend = 64 << 10
+	maxSend   = 4 << 20
+)
+
 // sendSpool answers a plain GET or HEAD of a fill of known size by sending
 // the bytes from spool, the client's own handle on the fill's spool file, as
 // they arrive: the kernel copies them to the socket (sendfile), which makes
@@ -307,8 +313,16 @@ func (m *MirrorHandler) sendSpool(w http.ResponseWriter, r *http.Request, f *fil
 		if err != nil {
 			m.abort(r, f.Key(), err)
 		}
+		// Send at most a slice at a time, a small one first: when many
+		// clients share a download, each gets its first bytes (and then its
+		// turns) without waiting behind another's multi-megabyte send.
+		chunk := min(n, size) - off
+		if off == 0 {
+			chunk = min(chunk, firstSend)
+		}
+		chunk = min(chunk, maxSend)
 		// The handle's offset is off: it moves only with what was sent.
-		sent, err := rf.ReadFrom(&io.LimitedReader{R: spool, N: min(n, size) - off})
+		sent, err := rf.ReadFrom(&io.LimitedReader{R: spool, N: chunk})
 		off += sent
 		if err != nil {
 			m.abort(r, f.Key(), err)
