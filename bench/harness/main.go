@@ -34,24 +34,25 @@ import (
 )
 
 type config struct {
-	httpmirror  string
-	nginx       string
-	wrk         string
-	dir         string
-	keep        bool
-	timeout     time.Duration
-	rounds      int
-	only        string
-	wrkThreads  int
-	wrkConns    int
-	wrkDuration time.Duration
-	parallel    int
-	burst       int
-	coldSize    int64
-	bigSize     int64
-	out         string
-	profile     string
-	profileSecs int
+	httpmirror    string
+	nginx         string
+	wrk           string
+	dir           string
+	keep          bool
+	timeout       time.Duration
+	rounds        int
+	only          string
+	wrkThreads    int
+	wrkConns      int
+	wrkDuration   time.Duration
+	parallel      int
+	burst         int
+	coldSize      int64
+	bigSize       int64
+	out           string
+	profile       string
+	openFileCache bool
+	profileSecs   int
 }
 
 func main() {
@@ -79,6 +80,7 @@ func main() {
 	flag.Int64Var(&cfg.coldSize, "size", 256<<20, "object size for (b) and (c), bytes")
 	flag.Int64Var(&cfg.bigSize, "big-size", 1<<30, "object size for (e), bytes")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
+	flag.BoolVar(&cfg.openFileCache, "nginx-open-file-cache", false, "give nginx open_file_cache (off in nginx by default), which keeps cached files open between hits")
 	flag.StringVar(&cfg.profile, "profile", "", "write CPU and allocation profiles of httpmirror's measured runs into this directory, taken from its admin pprof endpoint")
 	flag.IntVar(&cfg.profileSecs, "profile-seconds", 8, "length of each CPU profile with -profile (scenario (a) uses the wrk duration)")
 	flag.Parse()
@@ -180,7 +182,7 @@ func run(cfg *config) (err error) {
 		return err
 	}
 	defer hmProxy.p.stop(10 * time.Second)
-	ngProxy, err := startNginx(cfg.nginx, filepath.Join(dir, "nginx"), b.origin)
+	ngProxy, err := startNginx(cfg.nginx, filepath.Join(dir, "nginx"), b.origin, cfg.openFileCache)
 	if err != nil {
 		return err
 	}

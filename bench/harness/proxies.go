@@ -78,6 +78,7 @@ http {
     access_log off;
     sendfile on;
     tcp_nopush on;
+{{.OpenFileCache}}
     keepalive_timeout 120s;
     keepalive_requests 1000000;
     default_type application/octet-stream;
@@ -122,7 +123,9 @@ http {
 `))
 
 // startNginx runs nginx from bin with its prefix, cache and logs in dir.
-func startNginx(bin, dir string, o *originProc) (*proxy, error) {
+// With openFileCache, nginx keeps cached files' descriptors and metadata
+// open between hits (open_file_cache, off by default).
+func startNginx(bin, dir string, o *originProc, openFileCache bool) (*proxy, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -134,9 +137,13 @@ func startNginx(bin, dir string, o *originProc) (*proxy, error) {
 		// directory (TMPDIR may be one "nobody" cannot enter).
 		user = "user root;"
 	}
+	ofc := ""
+	if openFileCache {
+		ofc = "    open_file_cache max=10000 inactive=60s;\n    open_file_cache_valid 60s;"
+	}
 	var conf strings.Builder
 	if err := nginxConf.Execute(&conf, map[string]string{
-		"User": user, "Dir": dir, "Origin": o.HostPort, "Listen": addr,
+		"User": user, "Dir": dir, "Origin": o.HostPort, "Listen": addr, "OpenFileCache": ofc,
 	}); err != nil {
 		return nil, err
 	}
