@@ -53,8 +53,7 @@ func newS3(t *testing.T, srv *s3test.Server, query string) *s3Store {
 		srv = s3test.Shared(t)
 	}
 	st := &s3Store{srv: srv, bucket: srv.Bucket(t)}
-	raw := fmt.Sprintf("s3://%s:%s@%s.%s/?regionendpoint=%s&forcepathstyle=true",
-		srv.AccessKey, srv.SecretKey, st.bucket, s3test.Region, srv.Endpoint)
+	raw := srv.StorageURL(st.bucket, "")
 	if query != "" {
 		raw += "&" + query
 	}
@@ -452,8 +451,7 @@ func TestS3TwoMirrorsShareBucket(t *testing.T) {
 	o.Put("/shared/lib.so", data)
 	a := newS3(t, nil, "")
 	// The second replica has its own backend on the same bucket.
-	cfg, err := s3.ParseURL(fmt.Sprintf("s3://%s:%s@%s.%s/?regionendpoint=%s&forcepathstyle=true",
-		a.srv.AccessKey, a.srv.SecretKey, a.bucket, s3test.Region, a.srv.Endpoint))
+	cfg, err := s3.ParseURL(a.srv.StorageURL(a.bucket, ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -346,8 +346,7 @@ func TestBadConfigurationExits2(t *testing.T) {
 // not exist, an API server that does not answer.
 func TestCIDNBadConfigurationExits2(t *testing.T) {
 	srv := s3test.Shared(t)
-	storageURL := fmt.Sprintf("s3://%s:%s@%s.%s/?regionendpoint=%s&forcepathstyle=true",
-		srv.AccessKey, srv.SecretKey, srv.Bucket(t), s3test.Region, srv.Endpoint)
+	storageURL := srv.StorageURL(srv.Bucket(t), "")
 	for name, args := range map[string][]string{
 		"missing kubeconfig": {"--kubeconfig", filepath.Join(t.TempDir(), "kubeconfig")},
 		"unreachable master": {"--master", "http://127.0.0.1:1"},
@@ -464,8 +463,7 @@ func TestConcurrentCurlColdObject(t *testing.T) {
 
 // s3URL is the storage URL of bucket on srv, in the seed's form.
 func s3URL(srv *s3test.Server, bucket string) string {
-	return fmt.Sprintf("s3://%s:%s@%s.%s/cache?regionendpoint=%s&forcepathstyle=true",
-		srv.AccessKey, srv.SecretKey, bucket, s3test.Region, srv.Endpoint)
+	return srv.StorageURL(bucket, "cache")
 }
 
 // Two httpmirror processes share an S3 bucket: a file the first one

@@ -255,3 +255,10 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// StorageURL is httpmirror's storage URL, in the seed's form, for bucket on
+// s, with root as the key prefix (empty for none).
+func (s *Server) StorageURL(bucket, root string) string {
+	return fmt.Sprintf("s3://%s:%s@%s.%s/%s?regionendpoint=%s&forcepathstyle=true",
+		s.AccessKey, s.SecretKey, bucket, Region, root, s.Endpoint)
+}

@@ -84,8 +84,7 @@ func newFixture(t *testing.T, e *env, r *runner) *fixture {
 // directory, so that object keys differ from cache keys.
 func (f *fixture) newStore(t *testing.T) *s3.Backend {
 	t.Helper()
-	cfg, err := s3.ParseURL(fmt.Sprintf("s3://%s:%s@%s.%s/mirror?regionendpoint=%s&forcepathstyle=true",
-		f.srv.AccessKey, f.srv.SecretKey, f.bucket, s3test.Region, f.srv.Endpoint))
+	cfg, err := s3.ParseURL(f.srv.StorageURL(f.bucket, "mirror"))
 	if err != nil {
 		t.Fatal(err)
 	}

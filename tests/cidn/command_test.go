@@ -2,7 +2,6 @@ package cidn_test
 
 import (
 	"bufio"
-	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/httpmirror/httpmirror/internal/s3test"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
@@ -43,8 +41,7 @@ func testCommand(t *testing.T, e *env, r *runner) {
 		"--host-from-first-path",
 		"--allow-private-upstreams",
 		"--upstream-ca-file", f.o.WriteCA(t, dir),
-		"--storage-url", fmt.Sprintf("s3://%s:%s@%s.%s/mirror?regionendpoint=%s&forcepathstyle=true",
-			f.srv.AccessKey, f.srv.SecretKey, f.bucket, s3test.Region, f.srv.Endpoint),
+		"--storage-url", f.srv.StorageURL(f.bucket, "mirror"),
 		"--kubeconfig", e.kubeconfig,
 	)
 	addr, logs := startCommand(t, cmd)
