@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"sync"
+
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 // Reader reads a fill's object from the start while it is being written. It
@@ -54,22 +56,12 @@ func (r *Reader) Read(p []byte) (int, error) {
 // Seek implements io.Seeker. Seeking relative to the end needs a known
 // size.
 func (r *Reader) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		abs = r.off + offset
-	case io.SeekEnd:
-		if r.size < 0 {
-			return 0, errors.New("fill: size not known yet")
-		}
-		abs = r.size + offset
-	default:
-		return 0, errors.New("fill: invalid whence")
+	if whence == io.SeekEnd && r.size < 0 {
+		return 0, errors.New("fill: size not known yet")
 	}
-	if abs < 0 {
-		return 0, errors.New("fill: negative position")
+	abs, err := storage.SeekOffset(r.off, r.size, offset, whence)
+	if err != nil {
+		return 0, err
 	}
 	r.off = abs
 	return abs, nil

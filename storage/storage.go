@@ -193,3 +193,27 @@ type Refresher interface {
 	// disturbed.
 	Refresh(ctx context.Context, key string, info Info) error
 }
+
+// ErrSeek is returned by an Object's Seek for an invalid whence or a
+// negative resulting position.
+var ErrSeek = errors.New("storage: invalid seek")
+
+// SeekOffset computes the position io.Seeker.Seek moves to, for an object
+// of size bytes whose current position is cur. Backends' Objects share it.
+func SeekOffset(cur, size, offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = cur + offset
+	case io.SeekEnd:
+		abs = size + offset
+	default:
+		return 0, ErrSeek
+	}
+	if abs < 0 {
+		return 0, ErrSeek
+	}
+	return abs, nil
+}

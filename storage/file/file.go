@@ -486,23 +486,16 @@ func (o *object) Read(p []byte) (int, error) {
 }
 
 func (o *object) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		cur, err := o.pos()
-		if err != nil {
+	var cur int64
+	if whence == io.SeekCurrent {
+		var err error
+		if cur, err = o.pos(); err != nil {
 			return 0, err
 		}
-		abs = cur + offset
-	case io.SeekEnd:
-		abs = o.info.Size + offset
-	default:
-		return 0, errors.New("file: invalid whence")
 	}
-	if abs < 0 {
-		return 0, errors.New("file: negative position")
+	abs, err := storage.SeekOffset(cur, o.info.Size, offset, whence)
+	if err != nil {
+		return 0, err
 	}
 	o.off = abs
 	return abs, nil

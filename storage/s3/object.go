@@ -120,19 +120,9 @@ func (o *object) closeBody() {
 
 // Seek moves the read position without any request.
 func (o *object) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		abs = o.off + offset
-	case io.SeekEnd:
-		abs = o.info.Size + offset
-	default:
-		return 0, errors.New("s3: invalid whence")
-	}
-	if abs < 0 {
-		return 0, errors.New("s3: negative position")
+	abs, err := storage.SeekOffset(o.off, o.info.Size, offset, whence)
+	if err != nil {
+		return 0, err
 	}
 	o.off = abs
 	return abs, nil
