@@ -43,23 +43,6 @@ func stallingHook(at int, reached func(), g *testutil.Gate) testutil.Hook {
 	}
 }
 
-// cuttingHook serves the first `at` bytes with the full Content-Length and
-// then kills the connection, for the first `times` GETs without a Range
-// header; later requests are served normally.
-func cuttingHook(at int, times int64, o *testOrigin) testutil.Hook {
-	var cut atomic.Int64
-	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if f == nil || r.Header.Get("Range") != "" || cut.Add(1) > times {
-			return false
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
-		w.Header().Set("ETag", f.ETag)
-		w.Write(f.Data[:at])
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // the origin drops the connection
-	}
-}
-
 func TestCoalescing50Clients(t *testing.T) {
 	o := newOrigin(t)
 	data := payload(3, 2<<20)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,9 +18,6 @@ import (
 
 // testOrigin is the shared test origin with the mirror client added.
 type testOrigin struct{ *testutil.Origin }
-
-// originFile is a file the test origin serves.
-type originFile = testutil.File
 
 func newOrigin(t testing.TB) *testOrigin { return &testOrigin{testutil.NewOrigin(t)} }
 
@@ -127,16 +123,6 @@ func payload(seed uint64, n int) []byte { return testutil.Payload(seed, n) }
 
 // testLogger logs through t.Log.
 func testLogger(t testing.TB) *slogLogger { return newSlogTestLogger(t) }
-
-// mustParse parses a URL or fails the test.
-func mustParse(t *testing.T, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
 
 // countFiles counts the regular files under dir.
 func countFiles(t testing.TB, dir string) int { return testutil.CountFiles(t, dir) }

@@ -63,10 +63,3 @@ func (c *negativeCache) put(key string, code int, now time.Time, ttl time.Durati
 	}
 	c.entries[key] = negative{code: code, expires: now.Add(ttl)}
 }
-
-// forget removes key (a later fetch found it).
-func (c *negativeCache) forget(key string) {
-	c.mu.Lock()
-	delete(c.entries, key)
-	c.mu.Unlock()
-}
