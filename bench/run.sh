@@ -10,14 +10,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-missing=""
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
-command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
-if [ -n "$missing" ]; then
-	echo "installing:$missing" >&2
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
-fi
+. ./bench/install.sh
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/httpmirror-bench-build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
