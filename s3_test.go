@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/s3test"
+	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/memory"
 	"github.com/httpmirror/httpmirror/storage/s3"
@@ -144,6 +144,12 @@ func TestS3MissRedirectsToPresignedURL(t *testing.T) {
 			r2 := get(t, u)
 			if f := follow(t, r2); sha(f.body) != sha(data) {
 				t.Fatalf("second redirect: sha256 %s; want %s", sha(f.body), sha(data))
+			}
+			// HEAD of a hit is answered here, from the stored headers.
+			h := do(t, http.MethodHead, u, nil)
+			if h.StatusCode != 200 || h.ContentLength != int64(len(data)) || h.Header.Get("Location") != "" || len(h.body) != 0 {
+				t.Fatalf("HEAD of a hit: status %d, length %d, Location %q; want 200 with the length and no redirect",
+					h.StatusCode, h.ContentLength, h.Header.Get("Location"))
 			}
 			if n := o.Gets.Load(); n != 1 {
 				t.Errorf("origin saw %d GETs; want 1", n)
@@ -378,36 +384,8 @@ func TestS3ConcurrentColdRequests(t *testing.T) {
 	st := newS3(t, nil, "")
 	m := newMirror(t, o, withStore(st))
 	u := m.url(o, "/iso/disk.img")
-	const clients = 20
-	var wg sync.WaitGroup
-	results := make([]string, clients)
-	errs := make(chan error, clients)
-	for i := range clients {
-		wg.Go(func() {
-			resp, err := http.Get(u) // follows the redirect, if any
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil || resp.StatusCode != 200 {
-				errs <- fmt.Errorf("client %d: status %d, %v", i, resp.StatusCode, err)
-				return
-			}
-			results[i] = sha(body)
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	for i, got := range results {
-		if got != sha(data) {
-			t.Errorf("client %d: sha256 %s; want %s", i, got, sha(data))
-		}
-	}
+	// The default client follows the redirect, if any.
+	testutil.GetMany(t, http.DefaultClient, 20, func(int) string { return u }, sha(data))()
 	if n := o.Gets.Load(); n != 1 {
 		t.Errorf("origin saw %d GETs; want 1", n)
 	}

@@ -264,14 +264,14 @@ func (m *MirrorHandler) serveFill(w http.ResponseWriter, r *http.Request, f *fil
 			return
 		}
 	}
-	rd := f.NewReader(ctx)
-	if size := rd.Size(); size >= 0 && plainRequest(r) {
+	if size := f.Size(); size >= 0 && plainRequest(r) {
 		if spool, err := f.OpenSpool(); err == nil {
 			defer spool.Close()
 			m.sendSpool(w, r, f, info, size, spool)
 			return
 		}
 	}
+	rd := f.NewReader(ctx)
 	setObjectHeaders(w, info)
 	if rd.Size() < 0 {
 		m.stream(w, r, rd)

@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"bufio"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -88,4 +90,39 @@ func RawStatus(t testing.TB, addr, req string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// GetMany starts n concurrent GETs, the i-th of url(i), with client, and
+// returns a function that waits for them all. It checks each one against
+// want, the SHA-256 of the expected body, and reports every client whose
+// request failed, whose status was not 200 or whose body differs.
+func GetMany(t testing.TB, client *http.Client, n int, url func(i int) string, want string) (wait func()) {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := client.Get(url(i))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			switch {
+			case err != nil || resp.StatusCode != http.StatusOK:
+				errs[i] = fmt.Errorf("status %d, %v", resp.StatusCode, err)
+			case SHA256(body) != want:
+				errs[i] = fmt.Errorf("body sha256 %s; want %s", SHA256(body), want)
+			}
+		})
+	}
+	return func() {
+		t.Helper()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("client %d: %v", i, err)
+			}
+		}
+	}
 }

@@ -381,42 +381,16 @@ func testTwoMirrorsOneBlob(t *testing.T, e *env, r *runner) {
 	r.hold(name)
 
 	const clients = 20
-	var wg sync.WaitGroup
-	sums := make([]string, clients)
-	errs := make(chan error, clients)
-	for i := range clients {
-		m := m1
+	wait := testutil.GetMany(t, following, clients, func(i int) string {
 		if i%2 == 1 {
-			m = m2
+			return m2.url(f, path)
 		}
-		wg.Go(func() {
-			resp, err := following.Get(m.url(f, path))
-			if err != nil {
-				errs <- fmt.Errorf("client %d: %v", i, err)
-				return
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil || resp.StatusCode != 200 {
-				errs <- fmt.Errorf("client %d: status %d, %v", i, resp.StatusCode, err)
-				return
-			}
-			sums[i] = sha(body)
-		})
-	}
+		return m1.url(f, path)
+	}, sha(data))
 	r.waitHeld(t, name)
 	eventually(t, 30*time.Second, "20 waiting clients", func() bool { return m1.c.Waiting()+m2.c.Waiting() == clients })
 	r.release(name)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	for i, s := range sums {
-		if s != sha(data) {
-			t.Errorf("client %d: sha256 %s; want %s", i, s, sha(data))
-		}
-	}
+	wait()
 	if n := len(r.taken(name)); n != 1 {
 		t.Errorf("the runner took %d Blobs; want exactly 1", n)
 	}
