@@ -65,7 +65,7 @@ func TestFillStoresAndServes(t *testing.T) {
 	store := memory.New()
 	g := fill.NewGroup(store, fill.Options{})
 	src := &memSource{data: testutil.Payload(1, 1<<20)}
-	f, joined := g.Get("example.com/a", src.source(), false)
+	f, joined := g.Miss("example.com/a", src.source())
 	defer f.Release()
 	if joined {
 		t.Fatal("first Get joined")
@@ -81,11 +81,15 @@ func TestFillStoresAndServes(t *testing.T) {
 	if err != nil || info.Size != int64(len(src.data)) || info.ETag != `"v1"` || info.ContentType != "application/x-test" {
 		t.Fatalf("stored %+v, %v", info, err)
 	}
-	// A second Get finds the object stored and does not call the origin.
-	f2, _ := g.Get("example.com/a", src.source(), false)
+	// A second miss finds the object stored, serves it from storage and
+	// does not call the origin.
+	f2, _ := g.Miss("example.com/a", src.source())
 	defer f2.Release()
-	if _, err := f2.Header(context.Background()); !errors.Is(err, fill.ErrStored) {
-		t.Fatalf("second fill Header error = %v; want ErrStored", err)
+	if got := readAll(t, f2); !bytes.Equal(got, src.data) {
+		t.Fatalf("second fill read %d bytes; want the stored data", len(got))
+	}
+	if f2.Wait(context.Background()) != nil || !f2.Stored() {
+		t.Fatalf("second fill: Err %v, Stored %v; want nil, true", f2.Err(), f2.Stored())
 	}
 	if src.calls.Load() != 1 {
 		t.Fatalf("origin calls %d; want 1", src.calls.Load())
@@ -115,7 +119,7 @@ func TestFillSeparateSpool(t *testing.T) {
 	store := memory.New()
 	g := fill.NewGroup(noSpool{store}, fill.Options{SpoolDir: t.TempDir()})
 	src := &memSource{data: testutil.Payload(2, 3<<20+7)}
-	f, _ := g.Get("example.com/b", src.source(), false)
+	f, _ := g.Miss("example.com/b", src.source())
 	defer f.Release()
 	if got := readAll(t, f); !bytes.Equal(got, src.data) {
 		t.Fatalf("read %d bytes; want the data", len(got))
@@ -129,7 +133,7 @@ func TestFillSeparateSpool(t *testing.T) {
 func TestFillStorageFailureStillServes(t *testing.T) {
 	g := fill.NewGroup(failing{memory.New()}, fill.Options{SpoolDir: t.TempDir()})
 	src := &memSource{data: testutil.Payload(3, 500000)}
-	f, _ := g.Get("example.com/c", src.source(), false)
+	f, _ := g.Miss("example.com/c", src.source())
 	defer f.Release()
 	if got := readAll(t, f); !bytes.Equal(got, src.data) {
 		t.Fatalf("read %d bytes; want the data", len(got))
@@ -148,7 +152,7 @@ func TestFillShortBodyIsNotStored(t *testing.T) {
 		w.Write(data[:50000])
 		w.CloseWithError(io.ErrUnexpectedEOF)
 	}}
-	f, _ := g.Get("example.com/d", src.source(), false)
+	f, _ := g.Miss("example.com/d", src.source())
 	defer f.Release()
 	f.Header(context.Background())
 	_, err := io.ReadAll(f.NewReader(context.Background()))
@@ -170,7 +174,7 @@ func TestShutdownAbortsAndForbidsNewFills(t *testing.T) {
 		<-block
 		w.Close()
 	}}
-	f, _ := g.Get("example.com/e", src.source(), false)
+	f, _ := g.Miss("example.com/e", src.source())
 	defer f.Release()
 	f.Header(context.Background())
 	// The pipe ignores the context: Shutdown must still end the fill, by
@@ -189,7 +193,7 @@ func TestShutdownAbortsAndForbidsNewFills(t *testing.T) {
 	if store.Len() != 0 {
 		t.Fatal("an aborted fill was stored")
 	}
-	f2, _ := g.Get("example.com/f", (&memSource{data: []byte("x")}).source(), false)
+	f2, _ := g.Miss("example.com/f", (&memSource{data: []byte("x")}).source())
 	defer f2.Release()
 	if _, err := f2.Header(context.Background()); !errors.Is(err, fill.ErrShutdown) {
 		t.Fatalf("fill after Shutdown: %v; want ErrShutdown", err)
@@ -201,7 +205,7 @@ func TestStatusError(t *testing.T) {
 	src := fill.Source{Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
 		return &http.Response{StatusCode: 404, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(nil))}, nil
 	}}
-	f, _ := g.Get("example.com/missing", src, false)
+	f, _ := g.Miss("example.com/missing", src)
 	defer f.Release()
 	_, err := f.Header(context.Background())
 	var se *fill.StatusError
@@ -221,7 +225,7 @@ func TestReaderWaitsForBytes(t *testing.T) {
 		}
 		w.Close()
 	}}
-	f, _ := g.Get("example.com/g", src.source(), false)
+	f, _ := g.Miss("example.com/g", src.source())
 	defer f.Release()
 	step <- struct{}{}
 	f.Header(context.Background())
@@ -259,7 +263,7 @@ func TestJoinCounts(t *testing.T) {
 	}}
 	var fills []*fill.Fill
 	for i := range 10 {
-		f, joined := g.Get("example.com/h", src.source(), false)
+		f, joined := g.Miss("example.com/h", src.source())
 		if joined != (i > 0) {
 			t.Fatalf("Get %d joined = %v", i, joined)
 		}
@@ -305,7 +309,7 @@ func BenchmarkFanOut(b *testing.B) {
 				key := "example.com/" + strconv.Itoa(i)
 				var wg sync.WaitGroup
 				for range readers {
-					f, _ := g.Get(key, src.source(), false)
+					f, _ := g.Miss(key, src.source())
 					wg.Go(func() {
 						defer f.Release()
 						f.Header(context.Background())

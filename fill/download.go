@@ -1,0 +1,334 @@
+package fill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+func (f *Fill) run() {
+	g := f.g
+	defer g.wg.Done()
+	defer f.Release()
+	ctx := g.ctx
+	log := g.log.With("key", f.key)
+	if ctx.Err() != nil {
+		f.finish(context.Cause(ctx), false)
+		return
+	}
+	if f.op == opMiss && f.openStored(ctx, log) {
+		return
+	}
+
+	start := time.Now()
+	n, stored, err := f.fetch(ctx, log)
+	g.opts.Observer.FillDone(f.key, n, stored, err, time.Since(start))
+	if err != nil {
+		if !errors.Is(err, ErrNotOK) && !errors.Is(err, ErrNotModified) {
+			log.Warn("fill failed", "upstream", f.src.URL, "bytes", n, "err", err)
+		}
+	} else {
+		log.Debug("fill complete", "upstream", f.src.URL, "bytes", n, "stored", stored, "duration", time.Since(start))
+	}
+	f.finish(err, stored)
+}
+
+// openStored ends a miss's fill at once when storage has the object by now,
+// with the stored object as its spool. It reports whether it did.
+func (f *Fill) openStored(ctx context.Context, log *slog.Logger) bool {
+	obj, err := f.g.store.Open(ctx, f.key)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			log.Warn("storage open failed; fetching from origin", "err", err)
+		}
+		return false
+	}
+	f.addCloser(obj.Close)
+	info := obj.Info()
+	f.setHeader(info, objectReaderAt(obj))
+	f.advance(info.Size)
+	f.finish(nil, true)
+	return true
+}
+
+// objectReaderAt reads a stored object at offsets: directly when it can,
+// else by seeking under a lock.
+func objectReaderAt(obj storage.Object) io.ReaderAt {
+	if ra, ok := obj.(io.ReaderAt); ok {
+		return ra
+	}
+	return &seekReaderAt{rs: obj}
+}
+
+type seekReaderAt struct {
+	mu sync.Mutex
+	rs io.ReadSeeker
+}
+
+func (s *seekReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.rs.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.ReadFull(s.rs, p)
+}
+
+// fetch downloads the object into the spool and storage. It returns the
+// bytes received, whether the object was committed, and the error that
+// ended the download.
+func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored bool, err error) {
+	g := f.g
+	resp, err := f.src.Get(ctx, f.validators.Clone())
+	if err != nil {
+		return 0, false, f.cause(ctx, err)
+	}
+	if resp.StatusCode == http.StatusNotModified && f.op == opRevalidate {
+		drain(resp.Body)
+		return 0, false, &NotModifiedError{Header: resp.Header}
+	}
+	if resp.StatusCode != http.StatusOK {
+		drain(resp.Body)
+		return 0, false, &StatusError{Code: resp.StatusCode, Header: resp.Header}
+	}
+	info := g.opts.Info(resp)
+	info.Key = f.key
+	storable := g.opts.Storable == nil || g.opts.Storable(resp)
+
+	spool, err := f.openSpool(ctx, info, storable)
+	if err != nil {
+		resp.Body.Close()
+		return 0, false, err
+	}
+	f.setHeader(info, spool.reader)
+
+	n, err = f.copyBody(ctx, resp, info, spool)
+	// spool.w is nil when storage failed: the clients are served from the
+	// spool and nothing is cached.
+	w := spool.w
+	if err != nil {
+		if w != nil {
+			w.Cancel(context.Background())
+		}
+		return n, false, err
+	}
+	if w == nil {
+		return n, false, nil
+	}
+	if err := w.Commit(ctx); err != nil {
+		// Every client got its bytes from the spool; only the cache
+		// misses out. The next request fetches again.
+		log.Error("storage commit failed; object not cached", "err", err)
+		w.Cancel(context.Background())
+		return n, false, nil
+	}
+	return n, true, nil
+}
+
+// cause turns a cancellation of the group's context into ErrShutdown.
+func (f *Fill) cause(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c != nil {
+		return c
+	}
+	return err
+}
+
+const bufSize = 256 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// copyBody copies the origin's body into the spool, resuming broken bodies
+// as the options allow. It returns the number of bytes written.
+func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter) (int64, error) {
+	g := f.g
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var n int64
+	body := resp.Body
+	for attempt := 0; ; {
+		err := f.copyOnce(ctx, body, buf, sw, &n)
+		body.Close()
+		if err == nil {
+			if info.Size >= 0 && n != info.Size {
+				return n, ErrShortBody
+			}
+			return n, nil
+		}
+		if ctx.Err() != nil {
+			return n, f.cause(ctx, err)
+		}
+		if errors.Is(err, errSpool) {
+			return n, err
+		}
+		if attempt >= g.opts.Retry {
+			return n, err
+		}
+		validator := policy.IfRange(info)
+		if validator == "" {
+			return n, fmt.Errorf("%w (cannot resume: origin sent no strong ETag or Last-Modified)", err)
+		}
+		// Attempts that fail before any body arrives count too, so a dead
+		// origin ends the fill after Retry tries.
+		for {
+			attempt++
+			g.log.Info("resuming upstream body", "key", f.key, "offset", n, "attempt", attempt, "err", err)
+			if err := sleep(ctx, g.opts.RetryInterval); err != nil {
+				return n, f.cause(ctx, err)
+			}
+			body, err = f.resume(ctx, n, info, validator)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, ErrOriginChanged) || attempt >= g.opts.Retry || ctx.Err() != nil {
+				return n, f.cause(ctx, err)
+			}
+		}
+	}
+}
+
+// copyOnce copies body into the spool until EOF or an error, updating *n.
+func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spoolWriter, n *int64) error {
+	// A body whose reader ignores cancellation would keep a shutdown
+	// waiting: close it when the group's context ends.
+	closer, _ := body.(io.Closer)
+	if closer != nil {
+		stop := context.AfterFunc(ctx, func() { closer.Close() })
+		defer stop()
+	}
+	idle := f.g.opts.IdleTimeout
+	var timer *time.Timer
+	timedOut := make(chan struct{})
+	if idle > 0 {
+		// A body that stalls is closed from the timer; the blocked Read then
+		// returns and the stall is reported as ErrIdleTimeout.
+		timer = time.AfterFunc(idle, func() {
+			close(timedOut)
+			if closer != nil {
+				closer.Close()
+			}
+		})
+		defer timer.Stop()
+	}
+	for {
+		m, rerr := body.Read(buf)
+		if m > 0 {
+			f.g.opts.Observer.UpstreamBytes(m)
+			if err := sw.write(f.g.log, buf[:m]); err != nil {
+				return fmt.Errorf("%w: %w", errSpool, err)
+			}
+			*n += int64(m)
+			f.advance(int64(m))
+		}
+		if timer != nil {
+			select {
+			case <-timedOut:
+				return ErrIdleTimeout
+			default:
+				timer.Reset(idle)
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			if rerr == io.ErrUnexpectedEOF {
+				return fmt.Errorf("%w: %w", ErrShortBody, rerr)
+			}
+			return rerr
+		}
+	}
+}
+
+// resume requests the rest of the object from offset and checks that the
+// origin continues the same object there.
+func (f *Fill) resume(ctx context.Context, offset int64, info storage.Info, validator string) (io.ReadCloser, error) {
+	h := http.Header{}
+	h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+	h.Set("If-Range", validator)
+	resp, err := f.src.Get(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusOK, http.StatusRequestedRangeNotSatisfiable:
+		// 200: If-Range did not match, the origin sent a new full object.
+		// 416: the object shrank below offset.
+		drain(resp.Body)
+		return nil, ErrOriginChanged
+	default:
+		drain(resp.Body)
+		return nil, &StatusError{Code: resp.StatusCode, Header: resp.Header}
+	}
+	start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+	if !ok || start != offset || (info.Size >= 0 && (total != info.Size || end != total-1)) ||
+		(resp.ContentLength >= 0 && resp.ContentLength != end-start+1) {
+		drain(resp.Body)
+		return nil, fmt.Errorf("%w: resume answered Content-Range %q for offset %d", ErrOriginChanged, resp.Header.Get("Content-Range"), offset)
+	}
+	if etag := resp.Header.Get("ETag"); etag != "" && info.ETag != "" && etag != info.ETag {
+		drain(resp.Body)
+		return nil, fmt.Errorf("%w: ETag %s became %s", ErrOriginChanged, info.ETag, etag)
+	}
+	return resp.Body, nil
+}
+
+// parseContentRange parses "bytes START-END/TOTAL".
+func parseContentRange(s string) (start, end, total int64, ok bool) {
+	rest, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	start, err1 = strconv.ParseInt(a, 10, 64)
+	end, err2 = strconv.ParseInt(b, 10, 64)
+	if tot == "*" {
+		total = -1
+	} else {
+		total, err3 = strconv.ParseInt(tot, 10, 64)
+	}
+	if err1 != nil || err2 != nil || err3 != nil || start < 0 || end < start || (total >= 0 && end >= total) {
+		return 0, 0, 0, false
+	}
+	return start, end, total, true
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drain reads a little of an unwanted body so the connection can be reused,
+// then closes it.
+func drain(body io.ReadCloser) {
+	io.CopyN(io.Discard, body, 64<<10)
+	body.Close()
+}

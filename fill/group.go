@@ -1,0 +1,236 @@
+// Package fill is httpmirror's fill engine: it fetches an object from its
+// origin once, however many clients ask for it at the same time, writes it to
+// a storage backend, and lets every waiting client read the bytes as they
+// arrive.
+//
+// A Group holds the fills in progress, one per cache key. The first request
+// for a key starts a Fill; later requests for the same key join it. The fill
+// runs on the Group's context, not on any client's, so a client that leaves
+// does not stop the download for the others, and a fill whose clients all
+// left still completes (the next request is then a hit).
+//
+// Bytes are spooled on disk while they arrive: into the storage writer itself
+// when it can read back what it wrote (storage.Spooler, the local-disk
+// backend), otherwise into an anonymous temporary file. Readers block until
+// the bytes they want have arrived, so memory does not grow with object size
+// or with the number of clients.
+//
+// When the origin's body breaks and the Group allows retries, the fill
+// resumes with a Range request guarded by If-Range, and accepts only a 206
+// whose Content-Range continues exactly where the body broke. An origin that
+// answers 200 (its object changed) aborts the fill. Nothing is committed
+// unless the byte count matches Content-Length.
+//
+// Which response headers are kept and whether a response may be stored are
+// not the engine's decisions: Options.Info and Options.Storable make them
+// (package policy by default).
+package fill
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// Source is where a fill gets its bytes from.
+type Source struct {
+	// URL names the origin object; it is used in logs only.
+	URL string
+	// Get sends a GET for the object with the given extra request headers
+	// (validators when revalidating, Range and If-Range when resuming) and
+	// returns the response.
+	Get func(ctx context.Context, h http.Header) (*http.Response, error)
+}
+
+// Options configure a Group. The zero value of every field is usable.
+type Options struct {
+	// Retry is how many times a broken upstream body is resumed with a
+	// Range request. Zero disables resuming: the fill fails at the first
+	// broken body.
+	Retry int
+	// RetryInterval is the pause before each resume attempt.
+	RetryInterval time.Duration
+	// IdleTimeout aborts an upstream body that delivers no bytes for this
+	// long (the abort may be resumed like any broken body). Zero means no
+	// limit.
+	IdleTimeout time.Duration
+	// SpoolDir holds temporary spool files for backends whose writers
+	// cannot read back (storage.Spooler). Empty means os.TempDir().
+	SpoolDir string
+	// Info builds the stored metadata from the origin's response. Nil
+	// means policy.Info at the time of the response.
+	Info func(*http.Response) storage.Info
+	// Storable reports whether a 200 response may be stored (it may not
+	// when the origin says no-store, for example); an unstorable body is
+	// still streamed to the fill's clients from a temporary spool. Nil
+	// means every response is storable.
+	Storable func(*http.Response) bool
+	// Logger receives fill events. Nil discards them.
+	Logger *slog.Logger
+	// Observer receives events for metrics. Nil means none.
+	Observer Observer
+}
+
+// Observer receives the fill engine's events. Its methods must be cheap and
+// safe for concurrent use.
+type Observer interface {
+	// UpstreamBytes is called for every chunk of body read from an origin.
+	UpstreamBytes(n int)
+	// FillDone is called once for every fill that asked the origin, with
+	// the bytes received, whether the object was stored, and the error that
+	// ended it (nil on success).
+	FillDone(key string, bytes int64, stored bool, err error, d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) UpstreamBytes(int)                                  {}
+func (nopObserver) FillDone(string, int64, bool, error, time.Duration) {}
+
+// Group coalesces fills by cache key.
+type Group struct {
+	store storage.Backend
+	opts  Options
+	log   *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	fills map[string]*Fill
+	idle  chan struct{} // closed while no fill runs; replaced when one starts
+}
+
+// NewGroup returns a Group that stores objects in store. It panics if store
+// is nil, which is a programming error.
+func NewGroup(store storage.Backend, opts Options) *Group {
+	if store == nil {
+		panic("fill: NewGroup with nil storage")
+	}
+	if opts.Info == nil {
+		opts.Info = func(resp *http.Response) storage.Info { return policy.Info(resp, time.Now()) }
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	idle := make(chan struct{})
+	close(idle)
+	return &Group{store: store, opts: opts, log: log, ctx: ctx, cancel: cancel, fills: make(map[string]*Fill), idle: idle}
+}
+
+// Wait blocks until no fill is in progress or ctx is done. Fills started
+// while waiting extend the wait.
+func (g *Group) Wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		idle, n := g.idle, len(g.fills)
+		g.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Shutdown aborts every fill in progress, waits until they have cleaned up
+// (nothing half-written stays in storage) or ctx is done, and makes later
+// fills fail at once.
+func (g *Group) Shutdown(ctx context.Context) error {
+	g.cancel(ErrShutdown)
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// InProgress reports how many fills are running.
+func (g *Group) InProgress() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.fills)
+}
+
+// op is what a fill is asked to do.
+type op uint8
+
+const (
+	opMiss       op = iota // fetch unless storage has the object by now
+	opRevalidate           // ask the origin conditionally
+	opRefetch              // fetch whatever storage holds
+)
+
+// Miss returns the fill of an object that storage did not have, starting
+// it from src when none is running. joined reports whether the caller
+// joined a fill that was already running.
+//
+// A new fill first opens the object in storage again, because a fill for the
+// same key may have committed between the caller's miss and this call (the
+// flight re-checks, as groupcache's load does). It then ends at once as a
+// stored fill whose readers read the stored object, and asks the origin
+// nothing.
+//
+// The caller must call Release on the returned Fill when done with it.
+func (g *Group) Miss(key string, src Source) (f *Fill, joined bool) {
+	return g.start(key, src, opMiss, nil)
+}
+
+// Revalidate returns the fill that revalidates a stored object with the
+// conditional request headers validators (see policy.Validators): a 304
+// ends it with a *NotModifiedError, a 200 replaces the object.
+func (g *Group) Revalidate(key string, src Source, validators http.Header) (f *Fill, joined bool) {
+	return g.start(key, src, opRevalidate, validators)
+}
+
+// Refetch returns a fill that downloads the object whatever storage holds:
+// for an object whose origin copy changed, or that storage could not open.
+func (g *Group) Refetch(key string, src Source) (f *Fill, joined bool) {
+	return g.start(key, src, opRefetch, nil)
+}
+
+func (g *Group) start(key string, src Source, o op, validators http.Header) (f *Fill, joined bool) {
+	g.mu.Lock()
+	if f := g.fills[key]; f != nil {
+		f.refs++
+		g.mu.Unlock()
+		return f, true
+	}
+	f = &Fill{
+		g:          g,
+		key:        key,
+		src:        src,
+		op:         o,
+		validators: validators,
+		refs:       2, // the caller and the running fill
+		header:     make(chan struct{}),
+		done:       make(chan struct{}),
+		progress:   make(chan struct{}),
+		size:       -1,
+	}
+	if len(g.fills) == 0 {
+		g.idle = make(chan struct{})
+	}
+	g.fills[key] = f
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go f.run()
+	return f, false
+}
