@@ -63,11 +63,21 @@ type Info struct {
 //
 // Read and Seek cover exactly the object's body: Seek(0, io.SeekEnd) returns
 // Size. Backends on local files also implement syscall.Conn so that the
-// HTTP server can hand the copy to the kernel (sendfile).
+// HTTP server can hand the copy to the kernel (sendfile), and io.ReaderAt.
+// Objects whose whole body is in memory implement InMemory.
 type Object interface {
 	io.ReadSeekCloser
 	// Info returns the object's metadata as it was when opened.
 	Info() Info
+}
+
+// InMemory is implemented by Objects whose whole body is held in memory
+// (the local-disk backend keeps small, hot objects there): a hit then
+// needs no system call to read it.
+type InMemory interface {
+	// Bytes returns the whole body, which the caller must not modify. It
+	// stays valid after Close.
+	Bytes() []byte
 }
 
 // Writer receives the body of a new object.

@@ -1,0 +1,146 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+type writerState int
+
+const (
+	open writerState = iota
+	committed
+	cancelled
+)
+
+// writer writes a new object to a temporary file.
+type writer struct {
+	info storage.Info
+	path string // final location
+	f    *os.File
+
+	ix       *index
+	reserved int64 // cache space promised to this writer
+
+	mu     sync.Mutex // guards state and closed against Close racing Commit
+	state  writerState
+	closed bool
+	n      int64
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if need := w.n + int64(len(p)) + trailerReserve - w.reserved; need > 0 {
+		// A body longer than announced, or of unknown length: reserve
+		// more, a megabyte at a time.
+		grow := max(need, 1<<20)
+		if err := w.ix.reserve(grow); err != nil {
+			return 0, err
+		}
+		w.reserved += grow
+	}
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *writer) Written() int64 { return w.n }
+
+// ReadAt reads back written bytes; it may run concurrently with Write.
+func (w *writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
+
+// SpoolFile returns the file being written, so that the fill engine can
+// open readers of its own on it (to send with sendfile). It stays valid
+// until Close.
+func (w *writer) SpoolFile() *os.File { return w.f }
+
+func (w *writer) Commit(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != open || w.closed {
+		return errors.New("file: commit of a finished writer")
+	}
+	info := w.info
+	if info.Size >= 0 && info.Size != w.n {
+		return fmt.Errorf("%w: wrote %d bytes, expected %d", storage.ErrSizeMismatch, w.n, info.Size)
+	}
+	info.Size = w.n
+	if info.StoredAt.IsZero() {
+		info.StoredAt = time.Now()
+	}
+	buf, err := encodeTrailer(info)
+	if err != nil {
+		return err
+	}
+	if _, err := w.f.WriteAt(buf, w.n); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	dir := filepath.Dir(w.path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(w.f.Name(), w.path); err != nil {
+		return err
+	}
+	w.state = committed
+	var ino uint64
+	if fi, err := w.f.Stat(); err == nil {
+		ino = inode(fi)
+	}
+	w.ix.committed(filepath.Base(w.path), w.n+int64(len(buf)), w.reserved, ino, info, time.Now())
+	w.reserved = 0
+	// The rename is durable only once the directory entry is on disk.
+	return syncDir(dir)
+}
+
+func (w *writer) Cancel(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cancelLocked()
+}
+
+func (w *writer) cancelLocked() error {
+	if w.state != open {
+		return nil
+	}
+	w.state = cancelled
+	w.ix.release(w.reserved)
+	w.reserved = 0
+	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (w *writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.cancelLocked()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

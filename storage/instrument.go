@@ -1,0 +1,172 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotSupported is returned by an optional capability's method on a
+// backend that does not have it, when reached through Instrument's
+// decorator (which offers every capability).
+var ErrNotSupported = errors.New("storage: operation not supported by this backend")
+
+// OpObserver receives the duration and result of a backend operation: op
+// is "stat", "open", "create", "delete", "commit", "write" (counted once
+// per writer, on its first error, with no duration: writes go at the
+// body's pace, not the store's), "refresh", "sign" or "check".
+type OpObserver func(op string, d time.Duration, err error)
+
+// Instrument returns b with every operation reported to observe. The
+// decorator passes every optional capability through, so callers use it
+// in place of b:
+//
+//   - Redirector: b's signed URLs, or "" (serve the bytes) when b has none;
+//   - Refresher: b's Refresh, or ErrNotSupported;
+//   - Checker: b's Check, or nil (always usable);
+//   - StatsReporter: implemented exactly when b implements it;
+//   - writers keep Spooler and FileSpooler, objects keep InMemory.
+//
+// Unwrap returns b. A nil observe reports nothing and costs nothing.
+func Instrument(b Backend, observe OpObserver) Backend {
+	if observe == nil {
+		observe = func(string, time.Duration, error) {}
+	}
+	in := &instrumented{b: b, observe: observe}
+	in.redirector, _ = b.(Redirector)
+	in.refresher, _ = b.(Refresher)
+	in.checker, _ = b.(Checker)
+	if s, ok := b.(StatsReporter); ok {
+		return &instrumentedStats{instrumented: in, s: s}
+	}
+	return in
+}
+
+type instrumented struct {
+	b          Backend
+	observe    OpObserver
+	redirector Redirector
+	refresher  Refresher
+	checker    Checker
+}
+
+type instrumentedStats struct {
+	*instrumented
+	s StatsReporter
+}
+
+func (s *instrumentedStats) Stats() Stats { return s.s.Stats() }
+
+// Unwrap returns the instrumented backend.
+func (s *instrumented) Unwrap() Backend { return s.b }
+
+func (s *instrumented) done(op string, start time.Time, err error) {
+	s.observe(op, time.Since(start), err)
+}
+
+func (s *instrumented) Stat(ctx context.Context, key string) (Info, error) {
+	start := time.Now()
+	info, err := s.b.Stat(ctx, key)
+	s.done("stat", start, err)
+	return info, err
+}
+
+func (s *instrumented) Open(ctx context.Context, key string) (Object, error) {
+	start := time.Now()
+	o, err := s.b.Open(ctx, key)
+	s.done("open", start, err)
+	return o, err
+}
+
+func (s *instrumented) Delete(ctx context.Context, key string) error {
+	start := time.Now()
+	err := s.b.Delete(ctx, key)
+	s.done("delete", start, err)
+	return err
+}
+
+func (s *instrumented) Create(ctx context.Context, key string, info Info) (Writer, error) {
+	start := time.Now()
+	w, err := s.b.Create(ctx, key, info)
+	s.done("create", start, err)
+	if err != nil {
+		return nil, err
+	}
+	iw := &instrumentedWriter{Writer: w, s: s}
+	switch sp := w.(type) {
+	case FileSpooler:
+		return &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}, nil
+	case Spooler:
+		return &spoolingWriter{instrumentedWriter: iw, Spooler: sp}, nil
+	}
+	return iw, nil
+}
+
+// SignedURL implements Redirector; without a Redirector underneath it
+// answers "", nil at no cost, so hits are served as bytes.
+func (s *instrumented) SignedURL(ctx context.Context, key, method string, expires time.Duration) (string, error) {
+	if s.redirector == nil {
+		return "", nil
+	}
+	start := time.Now()
+	u, err := s.redirector.SignedURL(ctx, key, method, expires)
+	s.done("sign", start, err)
+	return u, err
+}
+
+// Refresh implements Refresher.
+func (s *instrumented) Refresh(ctx context.Context, key string, info Info) error {
+	if s.refresher == nil {
+		return ErrNotSupported
+	}
+	start := time.Now()
+	err := s.refresher.Refresh(ctx, key, info)
+	s.done("refresh", start, err)
+	return err
+}
+
+// Check implements Checker.
+func (s *instrumented) Check(ctx context.Context) error {
+	if s.checker == nil {
+		return nil
+	}
+	start := time.Now()
+	err := s.checker.Check(ctx)
+	s.done("check", start, err)
+	return err
+}
+
+// instrumentedWriter reports write and commit errors.
+type instrumentedWriter struct {
+	Writer
+	s      *instrumented
+	failed bool // a write error was reported already
+}
+
+func (w *instrumentedWriter) Write(p []byte) (int, error) {
+	n, err := w.Writer.Write(p)
+	if err != nil && !w.failed {
+		w.failed = true
+		w.s.observe("write", 0, err)
+	}
+	return n, err
+}
+
+func (w *instrumentedWriter) Commit(ctx context.Context) error {
+	start := time.Now()
+	err := w.Writer.Commit(ctx)
+	w.s.done("commit", start, err)
+	return err
+}
+
+// spoolingWriter keeps the inner writer's read-back capability visible.
+type spoolingWriter struct {
+	*instrumentedWriter
+	Spooler
+}
+
+// fileSpoolingWriter keeps the inner writer's spool file visible too.
+type fileSpoolingWriter struct {
+	*instrumentedWriter
+	FileSpooler
+}
