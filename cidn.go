@@ -112,10 +112,10 @@ func (e *CIDNError) clientText() string {
 // transfer and are proxied. A client that leaves stops waiting; the
 // transfer goes on. When CIDN cannot be asked, the built-in fill engine
 // fetches the file, as without CIDN.
-func (m *MirrorHandler) viaCIDN(w http.ResponseWriter, r *http.Request, t target) {
+func (m *MirrorHandler) viaCIDN(w *recorder, r *http.Request, t target) {
 	ctx := r.Context()
 	// A miss until the stored object is served, which counts as a hit.
-	mark(w, outcomeMiss)
+	w.outcome = outcomeMiss
 	tr, err := m.CIDN.Ensure(ctx, t.key, t.url(m.scheme))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -130,7 +130,7 @@ func (m *MirrorHandler) viaCIDN(w http.ResponseWriter, r *http.Request, t target
 		select {
 		case <-tr.Done():
 		default:
-			mark(w, outcomeDirect)
+			w.outcome = outcomeDirect
 			m.direct(w, r, t)
 			return
 		}
@@ -145,7 +145,7 @@ func (m *MirrorHandler) viaCIDN(w http.ResponseWriter, r *http.Request, t target
 	case <-tr.Done():
 	case <-timeout:
 		m.log.Warn("cidn transfer still running after the wait timeout; proxying from origin", "key", t.key, "timeout", m.CIDNWaitTimeout)
-		mark(w, outcomeDirect)
+		w.outcome = outcomeDirect
 		m.direct(w, r, t)
 		return
 	case <-ctx.Done():
@@ -183,17 +183,16 @@ func (m *MirrorHandler) viaCIDN(w http.ResponseWriter, r *http.Request, t target
 		} else {
 			m.log.Error("storage open failed after cidn transfer; fetching from origin", "key", t.key, "err", err)
 		}
-		m.fetch(w, r, t, nil, false)
+		m.miss(w, r, t)
 		return
 	}
-	info := obj.Info()
-	m.serveObject(w, r, t, obj, info, m.freshnessOf(t.key, info))
+	m.serveObject(w, r, t, obj)
 }
 
 // cidnFallback fetches t with the fill engine because CIDN could not be
 // asked.
-func (m *MirrorHandler) cidnFallback(w http.ResponseWriter, r *http.Request, t target, err error) {
+func (m *MirrorHandler) cidnFallback(w *recorder, r *http.Request, t target, err error) {
 	m.Metrics.cidnFallback()
 	m.log.Warn("cidn unavailable; fetching from origin", "key", t.key, "err", err)
-	m.fetch(w, r, t, nil, false)
+	m.miss(w, r, t)
 }

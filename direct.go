@@ -50,12 +50,12 @@ next:
 	}
 }
 
-// direct proxies r to its origin without caching (the seed's behaviour when
-// RemoteCache is nil): the client's end-to-end headers go upstream, and the
+// direct proxies r to its origin without caching (when RemoteCache is nil,
+// or for a request the cache must not answer): the client's end-to-end headers go upstream, and the
 // origin's status, end-to-end headers and body come back. X-Forwarded-*
 // headers are neither added nor passed on: origins are third parties and
 // learn nothing about the mirror's clients.
-func (m *MirrorHandler) direct(w http.ResponseWriter, r *http.Request, t target) {
+func (m *MirrorHandler) direct(w *recorder, r *http.Request, t target) {
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, t.url(m.scheme), nil)
 	if err != nil {
 		m.fail(w, r, err)

@@ -12,7 +12,9 @@ import (
 )
 
 // ErrNotOK is returned when an upstream response status is not 200 OK. Every
-// upstream status error matches it with errors.Is.
+// upstream status error matches it with errors.Is. It keeps the name and
+// meaning of the original httpmirror package's ErrNotOK, so code written
+// against that API keeps compiling and matching.
 var ErrNotOK = fill.ErrNotOK
 
 // errMustRevalidate: a stale object that must not be served stale could
@@ -23,42 +25,73 @@ var errMustRevalidate = errors.New("stale object could not be revalidated")
 // before the response was complete, as nginx's 499.
 const StatusClientClosedRequest = 499
 
-// statusFor maps an error to the status the client gets. It is the only
-// place that makes this decision.
-func statusFor(ctx context.Context, err error) int {
+// failure is what the mirror makes of an error: the status the client
+// gets, the request's outcome (outcomeNone leaves the outcome as it was: a
+// hit answered 404 stays a hit), the one-line message sent as the body, and
+// the kind counted by httpmirror_upstream_errors_total.
+type failure struct {
+	status  int
+	outcome outcome
+	message string
+	kind    string
+}
+
+// classify maps an error to its failure. It is the only place that makes
+// this decision; ctx is the request's, to tell a client that left from an
+// origin that failed. Messages are short, fixed text that never carries
+// internal detail; the one exception is a failed CIDN transfer, whose
+// one-line reason (see CIDNError) is the client's only way to learn why
+// the download failed.
+func classify(ctx context.Context, err error) failure {
 	var se *fill.StatusError
 	var ce *CIDNError
 	switch {
 	case errors.Is(err, errBadRequest), errors.Is(err, storage.ErrInvalidKey):
-		return http.StatusBadRequest
+		return failure{http.StatusBadRequest, outcomeInvalid, "bad request path", "other"}
 	case errors.Is(err, errNoTarget):
-		return http.StatusNotFound
+		return failure{http.StatusNotFound, outcomeInvalid, "404 page not found", "other"}
 	case errors.Is(err, errPathTooLong):
-		return http.StatusRequestURITooLong
-	case errors.Is(err, errBlocked), errors.Is(err, netguard.ErrRefused):
-		return http.StatusForbidden
+		return failure{http.StatusRequestURITooLong, outcomeInvalid, "request path too long", "other"}
+	case errors.Is(err, netguard.ErrRefused):
+		return failure{http.StatusForbidden, outcomeRefused, "upstream address not allowed", "refused"}
+	case errors.Is(err, errBlocked):
+		return failure{http.StatusForbidden, outcomeBlocked, "blocked file type", "other"}
 	case errors.As(err, &se):
-		return upstreamStatus(se.Code)
+		kind := "status_4xx"
+		if se.Code >= 500 {
+			kind = "status_5xx"
+		}
+		if se.Code >= 400 && se.Code < 500 {
+			// Client errors pass through: 404, 410, 401, 403, 416, 429 ...
+			return failure{se.Code, outcomeNone, http.StatusText(se.Code), kind}
+		}
+		// Server errors and anything unexpected.
+		return failure{http.StatusBadGateway, outcomeError, "upstream unavailable", kind}
 	case errors.As(err, &ce):
-		return ce.status()
+		if code := ce.status(); code != http.StatusBadGateway {
+			return failure{code, outcomeNone, http.StatusText(code), "other"}
+		}
+		return failure{http.StatusBadGateway, outcomeError, ce.clientText(), "other"}
+	case errors.Is(err, ErrCIDNDeleted):
+		return failure{http.StatusBadGateway, outcomeError, "cidn transfer deleted before it ended", "other"}
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		return StatusClientClosedRequest
+		return failure{StatusClientClosedRequest, outcomeNone, "", "other"}
 	case errors.Is(err, fill.ErrShutdown):
-		return http.StatusServiceUnavailable
-	case isTimeout(err), errors.Is(err, errMustRevalidate):
-		return http.StatusGatewayTimeout
+		return failure{http.StatusServiceUnavailable, outcomeError, "shutting down", "other"}
+	case errors.Is(err, errMustRevalidate):
+		return failure{http.StatusGatewayTimeout, outcomeError, "upstream timed out", "other"}
+	case isTimeout(err):
+		return failure{http.StatusGatewayTimeout, outcomeError, "upstream timed out", "timeout"}
+	case errors.Is(err, fill.ErrOriginChanged):
+		return failure{http.StatusBadGateway, outcomeError, "upstream unavailable", "changed"}
+	case errors.Is(err, fill.ErrShortBody):
+		return failure{http.StatusBadGateway, outcomeError, "upstream unavailable", "short_body"}
 	}
-	return http.StatusBadGateway
-}
-
-// upstreamStatus maps an origin's non-200 status to the mirror's answer:
-// client errors pass through (404, 410, 401, 403, 416, 429 ...), server
-// errors and anything unexpected become 502.
-func upstreamStatus(code int) int {
-	if code >= 400 && code < 500 {
-		return code
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return failure{http.StatusBadGateway, outcomeError, "upstream unavailable", "connect"}
 	}
-	return http.StatusBadGateway
+	return failure{http.StatusBadGateway, outcomeError, "upstream unavailable", "other"}
 }
 
 func isTimeout(err error) bool {
@@ -69,62 +102,30 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// clientMessage is the body sent with an error status: short, fixed text
-// that never carries internal detail. The one exception is a failed CIDN
-// transfer, whose one-line reason (see CIDNError) is the client's only way
-// to learn why the download failed.
-func clientMessage(code int, err error) string {
-	var ce *CIDNError
-	switch {
-	case code == http.StatusBadGateway && errors.As(err, &ce):
-		return ce.clientText()
-	case errors.Is(err, ErrCIDNDeleted):
-		return "cidn transfer deleted before it ended"
-	case errors.Is(err, netguard.ErrRefused):
-		return "upstream address not allowed"
-	case errors.Is(err, errBlocked):
-		return "blocked file type"
-	case errors.Is(err, errBadRequest):
-		return "bad request path"
-	case code == http.StatusBadGateway:
-		return "upstream unavailable"
-	case code == http.StatusGatewayTimeout:
-		return "upstream timed out"
+// fail answers r with the failure err maps to, unless the client is gone.
+// The error's detail goes to the log only.
+func (m *MirrorHandler) fail(w *recorder, r *http.Request, err error) {
+	f := classify(r.Context(), err)
+	if f.outcome != outcomeNone {
+		w.outcome = f.outcome
 	}
-	return http.StatusText(code)
-}
-
-// fail answers r with the status for err, unless the client is gone. The
-// error's detail goes to the log only.
-func (m *MirrorHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := statusFor(r.Context(), err)
-	switch {
-	case errors.Is(err, errBlocked):
-		mark(w, outcomeBlocked)
-	case errors.Is(err, netguard.ErrRefused):
-		mark(w, outcomeRefused)
-	case errors.Is(err, errBadRequest), errors.Is(err, errNoTarget), errors.Is(err, errPathTooLong):
-		mark(w, outcomeInvalid)
-	case code >= 500:
-		mark(w, outcomeError)
-	}
-	if code == http.StatusNotFound && errors.Is(err, errNoTarget) {
+	if errors.Is(err, errNoTarget) {
 		m.notFound(w, r)
 		return
 	}
 	lvl := m.log.Warn
-	if code < 500 {
+	if f.status < 500 {
 		lvl = m.log.Debug
 	}
-	lvl("request failed", "method", r.Method, "path", logPath(r.URL.Path), "status", code, "err", err)
-	if code == StatusClientClosedRequest {
+	lvl("request failed", "method", r.Method, "path", logPath(r.URL.Path), "status", f.status, "err", err)
+	if f.status == StatusClientClosedRequest {
 		return
 	}
 	h := w.Header()
 	for _, k := range []string{"Etag", "Last-Modified", "Content-Type", "Content-Encoding", "Cache-Control"} {
 		h.Del(k)
 	}
-	http.Error(w, clientMessage(code, err), code)
+	http.Error(w, f.message, f.status)
 }
 
 func (m *MirrorHandler) notFound(w http.ResponseWriter, r *http.Request) {

@@ -3,10 +3,10 @@ package httpmirror_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
-	"github.com/httpmirror/httpmirror/storage"
+	"github.com/httpmirror/httpmirror/storage/file"
 )
 
 // newGate returns a testutil.Gate opened at the latest when the test ends.
@@ -181,123 +181,6 @@ func TestRangeWhileFilling(t *testing.T) {
 	}
 }
 
-func TestCutWithoutRetryAbortsEveryClient(t *testing.T) {
-	o := newOrigin(t)
-	data := payload(6, 1<<20)
-	o.Put("/cut.bin", data)
-	m := newMirror(t, o)
-	// The cut happens once both clients are in: the origin sends half,
-	// waits for the second client to join, then drops the connection.
-	half := 512 << 10
-	joined := newGate(t)
-	var cuts atomic.Int64
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if cuts.Add(1) > 1 {
-			return false
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
-		w.Header().Set("ETag", f.ETag)
-		w.Write(f.Data[:half])
-		w.(http.Flusher).Flush()
-		joined.Wait()
-		panic(http.ErrAbortHandler)
-	})
-
-	clients := make([]*http.Response, 2)
-	for i := range clients {
-		resp, err := http.Get(m.url(o, "/cut.bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		// Each client has bytes before the cut, so it is in the fill.
-		if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = resp
-	}
-	joined.Open()
-	for i, resp := range clients {
-		n, err := io.Copy(io.Discard, resp.Body)
-		if err == nil {
-			t.Errorf("client %d: body ended cleanly after %d more bytes; want an aborted transfer", i, n)
-		}
-		if resp.ContentLength != int64(len(data)) {
-			t.Errorf("client %d: Content-Length %d; want %d", i, resp.ContentLength, len(data))
-		}
-	}
-	if _, err := m.store.Stat(context.Background(), o.HostPort()+"/cut.bin"); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("after the cut, Stat = %v; want ErrNotFound", err)
-	}
-	// The next request fetches the whole object again.
-	r := get(t, m.url(o, "/cut.bin"))
-	if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
-		t.Fatalf("refetch: status %d, %d bytes", r.StatusCode, len(r.body))
-	}
-	reqs := o.Received()
-	if len(reqs) != 2 || reqs[1].Header.Get("Range") != "" {
-		t.Fatalf("origin requests: %d, second Range %q; want 2 and a whole-object GET", len(reqs), reqs[len(reqs)-1].Header.Get("Range"))
-	}
-}
-
-func TestCutWithRetryResumes(t *testing.T) {
-	for _, validator := range []string{"etag", "last-modified"} {
-		t.Run(validator, func(t *testing.T) {
-			o := newOrigin(t)
-			data := payload(7, 1<<20)
-			f := o.Put("/resume.bin", data)
-			if validator == "last-modified" {
-				f.ETag = ""
-			}
-			m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
-				m.ContinuationGetRetry = 3
-				m.ContinuationGetInterval = time.Millisecond
-			})
-			// Cut twice: the fill resumes twice.
-			o.SetHook(cuttingHookOnce(300<<10, 2))
-			r := get(t, m.url(o, "/resume.bin"))
-			if r.StatusCode != 200 || r.err != nil || !bytes.Equal(r.body, data) {
-				t.Fatalf("status %d, %d bytes, err %v; want the whole object", r.StatusCode, len(r.body), r.err)
-			}
-			var ranged int
-			for _, req := range o.Received() {
-				if rg := req.Header.Get("Range"); rg != "" {
-					ranged++
-					want := f.ETag
-					if validator == "last-modified" {
-						want = f.ModTime.Format(http.TimeFormat)
-					}
-					if req.Header.Get("If-Range") != want {
-						t.Errorf("resume %q carried If-Range %q; want %q", rg, req.Header.Get("If-Range"), want)
-					}
-				}
-			}
-			if ranged != 2 {
-				t.Fatalf("origin saw %d Range requests; want 2", ranged)
-			}
-			// Stored: a hit now.
-			before := o.Gets.Load()
-			if r := get(t, m.url(o, "/resume.bin")); !bytes.Equal(r.body, data) || o.Gets.Load() != before {
-				t.Fatalf("after the resumed fill: not a correct hit")
-			}
-		})
-	}
-}
-
-// cuttingHookOnce cuts each of the first `times` responses (whole or
-// ranged) after `chunk` bytes of body.
-func cuttingHookOnce(chunk int, times int64) testutil.Hook {
-	var n atomic.Int64
-	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if f == nil || n.Add(1) > times {
-			return false
-		}
-		cw := &cutWriter{ResponseWriter: w, left: chunk}
-		testutil.ServeFile(cw, r, f)
-		return true
-	}
-}
-
 // cutWriter passes through `left` body bytes and then aborts the response.
 type cutWriter struct {
 	http.ResponseWriter
@@ -312,46 +195,6 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	}
 	c.left -= len(p)
 	return c.ResponseWriter.Write(p)
-}
-
-func TestOriginChangedDuringResume(t *testing.T) {
-	o := newOrigin(t)
-	data := payload(8, 1<<20)
-	o.Put("/moving.bin", data)
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
-		m.ContinuationGetRetry = 3
-		m.ContinuationGetInterval = time.Millisecond
-	})
-	changed := payload(9, 1<<20) // same size, other bytes and ETag
-	var n atomic.Int64
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if n.Add(1) > 1 {
-			return false
-		}
-		// Cut the first response, and replace the file before the resume.
-		o.Put("/moving.bin", changed)
-		testutil.ServeFile(&cutWriter{ResponseWriter: w, left: 300 << 10}, r, f)
-		return true
-	})
-	resp, err := http.Get(m.url(o, "/moving.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err == nil {
-		t.Fatal("client got a clean body from a fill whose origin changed; want an aborted transfer")
-	}
-	reqs := o.Received()
-	if len(reqs) != 2 || reqs[1].Header.Get("If-Range") == "" {
-		t.Fatalf("origin requests %d; want the cut GET and one guarded resume", len(reqs))
-	}
-	if _, err := m.store.Stat(context.Background(), o.HostPort()+"/moving.bin"); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("Stat after the aborted fill = %v; want ErrNotFound", err)
-	}
-	if r := get(t, m.url(o, "/moving.bin")); !bytes.Equal(r.body, changed) {
-		t.Fatalf("next request: %d bytes; want the changed object", len(r.body))
-	}
 }
 
 func TestClientLeavingDoesNotStopFill(t *testing.T) {
@@ -426,66 +269,6 @@ func TestShutdownAbortsFillsCleanly(t *testing.T) {
 	}
 }
 
-func TestCheckSync(t *testing.T) {
-	o := newOrigin(t)
-	old := payload(12, 100000)
-	o.Put("/sync.bin", old)
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CheckSyncTimeout = 5 * time.Second })
-	u := m.url(o, "/sync.bin")
-	if r := get(t, u); !bytes.Equal(r.body, old) {
-		t.Fatal("first fetch wrong")
-	}
-	waitFills(t, m) // the next request must be a hit, not a joiner
-	// Same size at the origin: the cache is served.
-	if r := get(t, u); !bytes.Equal(r.body, old) || o.Gets.Load() != 1 || o.Heads.Load() != 1 {
-		t.Fatalf("unchanged origin: GETs %d HEADs %d; want 1 and 1", o.Gets.Load(), o.Heads.Load())
-	}
-	// Replaced with another size: refetched and served.
-	nw := payload(13, 150000)
-	o.Put("/sync.bin", nw)
-	if r := get(t, u); r.StatusCode != 200 || !bytes.Equal(r.body, nw) {
-		t.Fatalf("changed origin: status %d, %d bytes; want the new object", r.StatusCode, len(r.body))
-	}
-	waitFills(t, m)
-	if o.Gets.Load() != 2 {
-		t.Fatalf("origin GETs %d; want 2", o.Gets.Load())
-	}
-	// Origin down: the cache (now the new object) is served.
-	o.Close()
-	if r := get(t, u); r.StatusCode != 200 || !bytes.Equal(r.body, nw) {
-		t.Fatalf("origin down: status %d, %d bytes; want the cached object", r.StatusCode, len(r.body))
-	}
-}
-
-func TestCheckSyncReplacementKeepsOldReaders(t *testing.T) {
-	o := newOrigin(t)
-	old := payload(14, 4<<20)
-	o.Put("/big.bin", old)
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CheckSyncTimeout = 5 * time.Second })
-	u := m.url(o, "/big.bin")
-	get(t, u)
-	waitFills(t, m)
-	// A reader starts on the old object ...
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	head := make([]byte, 1000)
-	io.ReadFull(resp.Body, head)
-	// ... the origin changes and another request replaces the object ...
-	nw := payload(15, 3<<20)
-	o.Put("/big.bin", nw)
-	if r := get(t, u); !bytes.Equal(r.body, nw) {
-		t.Fatal("replacement not served")
-	}
-	// ... and the first reader still finishes the old one.
-	rest, err := io.ReadAll(resp.Body)
-	if err != nil || !bytes.Equal(append(head, rest...), old) {
-		t.Fatalf("old reader: %d bytes, err %v; want the old object", len(head)+len(rest), err)
-	}
-}
-
 func TestWaitModeWithoutTee(t *testing.T) {
 	o := newOrigin(t)
 	data := payload(16, 1<<20)
@@ -551,17 +334,82 @@ func TestUnknownLengthOrigin(t *testing.T) {
 	}
 }
 
-func TestIdleOriginTimesOut(t *testing.T) {
+func TestNoStoreIsNeverStored(t *testing.T) {
 	o := newOrigin(t)
-	o.Put("/stuck.bin", payload(19, 1<<20))
-	o.SetHook(stallingHook(1000, nil, newGate(t)))
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.UpstreamIdleTimeout = 100 * time.Millisecond })
-	resp, err := http.Get(m.url(o, "/stuck.bin"))
+	data := payload(72, 5000)
+	o.Put("/secret", data).Header = http.Header{"Cache-Control": {"private, no-store"}}
+	m := newMirror(t, o)
+	for i := range 3 {
+		if r := get(t, m.url(o, "/secret")); !bytes.Equal(r.body, data) {
+			t.Fatalf("request %d: wrong body", i)
+		}
+		waitFills(t, m)
+	}
+	if o.Gets.Load() != 3 || countFiles(t, m.root+"/objects") != 0 {
+		t.Fatalf("origin GETs %d, objects %d; want 3 and none stored", o.Gets.Load(), countFiles(t, m.root+"/objects"))
+	}
+}
+
+// Filling three times the cache's size limit leaves it at or under the
+// limit with the most recently used objects present, and a response
+// streaming an object during the churn is delivered whole.
+func TestCacheSizeLimit(t *testing.T) {
+	o := newOrigin(t)
+	const limit = 2 << 20
+	const size = 100000
+	const n = 3 * limit / size
+	for i := range n {
+		o.Put(fmt.Sprintf("/obj/%d", i), payload(uint64(100+i), size))
+	}
+	streamed := payload(99, 1<<20)
+	o.Put("/streamed.bin", streamed)
+	root := filepath.Join(t.TempDir(), "cache")
+	store, err := file.New(root, file.Options{MaxSize: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.RemoteCache = store })
+
+	// Cache the large object, then start a client on it and keep it open
+	// while everything else churns through the cache.
+	get(t, m.url(o, "/streamed.bin"))
+	waitFills(t, m)
+	resp, err := http.Get(m.url(o, "/streamed.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if _, err := io.ReadAll(resp.Body); err == nil {
-		t.Fatal("body ended cleanly from an origin that stalled")
+	head := make([]byte, 4096)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range n {
+		if r := get(t, m.url(o, fmt.Sprintf("/obj/%d", i))); r.StatusCode != 200 || len(r.body) != size {
+			t.Fatalf("object %d: status %d, %d bytes", i, r.StatusCode, len(r.body))
+		}
+		waitFills(t, m)
+		if got := testutil.DirBytes(filepath.Join(root, "objects")); got > limit {
+			t.Fatalf("after %d objects the cache holds %d bytes; limit %d", i+1, got, limit)
+		}
+	}
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(append(head, rest...), streamed) {
+		t.Fatalf("object streamed during eviction: %d bytes, %v; want it whole", len(head)+len(rest), err)
+	}
+
+	// The last objects are hits; the first ones were evicted.
+	gets := o.Gets.Load()
+	for i := n - 5; i < n; i++ {
+		get(t, m.url(o, fmt.Sprintf("/obj/%d", i)))
+	}
+	if o.Gets.Load() != gets {
+		t.Errorf("recently used objects were evicted: %d extra origin GETs", o.Gets.Load()-gets)
+	}
+	if _, err := store.Stat(context.Background(), o.HostPort()+"/obj/0"); err == nil {
+		t.Errorf("the least recently used object is still cached")
+	}
+	if st := store.Stats(); st.Evictions == 0 || st.Bytes > limit {
+		t.Errorf("Stats = %+v", st)
 	}
 }

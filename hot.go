@@ -9,12 +9,6 @@ import (
 	"github.com/httpmirror/httpmirror/storage"
 )
 
-// bodyHolder is implemented by objects whose whole body is in memory (the
-// local-disk backend keeps small, hot objects there).
-type bodyHolder interface {
-	Bytes() []byte
-}
-
 // maxHotHeaders bounds hotHeaders; past it, an arbitrary entry makes room.
 const maxHotHeaders = 4096
 
@@ -76,10 +70,7 @@ func (m *MirrorHandler) serveMemory(w http.ResponseWriter, r *http.Request, key 
 		hdr = wholeBodyHeader(info, int64(len(body)))
 		m.hot.put(key, info, hdr)
 	}
-	dst := w.Header()
-	for k, v := range hdr {
-		dst[k] = v
-	}
+	copyHeader(w.Header(), hdr)
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(body)

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -138,7 +139,9 @@ type MirrorHandler struct {
 
 	// CacheQuery includes the query string in the cache key and the
 	// upstream request, for origins that address files by query. False
-	// (the seed's behaviour) drops the query.
+	// drops the query: mirrored files are named by their path, and a
+	// query (often a cache-buster or a tracking token) would otherwise
+	// store one copy per distinct query.
 	CacheQuery bool
 
 	// CIDN, when set, stores missed files through a CIDN deployment
@@ -168,15 +171,20 @@ type MirrorHandler struct {
 	client    *http.Client
 	scheme    string
 	fills     *fill.Group
-	redirect  storage.Redirector
+	rules     policy.Rules
 	syncs     singleflight.Group
 	negatives negativeCache
 	hot       hotHeaders
 	now       func() time.Time // the clock; tests replace it
 }
 
-// Logger is the seed's logging interface. NewPrintlnHandler adapts it to
-// log/slog.
+// DefaultRevalidatePatterns are the cache keys revalidated on every request
+// when MirrorHandler.RevalidatePatterns is nil (see
+// policy.DefaultRevalidatePatterns).
+var DefaultRevalidatePatterns = policy.DefaultRevalidatePatterns
+
+// Logger is a Println-style logger, the logging interface of the original
+// httpmirror package. NewPrintlnHandler adapts one to log/slog.
 type Logger interface {
 	// Println logs a message with the provided arguments.
 	Println(v ...interface{})
@@ -237,11 +245,15 @@ func (m *MirrorHandler) init() error {
 		if m.scheme == "" {
 			m.scheme = "https"
 		}
-		m.store = m.RemoteCache
-		if m.RemoteCache != nil && m.Metrics != nil {
-			m.store = instrumented{b: m.RemoteCache, m: m.Metrics}
+		m.rules.RevalidatePatterns = m.RevalidatePatterns
+		if m.RevalidatePatterns == nil {
+			m.rules.RevalidatePatterns = DefaultRevalidatePatterns
 		}
 		if m.RemoteCache != nil {
+			// Every storage call goes through the decorator, which times
+			// it for the metrics (when there are any) and offers every
+			// optional capability.
+			m.store = storage.Instrument(m.RemoteCache, m.Metrics.storageObserver())
 			idle := m.UpstreamIdleTimeout
 			if idle == 0 {
 				idle = 2 * time.Minute
@@ -255,10 +267,9 @@ func (m *MirrorHandler) init() error {
 				SpoolDir:      m.SpoolDir,
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
-				Info:          m.infoFromResponse,
-				Storable:      storable,
+				Info:          func(resp *http.Response) storage.Info { return policy.Info(resp, m.now()) },
+				Storable:      func(resp *http.Response) bool { return policy.Storable(resp.Header) },
 			})
-			m.redirect, _ = m.RemoteCache.(storage.Redirector)
 		}
 		m.Metrics.watch(m)
 	})
@@ -347,9 +358,9 @@ func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.serve(rec, r)
 }
 
-func (m *MirrorHandler) serve(w http.ResponseWriter, r *http.Request) {
+func (m *MirrorHandler) serve(w *recorder, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		mark(w, outcomeInvalid)
+		w.outcome = outcomeInvalid
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
@@ -359,9 +370,9 @@ func (m *MirrorHandler) serve(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, r, err)
 		return
 	}
-	markHost(w, t.host)
+	w.host = t.host
 	if m.RemoteCache == nil {
-		mark(w, outcomeDirect)
+		w.outcome = outcomeDirect
 		m.direct(w, r, t)
 		return
 	}

@@ -6,8 +6,9 @@ import (
 )
 
 // NewPrintlnHandler returns a slog.Handler that formats each record as one
-// line of key=value text and passes it to l.Println, for callers that still
-// have a seed-style Logger. opts may be nil.
+// line of key=value text and passes it to l.Println, for callers that log
+// through a Println-style Logger (as the original httpmirror's Logger
+// field was). opts may be nil.
 func NewPrintlnHandler(l Logger, opts *slog.HandlerOptions) slog.Handler {
 	return slog.NewTextHandler(printlnWriter{l}, opts)
 }

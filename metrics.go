@@ -1,8 +1,8 @@
 package httpmirror
 
 import (
+	"context"
 	"errors"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/httpmirror/httpmirror/fill"
-	"github.com/httpmirror/httpmirror/internal/netguard"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -191,38 +190,22 @@ func (m *Metrics) upstreamResponse(d time.Duration) {
 // upstreamError counts a failed upstream fetch.
 func (m *Metrics) upstreamError(err error) {
 	if m != nil && !errors.Is(err, fill.ErrShutdown) {
-		m.upstreamErrors.WithLabelValues(upstreamErrorKind(err)).Inc()
+		m.upstreamErrors.WithLabelValues(classify(context.Background(), err).kind).Inc()
 	}
 }
 
-func upstreamErrorKind(err error) string {
-	var se *fill.StatusError
-	var oe *net.OpError
-	switch {
-	case errors.As(err, &se) && se.Code >= 500:
-		return "status_5xx"
-	case errors.As(err, &se):
-		return "status_4xx"
-	case errors.Is(err, netguard.ErrRefused):
-		return "refused"
-	case errors.Is(err, fill.ErrOriginChanged):
-		return "changed"
-	case isTimeout(err):
-		return "timeout"
-	case errors.Is(err, fill.ErrShortBody):
-		return "short_body"
-	case errors.As(err, &oe):
-		return "connect"
+// storageObserver returns the storage decorator's observer: nil (nothing
+// recorded) without metrics.
+func (m *Metrics) storageObserver() storage.OpObserver {
+	if m == nil {
+		return nil
 	}
-	return "other"
+	return m.storageOp
 }
 
 // storageOp records a storage operation's duration and, unless it is a
 // plain not-found, its error.
 func (m *Metrics) storageOp(op string, d time.Duration, err error) {
-	if m == nil {
-		return
-	}
 	m.storageLatency.WithLabelValues(op).Observe(d.Seconds())
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		m.storageErrors.WithLabelValues(op).Inc()

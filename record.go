@@ -9,7 +9,9 @@ import (
 )
 
 // recorder wraps a ResponseWriter to learn the status and body size of a
-// response, and carries the request's outcome. It keeps ReadFrom, so bodies
+// response, and carries the request's outcome and upstream host for the
+// access log and metrics. The handler passes it explicitly to everything
+// that serves a request. It keeps ReadFrom, so bodies
 // from local files still go out through sendfile, and Unwrap, so
 // http.ResponseController reaches the connection.
 type recorder struct {
@@ -65,20 +67,6 @@ func (rec *recorder) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
-
-// mark records the outcome of the request w belongs to.
-func mark(w http.ResponseWriter, o outcome) {
-	if rec, ok := w.(*recorder); ok {
-		rec.outcome = o
-	}
-}
-
-// markHost records the upstream host of the request w belongs to.
-func markHost(w http.ResponseWriter, host string) {
-	if rec, ok := w.(*recorder); ok {
-		rec.host = host
-	}
-}
 
 // finish records a finished (or aborted) request in the metrics and the
 // access log.

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
@@ -192,69 +191,6 @@ func readMultipart(t *testing.T, r response) [][]byte {
 	}
 }
 
-func TestUpstreamStatuses(t *testing.T) {
-	o := newOrigin(t)
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		var code int
-		fmt.Sscanf(strings.TrimPrefix(r.URL.Path, "/status/"), "%d", &code)
-		if code == 0 {
-			return false
-		}
-		w.Header().Set("X-Internal", "secret detail")
-		http.Error(w, "origin says: internal stack trace", code)
-		return true
-	})
-	m := newMirror(t, o)
-	for code, want := range map[int]int{404: 404, 410: 410, 403: 403, 401: 401, 500: 502, 503: 502, 204: 502} {
-		r := get(t, m.url(o, fmt.Sprintf("/status/%d", code)))
-		if r.StatusCode != want {
-			t.Errorf("origin %d: mirror answered %d; want %d", code, r.StatusCode, want)
-		}
-		if strings.Contains(string(r.body), "stack trace") || r.Header.Get("X-Internal") != "" {
-			t.Errorf("origin %d: origin detail leaked to the client: %q", code, r.body)
-		}
-	}
-	// Server errors are not remembered: asking again reaches the origin.
-	before := o.Gets.Load()
-	get(t, m.url(o, "/status/500"))
-	if o.Gets.Load() != before+1 {
-		t.Errorf("a 500 was cached")
-	}
-}
-
-func TestUpstreamUnreachable(t *testing.T) {
-	o := newOrigin(t)
-	m := newMirror(t, o)
-	addr := o.HostPort()
-	o.Close() // nothing listens there any more
-	r := get(t, m.URL+"/"+addr+"/file")
-	if r.StatusCode != 502 {
-		t.Fatalf("status %d; want 502", r.StatusCode)
-	}
-	if strings.Contains(string(r.body), "127.0.0.1") || strings.Contains(string(r.body), "refused") {
-		t.Errorf("body leaks internal detail: %q", r.body)
-	}
-}
-
-func TestUpstreamTimeout(t *testing.T) {
-	o := newOrigin(t)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		<-release // never answers while the test runs
-		return true
-	})
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
-		m.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{
-			RootCAs: o.CertPool(), AllowPrivate: true, ResponseHeaderTimeout: 200 * time.Millisecond,
-		})
-	})
-	r := get(t, m.url(o, "/slow"))
-	if r.StatusCode != 504 {
-		t.Fatalf("status %d; want 504", r.StatusCode)
-	}
-}
-
 // A file the origin serves with Content-Encoding (a .gz served as gzip, as
 // many origins do) is replayed byte for byte, with the encoding and with
 // Content-Length, whole and by range.
@@ -283,5 +219,100 @@ func TestContentEncodingKeepsLength(t *testing.T) {
 	r = do(t, "GET", m.url(o, "/pkg.tar.gz"), http.Header{"Range": {"bytes=999999-"}})
 	if r.StatusCode != 416 || r.Header.Get("Content-Encoding") != "" {
 		t.Fatalf("416: encoding %q on an error", r.Header.Get("Content-Encoding"))
+	}
+}
+
+const hfCommit = "0123456789abcdef0123456789abcdef01234567"
+
+// hfOrigin answers like the Hugging Face Hub: /{repo}/resolve/{rev}/{file}
+// serves small files directly with the blob's ETag and X-Repo-Commit, and
+// redirects large (LFS) files to a CDN path, the redirect carrying
+// X-Repo-Commit, X-Linked-Etag and X-Linked-Size. /api/ serves JSON.
+func hfOrigin(t *testing.T, config, weights []byte) *testOrigin {
+	o := newOrigin(t)
+	weightsSHA := testutil.SHA256(weights)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		h := w.Header()
+		switch {
+		case r.URL.Path == "/org/model/resolve/main/config.json":
+			h.Set("X-Repo-Commit", hfCommit)
+			testutil.ServeFile(w, r, &testutil.File{Data: config, ETag: `"cfg-blob-sha1"`, Type: "application/json"})
+		case r.URL.Path == "/org/model/resolve/main/model.safetensors":
+			h.Set("X-Repo-Commit", hfCommit)
+			h.Set("X-Linked-Etag", `"`+weightsSHA+`"`)
+			h.Set("X-Linked-Size", fmt.Sprint(len(weights)))
+			h.Set("ETag", `"`+weightsSHA+`"`)
+			http.Redirect(w, r, "/cdn/blobs/"+weightsSHA, http.StatusFound)
+		case strings.HasPrefix(r.URL.Path, "/cdn/blobs/"):
+			testutil.ServeFile(w, r, &testutil.File{Data: weights, ETag: `"cdn-etag"`, Type: "binary/octet-stream"})
+		case r.URL.Path == "/api/models/org/model":
+			h.Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":"org/model","sha":%q}`, hfCommit)
+		default:
+			return false
+		}
+		return true
+	})
+	return o
+}
+
+func TestHuggingFaceHeaders(t *testing.T) {
+	config := []byte(`{"model_type":"test"}`)
+	weights := payload(80, 2<<20)
+	o := hfOrigin(t, config, weights)
+	m := newMirror(t, o)
+
+	for _, c := range []struct {
+		file       string
+		body       []byte
+		etag       string
+		linkedEtag string
+		linkedSize string
+	}{
+		{"config.json", config, `"cfg-blob-sha1"`, "", ""},
+		{"model.safetensors", weights, `"cdn-etag"`, `"` + testutil.SHA256(weights) + `"`, fmt.Sprint(len(weights))},
+	} {
+		u := m.url(o, "/org/model/resolve/main/"+c.file)
+		check := func(round string, r response) {
+			t.Helper()
+			if r.StatusCode != 200 {
+				t.Fatalf("%s %s: status %d", c.file, round, r.StatusCode)
+			}
+			if r.Header.Get("X-Repo-Commit") != hfCommit {
+				t.Errorf("%s %s: X-Repo-Commit %q", c.file, round, r.Header.Get("X-Repo-Commit"))
+			}
+			if r.Header.Get("Etag") != c.etag {
+				t.Errorf("%s %s: ETag %q; want %q", c.file, round, r.Header.Get("Etag"), c.etag)
+			}
+			if r.ContentLength != int64(len(c.body)) {
+				t.Errorf("%s %s: Content-Length %d; want %d", c.file, round, r.ContentLength, len(c.body))
+			}
+			if r.Header.Get("X-Linked-Etag") != c.linkedEtag || r.Header.Get("X-Linked-Size") != c.linkedSize {
+				t.Errorf("%s %s: X-Linked-Etag %q X-Linked-Size %q; want %q %q", c.file, round,
+					r.Header.Get("X-Linked-Etag"), r.Header.Get("X-Linked-Size"), c.linkedEtag, c.linkedSize)
+			}
+		}
+		// The Hub client asks HEAD first, on a cold mirror.
+		check("cold HEAD", do(t, "HEAD", u, nil))
+		r := get(t, u)
+		check("cold GET", r)
+		if !bytes.Equal(r.body, c.body) {
+			t.Fatalf("%s: body differs", c.file)
+		}
+		waitFills(t, m)
+		check("warm HEAD", do(t, "HEAD", u, nil))
+		check("warm GET", get(t, u))
+	}
+
+	// API JSON is mutable metadata: revalidated, not frozen.
+	api := m.url(o, "/api/models/org/model")
+	get(t, api)
+	waitFills(t, m)
+	before := o.Gets.Load()
+	if r := get(t, api); !strings.Contains(string(r.body), hfCommit) {
+		t.Fatalf("api: %q", r.body)
+	}
+	if o.Gets.Load() != before+1 {
+		t.Fatalf("API JSON served without asking the origin")
 	}
 }

@@ -2,6 +2,7 @@ package httpmirror_test
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"sync"
 	"testing"
@@ -98,22 +99,6 @@ func TestRevalidationMaxAge(t *testing.T) {
 	waitFills(t, m)
 	if r := get(t, u); !bytes.Equal(r.body, nw) {
 		t.Fatal("new object not stored")
-	}
-}
-
-func TestNoStoreIsNeverStored(t *testing.T) {
-	o := newOrigin(t)
-	data := payload(72, 5000)
-	o.Put("/secret", data).Header = http.Header{"Cache-Control": {"private, no-store"}}
-	m := newMirror(t, o)
-	for i := range 3 {
-		if r := get(t, m.url(o, "/secret")); !bytes.Equal(r.body, data) {
-			t.Fatalf("request %d: wrong body", i)
-		}
-		waitFills(t, m)
-	}
-	if o.Gets.Load() != 3 || countFiles(t, m.root+"/objects") != 0 {
-		t.Fatalf("origin GETs %d, objects %d; want 3 and none stored", o.Gets.Load(), countFiles(t, m.root+"/objects"))
 	}
 }
 
@@ -243,130 +228,62 @@ func TestRevalidationFindsFileGone(t *testing.T) {
 	}
 }
 
-// A 404 is remembered for the negative TTL: ten requests reach the origin
-// once; after the TTL it is asked again. A 500 is never remembered.
-func TestNegativeCache(t *testing.T) {
+func TestCheckSync(t *testing.T) {
 	o := newOrigin(t)
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if r.URL.Path == "/broken" {
-			http.Error(w, "oops", 500)
-			return true
-		}
-		return false
-	})
-	clk := newClock()
-	m := newClockedMirror(t, o, clk, func(m *httpmirror.MirrorHandler) { m.NegativeTTL = 30 * time.Second })
-	for i := range 10 {
-		if r := get(t, m.url(o, "/missing")); r.StatusCode != 404 {
-			t.Fatalf("request %d: status %d; want 404", i, r.StatusCode)
-		}
+	old := payload(12, 100000)
+	o.Put("/sync.bin", old)
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CheckSyncTimeout = 5 * time.Second })
+	u := m.url(o, "/sync.bin")
+	if r := get(t, u); !bytes.Equal(r.body, old) {
+		t.Fatal("first fetch wrong")
 	}
-	if o.Gets.Load() != 1 {
-		t.Fatalf("origin GETs for 10 requests of a missing file: %d; want 1", o.Gets.Load())
+	waitFills(t, m) // the next request must be a hit, not a joiner
+	// Same size at the origin: the cache is served.
+	if r := get(t, u); !bytes.Equal(r.body, old) || o.Gets.Load() != 1 || o.Heads.Load() != 1 {
+		t.Fatalf("unchanged origin: GETs %d HEADs %d; want 1 and 1", o.Gets.Load(), o.Heads.Load())
 	}
-	clk.advance(30 * time.Second)
-	get(t, m.url(o, "/missing"))
-	if o.Gets.Load() != 2 {
-		t.Fatalf("after the TTL: origin GETs %d; want 2", o.Gets.Load())
+	// Replaced with another size: refetched and served.
+	nw := payload(13, 150000)
+	o.Put("/sync.bin", nw)
+	if r := get(t, u); r.StatusCode != 200 || !bytes.Equal(r.body, nw) {
+		t.Fatalf("changed origin: status %d, %d bytes; want the new object", r.StatusCode, len(r.body))
 	}
-	for i := range 3 {
-		if r := get(t, m.url(o, "/broken")); r.StatusCode != 502 {
-			t.Fatalf("500 request %d: status %d; want 502", i, r.StatusCode)
-		}
-	}
-	if o.Gets.Load() != 5 {
-		t.Fatalf("origin GETs %d; want 5 (500s are never cached)", o.Gets.Load())
-	}
-}
-
-func TestRedirectPolicy(t *testing.T) {
-	o := newOrigin(t)
-	o.Put("/real.bin", []byte("real"))
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		switch r.URL.Path {
-		case "/to-real":
-			http.Redirect(w, r, "/real.bin", http.StatusFound)
-		case "/to-nodot":
-			http.Redirect(w, r, "https://intranet:8443/x", http.StatusFound)
-		case "/to-blocked":
-			http.Redirect(w, r, "/payload.exe", http.StatusFound)
-		case "/to-ftp":
-			http.Redirect(w, r, "ftp://example.com/x", http.StatusFound)
-		case "/loop":
-			http.Redirect(w, r, "/loop", http.StatusFound)
-		default:
-			return false
-		}
-		return true
-	})
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.BlockSuffix = []string{".exe"} })
-	for path, want := range map[string]int{"/to-real": 200, "/to-nodot": 502, "/to-blocked": 403, "/to-ftp": 502, "/loop": 502} {
-		if r := get(t, m.url(o, path)); r.StatusCode != want {
-			t.Errorf("%s: status %d; want %d", path, r.StatusCode, want)
-		}
-	}
-	// The redirect loop was followed 10 times, then given up.
-	loops := 0
-	for _, r := range o.Received() {
-		if r.URL.Path == "/loop" {
-			loops++
-		}
-	}
-	if loops != 11 {
-		t.Errorf("origin saw %d requests of the redirect loop; want 11 (the first and 10 redirects)", loops)
-	}
-}
-
-func TestCacheQuery(t *testing.T) {
-	o := newOrigin(t)
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		w.Header().Set("Content-Length", "5")
-		w.Write([]byte("q=" + r.URL.Query().Get("v") + "!!")[:5])
-		return true
-	})
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CacheQuery = true })
-	for range 2 {
-		for _, v := range []string{"1", "2"} {
-			if r := get(t, m.url(o, "/f?v="+v)); string(r.body) != "q="+v+"!!" {
-				t.Fatalf("v=%s: body %q", v, r.body)
-			}
-			waitFills(t, m)
-		}
-	}
-	if o.Gets.Load() != 2 {
-		t.Fatalf("origin GETs %d; want 2 (one per query)", o.Gets.Load())
-	}
-}
-
-// A directory URL (PEP 503 page) is fetched with its Content-Type and kept
-// apart from a file of the same name.
-func TestDirectoryURL(t *testing.T) {
-	o := newOrigin(t)
-	page := []byte(`<html><body><a href="../../files/pkg-1.0.tar.gz#sha256=00">pkg-1.0.tar.gz</a></body></html>`)
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		switch r.URL.Path {
-		case "/simple/pkg/":
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Write(page)
-		case "/simple/pkg":
-			w.Write([]byte("file"))
-		default:
-			return false
-		}
-		return true
-	})
-	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.RevalidatePatterns = []string{} })
-	for range 2 {
-		r := get(t, m.url(o, "/simple/pkg/"))
-		if r.StatusCode != 200 || !bytes.Equal(r.body, page) || r.Header.Get("Content-Type") != "text/html; charset=utf-8" {
-			t.Fatalf("directory page: status %d, type %q", r.StatusCode, r.Header.Get("Content-Type"))
-		}
-		if r := get(t, m.url(o, "/simple/pkg")); string(r.body) != "file" {
-			t.Fatalf("file of the same name: %q", r.body)
-		}
-		waitFills(t, m)
-	}
+	waitFills(t, m)
 	if o.Gets.Load() != 2 {
 		t.Fatalf("origin GETs %d; want 2", o.Gets.Load())
+	}
+	// Origin down: the cache (now the new object) is served.
+	o.Close()
+	if r := get(t, u); r.StatusCode != 200 || !bytes.Equal(r.body, nw) {
+		t.Fatalf("origin down: status %d, %d bytes; want the cached object", r.StatusCode, len(r.body))
+	}
+}
+
+func TestCheckSyncReplacementKeepsOldReaders(t *testing.T) {
+	o := newOrigin(t)
+	old := payload(14, 4<<20)
+	o.Put("/big.bin", old)
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CheckSyncTimeout = 5 * time.Second })
+	u := m.url(o, "/big.bin")
+	get(t, u)
+	waitFills(t, m)
+	// A reader starts on the old object ...
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 1000)
+	io.ReadFull(resp.Body, head)
+	// ... the origin changes and another request replaces the object ...
+	nw := payload(15, 3<<20)
+	o.Put("/big.bin", nw)
+	if r := get(t, u); !bytes.Equal(r.body, nw) {
+		t.Fatal("replacement not served")
+	}
+	// ... and the first reader still finishes the old one.
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(append(head, rest...), old) {
+		t.Fatalf("old reader: %d bytes, err %v; want the old object", len(head)+len(rest), err)
 	}
 }

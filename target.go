@@ -16,8 +16,9 @@ var (
 	// errBadRequest: the request is malformed or hostile (traversal, control
 	// characters, invalid escapes). 400.
 	errBadRequest = errors.New("bad request path")
-	// errNoTarget: the request names no upstream the mirror serves. 404
-	// through the NotFound handler, as in the seed.
+	// errNoTarget: the request names no upstream the mirror serves. 404,
+	// answered by the NotFound handler so an embedding program can serve
+	// its own pages there.
 	errNoTarget = errors.New("no upstream for this request")
 	// errPathTooLong: 414.
 	errPathTooLong = errors.New("request path too long")
@@ -38,8 +39,8 @@ type target struct {
 func (t target) url(scheme string) string { return scheme + "://" + t.host + t.path + t.query }
 
 // resolveTarget finds the upstream of r according to the handler's host
-// mode, and cleans and checks the path. The query string is dropped, as in
-// the seed.
+// mode, and cleans and checks the path. The query string is dropped unless
+// CacheQuery is set.
 func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	raw := r.URL.EscapedPath()
 	var query string
@@ -212,7 +213,8 @@ func stripPort(hostport string) string {
 
 // canonicalHost checks an upstream host[:port] and returns it lowercased,
 // without a trailing dot. A name must be a valid DNS name with at least one
-// dot (the seed's rule: it keeps "localhost" and bare words out); IPv4
+// dot (which keeps "localhost" and bare words out: they would name hosts
+// of the mirror's own network); IPv4
 // literals and bracketed IPv6 literals are accepted here and left to the
 // address guard. Anything else is errNoTarget.
 func canonicalHost(hostport string) (string, error) {

@@ -1,14 +1,23 @@
 package httpmirror_test
 
 import (
+	"bufio"
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/testutil"
+	"github.com/httpmirror/httpmirror/storage"
+	"github.com/httpmirror/httpmirror/storage/file"
 )
 
 // recordingTransport answers every upstream request with 200 "upstream"
@@ -187,4 +196,202 @@ func TestDirectModeHeaders(t *testing.T) {
 	if w.Header().Get("X-Origin") != "yes" {
 		t.Errorf("end-to-end response header X-Origin lost")
 	}
+}
+
+func TestCacheQuery(t *testing.T) {
+	o := newOrigin(t)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		w.Header().Set("Content-Length", "5")
+		w.Write([]byte("q=" + r.URL.Query().Get("v") + "!!")[:5])
+		return true
+	})
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.CacheQuery = true })
+	for range 2 {
+		for _, v := range []string{"1", "2"} {
+			if r := get(t, m.url(o, "/f?v="+v)); string(r.body) != "q="+v+"!!" {
+				t.Fatalf("v=%s: body %q", v, r.body)
+			}
+			waitFills(t, m)
+		}
+	}
+	if o.Gets.Load() != 2 {
+		t.Fatalf("origin GETs %d; want 2 (one per query)", o.Gets.Load())
+	}
+}
+
+// A directory URL (PEP 503 page) is fetched with its Content-Type and kept
+// apart from a file of the same name.
+func TestDirectoryURL(t *testing.T) {
+	o := newOrigin(t)
+	page := []byte(`<html><body><a href="../../files/pkg-1.0.tar.gz#sha256=00">pkg-1.0.tar.gz</a></body></html>`)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		switch r.URL.Path {
+		case "/simple/pkg/":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Write(page)
+		case "/simple/pkg":
+			w.Write([]byte("file"))
+		default:
+			return false
+		}
+		return true
+	})
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) { m.RevalidatePatterns = []string{} })
+	for range 2 {
+		r := get(t, m.url(o, "/simple/pkg/"))
+		if r.StatusCode != 200 || !bytes.Equal(r.body, page) || r.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Fatalf("directory page: status %d, type %q", r.StatusCode, r.Header.Get("Content-Type"))
+		}
+		if r := get(t, m.url(o, "/simple/pkg")); string(r.body) != "file" {
+			t.Fatalf("file of the same name: %q", r.body)
+		}
+		waitFills(t, m)
+	}
+	if o.Gets.Load() != 2 {
+		t.Fatalf("origin GETs %d; want 2", o.Gets.Load())
+	}
+}
+
+func TestHostileRequests(t *testing.T) {
+	o := newOrigin(t)
+	o.Put("/ok.txt", []byte("ok"))
+	m := newMirror(t, o)
+	addr := strings.TrimPrefix(m.URL, "http://")
+	h := "/" + o.HostPort()
+	long := strings.Repeat("a", 64<<10)
+
+	reqs := map[string]string{
+		"dot dot":                   "GET " + h + "/../../etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"dot dot first":             "GET /../etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"encoded dot dot":           "GET " + h + "/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"upper encoded dot dot":     "GET " + h + "/%2E%2E/etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"mixed encoded dot dot":     "GET " + h + "/.%2e/etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"encoded slash traversal":   "GET " + h + "/a%2F..%2F..%2Fetc%2Fpasswd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"double encoded dot dot":    "GET " + h + "/%252e%252e/etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"servlet dot dot":           "GET " + h + "/..;/etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"backslash":                 "GET " + h + "/..\\..\\etc\\passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"encoded backslash":         "GET " + h + "/..%5c..%5cetc%5cpasswd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"overlong utf8 dots":        "GET " + h + "/%c0%ae%c0%ae/etc/passwd HTTP/1.1\r\nHost: m\r\n\r\n",
+		"encoded NUL":               "GET " + h + "/file%00.txt HTTP/1.1\r\nHost: m\r\n\r\n",
+		"encoded CRLF":              "GET " + h + "/a%0d%0aSet-Cookie:%20x=1 HTTP/1.1\r\nHost: m\r\n\r\n",
+		"raw NUL":                   "GET " + h + "/a\x00b HTTP/1.1\r\nHost: m\r\n\r\n",
+		"raw CR in target":          "GET " + h + "/a\rb HTTP/1.1\r\nHost: m\r\n\r\n",
+		"invalid escape":            "GET " + h + "/%zz HTTP/1.1\r\nHost: m\r\n\r\n",
+		"64 KiB segment":            "GET " + h + "/" + long + " HTTP/1.1\r\nHost: m\r\n\r\n",
+		"duplicate Host":            "GET " + h + "/ok.txt HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n",
+		"bad Host":                  "GET " + h + "/ok.txt HTTP/1.1\r\nHost: exa mple.com\r\n\r\n",
+		"missing Host":              "GET " + h + "/ok.txt HTTP/1.1\r\n\r\n",
+		"asterisk target":           "GET * HTTP/1.1\r\nHost: m\r\n\r\n",
+		"garbage request line":      "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+		"POST":                      "POST " + h + "/ok.txt HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n",
+		"TRACE":                     "TRACE " + h + "/ok.txt HTTP/1.1\r\nHost: m\r\n\r\n",
+		"CONNECT":                   "CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n",
+		"absolute-form to metadata": "GET http://169.254.169.254/latest/meta-data HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
+		"huge header":               "GET " + h + "/ok.txt HTTP/1.1\r\nHost: m\r\nX-Big: " + strings.Repeat("b", 1<<20) + "\r\n\r\n",
+		"host is dot dot":           "GET /../ok.txt HTTP/1.1\r\nHost: m\r\n\r\n",
+	}
+	for name, req := range reqs {
+		t.Run(name, func(t *testing.T) {
+			code := testutil.RawStatus(t, addr, req)
+			if code < 400 || code > 499 {
+				t.Errorf("status %d; want a 4xx", code)
+			}
+			// The server keeps serving.
+			if r := get(t, m.url(o, "/ok.txt")); r.StatusCode != 200 || string(r.body) != "ok" {
+				t.Fatalf("after the hostile request: status %d body %q", r.StatusCode, r.body)
+			}
+		})
+	}
+	if got := o.Gets.Load(); got != 1 {
+		t.Errorf("origin saw %d GETs; want 1 (the control file)", got)
+	}
+
+	// Nothing but the cache's own layout exists: the parent of the cache
+	// root holds only the root, and the root only its fixed entries and
+	// hash-named object files.
+	parent := filepath.Dir(m.root)
+	entries, _ := os.ReadDir(parent)
+	if len(entries) != 1 || entries[0].Name() != "cache" {
+		t.Errorf("cache parent holds %v; want only the cache directory", entries)
+	}
+	objectName := regexp.MustCompile(`^objects/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}$`)
+	filepath.WalkDir(m.root, func(p string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(m.root, p)
+		if err != nil || d.IsDir() || rel == "lock" {
+			return nil
+		}
+		if !objectName.MatchString(filepath.ToSlash(rel)) {
+			t.Errorf("unexpected file in the cache: %s", rel)
+		}
+		return nil
+	})
+}
+
+// FuzzCachePath feeds arbitrary request targets and Host headers through
+// target resolution (in the first-path and Host-header modes) and the disk
+// backend's key-to-file mapping: whatever the request holds, the file stays
+// inside the cache root.
+func FuzzCachePath(f *testing.F) {
+	for _, s := range []struct{ host, target string }{
+		{"example.com", "/example.com/a/b"},
+		{"example.com", "/example.com/../../etc/passwd"},
+		{"example.com", "/example.com/%2e%2e/%2e%2e/etc/passwd"},
+		{"example.com", "/example.com/a%2F..%2F..%2Fx"},
+		{"example.com", "/example.com/..%5c..%5cwin.ini"},
+		{"example.com", "/example.com/a%00b"},
+		{"example.com", "/example.com:443/%252e%252e/x"},
+		{"../../etc", "/passwd"},
+		{"a.b%2f..%2f..", "/x"},
+		{"example.com", "/" + strings.Repeat("a", 300) + ".com/" + strings.Repeat("b/", 200)},
+		{"[::1]:80", "/x/y"},
+		{"example.com", "/example.com/simple/pkg/"},
+	} {
+		f.Add(s.host, s.target)
+	}
+	root := filepath.Join(f.TempDir(), "cache")
+	b, err := file.New(root, file.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer b.Close()
+	handlers := []*httpmirror.MirrorHandler{
+		{HostFromFirstPath: true, Client: &http.Client{}},
+		{Client: &http.Client{}},
+		{BaseDomain: "mirror.test", Client: &http.Client{}},
+	}
+	f.Fuzz(func(t *testing.T, host, target string) {
+		raw := "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			return // net/http answers 400 before any handler runs
+		}
+		for _, h := range handlers {
+			key, _, err := h.ResolveKey(req)
+			if err != nil {
+				continue
+			}
+			if err := storage.ValidateKey(key); err != nil {
+				t.Fatalf("resolved key %q is invalid: %v", key, err)
+			}
+			for _, seg := range strings.Split(strings.TrimSuffix(key, "/"), "/") {
+				dec, err := url.PathUnescape(seg)
+				if err != nil {
+					t.Fatalf("resolved key %q has an invalid escape in %q", key, seg)
+				}
+				for _, part := range strings.Split(dec, "/") {
+					if p, _, _ := strings.Cut(part, ";"); p == ".." || strings.ContainsAny(part, "\\\x00") {
+						t.Fatalf("resolved key %q has segment %q", key, seg)
+					}
+				}
+			}
+			p, err := b.Path(key)
+			if err != nil {
+				t.Fatalf("Path(%q): %v", key, err)
+			}
+			rel, err := filepath.Rel(filepath.Join(root, "objects"), p)
+			if err != nil || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
+				t.Fatalf("key %q maps to %q, outside %s", key, p, root)
+			}
+		}
+	})
 }

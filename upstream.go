@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -39,8 +38,8 @@ type UpstreamOptions struct {
 	// ProxyFromEnvironment, when ProxyURL is nil, takes the proxy from
 	// HTTPS_PROXY, HTTP_PROXY and NO_PROXY (and their lower-case forms).
 	ProxyFromEnvironment bool
-	// ProxyDial, when set, makes every upstream connection (the seed's
-	// ProxyDial). The address guard then checks only IP literals, since the
+	// ProxyDial, when set, makes every upstream connection (for example
+	// through a SOCKS dialer). The address guard then checks only IP literals, since the
 	// proxy resolves names.
 	ProxyDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ConnectTimeout bounds TCP connect plus TLS handshake. Zero means 10s.
@@ -48,21 +47,11 @@ type UpstreamOptions struct {
 	// ResponseHeaderTimeout bounds the wait for the origin's response
 	// headers after the request is sent. Zero means 30s.
 	ResponseHeaderTimeout time.Duration
-	// MaxRedirects is how many redirects are followed. Zero means 10; a
-	// negative value follows none.
-	MaxRedirects int
-	// UserAgent is sent with every upstream request. Empty means
-	// "httpmirror".
-	UserAgent string
 }
 
-// errTooManyRedirects is returned when an origin redirects more than
-// MaxRedirects times.
-var errTooManyRedirects = errors.New("too many upstream redirects")
-
 // NewUpstreamClient returns the HTTP client for reaching origins. It never
-// asks for compression (so stored bytes are the origin's bytes), follows
-// redirects up to the limit, and, unless AllowPrivate, refuses every address
+// asks for compression (so stored bytes are the origin's bytes), follows up
+// to MaxRedirects redirects, and, unless AllowPrivate, refuses every address
 // the netguard package forbids, on the first request and on every redirect.
 func NewUpstreamClient(o UpstreamOptions) *http.Client {
 	connect := o.ConnectTimeout
@@ -72,10 +61,6 @@ func NewUpstreamClient(o UpstreamOptions) *http.Client {
 	header := o.ResponseHeaderTimeout
 	if header == 0 {
 		header = 30 * time.Second
-	}
-	maxRedirects := o.MaxRedirects
-	if maxRedirects == 0 {
-		maxRedirects = 10
 	}
 	guard := netguard.Guard{Allow: o.AllowNetworks}
 	plain := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
@@ -135,18 +120,16 @@ func NewUpstreamClient(o UpstreamOptions) *http.Client {
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     true,
 	}
-	ua := o.UserAgent
-	if ua == "" {
-		ua = "httpmirror"
-	}
+	// Redirects are followed up to MaxRedirects, to http and https URLs
+	// only; MirrorHandler adds its host rules (withRedirectPolicy).
 	return &http.Client{
-		Transport: &userAgent{rt: t, ua: ua},
+		Transport: &userAgent{rt: t, ua: "httpmirror"},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > maxRedirects || maxRedirects < 0 {
+			if len(via) > MaxRedirects {
 				return errTooManyRedirects
 			}
 			if req.URL.Scheme != "https" && req.URL.Scheme != "http" {
-				return fmt.Errorf("redirect to unsupported scheme %q", req.URL.Scheme)
+				return errRedirectNotAllowed
 			}
 			return nil
 		},

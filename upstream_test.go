@@ -1,16 +1,21 @@
 package httpmirror_test
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 func TestSSRFRefused(t *testing.T) {
@@ -133,5 +138,173 @@ func TestSSRFRedirectRefused(t *testing.T) {
 	}
 	if o.Gets.Load() != 1 || innerHits.Load() != 0 {
 		t.Fatalf("origin GETs %d, redirect target hits %d; want 1 and 0", o.Gets.Load(), innerHits.Load())
+	}
+}
+
+// Through an HTTP CONNECT proxy and a SOCKS5 proxy on loopback, the origin
+// is reached only via the proxy: its name resolves nowhere but in the
+// proxy, and the address guard stays on for everything else.
+func TestUpstreamProxies(t *testing.T) {
+	for _, kind := range []string{"http", "socks5"} {
+		t.Run(kind, func(t *testing.T) {
+			o := newOrigin(t)
+			data := payload(50, 300000)
+			o.Put("/via-proxy.bin", data)
+			_, port, _ := net.SplitHostPort(o.HostPort())
+			// The origin's certificate is valid for example.com; only the
+			// proxy knows that example.com is the loopback origin.
+			hosts := map[string]string{"example.com": "127.0.0.1"}
+			var p *testutil.Proxy
+			if kind == "http" {
+				p = testutil.NewHTTPProxy(t, hosts)
+			} else {
+				p = testutil.NewSOCKS5Proxy(t, hosts)
+			}
+			dns := newFakeDNS(t, nil) // the mirror itself resolves nothing
+			m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
+				m.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{
+					RootCAs:  o.CertPool(),
+					ProxyURL: &url.URL{Scheme: kind, Host: p.Addr},
+					Resolver: dns.resolver(),
+				})
+			})
+
+			r := get(t, m.URL+"/example.com:"+port+"/via-proxy.bin")
+			if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+				t.Fatalf("through the proxy: status %d, %d bytes", r.StatusCode, len(r.body))
+			}
+			if got := p.Targets(); len(got) != 1 || got[0] != "example.com:"+port {
+				t.Fatalf("proxy targets %q; want [example.com:%s]", got, port)
+			}
+			if o.Gets.Load() != 1 {
+				t.Fatalf("origin GETs %d; want 1", o.Gets.Load())
+			}
+
+			// An internal literal is refused before the proxy is asked.
+			r = get(t, m.URL+"/127.0.0.1:"+port+"/via-proxy.bin")
+			if r.StatusCode != 403 {
+				t.Fatalf("private literal through the proxy: status %d; want 403", r.StatusCode)
+			}
+			// So is a name that resolves to an internal address.
+			dns.set("internal.example.com", "10.0.0.7")
+			r = get(t, m.URL+"/internal.example.com:"+port+"/x")
+			if r.StatusCode != 403 {
+				t.Fatalf("private name through the proxy: status %d; want 403", r.StatusCode)
+			}
+			if got := p.Targets(); len(got) != 1 {
+				t.Fatalf("proxy asked for %q; want only the first target", got)
+			}
+		})
+	}
+}
+
+// With the proxy taken from the environment, NO_PROXY hosts are reached
+// directly and the others through the proxy.
+func TestProxyFromEnvironmentHonoursNoProxy(t *testing.T) {
+	o := newOrigin(t)
+	o.Put("/f", []byte("data"))
+	_, port, _ := net.SplitHostPort(o.HostPort())
+	p := testutil.NewHTTPProxy(t, map[string]string{"example.com": "127.0.0.1", "files.other.org": "127.0.0.1"})
+	dns := newFakeDNS(t, map[string]string{"example.com": "127.0.0.1"})
+	t.Setenv("HTTPS_PROXY", "http://"+p.Addr)
+	t.Setenv("NO_PROXY", "example.com")
+	m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
+		m.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{
+			RootCAs: o.CertPool(), AllowPrivate: true, ProxyFromEnvironment: true, Resolver: dns.resolver(),
+		})
+	})
+	if r := get(t, m.URL+"/example.com:"+port+"/f"); r.StatusCode != 200 || p.Tunnels.Load() != 0 {
+		t.Fatalf("NO_PROXY host: status %d, tunnels %d; want 200 reached directly", r.StatusCode, p.Tunnels.Load())
+	}
+	// Any other name goes through the proxy (which alone can resolve it;
+	// the certificate is for example.com, so the TLS handshake fails after
+	// the tunnel is up: the tunnel is what this checks).
+	get(t, m.URL+"/files.other.org:"+port+"/f")
+	if p.Tunnels.Load() != 1 {
+		t.Fatalf("proxied host: tunnels %d; want 1", p.Tunnels.Load())
+	}
+}
+
+// fakeDNS is a DNS server on 127.0.0.1 that answers A and AAAA queries from
+// a table, so tests can make names resolve to loopback or private addresses
+// without touching the system resolver.
+type fakeDNS struct {
+	conn    net.PacketConn
+	mu      sync.Mutex
+	records map[string]netip.Addr // name without trailing dot -> address
+	queries atomic.Int64
+}
+
+// set adds or replaces a record.
+func (d *fakeDNS) set(name, addr string) {
+	d.mu.Lock()
+	d.records[name] = netip.MustParseAddr(addr)
+	d.mu.Unlock()
+}
+
+func newFakeDNS(t *testing.T, records map[string]string) *fakeDNS {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDNS{conn: pc, records: map[string]netip.Addr{}}
+	for name, a := range records {
+		d.records[name] = netip.MustParseAddr(a)
+	}
+	go d.serve()
+	t.Cleanup(func() { pc.Close() })
+	return d
+}
+
+func (d *fakeDNS) serve() {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := d.conn.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		d.queries.Add(1)
+		var p dnsmessage.Parser
+		h, err := p.Start(buf[:n])
+		if err != nil {
+			continue
+		}
+		q, err := p.Question()
+		if err != nil {
+			continue
+		}
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
+		b.EnableCompression()
+		b.StartQuestions()
+		b.Question(q)
+		b.StartAnswers()
+		name := strings.TrimSuffix(q.Name.String(), ".")
+		d.mu.Lock()
+		a, ok := d.records[name]
+		d.mu.Unlock()
+		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 1}
+		switch {
+		case ok && q.Type == dnsmessage.TypeA && a.Is4():
+			b.AResource(rh, dnsmessage.AResource{A: a.As4()})
+		case ok && q.Type == dnsmessage.TypeAAAA && a.Is6():
+			b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
+		msg, err := b.Finish()
+		if err == nil {
+			d.conn.WriteTo(msg, from)
+		}
+	}
+}
+
+// resolver returns a pure-Go resolver that asks only this server.
+func (d *fakeDNS) resolver() *net.Resolver {
+	addr := d.conn.LocalAddr().String()
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var dl net.Dialer
+			return dl.DialContext(ctx, "udp", addr)
+		},
 	}
 }

@@ -112,12 +112,6 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	return a, false
 }
 
-// Control is a net.Dialer.Control function that refuses disallowed
-// addresses. The error it returns wraps a *RefusedError.
-func Control(network, address string, c syscall.RawConn) error {
-	return Guard{}.Control(network, address, c)
-}
-
 // Guard is an address check with exceptions: addresses inside Allow are
 // dialled even if they fall in a refused range (an internal artifact server,
 // say), everything else is checked as by Allowed.
@@ -125,7 +119,8 @@ type Guard struct {
 	Allow []netip.Prefix
 }
 
-// Control is a net.Dialer.Control function.
+// Control is a net.Dialer.Control function that refuses disallowed
+// addresses. The error it returns wraps a *RefusedError.
 func (g Guard) Control(network, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
@@ -147,9 +142,6 @@ func (g Guard) Control(network, address string, _ syscall.RawConn) error {
 // Names are left to Control, which sees what they resolve to. It is for
 // paths where httpmirror does not dial the origin itself (an upstream
 // proxy resolves the name), so only literals can be checked.
-func CheckHost(host string) error { return Guard{}.CheckHost(host) }
-
-// CheckHost is CheckHost with the guard's exceptions.
 func (g Guard) CheckHost(host string) error {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h

@@ -59,7 +59,7 @@ func TestControlRefusesBeforeConnect(t *testing.T) {
 	// Port 1 on loopback has no listener: a connect would fail with
 	// ECONNREFUSED. Getting ErrRefused instead proves the guard stopped the
 	// dial before the connect system call.
-	d := net.Dialer{Control: Control}
+	d := net.Dialer{Control: Guard{}.Control}
 	_, err := d.DialContext(context.Background(), "tcp", "127.0.0.1:1")
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("dial loopback: error = %v; want ErrRefused", err)
@@ -80,7 +80,7 @@ func TestCheckHost(t *testing.T) {
 		"::ffff:127.0.0.1":  false,
 		"93.184.216.34:443": true,
 	} {
-		if got := CheckHost(host) == nil; got != want {
+		if got := (Guard{}).CheckHost(host) == nil; got != want {
 			t.Errorf("CheckHost(%q) allowed = %v; want %v", host, got, want)
 		}
 	}

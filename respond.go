@@ -1,0 +1,149 @@
+package httpmirror
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// serveObject answers r from the committed object obj of t (see
+// serveFresh). It closes obj.
+func (m *MirrorHandler) serveObject(w *recorder, r *http.Request, t target, obj storage.Object) {
+	info := obj.Info()
+	m.serveFresh(w, r, t, obj, info, m.rules.Freshness(t.key, info))
+}
+
+// serveFresh answers r from a committed object whose metadata is info and
+// whose freshness is fr: a redirect to a signed URL when the backend has
+// one (GET only), else the bytes, with Range, HEAD and conditional requests
+// handled by http.ServeContent. It closes obj.
+func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj storage.Object, info storage.Info, fr policy.Freshness) {
+	defer obj.Close()
+	w.outcome = outcomeHit
+	if fr.Explicit {
+		// Downstream caches count the time the object spent here
+		// (RFC 9111 section 5.1).
+		age := max(m.now().Sub(info.StoredAt), 0)
+		w.Header().Set("Age", strconv.FormatInt(int64(age/time.Second), 10))
+	}
+	if !m.NoRedirect && r.Method == http.MethodGet {
+		u, err := m.store.(storage.Redirector).SignedURL(r.Context(), t.key, http.MethodGet, m.linkExpires())
+		if err == nil && u != "" {
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		}
+		if err != nil {
+			m.log.Warn("signing URL failed; serving bytes", "key", t.key, "err", err)
+		}
+	}
+	if b, ok := obj.(storage.InMemory); ok && plainRequest(r) {
+		m.serveMemory(w, r, t.key, info, b.Bytes())
+		return
+	}
+	setObjectHeaders(w, info)
+	http.ServeContent(w, r, "", info.LastModified, obj)
+}
+
+// serveFill answers r from a fill in progress. Bytes not yet arrived are
+// waited for; if the fill fails after the response started, the connection
+// is aborted so the client cannot mistake a partial body for a whole one.
+func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, f *fill.Fill, info storage.Info) {
+	ctx := r.Context()
+	if info.Size < 0 && r.Header.Get("Range") != "" {
+		// A range of a body of unknown length can only be answered once
+		// the length is known.
+		if err := f.Wait(ctx); err != nil {
+			m.fail(w, r, err)
+			return
+		}
+	}
+	if size := f.Size(); size >= 0 && plainRequest(r) {
+		if spool, err := f.OpenSpool(); err == nil {
+			defer spool.Close()
+			copyHeader(w.Header(), wholeBodyHeader(info, size))
+			w.WriteHeader(http.StatusOK)
+			if r.Method == http.MethodHead || size == 0 {
+				return
+			}
+			if err := f.Send(ctx, w, spool, size); err != nil {
+				m.abort(r, f.Key(), err)
+			}
+			return
+		}
+	}
+	rd := f.NewReader(ctx)
+	setObjectHeaders(w, info)
+	if rd.Size() < 0 {
+		m.stream(w, r, rd)
+		return
+	}
+	http.ServeContent(w, r, "", info.LastModified, rd)
+	if err := rd.Err(); err != nil {
+		m.abort(r, f.Key(), err)
+	}
+}
+
+// stream copies a body of unknown length, flushing as bytes arrive.
+func (m *MirrorHandler) stream(w *recorder, r *http.Request, rd *fill.Reader) {
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := copyFlushing(w, rd); err != nil {
+		m.abort(r, r.URL.Path, err)
+	}
+}
+
+// abort ends a response whose body cannot be completed. Panicking with
+// http.ErrAbortHandler makes net/http close the connection without the
+// final chunk, so the client sees a broken transfer, never a short success.
+func (m *MirrorHandler) abort(r *http.Request, what string, err error) {
+	if r.Context().Err() == nil {
+		m.log.Warn("response aborted", "key", what, "err", err)
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// setObjectHeaders sets the stored response headers of an object. A missing
+// Content-Type stays missing (net/http would otherwise sniff one), so the
+// client sees what the origin sent.
+//
+// Content-Encoding is held back until the status is written: given it,
+// http.ServeContent would leave out Content-Length on a whole-body answer,
+// and the bytes served are exactly the stored ones, whatever their
+// encoding.
+func setObjectHeaders(w *recorder, info storage.Info) {
+	h := w.Header()
+	for k, v := range info.Header {
+		if k == "Content-Encoding" {
+			w.encoding = v
+			continue
+		}
+		h[k] = v
+	}
+	if info.ETag != "" {
+		h["Etag"] = []string{info.ETag}
+	}
+	if info.ContentType != "" {
+		h["Content-Type"] = []string{info.ContentType}
+	} else {
+		h["Content-Type"] = nil
+	}
+}
+
+// copyHeader sets every field of src in dst, sharing the value slices:
+// src must not change afterwards.
+func copyHeader(dst, src http.Header) {
+	for k, v := range src {
+		dst[k] = v
+	}
+}
+
+// The recorder keeps the connection's ReaderFrom: fills and local objects
+// are sent with sendfile.
+var _ io.ReaderFrom = (*recorder)(nil)
