@@ -60,9 +60,10 @@ const (
 const conditionRetryable = "Retryable"
 
 // BlobName returns the name of the Blob that stores the object of cache key
-// key: the hex MD5 of the key, as the seed names it, so that every replica
-// of the mirror converges on one Blob per file. MD5 is a name here, not a
-// safeguard: keys are public URLs.
+// key: the hex MD5 of the key, so that every replica of the mirror (the
+// original httpmirror's too, which names Blobs the same way) converges on
+// one Blob per file. MD5 is a name here, not a safeguard: keys are public
+// URLs.
 func BlobName(key string) string {
 	sum := md5.Sum([]byte(key))
 	return hex.EncodeToString(sum[:])
@@ -146,8 +147,9 @@ func statusOf(u *unstructured.Unstructured) blobStatus {
 }
 
 // failure returns the error a failed Blob with status st ends in: its first
-// condition that has a message, besides CIDN's Retryable marker (as the
-// seed reports it), and the origin's status when that condition names one.
+// condition that has a message, skipping CIDN's Retryable marker (which
+// says nothing about the failure itself), and the origin's status when that
+// condition names one.
 func failure(st blobStatus) *httpmirror.CIDNError {
 	for _, c := range st.Conditions {
 		if c.Type == conditionRetryable || (c.Message == "" && c.Reason == "") {

@@ -2,17 +2,13 @@ package main_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +16,8 @@ import (
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
-// binary is the httpmirror command built once for all tests in this file.
+// binary is the httpmirror command built once for all tests in this
+// package.
 var binary string
 
 func TestMain(m *testing.M) {
@@ -219,209 +216,6 @@ func TestCurl(t *testing.T) {
 	}
 }
 
-// A mirror killed with SIGKILL in the middle of a fill leaves nothing a
-// restarted mirror would serve: the next request refetches the object and
-// returns the right bytes.
-func TestCrashDuringFill(t *testing.T) {
-	o := testutil.NewOrigin(t)
-	data := testutil.Payload(2, 8<<20)
-	o.Put("/big.bin", data)
-	release := testutil.NewGate(t)
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if o.Gets.Load() > 1 {
-			return false // after the restart: serve normally
-		}
-		// First fill: half the body, then stall until the test is done
-		// with the crashed process.
-		w.Header().Set("Content-Length", fmt.Sprint(len(f.Data)))
-		w.Header().Set("ETag", f.ETag)
-		w.Write(f.Data[:len(f.Data)/2])
-		w.(http.Flusher).Flush()
-		release.Wait()
-		return true
-	})
-
-	cache := t.TempDir()
-	args := mirrorArgs(t, o, cache)
-	p := start(t, args...)
-	resp, err := http.Get(p.url(o, "/big.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Once a megabyte has come through, the fill is writing its temporary
-	// file.
-	if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); err != nil {
-		t.Fatal(err)
-	}
-	if n := testutil.CountFiles(t, filepath.Join(cache, "tmp")); n == 0 {
-		t.Fatalf("no temporary file during the fill")
-	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-	resp.Body.Close()
-	release.Open()
-
-	if n := testutil.CountFiles(t, filepath.Join(cache, "objects")); n != 0 {
-		t.Fatalf("%d object files after the crash; want none", n)
-	}
-
-	p2 := start(t, args...)
-	if n := testutil.CountFiles(t, filepath.Join(cache, "tmp")); n != 0 {
-		t.Errorf("%d leftover temporary files after restart; want none", n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", p2.url(o, "/big.bin"), nil)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 || testutil.SHA256(body) != testutil.SHA256(data) {
-		t.Fatalf("after restart: status %d, %d bytes, err %v; want the whole object", resp.StatusCode, len(body), err)
-	}
-	if n := o.Gets.Load(); n != 2 {
-		t.Errorf("origin saw %d GETs; want 2 (the crashed fill and the refetch)", n)
-	}
-}
-
-// e2eSecret is the secret key in storage URLs that must never be printed.
-const e2eSecret = "s3cr3tKEYvalue"
-
-func TestBadConfigurationExits2(t *testing.T) {
-	notDir := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(notDir, nil, 0o644)
-	tests := map[string][]string{
-		"unknown flag":          {"--no-such-flag"},
-		"bad duration":          {"--link-expires", "soon"},
-		"negative duration":     {"--check-sync-timeout", "-1s"},
-		"bad number":            {"--continuation-get-retry", "many"},
-		"unknown scheme":        {"--storage-url", "ftp://example.com/cache"},
-		"unparsable url":        {"--storage-url", "file://%zz"},
-		"relative dir":          {"--storage-url", "file://relative/dir"},
-		"cache dir not usable":  {"--storage-url", "file://" + notDir + "/cache"},
-		"bad upstream scheme":   {"--upstream-scheme", "ftp"},
-		"two host modes":        {"--host", "example.com", "--host-from-first-path"},
-		"bad host":              {"--host", "nodot"},
-		"bad log format":        {"--log-format", "xml"},
-		"bad log level":         {"--log-level", "loud"},
-		"missing CA file":       {"--upstream-ca-file", "/nonexistent/ca.pem"},
-		"stray argument":        {"serve"},
-		"bad environment value": {"--storage-url="},
-		"s3 bad escape":         {"--storage-url", "s3://AK:" + e2eSecret + "%zz@bucket.us-east-1/"},
-		"s3 no region":          {"--storage-url", "s3://AK:" + e2eSecret + "@bucket/"},
-		"s3 unknown parameter":  {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?endpoint=http://127.0.0.1:1"},
-		"s3 bad chunk size":     {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?chunksize=big"},
-		"s3 unreachable bucket": {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?regionendpoint=http://127.0.0.1:1&forcepathstyle=true"},
-		"no scheme":             {"--storage-url", "AK:" + e2eSecret + "@bucket"},
-		"cidn on local disk":    {"--master", "http://127.0.0.1:1"},
-		"cidn without cache":    {"--storage-url=", "--kubeconfig", "/nonexistent/kubeconfig"},
-	}
-	for name, args := range tests {
-		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
-			if name == "bad environment value" {
-				cmd.Env = append(os.Environ(), "HTTPMIRROR_UPSTREAM_IDLE_TIMEOUT=whenever")
-			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			ee, ok := err.(*exec.ExitError)
-			if !ok || ee.ExitCode() != 2 {
-				t.Fatalf("exit: %v; want status 2 (stderr %q)", err, stderr.String())
-			}
-			msg := strings.TrimSpace(stderr.String())
-			if msg == "" || strings.Contains(msg, "\n") || strings.Contains(msg, "listening") {
-				t.Errorf("stderr %q; want one line and no listener", msg)
-			}
-			if strings.Contains(msg, e2eSecret) {
-				t.Errorf("stderr %q reveals the secret key", msg)
-			}
-		})
-	}
-}
-
-// CIDN settings that cannot work stop the start: a kubeconfig that does
-// not exist, an API server that does not answer.
-func TestCIDNBadConfigurationExits2(t *testing.T) {
-	srv := s3test.Shared(t)
-	storageURL := srv.StorageURL(srv.Bucket(t), "")
-	for name, args := range map[string][]string{
-		"missing kubeconfig": {"--kubeconfig", filepath.Join(t.TempDir(), "kubeconfig")},
-		"unreachable master": {"--master", "http://127.0.0.1:1"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0", "--storage-url", storageURL}, args...)...)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-				t.Fatalf("exit: %v; want status 2 (stderr %q)", err, stderr.String())
-			}
-			msg := strings.TrimSpace(stderr.String())
-			if !strings.Contains(msg, "httpmirror: ") || strings.Contains(msg, "\n") || strings.Contains(msg, srv.SecretKey) {
-				t.Errorf("stderr %q; want one line without the secret", msg)
-			}
-		})
-	}
-}
-
-func TestHelp(t *testing.T) {
-	out, err := exec.Command(binary, "--help").Output()
-	if err != nil {
-		t.Fatalf("--help: %v", err)
-	}
-	for _, flag := range []string{"--address", "--storage-url", "--link-expires", "--host", "--host-from-first-path",
-		"--base-domain", "--check-sync-timeout", "--continuation-get-interval", "--continuation-get-retry",
-		"--block-suffix", "--no-redirect", "--tee-response", "--upstream-scheme", "--upstream-ca-file",
-		"--allow-private-upstreams", "--log-format", "--log-level", "HTTPMIRROR_STORAGE_URL"} {
-		if !strings.Contains(string(out), flag) {
-			t.Errorf("--help does not mention %s", flag)
-		}
-	}
-}
-
-func TestSignalsStopCleanly(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
-			p := start(t, "--storage-url", "file://"+t.TempDir())
-			p.cmd.Process.Signal(sig)
-			select {
-			case <-p.done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("still running 30s after the signal")
-			}
-			if p.err != nil {
-				t.Fatalf("exit: %v; want status 0", p.err)
-			}
-		})
-	}
-}
-
-func TestEnvironmentSetsFlags(t *testing.T) {
-	o := testutil.NewOrigin(t)
-	o.Put("/env.txt", []byte("from env"))
-	cmd := exec.Command(binary, "--address", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(),
-		"HTTPMIRROR_STORAGE_URL=file://"+t.TempDir(),
-		"HTTPMIRROR_HOST_FROM_FIRST_PATH=true",
-		"HTTPMIRROR_ALLOW_PRIVATE_UPSTREAMS=true",
-		"HTTPMIRROR_UPSTREAM_CA_FILE="+o.WriteCA(t, t.TempDir()),
-		"HTTPMIRROR_ADDRESS=256.0.0.1:1", // the flag wins
-	)
-	p := startCmd(t, cmd)
-	resp, err := http.Get(p.url(o, "/env.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "from env" {
-		t.Fatalf("status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
-	}
-}
-
 // Twenty curl processes ask for the same cold 64 MiB object at once: the
 // origin sees one GET and every download is byte-identical.
 func TestConcurrentCurlColdObject(t *testing.T) {
@@ -458,57 +252,5 @@ func TestConcurrentCurlColdObject(t *testing.T) {
 	}
 	if n := o.Gets.Load(); n != 1 {
 		t.Errorf("origin saw %d GETs; want 1", n)
-	}
-}
-
-// s3URL is the storage URL of bucket on srv, in the seed's form.
-func s3URL(srv *s3test.Server, bucket string) string {
-	return srv.StorageURL(bucket, "cache")
-}
-
-// Two httpmirror processes share an S3 bucket: a file the first one
-// filled is a hit for the second (one origin GET), both redirect to a
-// presigned URL that returns the file, and neither logs the secret key.
-func TestS3TwoProcessesShareBucket(t *testing.T) {
-	srv := s3test.Shared(t)
-	bucket := srv.Bucket(t)
-	o := testutil.NewOrigin(t)
-	data := testutil.Payload(4, 3<<20+11)
-	o.Put("/dist/pkg.tar.zst", data)
-	ca := o.WriteCA(t, t.TempDir())
-	args := []string{
-		"--storage-url", s3URL(srv, bucket),
-		"--host-from-first-path", "--allow-private-upstreams", "--upstream-ca-file", ca,
-		"--tee-response=false", "--log-level", "debug",
-	}
-	p1, p2 := start(t, args...), start(t, args...)
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	for i, p := range []*process{p1, p2} {
-		resp, err := noFollow.Get(p.url(o, "/dist/pkg.tar.zst"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		loc := resp.Header.Get("Location")
-		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, srv.Endpoint+"/"+bucket+"/cache/") {
-			t.Fatalf("mirror %d: status %d, Location %q; want 302 to the bucket's cache/ prefix", i+1, resp.StatusCode, loc)
-		}
-		resp, err = http.Get(loc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 || testutil.SHA256(body) != testutil.SHA256(data) {
-			t.Fatalf("mirror %d: presigned URL answered %d with %d bytes (err %v); want the file", i+1, resp.StatusCode, len(body), err)
-		}
-	}
-	if n := o.Gets.Load(); n != 1 {
-		t.Errorf("origin saw %d GETs; want 1", n)
-	}
-	for i, p := range []*process{p1, p2} {
-		if strings.Contains(p.log(), srv.SecretKey) {
-			t.Errorf("mirror %d logged the secret key", i+1)
-		}
 	}
 }

@@ -67,7 +67,8 @@ type Config struct {
 	Master                string
 	InsecureSkipTLSVerify bool
 	// CIDNDestination is CIDN's name for the mirror's bucket; it defaults
-	// to the storage URL's scheme, as in the seed.
+	// to the storage URL's scheme ("s3"), as the original httpmirror's
+	// does, so that CIDN configurations written for it work unchanged.
 	CIDNDestination      string
 	CIDNMaximumRunning   int64
 	CIDNMinimumChunkSize int64

@@ -256,8 +256,10 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// StorageURL is httpmirror's storage URL, in the seed's form, for bucket on
-// s, with root as the key prefix (empty for none).
+// StorageURL is httpmirror's storage URL for bucket on s, in the
+// s3://ACCESS:SECRET@BUCKET.REGION/ROOT form with the server as
+// regionendpoint and path-style requests, and root as the key prefix
+// (empty for none).
 func (s *Server) StorageURL(bucket, root string) string {
 	return fmt.Sprintf("s3://%s:%s@%s.%s/%s?regionendpoint=%s&forcepathstyle=true",
 		s.AccessKey, s.SecretKey, bucket, Region, root, s.Endpoint)

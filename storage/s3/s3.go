@@ -72,8 +72,6 @@ const (
 	maxObjectSize = 5 << 40
 	// maxLinkLifetime is the longest validity of a SigV4 presigned URL.
 	maxLinkLifetime = 7 * 24 * time.Hour
-	// sweepPages bounds the start-up sweep (1000 uploads a page).
-	sweepPages = 100
 )
 
 // Backend stores objects in an S3 bucket.
@@ -181,40 +179,6 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// startSweep starts the background sweep of stale uploads once, if the
-// configuration asks for it and the backend is not closed.
-func (b *Backend) startSweep() {
-	age := b.cfg.StaleUploadAge
-	if age <= 0 {
-		return
-	}
-	b.sweepMu.Lock()
-	defer b.sweepMu.Unlock()
-	if b.sweeping || b.closed {
-		return
-	}
-	b.sweeping = true
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	b.stopSweep = cancel
-	done := make(chan struct{})
-	b.sweepDone = done
-	go func() {
-		defer close(done)
-		defer cancel()
-		n, err := b.AbortStaleUploads(ctx, age)
-		switch {
-		case err != nil && errors.Is(ctx.Err(), context.Canceled):
-			// Stopped by Close: the process is exiting, possibly right
-			// after start on a configuration error that must stay the
-			// only line it prints.
-		case err != nil:
-			b.log.Warn("s3: sweeping stale multipart uploads failed", "aborted", n, "err", err)
-		case n > 0:
-			b.log.Info("s3: aborted stale multipart uploads", "count", n, "olderThan", age)
-		}
-	}()
-}
-
 // Client returns the backend's S3 client.
 func (b *Backend) Client() *s3.Client { return b.client }
 
@@ -254,11 +218,11 @@ func (b *Backend) head(ctx context.Context, key string) (storage.Info, string, e
 	}
 	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength)}
 	if !decodeMeta(out.Metadata[metaKey], &info) {
-		// Written by another program (the seed, a CIDN runner, a person):
-		// serve it with what S3 knows. The store's own ETag and
-		// modification time stand in for the origin's validators, so that
-		// conditional and If-Range requests of hits served through the
-		// mirror still work.
+		// Written by another program (an older httpmirror sharing the
+		// bucket, a CIDN runner, a person): serve it with what S3 knows.
+		// The store's own ETag and modification time stand in for the
+		// origin's validators, so that conditional and If-Range requests
+		// of hits served through the mirror still work.
 		info.ContentType = aws.ToString(out.ContentType)
 		info.ETag = aws.ToString(out.ETag)
 		if out.LastModified != nil {
@@ -343,43 +307,6 @@ func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (st
 	return &writer{b: b, ctx: ctx, key: key, okey: okey, info: info, partSize: partSize}, nil
 }
 
-// AbortStaleUploads aborts the multipart uploads under the root directory
-// (the whole bucket when RootDir is empty) that were begun more than age
-// ago, and returns how many it aborted. Such uploads are left by processes
-// that died mid-fill; a live fill takes far less than a day. It looks at
-// no more than 100000 uploads.
-func (b *Backend) AbortStaleUploads(ctx context.Context, age time.Duration) (int, error) {
-	cutoff := time.Now().Add(-age)
-	in := &s3.ListMultipartUploadsInput{Bucket: &b.bucket}
-	if b.prefix != "" {
-		in.Prefix = aws.String(b.prefix)
-	}
-	aborted := 0
-	for range sweepPages {
-		out, err := b.client.ListMultipartUploads(ctx, in)
-		if err != nil {
-			return aborted, fmt.Errorf("s3: listing multipart uploads: %w", err)
-		}
-		for _, u := range out.Uploads {
-			if u.Initiated == nil || !u.Initiated.Before(cutoff) {
-				continue
-			}
-			_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-				Bucket: &b.bucket, Key: u.Key, UploadId: u.UploadId,
-			})
-			if err != nil && !isNoSuchUpload(err) {
-				return aborted, fmt.Errorf("s3: aborting upload of %s: %w", aws.ToString(u.Key), err)
-			}
-			aborted++
-		}
-		if !aws.ToBool(out.IsTruncated) {
-			break
-		}
-		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
-	}
-	return aborted, nil
-}
-
 // isNotFound reports whether err says the object does not exist. HEAD
 // responses have no body, so a missing bucket looks the same; Check tells
 // them apart.
@@ -399,11 +326,6 @@ func isNotFound(err error) bool {
 	}
 	var re *awshttp.ResponseError
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound && (ae == nil || ae.ErrorCode() != "NoSuchBucket")
-}
-
-func isNoSuchUpload(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
 }
 
 // maxCopySize is the largest object a single CopyObject may copy.

@@ -62,7 +62,8 @@ type Config struct {
 	AccessKey, SecretKey, SessionToken string
 
 	// StorageClass is the storage class of new objects. Empty (or "NONE",
-	// the seed's spelling) means the bucket's default.
+	// which existing storage URLs use to ask for no class) means the
+	// bucket's default.
 	StorageClass string
 	// ObjectACL is the canned ACL of new objects. Empty means none is
 	// sent, which is what buckets with ACLs disabled require.
@@ -101,15 +102,17 @@ func urlError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidURL, fmt.Sprintf(format, args...))
 }
 
-// params lists the query parameters ParseURL accepts. Those of the seed
-// that have no effect here are accepted so its URLs keep working.
+// params lists the query parameters ParseURL accepts. Those that have no
+// effect here (loglevel) are still accepted, so that existing storage URLs
+// that set them keep working instead of being refused.
 var params = []string{
 	"regionendpoint", "signendpoint", "forcepathstyle", "secure", "skipverify",
 	"chunksize", "rootdirectory", "storageclass", "sessiontoken", "objectacl",
 	"encrypt", "keyid", "useragent", "usedualstack", "accelerate", "loglevel",
 }
 
-// ParseURL reads a storage URL of the seed's form
+// ParseURL reads a storage URL of the original httpmirror's form, so that
+// existing configurations work unchanged:
 //
 //	s3://ACCESS:SECRET@BUCKET.REGION/ROOTDIR?regionendpoint=URL&forcepathstyle=true&...
 //
@@ -211,8 +214,9 @@ func ParseURL(raw string) (Config, error) {
 		if err != nil || n <= 0 {
 			return Config{}, urlError("chunksize must be a positive number of bytes")
 		}
-		// The seed accepted any size; S3 refuses parts under 5 MiB, so a
-		// smaller one is raised rather than failing every large upload.
+		// Existing URLs may ask for any size, but S3 refuses parts under
+		// 5 MiB: a smaller one is raised rather than failing every large
+		// upload.
 		cfg.ChunkSize = min(max(n, MinChunkSize), MaxChunkSize)
 	}
 	cfg.StorageClass = q.Get("storageclass")
@@ -265,7 +269,7 @@ func cleanRoot(root string) (string, error) {
 	return root, nil
 }
 
-// validBucket accepts S3's bucket naming rules (the seed's BUCKET.REGION
+// validBucket accepts S3's bucket naming rules (the URL's BUCKET.REGION
 // form cannot carry the dots, a Config built in code can) and the
 // underscores some stores allow.
 func validBucket(s string) bool {

@@ -21,7 +21,7 @@ var listening = regexp.MustCompile(`msg=listening address=(\S+)`)
 
 // The httpmirror command with --kubeconfig: the flags reach the Blob (the
 // destination defaults to the storage URL's scheme, the tuning flags to
-// the seed's values), and a miss is served through CIDN.
+// their defaults), and a miss is served through CIDN.
 func testCommand(t *testing.T, e *env, r *runner) {
 	f := newFixture(t, e, r)
 	r.addDestination("s3", f.bucket)

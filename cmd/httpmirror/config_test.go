@@ -1,0 +1,133 @@
+package main_test
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/httpmirror/httpmirror/internal/s3test"
+	"github.com/httpmirror/httpmirror/internal/testutil"
+)
+
+// e2eSecret is the secret key in storage URLs that must never be printed.
+const e2eSecret = "s3cr3tKEYvalue"
+
+func TestBadConfigurationExits2(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o644)
+	tests := map[string][]string{
+		"unknown flag":          {"--no-such-flag"},
+		"bad duration":          {"--link-expires", "soon"},
+		"negative duration":     {"--check-sync-timeout", "-1s"},
+		"bad number":            {"--continuation-get-retry", "many"},
+		"unknown scheme":        {"--storage-url", "ftp://example.com/cache"},
+		"unparsable url":        {"--storage-url", "file://%zz"},
+		"relative dir":          {"--storage-url", "file://relative/dir"},
+		"cache dir not usable":  {"--storage-url", "file://" + notDir + "/cache"},
+		"bad upstream scheme":   {"--upstream-scheme", "ftp"},
+		"two host modes":        {"--host", "example.com", "--host-from-first-path"},
+		"bad host":              {"--host", "nodot"},
+		"bad log format":        {"--log-format", "xml"},
+		"bad log level":         {"--log-level", "loud"},
+		"missing CA file":       {"--upstream-ca-file", "/nonexistent/ca.pem"},
+		"stray argument":        {"serve"},
+		"bad environment value": {"--storage-url="},
+		"s3 bad escape":         {"--storage-url", "s3://AK:" + e2eSecret + "%zz@bucket.us-east-1/"},
+		"s3 no region":          {"--storage-url", "s3://AK:" + e2eSecret + "@bucket/"},
+		"s3 unknown parameter":  {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?endpoint=http://127.0.0.1:1"},
+		"s3 bad chunk size":     {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?chunksize=big"},
+		"s3 unreachable bucket": {"--storage-url", "s3://AK:" + e2eSecret + "@bucket.us-east-1/?regionendpoint=http://127.0.0.1:1&forcepathstyle=true"},
+		"no scheme":             {"--storage-url", "AK:" + e2eSecret + "@bucket"},
+		"cidn on local disk":    {"--master", "http://127.0.0.1:1"},
+		"cidn without cache":    {"--storage-url=", "--kubeconfig", "/nonexistent/kubeconfig"},
+	}
+	for name, args := range tests {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
+			if name == "bad environment value" {
+				cmd.Env = append(os.Environ(), "HTTPMIRROR_UPSTREAM_IDLE_TIMEOUT=whenever")
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v; want status 2 (stderr %q)", err, stderr.String())
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if msg == "" || strings.Contains(msg, "\n") || strings.Contains(msg, "listening") {
+				t.Errorf("stderr %q; want one line and no listener", msg)
+			}
+			if strings.Contains(msg, e2eSecret) {
+				t.Errorf("stderr %q reveals the secret key", msg)
+			}
+		})
+	}
+}
+
+// CIDN settings that cannot work stop the start: a kubeconfig that does
+// not exist, an API server that does not answer.
+func TestCIDNBadConfigurationExits2(t *testing.T) {
+	srv := s3test.Shared(t)
+	storageURL := srv.StorageURL(srv.Bucket(t), "")
+	for name, args := range map[string][]string{
+		"missing kubeconfig": {"--kubeconfig", filepath.Join(t.TempDir(), "kubeconfig")},
+		"unreachable master": {"--master", "http://127.0.0.1:1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0", "--storage-url", storageURL}, args...)...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v; want status 2 (stderr %q)", err, stderr.String())
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if !strings.Contains(msg, "httpmirror: ") || strings.Contains(msg, "\n") || strings.Contains(msg, srv.SecretKey) {
+				t.Errorf("stderr %q; want one line without the secret", msg)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	out, err := exec.Command(binary, "--help").Output()
+	if err != nil {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, flag := range []string{"--address", "--storage-url", "--link-expires", "--host", "--host-from-first-path",
+		"--base-domain", "--check-sync-timeout", "--continuation-get-interval", "--continuation-get-retry",
+		"--block-suffix", "--no-redirect", "--tee-response", "--upstream-scheme", "--upstream-ca-file",
+		"--allow-private-upstreams", "--log-format", "--log-level", "HTTPMIRROR_STORAGE_URL"} {
+		if !strings.Contains(string(out), flag) {
+			t.Errorf("--help does not mention %s", flag)
+		}
+	}
+}
+
+func TestEnvironmentSetsFlags(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	o.Put("/env.txt", []byte("from env"))
+	cmd := exec.Command(binary, "--address", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(),
+		"HTTPMIRROR_STORAGE_URL=file://"+t.TempDir(),
+		"HTTPMIRROR_HOST_FROM_FIRST_PATH=true",
+		"HTTPMIRROR_ALLOW_PRIVATE_UPSTREAMS=true",
+		"HTTPMIRROR_UPSTREAM_CA_FILE="+o.WriteCA(t, t.TempDir()),
+		"HTTPMIRROR_ADDRESS=256.0.0.1:1", // the flag wins
+	)
+	p := startCmd(t, cmd)
+	resp, err := http.Get(p.url(o, "/env.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "from env" {
+		t.Fatalf("status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
+	}
+}
