@@ -44,7 +44,7 @@ type Metrics struct {
 	requests        *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
 	upstreamBytes   prometheus.Counter
-	upstreamLatency prometheus.Histogram
+	upstreamLatency prometheus.Observer
 	upstreamErrors  *prometheus.CounterVec
 	fills           *prometheus.CounterVec
 	storageErrors   *prometheus.CounterVec
@@ -57,53 +57,41 @@ type Metrics struct {
 
 // NewMetrics creates the collectors and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	counters := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	histograms := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+		reg.MustRegister(h)
+		return h
+	}
 	m := &Metrics{
 		reg: reg,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "httpmirror_requests_total",
-			Help: "Requests answered, by outcome (hit, miss, joined, direct, blocked, refused, invalid, error) and status code.",
-		}, []string{"outcome", "code"}),
-		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "httpmirror_served_bytes_total",
-			Help: "Body bytes sent to clients, by source: cache (hits) or origin (fills and direct proxying).",
-		}, []string{"source"}),
-		upstreamBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "httpmirror_upstream_bytes_total",
-			Help: "Body bytes received from origins by fills.",
-		}),
-		upstreamLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "httpmirror_upstream_response_seconds",
-			Help:    "Time from sending an upstream request to receiving its response headers.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
-		}),
-		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "httpmirror_upstream_errors_total",
-			Help: "Failed upstream fetches, by kind: timeout, refused, connect, status_4xx, status_5xx, short_body, changed, other.",
-		}, []string{"kind"}),
-		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "httpmirror_fills_total",
-			Help: "Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated) or failed.",
-		}, []string{"result"}),
-		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "httpmirror_storage_errors_total",
-			Help: "Storage backend errors (not-found excluded), by operation.",
-		}, []string{"op"}),
-		storageLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "httpmirror_storage_operation_seconds",
-			Help:    "Duration of storage backend operations, by operation.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
-		}, []string{"op"}),
+		requests: counters("httpmirror_requests_total",
+			"Requests answered, by outcome (hit, miss, joined, direct, blocked, refused, invalid, error) and status code.", "outcome", "code"),
+		servedBytes: counters("httpmirror_served_bytes_total",
+			"Body bytes sent to clients, by source: cache (hits) or origin (fills and direct proxying).", "source"),
+		upstreamBytes: counters("httpmirror_upstream_bytes_total",
+			"Body bytes received from origins by fills.").WithLabelValues(),
+		upstreamLatency: histograms("httpmirror_upstream_response_seconds",
+			"Time from sending an upstream request to receiving its response headers.",
+			prometheus.ExponentialBuckets(0.005, 2.5, 10)).WithLabelValues(),
+		upstreamErrors: counters("httpmirror_upstream_errors_total",
+			"Failed upstream fetches, by kind: timeout, refused, connect, status_4xx, status_5xx, short_body, changed, other.", "kind"),
+		fills: counters("httpmirror_fills_total",
+			"Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated) or failed.", "result"),
+		storageErrors: counters("httpmirror_storage_errors_total",
+			"Storage backend errors (not-found excluded), by operation.", "op"),
+		storageLatency: histograms("httpmirror_storage_operation_seconds",
+			"Duration of storage backend operations, by operation.",
+			prometheus.ExponentialBuckets(0.0001, 4, 10), "op"),
+		cidnFallbacks: counters("httpmirror_cidn_fallbacks_total",
+			"Misses fetched by the built-in fill engine because CIDN could not be asked to store them.").WithLabelValues(),
 	}
 	m.servedCache = m.servedBytes.WithLabelValues("cache")
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
-	reg.MustRegister(m.requests, m.servedBytes, m.upstreamBytes, m.upstreamLatency,
-		m.upstreamErrors, m.fills, m.storageErrors, m.storageLatency)
-
-	m.cidnFallbacks = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "httpmirror_cidn_fallbacks_total",
-		Help: "Misses fetched by the built-in fill engine because CIDN could not be asked to store them.",
-	})
-	reg.MustRegister(m.cidnFallbacks)
 	return m
 }
 

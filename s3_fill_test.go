@@ -6,11 +6,8 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
-	"runtime"
-	"runtime/metrics"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -41,7 +38,7 @@ func TestS3LargeObjectMultipart(t *testing.T) {
 	// mirror's (fill, spool, S3 writer) and the SDK's.
 	var status int
 	var sum string
-	peak := peakHeap(func() {
+	peak := testutil.PeakHeap(func() {
 		status, sum = getSHA(t, u)
 		waitFills(t, m)
 	})
@@ -80,34 +77,6 @@ func getSHA(t *testing.T, u string) (int, string) {
 		t.Fatalf("reading the body: %v", err)
 	}
 	return resp.StatusCode, hex.EncodeToString(h.Sum(nil))
-}
-
-// peakHeap runs f and returns the largest growth of live heap objects
-// over the value before f, sampled every millisecond.
-func peakHeap(f func()) uint64 {
-	runtime.GC()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
-	base := read()
-	var peak uint64
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			peak = max(peak, read())
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	f()
-	close(stop)
-	<-done
-	return max(peak, base) - base
 }
 
 // Acceptance 5: 20 concurrent cold requests make one origin GET, and every

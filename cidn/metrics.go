@@ -17,26 +17,25 @@ type Metrics struct {
 
 // NewMetrics creates the collectors and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		created: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "httpmirror_cidn_blobs_created_total",
-			Help: "CIDN Blobs this mirror created (a Blob that existed already is not counted).",
-		}),
-		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "httpmirror_cidn_blobs_finished_total",
-			Help: "CIDN Blobs followed to their end, by result: succeeded, failed or deleted (before it ended).",
-		}, []string{"result"}),
-		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "httpmirror_cidn_waiting_requests",
-			Help: "Requests following a CIDN transfer.",
-		}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "httpmirror_cidn_api_errors_total",
-			Help: "Failed requests to the CIDN API server, by operation: create, get, delete.",
-		}, []string{"op"}),
+	counters := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
 	}
-	reg.MustRegister(m.created, m.finished, m.waiting, m.errors)
-	return m
+	waiting := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "httpmirror_cidn_waiting_requests",
+		Help: "Requests following a CIDN transfer.",
+	})
+	reg.MustRegister(waiting)
+	return &Metrics{
+		created: counters("httpmirror_cidn_blobs_created_total",
+			"CIDN Blobs this mirror created (a Blob that existed already is not counted).").WithLabelValues(),
+		finished: counters("httpmirror_cidn_blobs_finished_total",
+			"CIDN Blobs followed to their end, by result: succeeded, failed or deleted (before it ended).", "result"),
+		waiting: waiting,
+		errors: counters("httpmirror_cidn_api_errors_total",
+			"Failed requests to the CIDN API server, by operation: create, get, delete.", "op"),
+	}
 }
 
 func (m *Metrics) blobCreated() {

@@ -85,14 +85,7 @@ func TestSignalsStopCleanly(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			p := start(t, "--storage-url", "file://"+t.TempDir())
 			p.cmd.Process.Signal(sig)
-			select {
-			case <-p.done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("still running 30s after the signal")
-			}
-			if p.err != nil {
-				t.Fatalf("exit: %v; want status 0", p.err)
-			}
+			p.waitExitOK(t)
 		})
 	}
 }

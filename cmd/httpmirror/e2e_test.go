@@ -130,6 +130,20 @@ func (p *process) waitLog(t *testing.T, s string) {
 	}
 }
 
+// waitExitOK waits (up to 30s) for the process to exit, and fails the
+// test unless it exited with status 0.
+func (p *process) waitExitOK(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("process still running after 30s")
+	}
+	if p.err != nil {
+		t.Fatalf("exit: %v; want status 0", p.err)
+	}
+}
+
 func (p *process) adminAddr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

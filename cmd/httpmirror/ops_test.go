@@ -114,14 +114,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil || !bytes.Equal(append(head, rest...), data) {
 		t.Fatalf("download during shutdown: %d bytes, err %v; want the whole file", len(head)+len(rest), err)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("process still running 30s after its last response")
-	}
-	if p.err != nil {
-		t.Fatalf("exit: %v; want status 0", p.err)
-	}
+	p.waitExitOK(t)
 	if n := testutil.CountFiles(t, filepath.Join(cache, "tmp")); n != 0 {
 		t.Errorf("%d temporary files left; want 0", n)
 	}

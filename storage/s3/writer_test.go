@@ -9,11 +9,8 @@ import (
 	"hash"
 	"io"
 	"math/rand/v2"
-	"runtime"
-	"runtime/metrics"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/httpmirror/httpmirror/internal/s3test"
 	"github.com/httpmirror/httpmirror/internal/testutil"
@@ -132,7 +129,7 @@ func TestMultipartMemory(t *testing.T) {
 	b, _, _ := newBackend(t, counted(&ops))
 	const size = 100 << 20
 	var want, got []byte
-	peak := peakHeap(t, func() {
+	peak := testutil.PeakHeap(func() {
 		want = writeStream(t, b, "example.com/100MiB", size, 8)
 	})
 	t.Logf("100 MiB multipart upload: peak heap %.1f MiB above the start (part size %d MiB)", float64(peak)/(1<<20), s3.DefaultChunkSize>>20)
@@ -191,41 +188,6 @@ func fill(w io.Writer, h hash.Hash, size int64, seed uint64) error {
 	return nil
 }
 
-// peakHeap runs f and returns the largest growth of live heap objects over
-// the value before f, sampled every millisecond.
-func peakHeap(t testing.TB, f func()) uint64 {
-	t.Helper()
-	runtime.GC()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
-	base := read()
-	var peak uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			if v := read(); v > peak {
-				peak = v
-			}
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	f()
-	close(stop)
-	<-done
-	if peak < base {
-		return 0
-	}
-	return peak - base
-}
-
 // BenchmarkMultipartUpload100MiB reports the peak heap growth of a 100 MiB
 // upload (peak-heap-MiB) beside its throughput.
 func BenchmarkMultipartUpload100MiB(b *testing.B) {
@@ -248,7 +210,7 @@ func BenchmarkMultipartUpload100MiB(b *testing.B) {
 	b.SetBytes(size)
 	var peak uint64
 	for i := 0; b.Loop(); i++ {
-		peak = max(peak, peakHeap(b, func() { writeStream(b, be, fmt.Sprintf("example.com/bench/%d", i), size, uint64(i)) }))
+		peak = max(peak, testutil.PeakHeap(func() { writeStream(b, be, fmt.Sprintf("example.com/bench/%d", i), size, uint64(i)) }))
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }
