@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/netguard"
@@ -18,8 +19,25 @@ import (
 var ErrNotOK = fill.ErrNotOK
 
 // errMustRevalidate: a stale object that must not be served stale could
-// not be revalidated. 504, as RFC 9111 section 4.2.4 asks.
+// not be revalidated. 504, as RFC 9111 section 4.2.4 asks; the client
+// message says what the origin did (see staleError).
 var errMustRevalidate = errors.New("stale object could not be revalidated")
+
+// staleError is errMustRevalidate with the revalidation's failure.
+type staleError struct{ cause error }
+
+func (e *staleError) Error() string   { return errMustRevalidate.Error() + ": " + e.cause.Error() }
+func (e *staleError) Unwrap() []error { return []error{errMustRevalidate, e.cause} }
+func (e *staleError) clientMessage() string {
+	var se *fill.StatusError
+	switch {
+	case errors.As(e.cause, &se):
+		return "stored copy needs revalidation; upstream answered " + strconv.Itoa(se.Code)
+	case isTimeout(e.cause):
+		return "stored copy needs revalidation; upstream timed out"
+	}
+	return "stored copy needs revalidation; upstream unreachable"
+}
 
 // StatusClientClosedRequest is logged (never sent) when the client went away
 // before the response was complete, as nginx's 499.
@@ -45,7 +63,10 @@ type failure struct {
 func classify(ctx context.Context, err error) failure {
 	var se *fill.StatusError
 	var ce *CIDNError
+	var stale *staleError
 	switch {
+	case errors.As(err, &stale):
+		return failure{http.StatusGatewayTimeout, outcomeError, stale.clientMessage(), classify(ctx, stale.cause).kind}
 	case errors.Is(err, errBadRequest), errors.Is(err, storage.ErrInvalidKey):
 		return failure{http.StatusBadRequest, outcomeInvalid, "bad request path", "other"}
 	case errors.Is(err, errNoTarget):
@@ -78,8 +99,6 @@ func classify(ctx context.Context, err error) failure {
 		return failure{StatusClientClosedRequest, outcomeNone, "", "other"}
 	case errors.Is(err, fill.ErrShutdown):
 		return failure{http.StatusServiceUnavailable, outcomeError, "shutting down", "other"}
-	case errors.Is(err, errMustRevalidate):
-		return failure{http.StatusGatewayTimeout, outcomeError, "upstream timed out", "other"}
 	case isTimeout(err):
 		return failure{http.StatusGatewayTimeout, outcomeError, "upstream timed out", "timeout"}
 	case errors.Is(err, fill.ErrOriginChanged):

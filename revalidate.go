@@ -52,7 +52,7 @@ func (m *MirrorHandler) serveStale(w *recorder, r *http.Request, t target, obj s
 	case m.rules.Freshness(t.key, obj.Info()).MustRevalidate:
 		m.log.Warn("revalidation failed; object may not be served stale", "key", t.key, "err", err)
 		obj.Close()
-		m.fail(w, r, errMustRevalidate)
+		m.fail(w, r, &staleError{cause: err})
 		return true
 	default:
 		m.log.Warn("revalidation failed; serving stale object", "key", t.key, "err", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -287,3 +288,48 @@ func TestCheckSyncReplacementKeepsOldReaders(t *testing.T) {
 		t.Fatalf("old reader: %d bytes, err %v; want the old object", len(head)+len(rest), err)
 	}
 }
+
+// no-cache and s-maxage forbid serving a stale copy when revalidation
+// fails (RFC 9111 sections 5.2.2.4 and 5.2.2.10): an origin answering 503
+// gets the client a 504 that says what the origin did; max-age alone
+// allows the stale copy.
+func TestStaleIfErrorNotForNoCacheOrSMaxAge(t *testing.T) {
+	for _, tc := range []struct {
+		cc        string
+		wantStale bool
+	}{
+		{"no-cache", false},
+		{"s-maxage=60", false},
+		{"max-age=60", true},
+	} {
+		t.Run(tc.cc, func(t *testing.T) {
+			o := newOrigin(t)
+			data := payload(76, 5000)
+			o.Put("/s", data).Header = http.Header{"Cache-Control": {tc.cc}}
+			clk := newClock()
+			m := newClockedMirror(t, o, clk)
+			u := m.url(o, "/s")
+			if r := get(t, u); r.StatusCode != 200 {
+				t.Fatalf("first request: status %d", r.StatusCode)
+			}
+			waitFills(t, m)
+			clk.advance(2 * time.Minute)
+			o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+				http.Error(w, "overloaded", http.StatusServiceUnavailable)
+				return true
+			})
+			r := get(t, u)
+			if tc.wantStale {
+				if r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+					t.Fatalf("status %d, %d bytes; want the stale copy", r.StatusCode, len(r.body))
+				}
+				return
+			}
+			if r.StatusCode != 504 || !strings.Contains(string(r.body), "503") || bytes.Contains(r.body, data[:64]) {
+				t.Fatalf("status %d, body %q; want 504 saying the upstream answered 503", r.StatusCode, truncate(r.body))
+			}
+		})
+	}
+}
+
+func truncate(b []byte) []byte { return b[:min(len(b), 200)] }

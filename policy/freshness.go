@@ -31,7 +31,10 @@ type Freshness struct {
 	// Lifetime is how long after StoredAt the object is fresh.
 	Lifetime time.Duration
 	// MustRevalidate forbids serving the object stale when a revalidation
-	// fails (no stale-if-error).
+	// fails (no stale-if-error): must-revalidate and proxy-revalidate say
+	// so, s-maxage implies proxy-revalidate for a shared cache (RFC 9111
+	// section 5.2.2.10), and no-cache allows no use without a successful
+	// validation (section 5.2.2.4).
 	MustRevalidate bool
 	// Explicit is set when the origin gave freshness information; hits of
 	// such objects carry an Age header.
@@ -61,7 +64,7 @@ type Rules struct {
 // revalidate patterns, which makes them revalidated on every use.
 func (r Rules) Freshness(key string, info storage.Info) Freshness {
 	cc := ParseCacheControl(info.Header)
-	f := Freshness{MustRevalidate: cc.MustRevalidate}
+	f := Freshness{MustRevalidate: cc.MustRevalidate || cc.SMaxAge || cc.NoCache}
 	switch {
 	case cc.NoCache:
 		f.Mutable, f.Explicit = true, true
