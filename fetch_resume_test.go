@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -185,5 +186,81 @@ func TestIdleOriginTimesOut(t *testing.T) {
 	defer resp.Body.Close()
 	if _, err := io.ReadAll(resp.Body); err == nil {
 		t.Fatal("body ended cleanly from an origin that stalled")
+	}
+}
+
+// An origin with only Last-Modified that ignores If-Range answers the
+// resume with a 206 of a newer version: the fill must not splice the two
+// versions. It aborts, stores nothing, and the client's transfer is
+// aborted; the next request gets the new version whole.
+func TestResumeRefusesAnotherVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		etag     string                                // of both versions' first response
+		tweak206 func(h http.Header, f *testutil.File) // how the 206 differs
+	}{
+		{"newer Last-Modified", "", func(h http.Header, f *testutil.File) {
+			h.Set("Last-Modified", f.ModTime.Add(time.Hour).Format(http.TimeFormat))
+		}},
+		{"Last-Modified missing", "", func(h http.Header, f *testutil.File) { h.Del("Last-Modified") }},
+		{"ETag appears", "", func(h http.Header, f *testutil.File) { h.Set("ETag", `"v2"`) }},
+		{"ETag changed", `W/"v1"`, func(h http.Header, f *testutil.File) { h.Set("ETag", `W/"v2"`) }},
+		{"total length changed", "", func(h http.Header, f *testutil.File) {
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", 300<<10, len(f.Data), len(f.Data)+1))
+			h.Set("Content-Length", strconv.Itoa(len(f.Data)-300<<10+1))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newOrigin(t)
+			v1 := payload(91, 1<<20)
+			v2 := payload(92, 1<<20)
+			f := o.Put("/spliced.bin", v1)
+			f.ETag = tc.etag
+			m := newMirror(t, o, func(m *httpmirror.MirrorHandler) {
+				m.ContinuationGetRetry = 3
+				m.ContinuationGetInterval = time.Millisecond
+			})
+			cut := 300 << 10
+			var n atomic.Int64
+			o.SetHook(func(w http.ResponseWriter, r *http.Request, file *testutil.File) bool {
+				switch n.Add(1) {
+				case 1:
+					testutil.ServeFile(&cutWriter{ResponseWriter: w, left: cut}, r, file)
+				case 2:
+					// v2, sent as if it continued v1, If-Range ignored.
+					h := w.Header()
+					h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", cut, len(v2)-1, len(v2)))
+					h.Set("Content-Length", strconv.Itoa(len(v2)-cut))
+					h.Set("Last-Modified", file.ModTime.UTC().Format(http.TimeFormat))
+					if file.ETag != "" {
+						h.Set("ETag", file.ETag)
+					}
+					tc.tweak206(h, file)
+					w.WriteHeader(http.StatusPartialContent)
+					w.Write(v2[cut:])
+					o.Put("/spliced.bin", v2)
+				default:
+					return false
+				}
+				return true
+			})
+			resp, err := http.Get(m.url(o, "/spliced.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				t.Fatalf("client got a clean %d-byte body (v1 prefix + v2 suffix: %v); want an aborted transfer",
+					len(body), bytes.Equal(body[cut:], v2[cut:]))
+			}
+			waitFills(t, m)
+			if _, err := m.store.Stat(context.Background(), o.HostPort()+"/spliced.bin"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("Stat after the refused resume = %v; want ErrNotFound", err)
+			}
+			if r := get(t, m.url(o, "/spliced.bin")); r.StatusCode != 200 || !bytes.Equal(r.body, v2) {
+				t.Fatalf("next request: status %d, %d bytes; want v2 whole", r.StatusCode, len(r.body))
+			}
+		})
 	}
 }

@@ -271,17 +271,42 @@ func (f *Fill) resume(ctx context.Context, offset int64, info storage.Info, vali
 		drain(resp.Body)
 		return nil, &StatusError{Code: resp.StatusCode, Header: resp.Header}
 	}
-	start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-	if !ok || start != offset || (info.Size >= 0 && (total != info.Size || end != total-1)) ||
-		(resp.ContentLength >= 0 && resp.ContentLength != end-start+1) {
+	if err := sameObject(resp, offset, info); err != nil {
 		drain(resp.Body)
-		return nil, fmt.Errorf("%w: resume answered Content-Range %q for offset %d", ErrOriginChanged, resp.Header.Get("Content-Range"), offset)
-	}
-	if etag := resp.Header.Get("ETag"); etag != "" && info.ETag != "" && etag != info.ETag {
-		drain(resp.Body)
-		return nil, fmt.Errorf("%w: ETag %s became %s", ErrOriginChanged, info.ETag, etag)
+		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// sameObject checks that a 206 answering a resume at offset continues the
+// object the first response described: the range starts at offset and runs
+// to the end of the same total length, and every validator (ETag,
+// Last-Modified) is present and equal exactly when it was in the first
+// response. An origin that ignores If-Range would otherwise splice two
+// versions of a file together; RFC 9110 section 15.3.7 requires a 206 to
+// carry the validators a 200 would have.
+func sameObject(resp *http.Response, offset int64, info storage.Info) error {
+	cr := resp.Header.Get("Content-Range")
+	start, end, total, ok := parseContentRange(cr)
+	if !ok || start != offset || (info.Size >= 0 && (total != info.Size || end != total-1)) ||
+		(resp.ContentLength >= 0 && resp.ContentLength != end-start+1) {
+		return fmt.Errorf("%w: resume answered Content-Range %q for offset %d", ErrOriginChanged, cr, offset)
+	}
+	if etag := resp.Header.Get("ETag"); etag != info.ETag {
+		return fmt.Errorf("%w: ETag %q became %q", ErrOriginChanged, info.ETag, etag)
+	}
+	lm := resp.Header.Get("Last-Modified")
+	var t time.Time
+	if lm != "" {
+		var err error
+		if t, err = http.ParseTime(lm); err != nil {
+			return fmt.Errorf("%w: resume answered Last-Modified %q", ErrOriginChanged, lm)
+		}
+	}
+	if !t.Equal(info.LastModified) {
+		return fmt.Errorf("%w: Last-Modified %v became %q", ErrOriginChanged, info.LastModified, lm)
+	}
+	return nil
 }
 
 // parseContentRange parses "bytes START-END/TOTAL".
