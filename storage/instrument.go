@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 )
 
@@ -23,7 +25,12 @@ type OpObserver func(op string, d time.Duration, err error)
 //
 //   - Redirector: b's signed URLs, or "" (serve the bytes) when b has none;
 //   - Refresher: b's Refresh, or ErrNotSupported;
-//   - Checker: b's Check, or nil (always usable);
+//   - Checker: b's Check, or nil (always usable) — and in either case an
+//     error while writes fail: a Create, Write or Commit failed (ErrNoSpace,
+//     the store's size policy, aside) and no Commit has succeeded since.
+//     After WriteFailureHold without a new failure, Check asks b again and
+//     reports healthy if b's own check passes, so a store whose disk was
+//     freed recovers even when no object was written meanwhile;
 //   - StatsReporter: implemented exactly when b implements it;
 //   - writers keep Spooler and FileSpooler, objects keep InMemory.
 //
@@ -48,6 +55,39 @@ type instrumented struct {
 	redirector Redirector
 	refresher  Refresher
 	checker    Checker
+
+	mu       sync.Mutex
+	writeErr error     // the last write failure, nil while writes succeed
+	failedAt time.Time // when it happened
+}
+
+// WriteFailureHold is how long after a failed write the decorator's Check
+// reports the store as failing without asking the backend.
+const WriteFailureHold = time.Minute
+
+// writeFailed records a failed Create, Write or Commit.
+func (s *instrumented) writeFailed(err error) {
+	if err == nil || errors.Is(err, ErrNoSpace) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	s.mu.Lock()
+	s.writeErr, s.failedAt = err, time.Now()
+	s.mu.Unlock()
+}
+
+// writeSucceeded clears the failure after a successful Commit.
+func (s *instrumented) writeSucceeded() {
+	s.mu.Lock()
+	s.writeErr = nil
+	s.mu.Unlock()
+}
+
+// WriteError returns the last write failure while writes are failing, else
+// nil.
+func (s *instrumented) WriteError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeErr
 }
 
 type instrumentedStats struct {
@@ -90,6 +130,7 @@ func (s *instrumented) Create(ctx context.Context, key string, info Info) (Write
 	w, err := s.b.Create(ctx, key, info)
 	s.done("create", start, err)
 	if err != nil {
+		s.writeFailed(err)
 		return nil, err
 	}
 	iw := &instrumentedWriter{Writer: w, s: s}
@@ -127,12 +168,25 @@ func (s *instrumented) Refresh(ctx context.Context, key string, info Info) error
 
 // Check implements Checker.
 func (s *instrumented) Check(ctx context.Context) error {
-	if s.checker == nil {
-		return nil
+	s.mu.Lock()
+	werr, at := s.writeErr, s.failedAt
+	s.mu.Unlock()
+	if werr != nil && time.Since(at) < WriteFailureHold {
+		return fmt.Errorf("storage writes failing: %w", werr)
 	}
-	start := time.Now()
-	err := s.checker.Check(ctx)
-	s.done("check", start, err)
+	var err error
+	if s.checker != nil {
+		start := time.Now()
+		err = s.checker.Check(ctx)
+		s.done("check", start, err)
+	}
+	if err == nil && werr != nil {
+		s.mu.Lock()
+		if s.failedAt.Equal(at) {
+			s.writeErr = nil
+		}
+		s.mu.Unlock()
+	}
 	return err
 }
 
@@ -148,6 +202,7 @@ func (w *instrumentedWriter) Write(p []byte) (int, error) {
 	if err != nil && !w.failed {
 		w.failed = true
 		w.s.observe("write", 0, err)
+		w.s.writeFailed(err)
 	}
 	return n, err
 }
@@ -156,6 +211,11 @@ func (w *instrumentedWriter) Commit(ctx context.Context) error {
 	start := time.Now()
 	err := w.Writer.Commit(ctx)
 	w.s.done("commit", start, err)
+	if err != nil {
+		w.s.writeFailed(err)
+	} else {
+		w.s.writeSucceeded()
+	}
 	return err
 }
 

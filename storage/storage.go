@@ -30,6 +30,12 @@ var (
 	// ErrSizeMismatch is returned by Writer.Commit when the number of bytes
 	// written differs from the size the caller declared.
 	ErrSizeMismatch = errors.New("storage: size mismatch")
+
+	// ErrNoSpace is returned by Create or Write when an object does not fit
+	// within the store's size limit (it is larger than the limit, or every
+	// other object is in use). It is the store's policy at work, not a
+	// failure: the object is served without being cached.
+	ErrNoSpace = errors.New("storage: object does not fit in the cache size limit")
 )
 
 // MaxKeyLength is the longest key any backend accepts. Keys are an upstream

@@ -180,16 +180,32 @@ func hashName(key string) [64]byte {
 }
 
 // Check verifies that the cache directory accepts new files.
+//
+// It writes and syncs a few kilobytes, not just an empty file: a full disk
+// often still has inodes for empty files, but no block for data.
 func (b *Backend) Check(ctx context.Context) error {
 	f, err := os.CreateTemp(filepath.Join(b.root, tmpDir), "check.*")
 	if err != nil {
 		return fmt.Errorf("cache directory not writable: %w", err)
 	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, checkBytes))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cache directory not writable: %w", err)
+	}
+	return nil
 }
 
+// checkBytes is how much Check writes.
+const checkBytes = 8 << 10
+
+// open opens the object file of key and returns it with its stat and
 // metadata, read from the trailer unless the index has it already.
 func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) {
 	p, err := b.Path(key)

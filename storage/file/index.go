@@ -18,7 +18,7 @@ import (
 // ErrNoSpace is returned when an object cannot be stored without exceeding
 // the cache's size limit: it is larger than the limit, or every other object
 // is in use. The fill engine then serves the object without caching it.
-var ErrNoSpace = errors.New("file: object does not fit in the cache size limit")
+var ErrNoSpace = storage.ErrNoSpace
 
 // touchEvery is how often an object's modification time is advanced when
 // it is read. The mtime is the least-recently-used order that survives a

@@ -95,8 +95,6 @@ func readInfo(f *os.File, size int64, key string) (storage.Info, error) {
 	return m.info(), nil
 }
 
-// open opens the object file of key and returns it with its stat and
-
 // encodeTrailer returns the metadata trailer written after an object's
 // body: the JSON metadata, its length and the magic.
 func encodeTrailer(info storage.Info) ([]byte, error) {
