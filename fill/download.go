@@ -20,7 +20,7 @@ func (f *Fill) run() {
 	g := f.g
 	defer g.wg.Done()
 	defer f.Release()
-	ctx := g.ctx
+	ctx := f.ctx
 	log := g.log.With("key", f.key)
 	if ctx.Err() != nil {
 		f.finish(context.Cause(ctx), false)
@@ -33,11 +33,16 @@ func (f *Fill) run() {
 	start := time.Now()
 	n, stored, err := f.fetch(ctx, log)
 	g.opts.Observer.FillDone(f.key, n, stored, err, time.Since(start))
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrAbandoned):
+		log.Debug("fill stopped: no reader left and nothing to store", "upstream", f.src.URL, "bytes", n)
+	case errors.Is(err, ErrTooLarge):
+		log.Info("object larger than the size limit; not fetched through the cache", "upstream", f.src.URL)
+	case err != nil:
 		if !errors.Is(err, ErrNotOK) && !errors.Is(err, ErrNotModified) {
 			log.Warn("fill failed", "upstream", f.src.URL, "bytes", n, "err", err)
 		}
-	} else {
+	default:
 		log.Debug("fill complete", "upstream", f.src.URL, "bytes", n, "stored", stored, "duration", time.Since(start))
 	}
 	f.finish(err, stored)
@@ -103,6 +108,10 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 	info := g.opts.Info(resp)
 	info.Key = f.key
+	if max := g.opts.MaxObjectSize; max > 0 && info.Size > max {
+		resp.Body.Close()
+		return 0, false, ErrTooLarge
+	}
 	storable := g.opts.Storable == nil || g.opts.Storable(resp)
 
 	spool, err := f.openSpool(ctx, info, storable)
@@ -110,7 +119,6 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 		resp.Body.Close()
 		return 0, false, err
 	}
-	f.setHeader(info, spool.reader)
 
 	n, err = f.copyBody(ctx, resp, info, spool)
 	// spool.w is nil when storage failed: the clients are served from the
@@ -128,10 +136,11 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	if err := w.Commit(ctx); err != nil {
 		// Every client got its bytes from the spool; only the cache
 		// misses out. The next request fetches again.
-		log.Error("storage commit failed; object not cached", "err", err)
+		g.storeFailed(f.key, "storage commit failed", err)
 		w.Cancel(context.Background())
 		return n, false, nil
 	}
+	g.storeWorked()
 	return n, true, nil
 }
 
@@ -168,7 +177,7 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		if ctx.Err() != nil {
 			return n, f.cause(ctx, err)
 		}
-		if errors.Is(err, errSpool) {
+		if errors.Is(err, ErrSpool) || errors.Is(err, ErrTooLarge) {
 			return n, err
 		}
 		if attempt >= g.opts.Retry {
@@ -220,15 +229,23 @@ func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spo
 		})
 		defer timer.Stop()
 	}
+	rate := newRateCheck(f.g.opts.MinRate, idle)
+	max := f.g.opts.MaxObjectSize
 	for {
 		m, rerr := body.Read(buf)
 		if m > 0 {
 			f.g.opts.Observer.UpstreamBytes(m)
-			if err := sw.write(f.g.log, buf[:m]); err != nil {
-				return fmt.Errorf("%w: %w", errSpool, err)
+			if max > 0 && *n+int64(m) > max {
+				return ErrTooLarge
+			}
+			if err := sw.write(f, *n, buf[:m]); err != nil {
+				return err
 			}
 			*n += int64(m)
 			f.advance(int64(m))
+			if rate != nil && rate.slow(m) {
+				return ErrTooSlow
+			}
 		}
 		if timer != nil {
 			select {
@@ -248,6 +265,35 @@ func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spo
 			return rerr
 		}
 	}
+}
+
+// rateCheck enforces Options.MinRate: at least min bytes must arrive in
+// every window.
+type rateCheck struct {
+	min    int64
+	window time.Duration
+	start  time.Time
+	bytes  int64
+}
+
+func newRateCheck(rate int64, window time.Duration) *rateCheck {
+	if rate <= 0 || window <= 0 {
+		return nil
+	}
+	return &rateCheck{min: int64(float64(rate) * window.Seconds()), window: window, start: time.Now()}
+}
+
+// slow counts n more bytes and reports whether the last full window had
+// too few.
+func (r *rateCheck) slow(n int) bool {
+	r.bytes += int64(n)
+	if now := time.Now(); now.Sub(r.start) >= r.window {
+		if r.bytes < r.min {
+			return true
+		}
+		r.start, r.bytes = now, 0
+	}
+	return false
 }
 
 // resume requests the rest of the object from offset and checks that the
@@ -276,6 +322,13 @@ func (f *Fill) resume(ctx context.Context, offset int64, info storage.Info, vali
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// Continues reports, with an error matching ErrOriginChanged, whether resp,
+// a 206 answering a Range request from offset, does not continue the
+// object info describes (see sameObject).
+func Continues(resp *http.Response, offset int64, info storage.Info) error {
+	return sameObject(resp, offset, info)
 }
 
 // sameObject checks that a 206 answering a resume at offset continues the

@@ -28,11 +28,23 @@ var (
 	// ErrNotModified is matched by *NotModifiedError.
 	ErrNotModified = errors.New("fill: not modified")
 
+	// ErrTooSlow is returned when the origin's body arrived below the
+	// Group's MinRate.
+	ErrTooSlow = errors.New("fill: upstream body below the minimum rate")
+
+	// ErrTooLarge is returned when the object is larger than the Group's
+	// MaxObjectSize.
+	ErrTooLarge = errors.New("fill: object larger than the size limit")
+
+	// ErrSpool is matched by the error of a fill that could not keep the
+	// bytes on local disk (neither in storage nor in a spool file):
+	// readers get every byte that arrived before it, and must get the rest
+	// elsewhere (from the origin).
+	ErrSpool = errors.New("fill: cannot spool the body")
+
 	// errNotStorable: the response may not be cached; its fill streams it
 	// from a temporary spool.
 	errNotStorable = errors.New("response not storable")
-	// errSpool: writing the spool failed, so readers cannot be served.
-	errSpool = errors.New("writing spool")
 )
 
 // NotModifiedError ends a revalidating fill whose origin answered 304 Not

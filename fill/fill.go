@@ -18,6 +18,11 @@ type Fill struct {
 	op         op
 	validators http.Header // sent with the first request when revalidating
 
+	// ctx is the download's context: the group's, cancelled on its own
+	// when nobody needs the fill any more (see Release).
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
 	refs int // guarded by g.mu
 
 	header chan struct{} // closed once info (or err) is known
@@ -27,14 +32,19 @@ type Fill struct {
 	done chan struct{} // closed when the fill has finished
 
 	mu       sync.Mutex
-	n        int64         // bytes available in the spool
-	size     int64         // final size once known, else -1
-	err      error         // final error, valid once done is closed
-	stored   bool          // committed to storage
-	progress chan struct{} // closed and replaced when n grows (if waiting) or the fill ends
-	waiting  bool          // a reader waits on progress
-	spool    io.ReaderAt
+	n        int64          // bytes available in the spool
+	size     int64          // final size once known, else -1
+	err      error          // final error, valid once done is closed
+	stored   bool           // committed to storage
+	progress chan struct{}  // closed and replaced when n grows (if waiting) or the fill ends
+	waiting  bool           // a reader waits on progress
+	spool    io.ReaderAt    // where the bytes are; replaced when storage fails (see spoolWriter)
+	gen      int            // counts spool replacements
 	closers  []func() error // spool resources, run when the last reference goes
+	// keep is false once the fill will not store the object (the origin
+	// forbids it, the store refused it or failed): such a fill only serves
+	// its readers, and stops when the last one leaves.
+	keep bool
 }
 
 // Key returns the fill's cache key.
@@ -107,7 +117,10 @@ func (f *Fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	want := min(int64(len(p)), n-off)
-	got, err := f.spool.ReadAt(p[:want], off)
+	f.mu.Lock()
+	spool := f.spool
+	f.mu.Unlock()
+	got, err := spool.ReadAt(p[:want], off)
 	if err == io.EOF {
 		// These bytes were written: the spool must have them.
 		err = nil
@@ -116,6 +129,13 @@ func (f *Fill) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 	}
 	return got, err
+}
+
+// Arrived returns how many bytes of the object are in the spool now.
+func (f *Fill) Arrived() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
 }
 
 // Available waits until bytes beyond off have arrived and returns how many
@@ -159,11 +179,17 @@ func (f *Fill) isDone() bool {
 }
 
 // Release drops the caller's reference. The spool is closed when the fill
-// has finished and every reference is gone.
+// has finished and every reference is gone. A fill that will not store its
+// object is stopped when its last reader releases it: nobody would get its
+// bytes, and a large download for nobody must not go on filling the disk
+// and the link.
 func (f *Fill) Release() {
 	f.g.mu.Lock()
 	f.refs--
 	last := f.refs == 0
+	if f.refs == 1 {
+		f.abandonLocked()
+	}
 	f.g.mu.Unlock()
 	if last {
 		f.mu.Lock()
@@ -176,6 +202,50 @@ func (f *Fill) Release() {
 			}
 		}
 	}
+}
+
+// ErrAbandoned ends a fill that nobody read any more and that would not
+// have been stored.
+var ErrAbandoned = errors.New("fill: abandoned: no reader left and nothing to store")
+
+// abandonLocked stops the fill if its own reference is the only one left,
+// it is still running, and it will not store its object. It removes the
+// fill from the group at once, so that a new request starts a new fill
+// instead of joining one being stopped. f.g.mu must be held.
+func (f *Fill) abandonLocked() {
+	if f.refs != 1 {
+		return
+	}
+	f.mu.Lock()
+	stop := !f.keep && !f.isDone()
+	f.mu.Unlock()
+	if !stop {
+		return
+	}
+	if f.g.fills[f.key] == f {
+		f.g.removeLocked(f.key)
+	}
+	f.cancel(ErrAbandoned)
+}
+
+// dropKeep records that the fill will not store its object, and stops it if
+// nobody reads it already.
+func (f *Fill) dropKeep() {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	f.mu.Lock()
+	f.keep = false
+	f.mu.Unlock()
+	f.abandonLocked()
+}
+
+// setSpool replaces the spool readers read from; the new one holds every
+// byte the old one had.
+func (f *Fill) setSpool(spool io.ReaderAt) {
+	f.mu.Lock()
+	f.spool = spool
+	f.gen++
+	f.mu.Unlock()
 }
 
 func (f *Fill) addCloser(c func() error) {
@@ -215,12 +285,10 @@ func (f *Fill) advance(n int64) {
 func (f *Fill) finish(err error, stored bool) {
 	f.g.mu.Lock()
 	if f.g.fills[f.key] == f {
-		delete(f.g.fills, f.key)
-		if len(f.g.fills) == 0 {
-			close(f.g.idle)
-		}
+		f.g.removeLocked(f.key)
 	}
 	f.g.mu.Unlock()
+	f.cancel(nil) // release the context's resources; the cause is kept if set
 
 	select {
 	case <-f.header:

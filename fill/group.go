@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/httpmirror/httpmirror/policy"
@@ -59,6 +60,17 @@ type Options struct {
 	// long (the abort may be resumed like any broken body). Zero means no
 	// limit.
 	IdleTimeout time.Duration
+	// MinRate, in bytes per second, aborts (or resumes) an upstream body
+	// that delivers less than MinRate×IdleTimeout bytes in any period of
+	// IdleTimeout, so that an origin trickling a byte now and then cannot
+	// hold a fill for ever. Zero means no minimum beyond IdleTimeout; it
+	// needs IdleTimeout.
+	MinRate int64
+	// MaxObjectSize bounds the objects a fill downloads: a response whose
+	// Content-Length is larger ends the fill with ErrTooLarge before any
+	// body is read, and a body of unknown length is cut off with
+	// ErrTooLarge once it exceeds the bound. Zero means no bound.
+	MaxObjectSize int64
 	// SpoolDir holds temporary spool files for backends whose writers
 	// cannot read back (storage.Spooler). Empty means os.TempDir().
 	SpoolDir string
@@ -105,6 +117,10 @@ type Group struct {
 	mu    sync.Mutex
 	fills map[string]*Fill
 	idle  chan struct{} // closed while no fill runs; replaced when one starts
+
+	// storeFailing is set while storage writes fail, so that a failing
+	// store is logged once, not once per fill.
+	storeFailing atomic.Bool
 }
 
 // NewGroup returns a Group that stores objects in store. It panics if store
@@ -162,6 +178,31 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	}
 }
 
+// removeLocked removes the fill of key from the group; g.mu must be held.
+func (g *Group) removeLocked(key string) {
+	delete(g.fills, key)
+	if len(g.fills) == 0 {
+		close(g.idle)
+	}
+}
+
+// storeFailed logs a storage write failure: at error level the first time
+// after writes worked, at debug level while they keep failing.
+func (g *Group) storeFailed(key, msg string, err error) {
+	if g.storeFailing.CompareAndSwap(false, true) {
+		g.log.Error(msg+"; objects are served without caching until a write succeeds", "key", key, "err", err)
+		return
+	}
+	g.log.Debug(msg, "key", key, "err", err)
+}
+
+// storeWorked records a successful commit.
+func (g *Group) storeWorked() {
+	if g.storeFailing.CompareAndSwap(true, false) {
+		g.log.Info("storage writes succeed again")
+	}
+}
+
 // InProgress reports how many fills are running.
 func (g *Group) InProgress() int {
 	g.mu.Lock()
@@ -213,8 +254,12 @@ func (g *Group) start(key string, src Source, o op, validators http.Header) (f *
 		g.mu.Unlock()
 		return f, true
 	}
+	ctx, cancel := context.WithCancelCause(g.ctx)
 	f = &Fill{
 		g:          g,
+		ctx:        ctx,
+		cancel:     cancel,
+		keep:       true,
 		key:        key,
 		src:        src,
 		op:         o,

@@ -19,6 +19,10 @@ type Reader struct {
 	off  int64
 	size int64 // -1 when unknown: Seek from the end is then impossible
 
+	// wait, when set, is called before a Read waits for bytes that have
+	// not arrived.
+	wait func()
+
 	// err may be set by the goroutine http.ServeContent starts for
 	// multi-range responses while the handler reads it.
 	mu  sync.Mutex
@@ -31,6 +35,11 @@ func (f *Fill) NewReader(ctx context.Context) *Reader {
 	return &Reader{f: f, ctx: ctx, size: f.Size()}
 }
 
+// OnWait makes the Reader call wait before it waits for bytes that have not
+// arrived: a response writer flushes there, so its client is not kept
+// waiting for bytes the mirror has.
+func (r *Reader) OnWait(wait func()) { r.wait = wait }
+
 // Read implements io.Reader.
 func (r *Reader) Read(p []byte) (int, error) {
 	if r.size >= 0 {
@@ -40,6 +49,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 		if remain := r.size - r.off; int64(len(p)) > remain {
 			p = p[:remain]
 		}
+	}
+	if r.wait != nil && r.f.Arrived() <= r.off {
+		r.wait()
 	}
 	n, err := r.f.ReadAt(r.ctx, p, r.off)
 	r.off += int64(n)

@@ -2,25 +2,26 @@ package fill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/httpmirror/httpmirror/storage"
 )
 
-// spoolWriter is where the body goes: the storage writer (w, nil after a
-// storage failure) and, when w cannot read back, a separate spool file.
+// spoolWriter is where the body goes: the storage writer (w, nil once the
+// object will not be stored) and, when w cannot read back or has failed, a
+// spool file of the fill's own.
 type spoolWriter struct {
-	w      storage.Writer
-	file   *os.File // separate spool, nil when w is the spool
-	reader io.ReaderAt
+	w    storage.Writer
+	file *os.File // own spool, nil while w is the spool
 }
 
-// openSpool creates the storage writer and the spool readers read from. A
-// failing storage backend does not fail the fill: it falls back to a
-// temporary spool so clients are still served, and nothing is cached.
+// openSpool creates the storage writer and the spool readers read from,
+// and publishes info and the spool to readers. A storage backend that
+// refuses or fails does not fail the fill: it falls back to a spool file
+// so clients are still served, and nothing is cached.
 func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable bool) (*spoolWriter, error) {
 	g := f.g
 	sw := &spoolWriter{}
@@ -29,62 +30,118 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable bool) 
 	if storable {
 		w, err = g.store.Create(ctx, f.key, info)
 	}
-	if err != nil {
-		if storable {
-			g.log.Error("storage create failed; serving without caching", "key", f.key, "err", err)
-		}
-	} else {
+	switch {
+	case err == nil:
 		sw.w = w
 		f.addCloser(w.Close)
 		if sp, ok := w.(storage.Spooler); ok {
-			sw.reader = sp
+			f.setHeader(info, sp)
 			return sw, nil
 		}
+	case errors.Is(err, storage.ErrNoSpace):
+		// The store's size policy, not a failure.
+		g.log.Info("object does not fit in the cache; serving without caching", "key", f.key, "size", info.Size)
+	case storable:
+		g.storeFailed(f.key, "storage create failed", err)
 	}
-	file, err := os.CreateTemp(g.opts.SpoolDir, "httpmirror-spool-*")
+	file, err := f.newSpoolFile()
 	if err != nil {
 		if w != nil {
 			w.Cancel(context.Background())
 		}
-		return nil, fmt.Errorf("creating spool: %w", err)
+		return nil, err
+	}
+	sw.file = file
+	f.setHeader(info, file)
+	if sw.w == nil {
+		f.dropKeep()
+	}
+	return sw, nil
+}
+
+// newSpoolFile creates an anonymous spool file in the spool directory.
+func (f *Fill) newSpoolFile() (*os.File, error) {
+	file, err := os.CreateTemp(f.g.opts.SpoolDir, "httpmirror-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("%w: creating spool file: %w", ErrSpool, err)
 	}
 	// Unlinked at once: the space is reclaimed when the last reader closes
 	// it, even after a crash.
 	os.Remove(file.Name())
 	f.addCloser(file.Close)
-	sw.file = file
-	sw.reader = file
-	return sw, nil
+	return file, nil
 }
 
-// write appends p to the spool. A storage writer that fails next to a
-// separate spool is dropped (the object will not be cached), so the
-// clients are still served; a failing spool fails the fill.
-func (s *spoolWriter) write(log *slog.Logger, p []byte) error {
-	if s.file != nil {
-		if _, err := s.file.Write(p); err != nil {
-			return err
+// write appends p, the bytes of the object at offset off. A storage writer
+// that fails is dropped (the object will not be cached) and the clients
+// are still served: from the fill's own spool file, which takes over the
+// bytes the writer held when the writer was the spool. Only a spool file
+// that cannot be written fails the fill, with ErrSpool.
+func (s *spoolWriter) write(f *Fill, off int64, p []byte) error {
+	if s.w != nil {
+		if _, err := s.w.Write(p); err != nil {
+			return s.dropWriter(f, off, p, err)
 		}
-		if s.w != nil {
-			if _, err := s.w.Write(p); err != nil {
-				log.Error("storage write failed; object will not be cached", "err", err)
-				s.w.Cancel(context.Background())
-				s.w = nil
-			}
+		if s.file == nil {
+			return nil
+		}
+	}
+	if _, err := s.file.Write(p); err != nil {
+		return fmt.Errorf("%w: %w", ErrSpool, err)
+	}
+	return nil
+}
+
+// dropWriter gives up storing after the writer failed with werr while
+// writing p at off, moving the spool to a file of the fill's own if the
+// writer was it.
+func (s *spoolWriter) dropWriter(f *Fill, off int64, p []byte, werr error) error {
+	w := s.w
+	s.w = nil
+	if errors.Is(werr, storage.ErrNoSpace) {
+		f.g.log.Info("object does not fit in the cache; serving without caching", "key", f.key)
+	} else {
+		f.g.storeFailed(f.key, "storage write failed", werr)
+	}
+	defer func() {
+		// The writer's file stays readable through its open handle until
+		// the fill's last reference goes (its Close is a closer).
+		w.Cancel(context.Background())
+		f.dropKeep()
+	}()
+	if s.file != nil {
+		_, err := s.file.Write(p)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSpool, err)
 		}
 		return nil
 	}
-	_, err := s.w.Write(p)
-	return err
+	file, err := f.newSpoolFile()
+	if err != nil {
+		return err
+	}
+	// Copy what the writer holds, then the bytes it refused.
+	if _, err := io.Copy(file, io.NewSectionReader(w.(storage.Spooler), 0, off)); err != nil {
+		return fmt.Errorf("%w: moving the spool: %w", ErrSpool, err)
+	}
+	if _, err := file.Write(p); err != nil {
+		return fmt.Errorf("%w: %w", ErrSpool, err)
+	}
+	s.file = file
+	f.setSpool(file)
+	return nil
 }
 
-// spoolFile returns the file the spool's bytes are in, if they are in one.
-func (f *Fill) spoolFile() *os.File {
+// spoolFile returns the file the spool's bytes are in, if they are in one,
+// and the spool's generation.
+func (f *Fill) spoolFile() (*os.File, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	switch s := f.spool.(type) {
 	case *os.File:
-		return s
+		return s, f.gen
 	case storage.FileSpooler:
-		return s.SpoolFile()
+		return s.SpoolFile(), f.gen
 	}
-	return nil
+	return nil, f.gen
 }

@@ -6,25 +6,23 @@ import (
 	"strconv"
 )
 
-// OpenSpool opens a read-only handle of its own on the spool, when the
-// spool is a file: a client can then send what has arrived with sendfile,
-// from its own file offset. The caller closes it; it stays valid after the
-// fill ends.
-func (f *Fill) OpenSpool() (*os.File, error) {
-	file := f.spoolFile()
+// openSpoolFile opens a read-only handle of its own on the spool file: a
+// new open file description, whose offset is the caller's alone. It
+// returns the spool's generation with it.
+func (f *Fill) openSpoolFile() (*os.File, int, error) {
+	file, gen := f.spoolFile()
 	if file == nil {
-		return nil, errors.New("fill: spool is not a file")
+		return nil, 0, errors.New("fill: spool is not a file")
 	}
 	rc, err := file.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var fd uintptr
 	if err := rc.Control(func(d uintptr) { fd = d }); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	// The spool file may be unlinked already: reopening it through /proc
-	// gives a new open file description, whose offset is this reader's
-	// alone.
-	return os.Open("/proc/self/fd/" + strconv.Itoa(int(fd)))
+	// The spool file may be unlinked already: /proc reopens it anyway.
+	h, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(fd)))
+	return h, gen, err
 }
