@@ -114,7 +114,7 @@ func classify(ctx context.Context, err error) failure {
 }
 
 func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fill.ErrIdleTimeout) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fill.ErrIdleTimeout) || errors.Is(err, fill.ErrTooSlow) {
 		return true
 	}
 	var ne net.Error

@@ -84,6 +84,13 @@ func (m *MirrorHandler) serveFetch(w *recorder, r *http.Request, t target, f *fi
 		w.outcome = outcomeMiss
 	}
 	info, err := f.Header(ctx)
+	if errors.Is(err, fill.ErrTooLarge) || errors.Is(err, fill.ErrSpool) {
+		// Over --max-object-size, or no local disk to spool on: the client
+		// is served straight from the origin, nothing is kept.
+		w.outcome = outcomeDirect
+		m.direct(w, r, t)
+		return
+	}
 	if err != nil {
 		m.fetchFailed(w, r, t, err, replaces)
 		return
@@ -103,7 +110,7 @@ func (m *MirrorHandler) serveFetch(w *recorder, r *http.Request, t target, f *fi
 		}
 		// The store failed; the complete spool still serves this client.
 	}
-	m.serveFill(w, r, f, info)
+	m.serveFill(w, r, t, f, info)
 }
 
 // fetchFailed answers a fill that produced no object. An origin's 404 or

@@ -264,3 +264,45 @@ func TestResumeRefusesAnotherVersion(t *testing.T) {
 		})
 	}
 }
+
+// An origin that trickles a byte now and then, never idle for the whole
+// idle timeout, is still cut off: below --upstream-min-rate a fill is
+// aborted (or resumed) instead of being held for ever.
+func TestTricklingOriginIsCutOff(t *testing.T) {
+	o := newOrigin(t)
+	o.Put("/trickle.bin", payload(97, 1<<20))
+	stop := newGate(t)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < len(f.Data); i++ {
+			select {
+			case <-tick.C:
+			case <-stop.Chan():
+				return true
+			case <-r.Context().Done():
+				return true
+			}
+			w.Write(f.Data[i : i+1])
+			w.(http.Flusher).Flush()
+		}
+		return true
+	})
+	m := newMirror(t, o, func(h *httpmirror.MirrorHandler) {
+		h.UpstreamIdleTimeout = 200 * time.Millisecond // 100 bytes/s pass the idle check
+		h.UpstreamMinRate = 10 << 10
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", m.url(o, "/trickle.bin"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("after %d bytes: err %v (deadline: %v); want the transfer aborted by the mirror", n, err, ctx.Err())
+	}
+}

@@ -32,6 +32,11 @@ import (
 // MirrorHandler.MaxPathLength is zero.
 const DefaultMaxPathLength = 8 << 10
 
+// DefaultUpstreamMinRate is MirrorHandler.UpstreamMinRate's default: 1 KiB
+// per second, far below any origin worth mirroring, far above one that
+// trickles to keep a connection open.
+const DefaultUpstreamMinRate = 1 << 10
+
 // MirrorHandler is the HTTP handler that mirrors files. Its exported fields
 // configure it and must not change once it serves requests; the zero value
 // of each field is documented with it.
@@ -113,8 +118,26 @@ type MirrorHandler struct {
 	// means no limit.
 	UpstreamIdleTimeout time.Duration
 
-	// SpoolDir holds temporary spool files for backends that cannot read
-	// back what they are writing. Empty means os.TempDir().
+	// UpstreamMinRate, in bytes per second, aborts (or resumes) an
+	// upstream body that delivers less than UpstreamMinRate bytes per
+	// second over a period of UpstreamIdleTimeout, so an origin trickling a
+	// byte now and then cannot hold a download for ever. Zero means
+	// DefaultUpstreamMinRate; negative means no minimum.
+	UpstreamMinRate int64
+
+	// MaxObjectSize bounds the files the cache fetches and stores. A file
+	// whose origin announces a larger Content-Length is proxied straight
+	// to its client, neither spooled nor stored (each client of it is one
+	// origin download); a body without a length is cut off (the client
+	// sees an aborted transfer) once it grows past the bound. Zero means
+	// no bound.
+	MaxObjectSize int64
+
+	// SpoolDir holds temporary spool files: for backends that cannot read
+	// back what they are writing, for responses that are not stored, and
+	// for fills whose storage writes failed (a full cache disk). Put it on
+	// another file system than a local cache, so that a full cache disk
+	// does not stop fills. Empty means os.TempDir().
 	SpoolDir string
 
 	// MaxPathLength is the longest request path served; longer ones get
@@ -219,6 +242,9 @@ func (m *MirrorHandler) Validate() error {
 	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
 		return errors.New("durations and retry counts must not be negative")
 	}
+	if m.MaxObjectSize < 0 {
+		return errors.New("the maximum object size must not be negative")
+	}
 	return nil
 }
 
@@ -260,10 +286,16 @@ func (m *MirrorHandler) init() error {
 			} else if idle < 0 {
 				idle = 0
 			}
+			minRate := m.UpstreamMinRate
+			if minRate == 0 {
+				minRate = DefaultUpstreamMinRate
+			}
 			m.fills = fill.NewGroup(m.store, fill.Options{
 				Retry:         m.ContinuationGetRetry,
 				RetryInterval: m.ContinuationGetInterval,
 				IdleTimeout:   idle,
+				MinRate:       max(minRate, 0),
+				MaxObjectSize: m.MaxObjectSize,
 				SpoolDir:      m.SpoolDir,
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
@@ -296,6 +328,20 @@ func (m *MirrorHandler) WaitFills(ctx context.Context) error {
 		return nil
 	}
 	return m.fills.Wait(ctx)
+}
+
+// Check reports whether the cache can serve and store: nil without a
+// cache; otherwise the storage backend's own check (see storage.Checker),
+// failing also while writes to it fail (a full disk, an unreachable
+// bucket). Readiness probes call it.
+func (m *MirrorHandler) Check(ctx context.Context) error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	if m.store == nil {
+		return nil
+	}
+	return m.store.(storage.Checker).Check(ctx)
 }
 
 // FillsInProgress reports how many upstream downloads are running.

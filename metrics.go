@@ -81,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		upstreamErrors: counters("httpmirror_upstream_errors_total",
 			"Failed upstream fetches, by kind: timeout, refused, connect, status_4xx, status_5xx, short_body, changed, other.", "kind"),
 		fills: counters("httpmirror_fills_total",
-			"Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated) or failed.", "result"),
+			"Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated), abandoned (not storable and no client left), too_large (over --max-object-size), spool_failed (no local disk: clients continued from the origin) or failed.", "result"),
 		storageErrors: counters("httpmirror_storage_errors_total",
 			"Storage backend errors (not-found excluded), by operation.", "op"),
 		storageLatency: histograms("httpmirror_storage_operation_seconds",
@@ -216,6 +216,12 @@ func (o fillObserver) FillDone(key string, bytes int64, stored bool, err error, 
 	switch {
 	case errors.Is(err, fill.ErrNotModified):
 		o.m.fills.WithLabelValues("not_modified").Inc()
+	case errors.Is(err, fill.ErrAbandoned):
+		o.m.fills.WithLabelValues("abandoned").Inc()
+	case errors.Is(err, fill.ErrTooLarge):
+		o.m.fills.WithLabelValues("too_large").Inc()
+	case errors.Is(err, fill.ErrSpool):
+		o.m.fills.WithLabelValues("spool_failed").Inc()
 	case err == nil && stored:
 		o.m.fills.WithLabelValues("stored").Inc()
 	case err == nil:

@@ -1,6 +1,7 @@
 package httpmirror
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -52,7 +53,7 @@ func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj s
 // serveFill answers r from a fill in progress. Bytes not yet arrived are
 // waited for; if the fill fails after the response started, the connection
 // is aborted so the client cannot mistake a partial body for a whole one.
-func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, f *fill.Fill, info storage.Info) {
+func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, t target, f *fill.Fill, info storage.Info) {
 	ctx := r.Context()
 	if info.Size < 0 && r.Header.Get("Range") != "" {
 		// A range of a body of unknown length can only be answered once
@@ -62,21 +63,26 @@ func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, f *fill.Fill, in
 			return
 		}
 	}
+	// While the origin is slow, what has arrived goes out at once instead
+	// of waiting in the server's buffer (net/http holds the first 2 KiB).
+	rc := http.NewResponseController(w)
+	flush := func() { rc.Flush() }
 	if size := f.Size(); size >= 0 && plainRequest(r) {
-		if spool, err := f.OpenSpool(); err == nil {
-			defer spool.Close()
+		if s, err := f.NewSender(); err == nil {
+			defer s.Close()
 			copyHeader(w.Header(), wholeBodyHeader(info, size))
 			w.WriteHeader(http.StatusOK)
 			if r.Method == http.MethodHead || size == 0 {
 				return
 			}
-			if err := f.Send(ctx, w, spool, size); err != nil {
-				m.abort(r, f.Key(), err)
+			if err := s.Send(ctx, w, size, flush); err != nil {
+				m.continueFromOrigin(w, r, t, info, w.bytes, size, err)
 			}
 			return
 		}
 	}
 	rd := f.NewReader(ctx)
+	rd.OnWait(flush)
 	setObjectHeaders(w, info)
 	if rd.Size() < 0 {
 		m.stream(w, r, rd)
@@ -147,3 +153,42 @@ func copyHeader(dst, src http.Header) {
 // The recorder keeps the connection's ReaderFrom: fills and local objects
 // are sent with sendfile.
 var _ io.ReaderFrom = (*recorder)(nil)
+
+// continueFromOrigin completes a whole-body response of size bytes whose
+// fill stopped after the client got sent bytes, when the fill stopped only
+// because the mirror could not keep the bytes on disk (fill.ErrSpool): the
+// rest comes straight from the origin, with a Range request guarded by
+// If-Range and checked like a resume. Any other failure, or an origin
+// that cannot continue the same object, aborts the response.
+func (m *MirrorHandler) continueFromOrigin(w *recorder, r *http.Request, t target, info storage.Info, sent, size int64, err error) {
+	ctx := r.Context()
+	validator := policy.IfRange(info)
+	if !errors.Is(err, fill.ErrSpool) || ctx.Err() != nil || validator == "" {
+		m.abort(r, t.key, err)
+	}
+	m.log.Warn("no disk to spool on; continuing from the origin", "key", t.key, "offset", sent, "err", err)
+	req, rerr := http.NewRequestWithContext(ctx, http.MethodGet, t.url(m.scheme), nil)
+	if rerr != nil {
+		m.abort(r, t.key, rerr)
+	}
+	req.Header.Set("Range", "bytes="+strconv.FormatInt(sent, 10)+"-")
+	req.Header.Set("If-Range", validator)
+	resp, rerr := m.client.Do(req)
+	if rerr != nil {
+		m.abort(r, t.key, rerr)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent {
+		m.abort(r, t.key, &fill.StatusError{Code: resp.StatusCode})
+	}
+	if rerr := fill.Continues(resp, sent, info); rerr != nil {
+		m.abort(r, t.key, rerr)
+	}
+	n, rerr := io.Copy(w, io.LimitReader(resp.Body, size-sent))
+	if rerr == nil && n != size-sent {
+		rerr = io.ErrUnexpectedEOF
+	}
+	if rerr != nil {
+		m.abort(r, t.key, rerr)
+	}
+}

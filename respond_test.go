@@ -2,11 +2,13 @@ package httpmirror_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -314,5 +316,51 @@ func TestHuggingFaceHeaders(t *testing.T) {
 	}
 	if o.Gets.Load() != before+1 {
 		t.Fatalf("API JSON served without asking the origin")
+	}
+}
+
+// A slow origin's first bytes reach the client as soon as the mirror has
+// them: the response header is not held back until a buffer fills (net/http
+// keeps the first 2 KiB of a response). Plain GETs (sent from the spool)
+// and Range requests (answered through http.ServeContent) alike.
+func TestFirstBytesNotHeldBack(t *testing.T) {
+	for _, rng := range []string{"", "bytes=0-99999"} {
+		t.Run("range="+rng, func(t *testing.T) {
+			o := newOrigin(t)
+			data := payload(96, 100000)
+			o.Put("/slow.bin", data)
+			more := newGate(t)
+			o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+				w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+				w.Header().Set("ETag", f.ETag)
+				w.Write(f.Data[:10]) // ten bytes, then nothing until the client has them
+				w.(http.Flusher).Flush()
+				more.Wait()
+				w.Write(f.Data[10:])
+				return true
+			})
+			m := newMirror(t, o)
+			// The deadline only keeps a failing mirror from hanging the test.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", m.url(o, "/slow.bin"), nil)
+			if rng != "" {
+				req.Header.Set("Range", rng)
+			}
+			resp, err := noRedirectClient.Do(req)
+			if err != nil {
+				t.Fatalf("no response header while the origin holds back: %v", err)
+			}
+			defer resp.Body.Close()
+			first := make([]byte, 10)
+			if _, err := io.ReadFull(resp.Body, first); err != nil {
+				t.Fatalf("the first 10 bytes did not arrive while the origin holds back: %v", err)
+			}
+			more.Open()
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || !bytes.Equal(append(first, rest...), data) {
+				t.Fatalf("body: %d bytes, err %v; want the whole file", 10+len(rest), err)
+			}
+		})
 	}
 }

@@ -183,3 +183,30 @@ func TestStoredObjectUnreadableFallsBackToOrigin(t *testing.T) {
 		}
 	}
 }
+
+// The S3 store goes away in the middle of a fill: the upload fails, the
+// clients still get the whole file from the fill's spool, nothing is
+// stored, and readiness reports the failing writes.
+func TestS3WriteFailureMidFill(t *testing.T) {
+	srv := s3test.StartT(t) // this test stops its own server
+	o := newOrigin(t)
+	data := payload(103, 12<<20)
+	o.Put("/model.bin", data)
+	reached := make(chan struct{})
+	resume := newGate(t)
+	o.SetHook(stallingHook(6<<20, func() { close(reached) }, resume))
+	st := newS3(t, srv, "chunksize=5242880")
+	m := newMirror(t, o, withStore(st))
+	wait := testutil.GetMany(t, http.DefaultClient, 3, func(int) string { return m.url(o, "/model.bin") }, sha(data))
+	<-reached
+	srv.Stop() // the first part is uploaded or under way; the rest will fail
+	resume.Open()
+	wait()
+	waitFills(t, m)
+	if err := m.h.Check(context.Background()); err == nil {
+		t.Fatal("Check after S3 writes failed = nil; want an error")
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1", n)
+	}
+}

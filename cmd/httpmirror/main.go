@@ -95,6 +95,10 @@ func run(args []string) int {
 	if idle == 0 {
 		idle = -1 // the flag's 0 means no limit
 	}
+	minRate := cfg.UpstreamMinRate
+	if minRate == 0 {
+		minRate = -1 // the flag's 0 disables it
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h := &httpmirror.MirrorHandler{
@@ -115,6 +119,9 @@ func run(args []string) int {
 		UpstreamScheme:          cfg.UpstreamScheme,
 		UpstreamIdleTimeout:     idle,
 		MaxPathLength:           cfg.MaxPathLength,
+		MaxObjectSize:           cfg.MaxObjectSize,
+		UpstreamMinRate:         minRate,
+		SpoolDir:                cfg.SpoolDir,
 		RevalidatePatterns:      cfg.RevalidatePatterns,
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,
@@ -144,10 +151,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "httpmirror: listen: %v\n", err)
 		return 2
 	}
-	adm := &admin.Server{Gatherer: reg, Logger: log}
-	if c, ok := store.(storage.Checker); ok {
-		adm.Ready = c.Check
-	}
+	adm := &admin.Server{Gatherer: reg, Logger: log, Ready: h.Check}
 	var adminSrv *http.Server
 	if cfg.AdminAddress != "" {
 		aln, err := net.Listen("tcp", cfg.AdminAddress)

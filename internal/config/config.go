@@ -53,6 +53,9 @@ type Config struct {
 	UpstreamIdleTimeout    time.Duration
 
 	CacheMaxSize       int64
+	MaxObjectSize      int64
+	UpstreamMinRate    int64
+	SpoolDir           string
 	RevalidatePatterns []string
 	NegativeTTL        time.Duration
 	CacheQuery         bool
@@ -133,6 +136,10 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", 10*time.Second, "Limit for connecting to an origin, TLS handshake included.")
 	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-header-timeout", 30*time.Second, "Limit for an origin's response headers to arrive.")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 2*time.Minute, "Limit for an origin's body to stay silent before the download is aborted or resumed.")
+	fs.Var((*sizeFlag)(&c.MaxObjectSize), "max-object-size", "Largest file fetched through the cache, e.g. 50GiB; larger ones are proxied to their client without being stored; 0 means no limit.")
+	c.UpstreamMinRate = 1 << 10
+	fs.Var((*sizeFlag)(&c.UpstreamMinRate), "upstream-min-rate", "Slowest origin body accepted, in bytes per second over each --upstream-idle-timeout period, e.g. 1KiB; slower ones are aborted (or resumed); 0 disables.")
+	fs.StringVar(&c.SpoolDir, "spool-dir", "", "Directory for temporary spool files (unstored responses, fills whose cache writes failed); best on another file system than the cache; empty means the system temporary directory.")
 	fs.Var((*sizeFlag)(&c.CacheMaxSize), "cache-max-size", "Size limit of the local disk cache, e.g. 20GiB or 500MB; least recently used files are evicted; 0 means no limit.")
 	revalidate := fs.String("revalidate-pattern", strings.Join(httpmirror.DefaultRevalidatePatterns, ","), "Comma-separated globs ('*' spans '/') of cache keys (host/path) revalidated on every request when the origin sends no freshness headers; empty for none.")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 30*time.Second, "How long an origin's 404 or 410 is remembered; 0 disables.")

@@ -36,6 +36,9 @@ func (g *Gate) Open() { g.once.Do(func() { close(g.ch) }) }
 // Wait blocks until the gate is open.
 func (g *Gate) Wait() { <-g.ch }
 
+// Chan returns a channel closed when the gate opens.
+func (g *Gate) Chan() <-chan struct{} { return g.ch }
+
 // IsOpen reports whether Open was called.
 func (g *Gate) IsOpen() bool {
 	select {
