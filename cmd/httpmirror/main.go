@@ -115,6 +115,7 @@ func run(args []string) int {
 		UpstreamScheme:          cfg.UpstreamScheme,
 		UpstreamIdleTimeout:     idle,
 		MaxPathLength:           cfg.MaxPathLength,
+		MaxRanges:               cfg.MaxRanges,
 		RevalidatePatterns:      cfg.RevalidatePatterns,
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,
