@@ -144,6 +144,13 @@ type MirrorHandler struct {
 	// 414. Zero means DefaultMaxPathLength.
 	MaxPathLength int
 
+	// MaxRanges is how many ranges a request may ask for, counted once
+	// overlapping and adjacent ones are merged. A Range header asking for
+	// more is ignored: the answer is the whole body (200), as RFC 9110
+	// section 14.2 allows. Zero means DefaultMaxRanges, which explains the
+	// number.
+	MaxRanges int
+
 	// Metrics, when set, receives request, upstream, fill and storage
 	// metrics (see NewMetrics). Nil records none.
 	Metrics *Metrics
@@ -244,6 +251,9 @@ func (m *MirrorHandler) Validate() error {
 	}
 	if m.MaxObjectSize < 0 {
 		return errors.New("the maximum object size must not be negative")
+	}
+	if m.MaxRanges < 0 {
+		return errors.New("the number of ranges must not be negative")
 	}
 	return nil
 }
@@ -365,6 +375,13 @@ func (m *MirrorHandler) maxPathLength() int {
 		return m.MaxPathLength
 	}
 	return DefaultMaxPathLength
+}
+
+func (m *MirrorHandler) maxRanges() int {
+	if m.MaxRanges > 0 {
+		return m.MaxRanges
+	}
+	return DefaultMaxRanges
 }
 
 func (m *MirrorHandler) linkExpires() time.Duration {

@@ -21,8 +21,9 @@ func (m *MirrorHandler) serveObject(w *recorder, r *http.Request, t target, obj 
 
 // serveFresh answers r from a committed object whose metadata is info and
 // whose freshness is fr: a redirect to a signed URL when the backend has
-// one (GET only), else the bytes, with Range, HEAD and conditional requests
-// handled by http.ServeContent. It closes obj.
+// one (GET only), else the bytes, with Range (checked, merged and capped
+// first: see rangeRequest), HEAD and conditional requests handled by
+// http.ServeContent. It closes obj.
 func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj storage.Object, info storage.Info, fr policy.Freshness) {
 	defer obj.Close()
 	w.outcome = outcomeHit
@@ -47,12 +48,16 @@ func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj s
 		return
 	}
 	setObjectHeaders(w, info)
+	if len(r.Header["Range"]) != 0 {
+		r = m.rangeRequest(r, info.Size)
+	}
 	http.ServeContent(w, r, "", info.LastModified, obj)
 }
 
-// serveFill answers r from a fill in progress. Bytes not yet arrived are
-// waited for; if the fill fails after the response started, the connection
-// is aborted so the client cannot mistake a partial body for a whole one.
+// serveFill answers r from a fill in progress, with the same Range rules as
+// a stored object. Bytes not yet arrived are waited for; if the fill fails
+// after the response started, the connection is aborted so the client
+// cannot mistake a partial body for a whole one.
 func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, t target, f *fill.Fill, info storage.Info) {
 	ctx := r.Context()
 	if info.Size < 0 && r.Header.Get("Range") != "" {
@@ -88,10 +93,63 @@ func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, t target, f *fil
 		m.stream(w, r, rd)
 		return
 	}
+	if len(r.Header["Range"]) != 0 {
+		r = m.rangeRequest(r, rd.Size())
+	}
 	http.ServeContent(w, r, "", info.LastModified, rd)
 	if err := rd.Err(); err != nil {
 		m.abort(r, f.Key(), err)
 	}
+}
+
+// rangeRequest returns the request that http.ServeContent answers in place
+// of r, which has a Range header, for an object of size bytes: r itself when
+// its header already names the normalised set of ranges (see parseRange),
+// else a shallow copy of r whose header does. An ignored header is left
+// out, so the whole body is sent; an unsatisfiable one becomes a range
+// starting at the end, which http.ServeContent answers with 416 and
+// Content-Range "bytes */size". Either way http.ServeContent still decides
+// first on the conditions (If-Match, If-None-Match, If-Modified-Since,
+// If-Range), in RFC 9110's order. A Range field given more than once is
+// invalid.
+func (m *MirrorHandler) rangeRequest(r *http.Request, size int64) *http.Request {
+	vals := r.Header["Range"]
+	if len(vals) != 1 {
+		return withRange(r, "")
+	}
+	var buf [4]byteRange
+	ranges, answer := parseRange(vals[0], size, m.maxRanges(), buf[:0])
+	switch answer {
+	case rangeWhole:
+		return withRange(r, "")
+	case rangeUnsatisfiable:
+		return withRange(r, "bytes="+strconv.FormatInt(size, 10)+"-")
+	}
+	var text [64]byte
+	b := appendRangeHeader(text[:0], ranges, size)
+	if string(b) == vals[0] {
+		return r
+	}
+	return withRange(r, string(b))
+}
+
+// withRange returns a shallow copy of r whose Range header is v, or has none
+// when v is empty. r and its header, which net/http and the caller share,
+// are left as they are.
+func withRange(r *http.Request, v string) *http.Request {
+	h := make(http.Header, len(r.Header))
+	for k, vv := range r.Header {
+		if k != "Range" {
+			h[k] = vv
+		}
+	}
+	if v != "" {
+		h["Range"] = []string{v}
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Header = h
+	return r2
 }
 
 // stream copies a body of unknown length, flushing as bytes arrive.

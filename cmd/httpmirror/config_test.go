@@ -119,6 +119,7 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 		"HTTPMIRROR_ALLOW_PRIVATE_UPSTREAMS=true",
 		"HTTPMIRROR_UPSTREAM_CA_FILE="+o.WriteCA(t, t.TempDir()),
 		"HTTPMIRROR_ADDRESS=256.0.0.1:1", // the flag wins
+		"HTTPMIRROR_MAX_RANGES=1",
 	)
 	p := startCmd(t, cmd)
 	resp, err := http.Get(p.url(o, "/env.txt"))
@@ -129,5 +130,17 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "from env" {
 		t.Fatalf("status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
+	}
+	// One range at most: two are answered with the whole file.
+	req, _ := http.NewRequest("GET", p.url(o, "/env.txt"), nil)
+	req.Header.Set("Range", "bytes=0-0,2-2")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "from env" {
+		t.Fatalf("two ranges with --max-ranges 1: status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
 	}
 }

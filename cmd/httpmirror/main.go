@@ -122,6 +122,7 @@ func run(args []string) int {
 		MaxObjectSize:           cfg.MaxObjectSize,
 		UpstreamMinRate:         minRate,
 		SpoolDir:                cfg.SpoolDir,
+		MaxRanges:               cfg.MaxRanges,
 		RevalidatePatterns:      cfg.RevalidatePatterns,
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,

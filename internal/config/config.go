@@ -60,6 +60,7 @@ type Config struct {
 	NegativeTTL        time.Duration
 	CacheQuery         bool
 	MaxPathLength      int
+	MaxRanges          int
 	ShutdownTimeout    time.Duration
 	LogFormat          string
 	LogLevel           slog.Level
@@ -145,6 +146,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 30*time.Second, "How long an origin's 404 or 410 is remembered; 0 disables.")
 	fs.BoolVar(&c.CacheQuery, "cache-query", false, "Include the query string in the cache key and the upstream request.")
 	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
+	fs.IntVar(&c.MaxRanges, "max-ranges", httpmirror.DefaultMaxRanges, "Most ranges one request may ask for, once overlapping and adjacent ones are merged; a request for more gets the whole file (200).")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "Log format: text or json.")
 	logLevel := fs.String("log-level", "info", "Log level: debug, info, warn or error.")
@@ -239,8 +241,8 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 			return nil, fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
 		}
 	}
-	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 {
-		return nil, errors.New("--continuation-get-retry must be >= 0 and --max-path-length >= 1")
+	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 {
+		return nil, errors.New("--continuation-get-retry must be >= 0, --max-path-length and --max-ranges >= 1")
 	}
 	if c.CIDNEnabled() {
 		scheme, _, _ := strings.Cut(c.StorageURL, "://")
