@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/httpmirror/httpmirror/internal/netguard"
 )
 
 // Errors of target resolution. Each maps to one status in statusFor.
@@ -212,11 +214,15 @@ func stripPort(hostport string) string {
 }
 
 // canonicalHost checks an upstream host[:port] and returns it lowercased,
-// without a trailing dot. A name must be a valid DNS name with at least one
-// dot (which keeps "localhost" and bare words out: they would name hosts
-// of the mirror's own network); IPv4
-// literals and bracketed IPv6 literals are accepted here and left to the
-// address guard. Anything else is errNoTarget.
+// without a trailing dot. A host whose last label is numeric (all digits,
+// or 0x and hex digits) is an IPv4 address in any spelling inet_aton reads
+// (0177.0.0.1, 0x7f.1, 127.1) and becomes dotted decimal, so the cache key,
+// the upstream URL and the address guard all see one form and no proxy is
+// left to interpret it; one that is no valid address is refused. Bracketed
+// IPv6 literals are put in their canonical form. Both are left to the
+// address guard. Any other host must be a valid DNS name with at least one
+// dot (which keeps "localhost" and bare words out: they would name hosts of
+// the mirror's own network). Anything else is errNoTarget.
 func canonicalHost(hostport string) (string, error) {
 	if hostport == "" || len(hostport) > 260 {
 		return "", errNoTarget
@@ -240,8 +246,19 @@ func canonicalHost(hostport string) (string, error) {
 		if canon := "[" + a.String() + "]"; canon != host {
 			host, changed = canon, true
 		}
-	case !validDomain(host):
-		return "", errNoTarget
+	default:
+		a, err := netguard.ParseIPv4Loose(host)
+		switch {
+		case err != nil || strings.HasSuffix(host, "."):
+			return "", errNoTarget
+		case a.IsValid():
+			var buf [len("255.255.255.255")]byte
+			if canon := a.AppendTo(buf[:0]); string(canon) != host {
+				host, changed = string(canon), true
+			}
+		case !validDomain(host):
+			return "", errNoTarget
+		}
 	}
 	if !changed {
 		return hostport, nil // already canonical: no allocation
@@ -254,7 +271,7 @@ func canonicalHost(hostport string) (string, error) {
 
 // validDomain reports whether s is a DNS name of letters, digits, hyphens
 // and underscores with at least two labels, each 1 to 63 bytes and not
-// starting or ending with a hyphen. IPv4 literals pass too.
+// starting or ending with a hyphen.
 func validDomain(s string) bool {
 	if len(s) > 253 || !strings.Contains(s, ".") {
 		return false
