@@ -75,7 +75,10 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	default:
 		host = stripPort(r.Host)
 		if m.BaseDomain != "" {
-			base := "." + strings.TrimPrefix(strings.ToLower(m.BaseDomain), ".")
+			// A fully qualified Host ("….mirror.example.net.") is the
+			// same name as the one without the final dot.
+			host = strings.TrimSuffix(host, ".")
+			base := "." + strings.Trim(strings.ToLower(m.BaseDomain), ".")
 			lower := strings.ToLower(host)
 			if !strings.HasSuffix(lower, base) {
 				return target{}, errNoTarget
