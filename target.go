@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/httpmirror/httpmirror/internal/netguard"
+	"github.com/httpmirror/httpmirror/policy"
 )
 
 // Errors of target resolution. Each maps to one status in statusFor.
@@ -26,6 +27,8 @@ var (
 	errPathTooLong = errors.New("request path too long")
 	// errBlocked: the path ends in a blocked suffix. 403.
 	errBlocked = errors.New("blocked suffix")
+	// errHostNotAllowed: the origin host is not in AllowHosts. 403.
+	errHostNotAllowed = errors.New("host not allowed")
 )
 
 // target is what a request resolves to: the upstream host and path, the cache
@@ -89,6 +92,9 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	host, err = canonicalHost(host)
 	if err != nil {
 		return target{}, err
+	}
+	if !m.hostAllowed(host) {
+		return target{}, errHostNotAllowed
 	}
 	if p == "/" {
 		// The upstream root itself is no file to mirror.
@@ -291,6 +297,28 @@ func validDomain(s string) bool {
 		}
 	}
 	return true
+}
+
+// hostAllowed reports whether the canonical host[:port] hostport matches
+// one of AllowHosts (see there), or AllowHosts is empty.
+func (m *MirrorHandler) hostAllowed(hostport string) bool {
+	if len(m.AllowHosts) == 0 {
+		return true
+	}
+	host := hostport
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host = hostport[:i]
+	}
+	for _, p := range m.AllowHosts {
+		s := host
+		if strings.Contains(p, ":") {
+			s = hostport
+		}
+		if p != "" && policy.Glob(strings.ToLower(strings.TrimSuffix(p, ".")), s) {
+			return true
+		}
+	}
+	return false
 }
 
 // blocked reports whether the escaped path p ends in one of BlockSuffix,
