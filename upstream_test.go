@@ -58,7 +58,12 @@ func TestSSRFRefused(t *testing.T) {
 		{"private.example.com:" + port, 403},
 		{"v6loop.example.com:" + port, 403},
 		{"mapped.example.com:" + port, 403},
-		{"localhost:" + port, 404}, // the dotted-host rule rejects it first
+		{"0177.0.0.1:" + port, 403},
+		{"0x7f.1:" + port, 403},
+		{"2130706433:" + port, 403},
+		{"0251.0376.0251.0376", 403},
+		{"127.0.0.256:" + port, 404}, // numeric, but no address
+		{"localhost:" + port, 404},   // the dotted-host rule rejects it first
 		{"::1", 404},
 	}
 	for _, tc := range tests {
