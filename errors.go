@@ -77,6 +77,8 @@ func classify(ctx context.Context, err error) failure {
 		return failure{http.StatusForbidden, outcomeRefused, "upstream address not allowed", "refused"}
 	case errors.Is(err, errBlocked):
 		return failure{http.StatusForbidden, outcomeBlocked, "blocked file type", "other"}
+	case errors.Is(err, errHostNotAllowed):
+		return failure{http.StatusForbidden, outcomeBlocked, "host not allowed", "other"}
 	case errors.As(err, &se):
 		kind := "status_4xx"
 		if se.Code >= 500 {

@@ -228,6 +228,7 @@ func TestResumeRefusesAnotherVersion(t *testing.T) {
 					testutil.ServeFile(&cutWriter{ResponseWriter: w, left: cut}, r, file)
 				case 2:
 					// v2, sent as if it continued v1, If-Range ignored.
+					o.Put("/spliced.bin", v2)
 					h := w.Header()
 					h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", cut, len(v2)-1, len(v2)))
 					h.Set("Content-Length", strconv.Itoa(len(v2)-cut))
@@ -238,7 +239,6 @@ func TestResumeRefusesAnotherVersion(t *testing.T) {
 					tc.tweak206(h, file)
 					w.WriteHeader(http.StatusPartialContent)
 					w.Write(v2[cut:])
-					o.Put("/spliced.bin", v2)
 				default:
 					return false
 				}

@@ -94,6 +94,17 @@ type MirrorHandler struct {
 	// with 403 Forbidden.
 	BlockSuffix []string
 
+	// AllowHosts lists the origin hosts served, as glob patterns ('*'
+	// matches any run of characters, dots included, so "*.huggingface.co"
+	// covers every subdomain but not huggingface.co itself), matched
+	// case-insensitively against the host without its port, or against
+	// host:port when the pattern contains ':'. Requests for other hosts
+	// get 403 without any upstream traffic, and redirects to them are
+	// refused. In Host mode, Host itself must match. Nil or empty means
+	// every host: anyone who reaches the mirror can make it fetch from any
+	// host and fill its storage.
+	AllowHosts []string
+
 	// NoRedirect serves cached bytes through the mirror even when the
 	// backend could redirect clients to a signed URL.
 	NoRedirect bool
@@ -227,6 +238,11 @@ func (m *MirrorHandler) Validate() error {
 		modes++
 		if _, err := canonicalHost(m.Host); err != nil {
 			return fmt.Errorf("host %q is not a valid upstream host name", m.Host)
+		}
+	}
+	if m.Host != "" && len(m.AllowHosts) > 0 {
+		if h, err := canonicalHost(m.Host); err == nil && !m.hostAllowed(h) {
+			return fmt.Errorf("host %q is not among the allowed hosts", m.Host)
 		}
 	}
 	if m.HostFromFirstPath {
@@ -395,8 +411,8 @@ func (m *MirrorHandler) linkExpires() time.Duration {
 //
 // Only GET and HEAD are served (405 otherwise). The request is resolved to
 // an origin and a path (404 when it names none, 400 when it is malformed,
-// 414 when too long, 403 for a blocked suffix or a forbidden upstream
-// address). Without a cache the request is proxied; with one, a hit is
+// 414 when too long, 403 for a blocked suffix, a host not in AllowHosts or
+// a forbidden upstream address). Without a cache the request is proxied; with one, a hit is
 // served from storage or redirected to a signed URL, and a miss is fetched,
 // stored and streamed.
 func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

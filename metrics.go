@@ -23,7 +23,7 @@ const (
 	outcomeMiss            // started a fill
 	outcomeJoined          // joined a fill already running
 	outcomeDirect          // proxied without a cache
-	outcomeBlocked         // blocked suffix
+	outcomeBlocked         // blocked suffix, or host not allowed
 	outcomeRefused         // upstream address refused
 	outcomeInvalid         // malformed, unknown origin, method not allowed
 	outcomeError           // failed on the mirror's or the origin's side

@@ -10,7 +10,9 @@ import (
 const MaxRedirects = 10
 
 // errRedirectNotAllowed: an origin redirected to a URL the mirror would not
-// fetch for a client (bad scheme or host, or a blocked suffix). 502.
+// fetch for a client (bad scheme or host). 502. A redirect to a host not
+// in AllowHosts or to a blocked suffix is refused as a request for it
+// would be (403).
 var errRedirectNotAllowed = errors.New("upstream redirect target not allowed")
 
 // errTooManyRedirects is returned when an origin redirects more than
@@ -20,9 +22,11 @@ var errTooManyRedirects = errors.New("too many upstream redirects")
 // withRedirectPolicy returns a copy of c whose redirects must pass the
 // handler's policy: at most MaxRedirects of them, each to an http or https
 // URL whose host is a valid upstream host by the same rules as a request's
-// and whose path has no blocked suffix. The address guard in the client's
-// dialer checks the addresses on top of that. c's own CheckRedirect, if
-// any, runs first.
+// (AllowHosts included) and whose path has no blocked suffix. The
+// redirect's host is rewritten to its canonical form (a numeric IPv4 host
+// in dotted decimal), so that the address guard, in the client's dialer or
+// before a proxy sees the request, checks the address the host means. c's
+// own CheckRedirect, if any, runs first.
 func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 	cc := *c
 	inner := c.CheckRedirect
@@ -38,9 +42,14 @@ func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 			return errRedirectNotAllowed
 		}
-		if _, err := canonicalHost(req.URL.Host); err != nil {
+		host, err := canonicalHost(req.URL.Host)
+		if err != nil {
 			return errRedirectNotAllowed
 		}
+		if !m.hostAllowed(host) {
+			return errHostNotAllowed
+		}
+		req.URL.Host = host
 		if m.blocked(req.URL.EscapedPath()) {
 			return errBlocked
 		}

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/httpmirror/httpmirror/internal/netguard"
+	"github.com/httpmirror/httpmirror/policy"
 )
 
 // Errors of target resolution. Each maps to one status in statusFor.
@@ -24,6 +27,8 @@ var (
 	errPathTooLong = errors.New("request path too long")
 	// errBlocked: the path ends in a blocked suffix. 403.
 	errBlocked = errors.New("blocked suffix")
+	// errHostNotAllowed: the origin host is not in AllowHosts. 403.
+	errHostNotAllowed = errors.New("host not allowed")
 )
 
 // target is what a request resolves to: the upstream host and path, the cache
@@ -73,7 +78,10 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	default:
 		host = stripPort(r.Host)
 		if m.BaseDomain != "" {
-			base := "." + strings.TrimPrefix(strings.ToLower(m.BaseDomain), ".")
+			// A fully qualified Host ("….mirror.example.net.") is the
+			// same name as the one without the final dot.
+			host = strings.TrimSuffix(host, ".")
+			base := "." + strings.Trim(strings.ToLower(m.BaseDomain), ".")
 			lower := strings.ToLower(host)
 			if !strings.HasSuffix(lower, base) {
 				return target{}, errNoTarget
@@ -84,6 +92,9 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	host, err = canonicalHost(host)
 	if err != nil {
 		return target{}, err
+	}
+	if !m.hostAllowed(host) {
+		return target{}, errHostNotAllowed
 	}
 	if p == "/" {
 		// The upstream root itself is no file to mirror.
@@ -212,11 +223,15 @@ func stripPort(hostport string) string {
 }
 
 // canonicalHost checks an upstream host[:port] and returns it lowercased,
-// without a trailing dot. A name must be a valid DNS name with at least one
-// dot (which keeps "localhost" and bare words out: they would name hosts
-// of the mirror's own network); IPv4
-// literals and bracketed IPv6 literals are accepted here and left to the
-// address guard. Anything else is errNoTarget.
+// without a trailing dot. A host whose last label is numeric (all digits,
+// or 0x and hex digits) is an IPv4 address in any spelling inet_aton reads
+// (0177.0.0.1, 0x7f.1, 127.1) and becomes dotted decimal, so the cache key,
+// the upstream URL and the address guard all see one form and no proxy is
+// left to interpret it; one that is no valid address is refused. Bracketed
+// IPv6 literals are put in their canonical form. Both are left to the
+// address guard. Any other host must be a valid DNS name with at least one
+// dot (which keeps "localhost" and bare words out: they would name hosts of
+// the mirror's own network). Anything else is errNoTarget.
 func canonicalHost(hostport string) (string, error) {
 	if hostport == "" || len(hostport) > 260 {
 		return "", errNoTarget
@@ -240,8 +255,19 @@ func canonicalHost(hostport string) (string, error) {
 		if canon := "[" + a.String() + "]"; canon != host {
 			host, changed = canon, true
 		}
-	case !validDomain(host):
-		return "", errNoTarget
+	default:
+		a, err := netguard.ParseIPv4Loose(host)
+		switch {
+		case err != nil || strings.HasSuffix(host, "."):
+			return "", errNoTarget
+		case a.IsValid():
+			var buf [len("255.255.255.255")]byte
+			if canon := a.AppendTo(buf[:0]); string(canon) != host {
+				host, changed = string(canon), true
+			}
+		case !validDomain(host):
+			return "", errNoTarget
+		}
 	}
 	if !changed {
 		return hostport, nil // already canonical: no allocation
@@ -254,7 +280,7 @@ func canonicalHost(hostport string) (string, error) {
 
 // validDomain reports whether s is a DNS name of letters, digits, hyphens
 // and underscores with at least two labels, each 1 to 63 bytes and not
-// starting or ending with a hyphen. IPv4 literals pass too.
+// starting or ending with a hyphen.
 func validDomain(s string) bool {
 	if len(s) > 253 || !strings.Contains(s, ".") {
 		return false
@@ -271,6 +297,28 @@ func validDomain(s string) bool {
 		}
 	}
 	return true
+}
+
+// hostAllowed reports whether the canonical host[:port] hostport matches
+// one of AllowHosts (see there), or AllowHosts is empty.
+func (m *MirrorHandler) hostAllowed(hostport string) bool {
+	if len(m.AllowHosts) == 0 {
+		return true
+	}
+	host := hostport
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host = hostport[:i]
+	}
+	for _, p := range m.AllowHosts {
+		s := host
+		if strings.Contains(p, ":") {
+			s = hostport
+		}
+		if p != "" && policy.Glob(strings.ToLower(strings.TrimSuffix(p, ".")), s) {
+			return true
+		}
+	}
+	return false
 }
 
 // blocked reports whether the escaped path p ends in one of BlockSuffix,

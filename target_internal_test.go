@@ -22,3 +22,16 @@ func FuzzCleanPath(f *testing.F) {
 		}
 	})
 }
+
+// Hosts already in canonical form, names and dotted-decimal addresses
+// alike, are checked without allocating.
+func TestCanonicalHostDoesNotAllocate(t *testing.T) {
+	for _, h := range []string{"huggingface.co", "objects.githubusercontent.com:443", "93.184.216.34", "127.0.0.1:8080"} {
+		if got, err := canonicalHost(h); err != nil || got != h {
+			t.Fatalf("canonicalHost(%q) = %q, %v; want it unchanged", h, got, err)
+		}
+		if n := testing.AllocsPerRun(100, func() { canonicalHost(h) }); n != 0 {
+			t.Errorf("canonicalHost(%q) allocates %v times", h, n)
+		}
+	}
+}

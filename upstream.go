@@ -202,8 +202,10 @@ func proxyConfig(o UpstreamOptions) (func(*url.URL) (*url.URL, error), map[strin
 }
 
 // checkProxiedTarget applies the address guard to an origin reached through
-// a proxy, which resolves the name itself: IP literals are checked, and
-// names are resolved here and refused if any address is. A name that does
+// a proxy, which resolves the name itself: IP literals are checked (numeric
+// IPv4 hosts in every spelling inet_aton reads, which is how many proxies
+// resolve them), and names are resolved here and refused if any address
+// is. A name that does
 // not resolve here is left to the proxy (it may know internal names the
 // mirror does not); deployments that must rule that out keep the proxy
 // itself from reaching private networks.
@@ -217,6 +219,9 @@ func checkProxiedTarget(ctx context.Context, guard netguard.Guard, r *net.Resolv
 	}
 	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 		return nil // a literal, checked above
+	}
+	if a, _ := netguard.ParseIPv4Loose(host); a.IsValid() {
+		return nil // a numeric host, checked above as the address it means
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -58,7 +58,12 @@ func TestSSRFRefused(t *testing.T) {
 		{"private.example.com:" + port, 403},
 		{"v6loop.example.com:" + port, 403},
 		{"mapped.example.com:" + port, 403},
-		{"localhost:" + port, 404}, // the dotted-host rule rejects it first
+		{"0177.0.0.1:" + port, 403},
+		{"0x7f.1:" + port, 403},
+		{"2130706433:" + port, 403},
+		{"0251.0376.0251.0376", 403},
+		{"127.0.0.256:" + port, 404}, // numeric, but no address
+		{"localhost:" + port, 404},   // the dotted-host rule rejects it first
 		{"::1", 404},
 	}
 	for _, tc := range tests {
@@ -193,6 +198,78 @@ func TestUpstreamProxies(t *testing.T) {
 			}
 			if got := p.Targets(); len(got) != 1 {
 				t.Fatalf("proxy asked for %q; want only the first target", got)
+			}
+		})
+	}
+}
+
+// Numeric hosts in the spellings inet_aton reads (octal, hex, shortened)
+// never reach a proxy as names it would resolve to loopback: through an
+// HTTP CONNECT and a SOCKS5 proxy that do resolve them that way, requests
+// and redirects for them are refused before the proxy is asked, without a
+// DNS lookup, and neither origin sees a request.
+func TestUpstreamProxiesRefuseNumericHosts(t *testing.T) {
+	numeric := []string{"0177.0.0.1", "0x7f.0.0.1", "127.1", "127.0.1", "0x7f.1", "2130706433"}
+	for _, kind := range []string{"http", "socks5"} {
+		t.Run(kind, func(t *testing.T) {
+			front, behind := newOrigin(t), newOrigin(t)
+			_, frontPort, _ := net.SplitHostPort(front.HostPort())
+			_, port, _ := net.SplitHostPort(behind.HostPort())
+			front.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+				// /to/HOST redirects to the behind origin under HOST.
+				host := strings.TrimPrefix(r.URL.Path, "/to/")
+				http.Redirect(w, r, "https://"+host+":"+port+"/f", http.StatusFound)
+				return true
+			})
+			behind.Put("/f", []byte("internal data"))
+			// The proxy reads numeric hosts as inet_aton does.
+			hosts := map[string]string{"example.com": "127.0.0.1", "0251.0376.0251.0376": "127.0.0.1"}
+			for _, h := range numeric {
+				hosts[h] = "127.0.0.1"
+			}
+			var p *testutil.Proxy
+			if kind == "http" {
+				p = testutil.NewHTTPProxy(t, hosts)
+			} else {
+				p = testutil.NewSOCKS5Proxy(t, hosts)
+			}
+			dns := newFakeDNS(t, nil)
+			m := newMirror(t, front, func(m *httpmirror.MirrorHandler) {
+				m.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{
+					RootCAs:  front.CertPool(),
+					ProxyURL: &url.URL{Scheme: kind, Host: p.Addr},
+					Resolver: dns.resolver(),
+				})
+			})
+
+			for _, h := range append(numeric, "0251.0376.0251.0376") {
+				if r := get(t, m.URL+"/"+h+":"+port+"/f"); r.StatusCode != 403 {
+					t.Errorf("%s: status %d; want 403", h, r.StatusCode)
+				}
+			}
+			if got := p.Targets(); len(got) != 0 {
+				t.Fatalf("the proxy was asked for %q; want nothing", got)
+			}
+			if n := dns.queries.Load(); n != 0 {
+				t.Fatalf("%d DNS queries for numeric hosts; want none", n)
+			}
+
+			for _, h := range numeric {
+				r := get(t, m.URL+"/example.com:"+frontPort+"/to/"+h)
+				if r.StatusCode != 403 {
+					t.Errorf("redirect to %s: status %d; want 403", h, r.StatusCode)
+				}
+			}
+			for _, target := range p.Targets() {
+				if target != "example.com:"+frontPort {
+					t.Errorf("the proxy was asked for %q; want only the front origin", target)
+				}
+			}
+			if got := front.Gets.Load(); got != int64(len(numeric)) {
+				t.Errorf("front origin GETs %d; want %d", got, len(numeric))
+			}
+			if n := len(behind.Received()); n != 0 {
+				t.Fatalf("the origin behind the redirects received %d requests; want none", n)
 			}
 		})
 	}

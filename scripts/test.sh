@@ -1,14 +1,14 @@
 #!/bin/sh
 # The whole test suite: formatting and vet, every package with the race
-# detector, then a short fuzzing run of the path-safety target beyond its
-# seed corpus. Needs Go; the end-to-end tests also drive curl, wget, aria2c,
-# pip and the go command. The S3 tests run a real versitygw, which
-# internal/s3test builds from the Go module proxy on first use (pinned in
-# internal/s3test/tools/go.mod) and keeps in the user cache directory, so
-# later runs start at once. The CIDN tests run a Kubernetes API server
-# (apiextensions-apiserver on an embedded etcd) in their own module,
-# tests/cidn, which keeps its dependencies out of httpmirror's go.mod; its
-# first build takes several minutes.
+# detector, then short fuzzing runs of the path-safety and host-parsing
+# targets beyond their seed corpora. Needs Go; the end-to-end tests also
+# drive curl, wget, aria2c, pip and the go command. The S3 tests run a real
+# versitygw, which internal/s3test builds from the Go module proxy on first
+# use (pinned in internal/s3test/tools/go.mod) and keeps in the user cache
+# directory, so later runs start at once. The CIDN tests run a Kubernetes
+# API server (apiextensions-apiserver on an embedded etcd) in their own
+# module, tests/cidn, which keeps its dependencies out of httpmirror's
+# go.mod; its first build takes several minutes.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -34,3 +34,4 @@ go test -race -count=1 -timeout 30m ./...
 (cd tests/cidn && go vet ./... && go test -race -count=1 -timeout 30m ./...)
 go test -run '^$' -fuzz '^FuzzCachePath$' -fuzztime 15s .
 go test -run '^$' -fuzz '^FuzzCleanPath$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzParseIPv4Loose$' -fuzztime 10s ./internal/netguard

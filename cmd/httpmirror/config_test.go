@@ -31,6 +31,7 @@ func TestBadConfigurationExits2(t *testing.T) {
 		"bad upstream scheme":   {"--upstream-scheme", "ftp"},
 		"two host modes":        {"--host", "example.com", "--host-from-first-path"},
 		"bad host":              {"--host", "nodot"},
+		"host not allowed":      {"--host", "example.com", "--allow-host", "*.example.org"},
 		"bad log format":        {"--log-format", "xml"},
 		"bad log level":         {"--log-level", "loud"},
 		"missing CA file":       {"--upstream-ca-file", "/nonexistent/ca.pem"},
@@ -102,7 +103,7 @@ func TestHelp(t *testing.T) {
 	for _, flag := range []string{"--address", "--storage-url", "--link-expires", "--host", "--host-from-first-path",
 		"--base-domain", "--check-sync-timeout", "--continuation-get-interval", "--continuation-get-retry",
 		"--block-suffix", "--no-redirect", "--tee-response", "--upstream-scheme", "--upstream-ca-file",
-		"--allow-private-upstreams", "--log-format", "--log-level", "HTTPMIRROR_STORAGE_URL"} {
+		"--allow-private-upstreams", "--allow-host", "--log-format", "--log-level", "HTTPMIRROR_STORAGE_URL"} {
 		if !strings.Contains(string(out), flag) {
 			t.Errorf("--help does not mention %s", flag)
 		}
@@ -142,5 +143,39 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "from env" {
 		t.Fatalf("two ranges with --max-ranges 1: status %d body %q; want 200 %q", resp.StatusCode, body, "from env")
+	}
+}
+
+// Serving any host is loud at start; --allow-host silences it and limits
+// the origins served.
+func TestAllowHostFlag(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	o.Put("/f.txt", []byte("allowed"))
+	const warning = "level=WARN msg=\"OPEN MIRROR: anyone who reaches this port can make the mirror fetch from any host"
+
+	anyHost := start(t, mirrorArgs(t, o, t.TempDir())...)
+	if n := strings.Count(anyHost.log(), warning); n != 1 {
+		t.Errorf("without --allow-host: %d open-mirror warnings; want 1\n%s", n, anyHost.log())
+	}
+
+	p := start(t, append(mirrorArgs(t, o, t.TempDir()), "--allow-host", "*.example.org,"+o.HostPort())...)
+	if strings.Contains(p.log(), "OPEN MIRROR") {
+		t.Errorf("with --allow-host: the open-mirror warning was logged\n%s", p.log())
+	}
+	for u, want := range map[string]int{
+		p.url(o, "/f.txt"):                        200,
+		"http://" + p.addr + "/example.com/f.txt": 403,
+	} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: status %d; want %d", u, resp.StatusCode, want)
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin GETs %d; want 1", n)
 	}
 }

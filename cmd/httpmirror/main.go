@@ -112,6 +112,7 @@ func run(args []string) int {
 		Host:                    cfg.Host,
 		HostFromFirstPath:       cfg.HostFromFirstPath,
 		BlockSuffix:             cfg.BlockSuffix,
+		AllowHosts:              cfg.AllowHost,
 		NoRedirect:              cfg.NoRedirect,
 		TeeResponse:             cfg.TeeResponse,
 		ContinuationGetRetry:    cfg.ContinuationGetRetry,
@@ -145,6 +146,10 @@ func run(args []string) int {
 	}
 	if store == nil && (cfg.CheckSyncTimeout > 0) {
 		log.Warn("--check-sync-timeout has no effect without a cache")
+	}
+	if cfg.Host == "" && len(cfg.AllowHost) == 0 {
+		log.Warn("OPEN MIRROR: anyone who reaches this port can make the mirror fetch from any host and fill its storage; " +
+			"restrict the origins with --allow-host, e.g. --allow-host 'huggingface.co,*.huggingface.co,*.hf.co,github.com,*.githubusercontent.com'")
 	}
 
 	ln, err := net.Listen("tcp", cfg.Address)

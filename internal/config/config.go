@@ -41,6 +41,7 @@ type Config struct {
 	ContinuationGetInterval time.Duration
 	ContinuationGetRetry    int
 	BlockSuffix             []string
+	AllowHost               []string // globs of the origin hosts served; empty: every host
 	NoRedirect              bool
 	TeeResponse             bool
 
@@ -128,6 +129,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.ContinuationGetInterval, "continuation-get-interval", time.Second, "Pause before resuming a broken upstream download.")
 	fs.IntVar(&c.ContinuationGetRetry, "continuation-get-retry", 0, "How many times a broken upstream download is resumed with a Range request; 0 disables.")
 	fs.Var(listFlag{&c.BlockSuffix}, "block-suffix", "Path suffix answered with 403 (repeatable, comma-separated).")
+	fs.Var(listFlag{&c.AllowHost}, "allow-host", "Origin host served, a glob such as *.huggingface.co ('*' matches any run of characters; with a ':' it matches host:port), repeatable and comma-separated; other hosts and redirects to them get 403, and without the flag every host is served.")
 	fs.BoolVar(&c.NoRedirect, "no-redirect", false, "Serve cached bytes through the mirror instead of redirecting to signed URLs.")
 	fs.BoolVar(&c.TeeResponse, "tee-response", true, "Stream files to clients while they are being fetched; false makes clients wait until the file is stored.")
 	fs.StringVar(&c.UpstreamScheme, "upstream-scheme", "https", "Scheme used to reach origins: https or http.")

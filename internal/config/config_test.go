@@ -65,6 +65,21 @@ func TestBlockSuffixRepeatable(t *testing.T) {
 	}
 }
 
+func TestAllowHost(t *testing.T) {
+	c, err := Parse([]string{"--allow-host", "*.huggingface.co,huggingface.co", "--allow-host", " github.com , objects.githubusercontent.com"}, env(nil), io.Discard)
+	if err != nil || strings.Join(c.AllowHost, " ") != "*.huggingface.co huggingface.co github.com objects.githubusercontent.com" {
+		t.Fatalf("AllowHost %q, err %v", c.AllowHost, err)
+	}
+	c, err = Parse(nil, env(map[string]string{"HTTPMIRROR_ALLOW_HOST": "*.example.org,example.org"}), io.Discard)
+	if err != nil || strings.Join(c.AllowHost, " ") != "*.example.org example.org" {
+		t.Fatalf("from env: AllowHost %q, err %v", c.AllowHost, err)
+	}
+	c, err = Parse(nil, env(nil), io.Discard)
+	if err != nil || c.AllowHost != nil {
+		t.Fatalf("absent: AllowHost %q, err %v; want nil (every host)", c.AllowHost, err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--link-expires", "x"},

@@ -138,17 +138,24 @@ func (g Guard) Control(network, address string, _ syscall.RawConn) error {
 	return nil
 }
 
-// CheckHost refuses a host that is an IP literal of a disallowed address.
-// Names are left to Control, which sees what they resolve to. It is for
-// paths where httpmirror does not dial the origin itself (an upstream
-// proxy resolves the name), so only literals can be checked.
+// CheckHost refuses a host that is an IP literal of a disallowed address,
+// in any spelling ParseIPv4Loose reads (0177.0.0.1, 0x7f.1, 127.1), and a
+// host that is numeric by its form but no valid address. Names are left to
+// Control, which sees what they resolve to. It is for paths where
+// httpmirror does not dial the origin itself (an upstream proxy resolves
+// the name), so only literals can be checked.
 func (g Guard) CheckHost(host string) error {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	a, err := ParseIPv4Loose(host)
 	if err != nil {
-		return nil
+		return &RefusedError{}
+	}
+	if !a.IsValid() {
+		if a, err = netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err != nil {
+			return nil
+		}
 	}
 	return g.Control("tcp", netip.AddrPortFrom(a, 1).String(), nil)
 }
