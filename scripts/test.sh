@@ -35,3 +35,4 @@ go test -race -count=1 -timeout 30m ./...
 go test -run '^$' -fuzz '^FuzzCachePath$' -fuzztime 15s .
 go test -run '^$' -fuzz '^FuzzCleanPath$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzParseIPv4Loose$' -fuzztime 10s ./internal/netguard
+go test -run '^$' -fuzz '^FuzzRange$' -fuzztime 10s .
