@@ -206,3 +206,30 @@ func TestFullDiskTmpfs(t *testing.T) {
 		})
 	}
 }
+
+// An object larger than --cache-max-size is the limit at work, not a
+// fault: it is served, not stored, and nothing is logged at error level.
+func TestObjectOverCacheLimitIsNotAnError(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(104, 1<<20)
+	o.Put("/big.bin", data)
+	fb, err := file.New(t.TempDir(), file.Options{MaxSize: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	var errorsLogged atomic.Int64
+	m := newMirror(t, o, withStore(fb), func(h *httpmirror.MirrorHandler) {
+		h.Logger = slog.New(countingHandler{h.Logger.Handler(), "", &errorsLogged})
+	})
+	if r := get(t, m.url(o, "/big.bin")); r.StatusCode != 200 || sha(r.body) != sha(data) {
+		t.Fatalf("status %d; want 200 with the file", r.StatusCode)
+	}
+	waitFills(t, m)
+	if n := errorsLogged.Load(); n != 0 {
+		t.Errorf("%d error-level log lines for an object over the cache limit; want 0", n)
+	}
+	if err := m.h.Check(context.Background()); err != nil {
+		t.Errorf("Check after an object over the limit: %v; want nil (the store is fine)", err)
+	}
+}
