@@ -113,14 +113,19 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 		return 0, false, ErrTooLarge
 	}
 	storable := g.opts.Storable == nil || g.opts.Storable(resp)
+	segmented := f.segmentable(resp, info)
 
-	spool, err := f.openSpool(ctx, info, storable)
+	spool, err := f.openSpool(ctx, info, storable, segmented)
 	if err != nil {
 		resp.Body.Close()
 		return 0, false, err
 	}
 
-	n, err = f.copyBody(ctx, resp, info, spool)
+	if segmented {
+		n, err = f.fetchSegments(ctx, resp, info, spool)
+	} else {
+		n, err = f.copyBody(ctx, resp, info, spool)
+	}
 	// spool.w is nil when storage failed: the clients are served from the
 	// spool and nothing is cached.
 	w := spool.w
@@ -165,8 +170,20 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 	buf := *bp
 	var n int64
 	body := resp.Body
+	max := g.opts.MaxObjectSize
+	sink := func(p []byte) error {
+		if max > 0 && n+int64(len(p)) > max {
+			return ErrTooLarge
+		}
+		if err := sw.write(f, n, p); err != nil {
+			return err
+		}
+		n += int64(len(p))
+		f.advance(int64(len(p)))
+		return nil
+	}
 	for attempt := 0; ; {
-		err := f.copyOnce(ctx, body, buf, sw, &n)
+		err := f.pump(ctx, body, body, buf, sink)
 		body.Close()
 		if err == nil {
 			if info.Size >= 0 && n != info.Size {
@@ -206,15 +223,14 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 	}
 }
 
-// copyOnce copies body into the spool until EOF or an error, updating *n.
-func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spoolWriter, n *int64) error {
+// pump reads body until EOF or an error and hands every chunk to sink,
+// enforcing the idle timeout and the minimum rate. closer closes the
+// response body underneath: when ctx ends or the body stalls.
+func (f *Fill) pump(ctx context.Context, body io.Reader, closer io.Closer, buf []byte, sink func([]byte) error) error {
 	// A body whose reader ignores cancellation would keep a shutdown
-	// waiting: close it when the group's context ends.
-	closer, _ := body.(io.Closer)
-	if closer != nil {
-		stop := context.AfterFunc(ctx, func() { closer.Close() })
-		defer stop()
-	}
+	// waiting: close it when the fill's context ends.
+	stop := context.AfterFunc(ctx, func() { closer.Close() })
+	defer stop()
 	idle := f.g.opts.IdleTimeout
 	var timer *time.Timer
 	timedOut := make(chan struct{})
@@ -223,26 +239,18 @@ func (f *Fill) copyOnce(ctx context.Context, body io.Reader, buf []byte, sw *spo
 		// returns and the stall is reported as ErrIdleTimeout.
 		timer = time.AfterFunc(idle, func() {
 			close(timedOut)
-			if closer != nil {
-				closer.Close()
-			}
+			closer.Close()
 		})
 		defer timer.Stop()
 	}
 	rate := newRateCheck(f.g.opts.MinRate, idle)
-	max := f.g.opts.MaxObjectSize
 	for {
 		m, rerr := body.Read(buf)
 		if m > 0 {
 			f.g.opts.Observer.UpstreamBytes(m)
-			if max > 0 && *n+int64(m) > max {
-				return ErrTooLarge
-			}
-			if err := sw.write(f, *n, buf[:m]); err != nil {
+			if err := sink(buf[:m]); err != nil {
 				return err
 			}
-			*n += int64(m)
-			f.advance(int64(m))
 			if rate != nil && rate.slow(m) {
 				return ErrTooSlow
 			}
@@ -331,6 +339,23 @@ func Continues(resp *http.Response, offset int64, info storage.Info) error {
 	return sameObject(resp, offset, info)
 }
 
+// sameRange is sameObject for a 206 that must hold exactly the bytes
+// [start, last] of the object.
+func sameRange(resp *http.Response, start, last int64, info storage.Info) error {
+	cr := resp.Header.Get("Content-Range")
+	if _, end, _, ok := parseContentRange(cr); !ok || end != last {
+		return fmt.Errorf("%w: a request for bytes %d-%d answered Content-Range %q", ErrOriginChanged, start, last, cr)
+	}
+	if err := sameValidators(resp, info); err != nil {
+		return err
+	}
+	s, e, total, _ := parseContentRange(cr)
+	if s != start || total != info.Size || (resp.ContentLength >= 0 && resp.ContentLength != e-s+1) {
+		return fmt.Errorf("%w: a request for bytes %d-%d answered Content-Range %q", ErrOriginChanged, start, last, cr)
+	}
+	return nil
+}
+
 // sameObject checks that a 206 answering a resume at offset continues the
 // object the first response described: the range starts at offset and runs
 // to the end of the same total length, and every validator (ETag,
@@ -345,6 +370,12 @@ func sameObject(resp *http.Response, offset int64, info storage.Info) error {
 		(resp.ContentLength >= 0 && resp.ContentLength != end-start+1) {
 		return fmt.Errorf("%w: resume answered Content-Range %q for offset %d", ErrOriginChanged, cr, offset)
 	}
+	return sameValidators(resp, info)
+}
+
+// sameValidators checks that resp carries exactly the validators the
+// first response had.
+func sameValidators(resp *http.Response, info storage.Info) error {
 	if etag := resp.Header.Get("ETag"); etag != info.ETag {
 		return fmt.Errorf("%w: ETag %q became %q", ErrOriginChanged, info.ETag, etag)
 	}

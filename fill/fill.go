@@ -32,7 +32,9 @@ type Fill struct {
 	done chan struct{} // closed when the fill has finished
 
 	mu       sync.Mutex
-	n        int64          // bytes available in the spool
+	n        int64          // bytes of the object's prefix in the spool
+	filled   intervals      // a segmented fill's bytes in the spool, prefix included
+	seg      *segmenter     // the segment scheduler, nil unless segmented
 	size     int64          // final size once known, else -1
 	err      error          // final error, valid once done is closed
 	stored   bool           // committed to storage
@@ -138,14 +140,26 @@ func (f *Fill) Arrived() int64 {
 	return f.n
 }
 
-// Available waits until bytes beyond off have arrived and returns how many
-// bytes of the object are in the spool (more than off). It returns io.EOF
-// when the fill completed with no bytes beyond off, and the fill's error (or
-// ctx's) when they will never come.
+// Has reports whether the byte at off has arrived.
+func (f *Fill) Has(off int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return off < f.n || (f.seg != nil && f.filled.contains(off))
+}
+
+// Available waits until the byte at off has arrived and returns the end of
+// the run of arrived bytes that starts there: bytes [off, n) are in the
+// spool. It returns io.EOF when the fill completed with no bytes beyond
+// off, and the fill's error (or ctx's) when they will never come. A
+// segmented fill asked for a byte ahead of its prefix fetches the segment
+// from that byte next (see segmenter.want).
 func (f *Fill) Available(ctx context.Context, off int64) (int64, error) {
 	for {
 		f.mu.Lock()
-		n, err, ch := f.n, f.err, f.progress
+		n, err, ch, seg := f.n, f.err, f.progress, f.seg
+		if seg != nil && off >= n {
+			n = f.filled.runFrom(off)
+		}
 		finished := f.isDone()
 		if off >= n && !finished {
 			f.waiting = true
@@ -153,6 +167,9 @@ func (f *Fill) Available(ctx context.Context, off int64) (int64, error) {
 		f.mu.Unlock()
 		if off < n {
 			return n, nil
+		}
+		if seg != nil && !finished {
+			seg.want(off)
 		}
 		if finished {
 			if err != nil {
@@ -271,6 +288,20 @@ func (f *Fill) setHeader(info storage.Info, spool io.ReaderAt) {
 func (f *Fill) advance(n int64) {
 	f.mu.Lock()
 	f.n += n
+	if f.waiting {
+		f.waiting = false
+		close(f.progress)
+		f.progress = make(chan struct{})
+	}
+	f.mu.Unlock()
+}
+
+// advanceAt makes the n bytes at off visible to readers of a segmented
+// fill.
+func (f *Fill) advanceAt(off, n int64) {
+	f.mu.Lock()
+	f.filled.add(off, off+n)
+	f.n = f.filled.runFrom(0)
 	if f.waiting {
 		f.waiting = false
 		close(f.progress)

@@ -66,6 +66,18 @@ type Options struct {
 	// hold a fill for ever. Zero means no minimum beyond IdleTimeout; it
 	// needs IdleTimeout.
 	MinRate int64
+	// Connections is how many connections a fill may use at once: objects
+	// larger than SegmentSize whose origin serves byte ranges and gives a
+	// validator (a strong ETag or Last-Modified) are fetched as segments
+	// of SegmentSize over that many connections, every segment checked
+	// against the first response's validators and length; a reader waiting
+	// for bytes ahead of what has arrived gets the segment it needs next,
+	// on one more connection if all are busy. Zero or one means one
+	// connection per fill.
+	Connections int
+	// SegmentSize is the size of those segments. Zero means
+	// DefaultSegmentSize.
+	SegmentSize int64
 	// MaxObjectSize bounds the objects a fill downloads: a response whose
 	// Content-Length is larger ends the fill with ErrTooLarge before any
 	// body is read, and a body of unknown length is cut off with

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -16,13 +17,23 @@ import (
 type spoolWriter struct {
 	w    storage.Writer
 	file *os.File // own spool, nil while w is the spool
+
+	// A segmented fill writes at offsets from several goroutines: they hold
+	// mu shared while they write, and moving the spool holds it alone.
+	mu sync.RWMutex
+	wa storage.WriterAt // w, when it is the spool of a segmented fill
 }
 
 // openSpool creates the storage writer and the spool readers read from,
 // and publishes info and the spool to readers. A storage backend that
 // refuses or fails does not fail the fill: it falls back to a spool file
 // so clients are still served, and nothing is cached.
-func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable bool) (*spoolWriter, error) {
+//
+// A segmented fill (random set) writes at offsets, so the storage writer
+// is its spool only if it takes bytes at any offset (storage.WriterAt);
+// otherwise the fill spools in a file of its own and feeds the writer the
+// object's prefix in order.
+func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable, random bool) (*spoolWriter, error) {
 	g := f.g
 	sw := &spoolWriter{}
 	var w storage.Writer
@@ -34,7 +45,12 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable bool) 
 	case err == nil:
 		sw.w = w
 		f.addCloser(w.Close)
-		if sp, ok := w.(storage.Spooler); ok {
+		sp, spooler := w.(storage.Spooler)
+		wa, writerAt := w.(storage.WriterAt)
+		if spooler && (!random || writerAt) {
+			if random {
+				sw.wa = wa
+			}
 			f.setHeader(info, sp)
 			return sw, nil
 		}
@@ -98,11 +114,7 @@ func (s *spoolWriter) write(f *Fill, off int64, p []byte) error {
 func (s *spoolWriter) dropWriter(f *Fill, off int64, p []byte, werr error) error {
 	w := s.w
 	s.w = nil
-	if errors.Is(werr, storage.ErrNoSpace) {
-		f.g.log.Info("object does not fit in the cache; serving without caching", "key", f.key)
-	} else {
-		f.g.storeFailed(f.key, "storage write failed", werr)
-	}
+	s.logDrop(f, werr)
 	defer func() {
 		// The writer's file stays readable through its open handle until
 		// the fill's last reference goes (its Close is a closer).
@@ -144,4 +156,95 @@ func (f *Fill) spoolFile() (*os.File, int) {
 		return s.SpoolFile(), f.gen
 	}
 	return nil, f.gen
+}
+
+// writeAt writes p, the bytes of a segmented fill's object at off, and
+// makes them visible to readers. A storage writer that is the spool and
+// fails is dropped and the spool moved, as write does.
+func (s *spoolWriter) writeAt(f *Fill, off int64, p []byte) error {
+	s.mu.RLock()
+	var err error
+	if s.file != nil {
+		_, err = s.file.WriteAt(p, off)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrSpool, err)
+		}
+	} else if _, werr := s.wa.WriteAt(p, off); werr != nil {
+		s.mu.RUnlock()
+		return s.moveSpoolAt(f, off, p, werr)
+	}
+	if err == nil {
+		f.advanceAt(off, int64(len(p)))
+	}
+	s.mu.RUnlock()
+	return err
+}
+
+// moveSpoolAt gives up storing a segmented fill's object after its writer,
+// the spool, failed with werr: every byte that arrived is copied to a spool
+// file of the fill's own, then p is written at off.
+func (s *spoolWriter) moveSpoolAt(f *Fill, off int64, p []byte, werr error) error {
+	s.mu.Lock()
+	if s.file == nil {
+		w := s.w
+		s.logDrop(f, werr)
+		file, err := f.newSpoolFile()
+		if err == nil {
+			err = copyArrived(f, file, w.(storage.Spooler))
+		}
+		w.Cancel(context.Background())
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.w, s.wa, s.file = nil, nil, file
+		f.setSpool(file)
+		defer f.dropKeep()
+	}
+	_, err := s.file.WriteAt(p, off)
+	if err == nil {
+		f.advanceAt(off, int64(len(p)))
+	} else {
+		err = fmt.Errorf("%w: %w", ErrSpool, err)
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// copyArrived copies every byte of f that arrived from src to dst.
+func copyArrived(f *Fill, dst *os.File, src io.ReaderAt) error {
+	f.mu.Lock()
+	spans := append(intervals(nil), f.filled...)
+	f.mu.Unlock()
+	for _, sp := range spans {
+		w := io.NewOffsetWriter(dst, sp.start)
+		if _, err := io.Copy(w, io.NewSectionReader(src, sp.start, sp.end-sp.start)); err != nil {
+			return fmt.Errorf("%w: moving the spool: %w", ErrSpool, err)
+		}
+	}
+	return nil
+}
+
+// dropFed gives up storing after the writer fed from the spool failed.
+func (s *spoolWriter) dropFed(f *Fill, werr error) {
+	s.mu.Lock()
+	w := s.w
+	s.w = nil
+	s.mu.Unlock()
+	if w == nil {
+		return
+	}
+	s.logDrop(f, werr)
+	w.Cancel(context.Background())
+	f.dropKeep()
+}
+
+// logDrop logs that the object will not be stored because the writer
+// failed with err.
+func (s *spoolWriter) logDrop(f *Fill, err error) {
+	if errors.Is(err, storage.ErrNoSpace) {
+		f.g.log.Info("object does not fit in the cache; serving without caching", "key", f.key)
+	} else {
+		f.g.storeFailed(f.key, "storage write failed", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -135,6 +136,11 @@ func (s *instrumented) Create(ctx context.Context, key string, info Info) (Write
 	}
 	iw := &instrumentedWriter{Writer: w, s: s}
 	switch sp := w.(type) {
+	case interface {
+		FileSpooler
+		WriterAt
+	}:
+		return &fileSpoolingWriterAt{fileSpoolingWriter: &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}, wa: sp}, nil
 	case FileSpooler:
 		return &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}, nil
 	case Spooler:
@@ -194,17 +200,23 @@ func (s *instrumented) Check(ctx context.Context) error {
 type instrumentedWriter struct {
 	Writer
 	s      *instrumented
-	failed bool // a write error was reported already
+	failed atomic.Bool // a write error was reported already
 }
 
 func (w *instrumentedWriter) Write(p []byte) (int, error) {
 	n, err := w.Writer.Write(p)
-	if err != nil && !w.failed {
-		w.failed = true
+	if err != nil {
+		w.reportWriteError(err)
+	}
+	return n, err
+}
+
+// reportWriteError reports the writer's first write error.
+func (w *instrumentedWriter) reportWriteError(err error) {
+	if w.failed.CompareAndSwap(false, true) {
 		w.s.observe("write", 0, err)
 		w.s.writeFailed(err)
 	}
-	return n, err
 }
 
 func (w *instrumentedWriter) Commit(ctx context.Context) error {
@@ -229,4 +241,18 @@ type spoolingWriter struct {
 type fileSpoolingWriter struct {
 	*instrumentedWriter
 	FileSpooler
+}
+
+// fileSpoolingWriterAt keeps WriterAt visible as well.
+type fileSpoolingWriterAt struct {
+	*fileSpoolingWriter
+	wa WriterAt
+}
+
+func (w *fileSpoolingWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	n, err := w.wa.WriteAt(p, off)
+	if err != nil {
+		w.reportWriteError(err)
+	}
+	return n, err
 }

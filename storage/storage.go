@@ -150,6 +150,15 @@ type FileSpooler interface {
 	SpoolFile() *os.File
 }
 
+// WriterAt is implemented by Writers that accept bytes at any offset, from
+// several goroutines at once: a fill that downloads an object in parallel
+// segments writes each where it belongs. Written then reports the end of
+// the furthest byte written; the caller must have written every byte of
+// the object before Commit.
+type WriterAt interface {
+	WriteAt(p []byte, off int64) (int, error)
+}
+
 // Checker is implemented by backends that can verify they are usable (the
 // directory is writable, the bucket reachable). Readiness probes call it.
 type Checker interface {

@@ -34,6 +34,8 @@ type writer struct {
 	state  writerState
 	closed bool
 	n      int64
+
+	amu sync.Mutex // guards n and reserved for concurrent WriteAt calls
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -48,6 +50,28 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)
+	return n, err
+}
+
+// WriteAt implements storage.WriterAt: a fill that downloads an object in
+// parallel segments writes each where it belongs, from several goroutines.
+// Written is then the end of the furthest byte written.
+func (w *writer) WriteAt(p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
+	w.amu.Lock()
+	if need := end + trailerReserve - w.reserved; need > 0 {
+		grow := max(need, 1<<20)
+		if err := w.ix.reserve(grow); err != nil {
+			w.amu.Unlock()
+			return 0, err
+		}
+		w.reserved += grow
+	}
+	w.amu.Unlock()
+	n, err := w.f.WriteAt(p, off)
+	w.amu.Lock()
+	w.n = max(w.n, off+int64(n))
+	w.amu.Unlock()
 	return n, err
 }
 

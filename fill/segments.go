@@ -1,0 +1,395 @@
+package fill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// DefaultSegmentSize is Options.SegmentSize's default.
+const DefaultSegmentSize = 8 << 20
+
+// errRangeIgnored: the origin answered a segment's Range request with the
+// whole object. It promised ranges (Accept-Ranges), so it is not the
+// object the fill started with that answers; the fill is aborted.
+var errRangeIgnored = fmt.Errorf("%w: origin answered a Range request with 200", ErrOriginChanged)
+
+func (o Options) segmentSize() int64 {
+	if o.SegmentSize > 0 {
+		return o.SegmentSize
+	}
+	return DefaultSegmentSize
+}
+
+// segmentable reports whether the object of resp is fetched in parallel
+// segments: Options allow more than one connection, its length is known
+// and larger than one segment, the origin serves byte ranges, and it has a
+// validator that makes every segment provably part of the same object (a
+// strong ETag, or Last-Modified, each checked on every segment along with
+// the total length).
+func (f *Fill) segmentable(resp *http.Response, info storage.Info) bool {
+	o := f.g.opts
+	return o.Connections > 1 && info.Size > o.segmentSize() &&
+		strings.EqualFold(strings.TrimSpace(resp.Header.Get("Accept-Ranges")), "bytes") &&
+		policy.IfRange(info) != ""
+}
+
+// segmenter schedules a segmented fill. The object's bytes not yet asked
+// for are pending; up to Connections fetchers take them a segment at a
+// time, lowest offset first, so readers of the whole object see a prefix
+// that grows about as fast as all connections together bring bytes in.
+// The first response's body is one of the fetchers (the head): it goes on
+// reading for as long as the bytes after it are still pending, so it is
+// never wasted. A reader that waits for a byte ahead of everything
+// fetched makes the segment starting at that byte the next one fetched,
+// on an extra connection when every fetcher is busy (range-first).
+type segmenter struct {
+	f         *Fill
+	sw        *spoolWriter
+	info      storage.Info
+	size      int64
+	segSize   int64
+	validator string
+	conns     int
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	wg        sync.WaitGroup
+
+	mu       sync.Mutex
+	pending  intervals // bytes no fetcher has taken
+	takenEnd int64     // the end of the range take took last
+	wants    []int64   // offsets readers wait for, in the order they asked
+	extra    int       // range-first fetchers running beyond conns
+	err      error     // the first error that stops the fill
+	done     bool      // no new fetcher may start
+}
+
+// fetchSegments downloads the object of resp, whose headers are known and
+// published, with parallel ranged requests, into sw. It returns the
+// object's size and nil when every byte arrived, else the error that
+// stopped it (every fetcher has stopped by then).
+func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter) (int64, error) {
+	o := f.g.opts
+	s := &segmenter{
+		f: f, sw: sw, info: info, size: info.Size, segSize: o.segmentSize(),
+		validator: policy.IfRange(info), conns: o.Connections,
+	}
+	s.ctx, s.cancel = context.WithCancelCause(ctx)
+	defer s.cancel(nil)
+	head := min(s.segSize, s.size)
+	s.pending.add(head, s.size)
+	f.mu.Lock()
+	f.seg = s
+	f.mu.Unlock()
+
+	feeding := sw.w != nil && sw.wa == nil
+	feedErr := make(chan error, 1)
+	if feeding {
+		go func() { feedErr <- s.feed() }()
+	}
+	s.wg.Add(s.conns)
+	go func() {
+		defer s.wg.Done()
+		s.head(resp, head)
+	}()
+	for range s.conns - 1 {
+		go func() {
+			defer s.wg.Done()
+			s.work(false)
+		}()
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	s.done = true
+	err := s.err
+	s.mu.Unlock()
+	if err == nil && !f.hasAll(s.size) {
+		err = ErrShortBody
+	}
+	if err != nil {
+		s.cancel(err)
+	}
+	if feeding {
+		if ferr := <-feedErr; err == nil && ferr != nil {
+			err = ferr
+		}
+	}
+	if err != nil {
+		return f.Arrived(), f.cause(ctx, err)
+	}
+	return s.size, nil
+}
+
+// hasAll reports whether every byte of an object of size bytes arrived.
+func (f *Fill) hasAll(size int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.filled.covers(size)
+}
+
+// want records that a reader waits for the byte at off. If no fetcher has
+// taken it yet, the segment that starts there is fetched next, by a new
+// fetcher when all are busy.
+func (s *segmenter) want(off int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done || !s.pending.contains(off) {
+		return
+	}
+	for _, w := range s.wants {
+		if w == off {
+			return
+		}
+	}
+	s.wants = append(s.wants, off)
+	if s.extra < s.conns {
+		s.extra++
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.work(true)
+		}()
+	}
+}
+
+// next takes the next range to fetch: from a wanted offset if there is
+// one, else from the lowest pending offset; at most a segment long.
+func (s *segmenter) next() (start, end int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return 0, 0, false
+	}
+	for len(s.wants) > 0 {
+		off := s.wants[0]
+		s.wants = s.wants[1:]
+		if s.pending.contains(off) {
+			return s.take(off), s.takenEnd, true
+		}
+	}
+	if len(s.pending) == 0 {
+		return 0, 0, false
+	}
+	start = s.pending[0].start
+	return s.take(start), s.takenEnd, true
+}
+
+// take removes [off, off+segSize) (cut at the end of its pending run) from
+// pending and returns off; s.takenEnd is the end. s.mu must be held.
+func (s *segmenter) take(off int64) int64 {
+	s.takenEnd = min(off+s.segSize, s.pending.runFrom(off))
+	s.pending.remove(off, s.takenEnd)
+	return off
+}
+
+// work fetches ranges until none is left (or, for a range-first fetcher,
+// after one range).
+func (s *segmenter) work(once bool) {
+	if once {
+		defer func() {
+			s.mu.Lock()
+			s.extra--
+			s.mu.Unlock()
+		}()
+	}
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	for {
+		start, end, ok := s.next()
+		if !ok {
+			return
+		}
+		if err := s.fetch(start, end, *buf, 0); err != nil {
+			s.fail(err)
+			return
+		}
+		if once {
+			return
+		}
+	}
+}
+
+// fail stops the fill with err.
+func (s *segmenter) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.done = true
+	s.mu.Unlock()
+	s.cancel(err)
+}
+
+// head reads the first response's body, which already delivers
+// [0, end): it goes on while the bytes after it are pending, taking them a
+// segment at a time, and stops (closing the body) where another fetcher
+// took over. It then fetches like any other fetcher.
+func (s *segmenter) head(resp *http.Response, end int64) {
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	var cur int64
+	lr := &io.LimitedReader{R: resp.Body, N: end}
+	sink := s.sink(&cur)
+	for {
+		err := s.f.pump(s.ctx, lr, resp.Body, *buf, sink)
+		if err == nil && cur < end {
+			err = ErrShortBody // the body ended before the range did
+		}
+		if err != nil {
+			resp.Body.Close()
+			if err := s.resume(cur, end, *buf, err); err != nil {
+				s.fail(err)
+				return
+			}
+			break
+		}
+		s.mu.Lock()
+		more := !s.done && len(s.pending) > 0 && s.pending[0].start == cur
+		if more {
+			s.take(cur)
+			end = s.takenEnd
+		}
+		s.mu.Unlock()
+		if !more {
+			resp.Body.Close()
+			break
+		}
+		lr.N = end - cur
+	}
+	s.work(false)
+}
+
+// resume finishes [cur, end) after err broke the body that was bringing
+// it, as the Group's Retry allows.
+func (s *segmenter) resume(cur, end int64, buf []byte, err error) error {
+	if !retryable(s.ctx, err) || s.f.g.opts.Retry == 0 {
+		return err
+	}
+	return s.fetch(cur, end, buf, 1)
+}
+
+// retryable reports whether a fetch that failed with err may be tried
+// again.
+func retryable(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && !errors.Is(err, ErrSpool) && !errors.Is(err, ErrOriginChanged) && !errors.Is(err, ErrNotOK)
+}
+
+// fetch brings [start, end) with a ranged request guarded by If-Range,
+// resuming where a broken body stopped, up to the Group's Retry attempts
+// in all (attempt counts those made already).
+func (s *segmenter) fetch(start, end int64, buf []byte, attempt int) error {
+	f := s.f
+	cur := start
+	sink := s.sink(&cur)
+	for ; ; attempt++ {
+		if attempt > 0 {
+			if err := sleep(s.ctx, f.g.opts.RetryInterval); err != nil {
+				return context.Cause(s.ctx)
+			}
+		}
+		body, err := s.request(cur, end)
+		if err == nil {
+			err = f.pump(s.ctx, io.LimitReader(body, end-cur), body, buf, sink)
+			if err == nil {
+				// Read the end of the body, so the connection is reused.
+				body.Read(buf[:1])
+			}
+			body.Close()
+			if err == nil && cur < end {
+				err = ErrShortBody
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		if !retryable(s.ctx, err) || attempt >= f.g.opts.Retry {
+			if s.ctx.Err() != nil {
+				return context.Cause(s.ctx)
+			}
+			return err
+		}
+		f.g.log.Info("resuming segment", "key", f.key, "offset", cur, "end", end, "attempt", attempt+1, "err", err)
+	}
+}
+
+// request sends the ranged request for [start, end) and checks that the
+// answer is exactly that range of the same object.
+func (s *segmenter) request(start, end int64) (io.ReadCloser, error) {
+	h := http.Header{}
+	h.Set("Range", "bytes="+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end-1, 10))
+	h.Set("If-Range", s.validator)
+	resp, err := s.f.src.Get(s.ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusOK:
+		drain(resp.Body)
+		return nil, errRangeIgnored
+	case http.StatusRequestedRangeNotSatisfiable:
+		drain(resp.Body)
+		return nil, ErrOriginChanged
+	default:
+		drain(resp.Body)
+		return nil, &StatusError{Code: resp.StatusCode, Header: resp.Header}
+	}
+	if err := sameRange(resp, start, end-1, s.info); err != nil {
+		drain(resp.Body)
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// sink returns the function that writes a fetcher's bytes at *cur.
+func (s *segmenter) sink(cur *int64) func([]byte) error {
+	return func(p []byte) error {
+		if err := s.sw.writeAt(s.f, *cur, p); err != nil {
+			return err
+		}
+		*cur += int64(len(p))
+		return nil
+	}
+}
+
+// feed hands the storage writer the object's prefix in order, as it
+// grows, when the writer is not the spool (an S3 upload): from the fill's
+// spool file. A writer that fails is dropped; the fill goes on serving.
+func (s *segmenter) feed() error {
+	sw, f := s.sw, s.f
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	var fed int64
+	for fed < s.size {
+		n, err := f.Available(s.ctx, fed)
+		if err != nil {
+			return nil // the fill failed; it says why
+		}
+		for fed < n {
+			m := min(int64(len(*buf)), n-fed)
+			sw.mu.RLock()
+			file, w := sw.file, sw.w
+			sw.mu.RUnlock()
+			if w == nil {
+				return nil
+			}
+			if _, err := file.ReadAt((*buf)[:m], fed); err != nil {
+				return fmt.Errorf("%w: reading the spool: %w", ErrSpool, err)
+			}
+			if _, err := w.Write((*buf)[:m]); err != nil {
+				sw.dropFed(f, err)
+				return nil
+			}
+			fed += m
+		}
+	}
+	return nil
+}

@@ -1,0 +1,276 @@
+package fill_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/internal/testutil"
+	"github.com/httpmirror/httpmirror/storage"
+	"github.com/httpmirror/httpmirror/storage/file"
+	"github.com/httpmirror/httpmirror/storage/memory"
+)
+
+// originSource fetches path from the test origin o.
+func originSource(o *testutil.Origin, path string) fill.Source {
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:    &tls.Config{RootCAs: o.CertPool()},
+		DisableCompression: true,
+		ForceAttemptHTTP2:  false,
+	}}
+	u := o.URL + path
+	return fill.Source{URL: u, Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		return client.Do(req)
+	}}
+}
+
+// inFlight wraps hook and records the most requests the origin served at
+// once.
+func inFlight(hook testutil.Hook, most *atomic.Int64) testutil.Hook {
+	var now atomic.Int64
+	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		n := now.Add(1)
+		defer now.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		return hook(w, r, f)
+	}
+}
+
+// A 64 MiB object from an origin that caps each connection is fetched as
+// segments over four connections at once, read whole and correct by 20
+// readers of the one fill, stored, and each byte range leaves the origin
+// once. Both kinds of storage writers: one that is the spool and takes
+// bytes at any offset (local disk), and one fed in order from a spool file
+// (an in-memory store, standing for S3).
+func TestSegmentedFill(t *testing.T) {
+	stores := map[string]func(t *testing.T) storage.Backend{
+		"file": func(t *testing.T) storage.Backend {
+			b, err := file.New(t.TempDir(), file.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			return b
+		},
+		"fed": func(t *testing.T) storage.Backend { return noSpool{memory.New()} },
+	}
+	for name, newStore := range stores {
+		t.Run(name, func(t *testing.T) {
+			o := testutil.NewOrigin(t)
+			data := testutil.Payload(20, 64<<20)
+			o.Put("/model.bin", data)
+			fast := make(chan struct{})
+			var most atomic.Int64
+			o.SetHook(inFlight(testutil.Throttled(32<<20, fast), &most))
+			store := newStore(t)
+			g := fill.NewGroup(store, fill.Options{Connections: 4, SegmentSize: 4 << 20, SpoolDir: t.TempDir()})
+			const readers = 20
+			want := testutil.SHA256(data)
+			var wg sync.WaitGroup
+			for i := range readers {
+				f, joined := g.Miss("example.com/model.bin", originSource(o, "/model.bin"))
+				if joined != (i > 0) {
+					t.Fatalf("reader %d joined = %v", i, joined)
+				}
+				wg.Go(func() {
+					defer f.Release()
+					if _, err := f.Header(context.Background()); err != nil {
+						t.Errorf("reader %d: %v", i, err)
+						return
+					}
+					h := sha256.New()
+					n, err := io.CopyBuffer(h, f.NewReader(context.Background()), make([]byte, 256<<10))
+					if err != nil || hex.EncodeToString(h.Sum(nil)) != want {
+						t.Errorf("reader %d: %d bytes, err %v, wrong sha256", i, n, err)
+					}
+				})
+			}
+			wg.Wait()
+			if err := g.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			close(fast)
+			ranged := o.CheckFetchedOnce(t, "/model.bin", int64(len(data)))
+			if ranged < 3 || most.Load() < 4 {
+				t.Errorf("%d ranged requests, at most %d at once; want at least 3 and 4", ranged, most.Load())
+			}
+			info, err := store.Stat(context.Background(), "example.com/model.bin")
+			if err != nil || info.Size != int64(len(data)) {
+				t.Fatalf("stored %+v, %v; want the object", info, err)
+			}
+			obj, err := store.Open(context.Background(), "example.com/model.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer obj.Close()
+			if got, _ := io.ReadAll(obj); testutil.SHA256(got) != testutil.SHA256(data) {
+				t.Fatal("stored object differs from the origin's")
+			}
+		})
+	}
+}
+
+// Range-first: a reader that wants the last MiB of a cold 256 MiB object
+// gets it from a Range request of its own made at once, not after the
+// bytes before it: the origin had sent a small part of the object when
+// that request arrived.
+func TestRangeFirst(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	const size = 256 << 20
+	data := testutil.Payload(21, size)
+	o.Put("/big.iso", data)
+	fast := make(chan struct{})
+	want := int64(size - 1<<20)
+	var sentBefore atomic.Int64
+	sentBefore.Store(-1)
+	throttled := testutil.Throttled(16<<20, fast)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if r.Header.Get("Range") == "bytes="+strconv.FormatInt(want, 10)+"-"+strconv.Itoa(size-1) {
+			sentBefore.CompareAndSwap(-1, o.BodyBytes.Load())
+		}
+		return throttled(w, r, f)
+	})
+	g := fill.NewGroup(memory.New(), fill.Options{Connections: 4, SegmentSize: 8 << 20, SpoolDir: t.TempDir()})
+	defer g.Shutdown(context.Background())
+	f, _ := g.Miss("example.com/big.iso", originSource(o, "/big.iso"))
+	defer f.Release()
+	if _, err := f.Header(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := f.NewReader(context.Background())
+	if _, err := r.Seek(want, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[want:]) {
+		t.Fatalf("last MiB: %d bytes, err %v; want the right bytes", len(got), err)
+	}
+	sent := sentBefore.Load()
+	if sent < 0 || sent > size/4 {
+		t.Fatalf("the origin had sent %d of %d bytes when the Range request for the last MiB arrived; want it asked for first (under a quarter)", sent, size)
+	}
+	close(fast)
+}
+
+// The fill aborts and stores nothing when a segment's answer does not fit
+// the object the first response described: a changed object, an origin
+// that ignores Range, one that lies in Content-Range. Readers never get a
+// clean end.
+func TestSegmentedFillRefusesInconsistentOrigins(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(w http.ResponseWriter, r *http.Request, f *testutil.File)
+	}{
+		{"changed ETag", func(w http.ResponseWriter, r *http.Request, f *testutil.File) {
+			g := *f
+			g.ETag = `"other"`
+			testutil.ServeFile(w, r.WithContext(r.Context()), &g) // If-Range fails: 200 with the new ETag
+		}},
+		{"changed ETag in a 206", func(w http.ResponseWriter, r *http.Request, f *testutil.File) {
+			r.Header.Del("If-Range")
+			g := *f
+			g.ETag = `"other"`
+			testutil.ServeFile(w, r, &g)
+		}},
+		{"Range ignored", func(w http.ResponseWriter, r *http.Request, f *testutil.File) {
+			r.Header.Del("Range")
+			testutil.ServeFile(w, r, f)
+		}},
+		{"Content-Range lies", func(w http.ResponseWriter, r *http.Request, f *testutil.File) {
+			var a, b int64
+			fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b)
+			w.Header().Set("ETag", f.ETag)
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", a+1, b+1, len(f.Data)))
+			w.Header().Set("Content-Length", strconv.FormatInt(b-a+1, 10))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(f.Data[a+1 : b+2])
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testutil.NewOrigin(t)
+			data := testutil.Payload(22, 16<<20)
+			o.Put("/x.bin", data)
+			o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+				if r.Header.Get("Range") == "" {
+					return false
+				}
+				tc.answer(w, r, f)
+				return true
+			})
+			store := memory.New()
+			g := fill.NewGroup(store, fill.Options{Connections: 4, SegmentSize: 1 << 20, SpoolDir: t.TempDir()})
+			f, _ := g.Miss("example.com/x.bin", originSource(o, "/x.bin"))
+			defer f.Release()
+			if _, err := f.Header(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(f.NewReader(context.Background()))
+			if err == nil {
+				t.Fatalf("reader got a clean %d-byte body; want an error", len(got))
+			}
+			if err := f.Wait(context.Background()); !errors.Is(err, fill.ErrOriginChanged) {
+				t.Errorf("fill error %v; want ErrOriginChanged", err)
+			}
+			if store.Len() != 0 {
+				t.Fatal("an inconsistent object was stored")
+			}
+		})
+	}
+}
+
+// Without byte ranges (no Accept-Ranges) or without a validator, and with
+// one connection, a large object is fetched with one request, as before.
+func TestSegmentedFillFallsBack(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		conns int
+		tweak func(w http.ResponseWriter, f *testutil.File)
+	}{
+		{"no Accept-Ranges", 4, func(w http.ResponseWriter, f *testutil.File) {}},
+		{"no validator", 4, func(w http.ResponseWriter, f *testutil.File) { w.Header().Set("Accept-Ranges", "bytes") }},
+		{"one connection", 1, func(w http.ResponseWriter, f *testutil.File) {
+			w.Header().Set("Accept-Ranges", "bytes")
+			w.Header().Set("ETag", f.ETag)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testutil.NewOrigin(t)
+			data := testutil.Payload(23, 12<<20)
+			o.Put("/y.bin", data)
+			o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+				tc.tweak(w, f)
+				w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+				w.Write(f.Data)
+				return true
+			})
+			store := memory.New()
+			g := fill.NewGroup(store, fill.Options{Connections: tc.conns, SegmentSize: 1 << 20})
+			f, _ := g.Miss("example.com/y.bin", originSource(o, "/y.bin"))
+			defer f.Release()
+			if got := readAll(t, f); testutil.SHA256(got) != testutil.SHA256(data) {
+				t.Fatalf("read %d bytes; want the object", len(got))
+			}
+			if n := o.CheckFetchedOnce(t, "/y.bin", int64(len(data))); n != 0 {
+				t.Fatalf("%d ranged requests; want none", n)
+			}
+		})
+	}
+}
