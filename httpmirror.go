@@ -12,6 +12,7 @@
 package httpmirror
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,11 @@ import (
 // DefaultMaxPathLength is the longest request path accepted when
 // MirrorHandler.MaxPathLength is zero.
 const DefaultMaxPathLength = 8 << 10
+
+// DefaultFillConnections is MirrorHandler.FillConnections' default: four
+// connections per download, as many as a model hub's or a release site's
+// CDN serves one client at full speed without treating it as abuse.
+const DefaultFillConnections = 4
 
 // DefaultUpstreamMinRate is MirrorHandler.UpstreamMinRate's default: 1 KiB
 // per second, far below any origin worth mirroring, far above one that
@@ -135,6 +141,19 @@ type MirrorHandler struct {
 	// byte now and then cannot hold a download for ever. Zero means
 	// DefaultUpstreamMinRate; negative means no minimum.
 	UpstreamMinRate int64
+
+	// FillConnections is how many connections one download may use: a
+	// file larger than FillSegmentSize whose origin serves byte ranges and
+	// gives a validator (a strong ETag or Last-Modified) is fetched as
+	// segments over that many connections at once, each segment checked
+	// against the first response; a client asking for a range ahead of
+	// what has arrived gets its segment next. Zero means
+	// DefaultFillConnections; 1 fetches every file over one connection.
+	FillConnections int
+
+	// FillSegmentSize is the size of those segments. Zero means
+	// fill.DefaultSegmentSize (8 MiB).
+	FillSegmentSize int64
 
 	// MaxObjectSize bounds the files the cache fetches and stores. A file
 	// whose origin announces a larger Content-Length is proxied straight
@@ -265,6 +284,9 @@ func (m *MirrorHandler) Validate() error {
 	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
 		return errors.New("durations and retry counts must not be negative")
 	}
+	if m.FillConnections < 0 || m.FillSegmentSize < 0 {
+		return errors.New("fill connections and segment size must not be negative")
+	}
 	if m.MaxObjectSize < 0 {
 		return errors.New("the maximum object size must not be negative")
 	}
@@ -321,6 +343,8 @@ func (m *MirrorHandler) init() error {
 				RetryInterval: m.ContinuationGetInterval,
 				IdleTimeout:   idle,
 				MinRate:       max(minRate, 0),
+				Connections:   cmp.Or(m.FillConnections, DefaultFillConnections),
+				SegmentSize:   m.FillSegmentSize,
 				MaxObjectSize: m.MaxObjectSize,
 				SpoolDir:      m.SpoolDir,
 				Logger:        m.log,

@@ -256,15 +256,7 @@ func TestDownloadClients(t *testing.T) {
 					t.Fatalf("%s: sha256 %s; want %s", round, got, want)
 				}
 			}
-			gets := 0
-			for _, r := range o.Received() {
-				if r.Method == http.MethodGet && "http://"+p.addr+"/"+o.HostPort()+r.URL.Path == u {
-					gets++
-				}
-			}
-			if gets != 1 {
-				t.Errorf("origin GETs for the object: %d; want 1", gets)
-			}
+			o.CheckFetchedOnce(t, strings.TrimPrefix(u, "http://"+p.addr+"/"+o.HostPort()), int64(len(data)))
 		})
 	}
 }

@@ -121,6 +121,8 @@ func run(args []string) int {
 		UpstreamIdleTimeout:     idle,
 		MaxPathLength:           cfg.MaxPathLength,
 		MaxObjectSize:           cfg.MaxObjectSize,
+		FillConnections:         cfg.FillConnections,
+		FillSegmentSize:         cfg.FillSegmentSize,
 		UpstreamMinRate:         minRate,
 		SpoolDir:                cfg.SpoolDir,
 		MaxRanges:               cfg.MaxRanges,

@@ -55,6 +55,8 @@ type Config struct {
 
 	CacheMaxSize       int64
 	MaxObjectSize      int64
+	FillConnections    int
+	FillSegmentSize    int64
 	UpstreamMinRate    int64
 	SpoolDir           string
 	RevalidatePatterns []string
@@ -139,6 +141,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", 10*time.Second, "Limit for connecting to an origin, TLS handshake included.")
 	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-header-timeout", 30*time.Second, "Limit for an origin's response headers to arrive.")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 2*time.Minute, "Limit for an origin's body to stay silent before the download is aborted or resumed.")
+	fs.IntVar(&c.FillConnections, "fill-connections", 4, "Connections one download may use: larger files whose origin serves ranges are fetched in parallel segments; 1 fetches over one connection.")
+	c.FillSegmentSize = 8 << 20
+	fs.Var((*sizeFlag)(&c.FillSegmentSize), "fill-segment-size", "Size of the segments of a parallel download, e.g. 8MiB.")
 	fs.Var((*sizeFlag)(&c.MaxObjectSize), "max-object-size", "Largest file fetched through the cache, e.g. 50GiB; larger ones are proxied to their client without being stored; 0 means no limit.")
 	c.UpstreamMinRate = 1 << 10
 	fs.Var((*sizeFlag)(&c.UpstreamMinRate), "upstream-min-rate", "Slowest origin body accepted, in bytes per second over each --upstream-idle-timeout period, e.g. 1KiB; slower ones are aborted (or resumed); 0 disables.")
@@ -242,6 +247,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		if d < 0 {
 			return nil, fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
 		}
+	}
+	if c.FillConnections < 1 || c.FillSegmentSize < 64<<10 {
+		return nil, errors.New("--fill-connections must be >= 1 and --fill-segment-size at least 64KiB")
 	}
 	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 {
 		return nil, errors.New("--continuation-get-retry must be >= 0, --max-path-length and --max-ranges >= 1")

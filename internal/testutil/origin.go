@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
@@ -189,4 +190,88 @@ func Payload(seed uint64, n int) []byte {
 		b[i] = byte(r.Uint32())
 	}
 	return b
+}
+
+// CheckFetchedOnce checks that the origin sent each byte of the file at
+// path (of size bytes) at most once, whether the mirror fetched it over one
+// connection or in parallel segments: exactly one GET without Range (the
+// first, whose body the mirror reads until a segment fetched elsewhere
+// begins), and ranged GETs whose ranges do not overlap each other. It
+// returns the number of ranged GETs.
+func (o *Origin) CheckFetchedOnce(t testing.TB, path string, size int64) int {
+	t.Helper()
+	whole := 0
+	var ranges [][2]int64
+	for _, r := range o.Received() {
+		if r.Method != http.MethodGet || r.URL.Path != path {
+			continue
+		}
+		rg := r.Header.Get("Range")
+		if rg == "" {
+			whole++
+			continue
+		}
+		var a, b int64
+		if _, err := fmt.Sscanf(rg, "bytes=%d-%d", &a, &b); err != nil || a > b || b >= size {
+			t.Errorf("GET %s with Range %q; want bytes=A-B within the file", path, rg)
+			continue
+		}
+		for _, c := range ranges {
+			if a <= c[1] && c[0] <= b {
+				t.Errorf("GET %s ranges %d-%d and %d-%d overlap: bytes fetched twice", path, a, b, c[0], c[1])
+			}
+		}
+		ranges = append(ranges, [2]int64{a, b})
+	}
+	if whole != 1 {
+		t.Errorf("origin saw %d whole-file GETs of %s; want 1", whole, path)
+	}
+	return len(ranges)
+}
+
+// Throttled returns a hook that serves every file like ServeFile, but
+// sends each response's body at most rate bytes per second, as origins
+// (CDNs, object stores) that cap each connection do. done, when closed,
+// makes the remaining responses go at full speed.
+func Throttled(rate int64, done <-chan struct{}) Hook {
+	return func(w http.ResponseWriter, r *http.Request, f *File) bool {
+		if f == nil {
+			return false
+		}
+		ServeFile(&throttledWriter{ResponseWriter: w, rate: rate, start: time.Now(), done: done}, r, f)
+		return true
+	}
+}
+
+type throttledWriter struct {
+	http.ResponseWriter
+	rate  int64
+	start time.Time
+	sent  int64
+	done  <-chan struct{}
+}
+
+// Write sends p in slices of a tenth of a second's worth, pausing so the
+// average stays at the rate.
+func (t *throttledWriter) Write(p []byte) (int, error) {
+	slice := max(t.rate/10, 1)
+	var n int
+	for len(p) > 0 {
+		m := int(min(int64(len(p)), slice))
+		k, err := t.ResponseWriter.Write(p[:m])
+		n += k
+		t.sent += int64(k)
+		if err != nil {
+			return n, err
+		}
+		t.ResponseWriter.(http.Flusher).Flush()
+		p = p[m:]
+		if due := t.start.Add(time.Duration(float64(t.sent) / float64(t.rate) * float64(time.Second))); time.Until(due) > 0 {
+			select {
+			case <-time.After(time.Until(due)):
+			case <-t.done:
+			}
+		}
+	}
+	return n, nil
 }
