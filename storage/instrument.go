@@ -14,7 +14,7 @@ var ErrNotSupported = errors.New("storage: operation not supported by this backe
 // OpObserver receives the duration and result of a backend operation: op
 // is "stat", "open", "create", "delete", "commit", "write" (counted once
 // per writer, on its first error, with no duration: writes go at the
-// body's pace, not the store's), "refresh", "sign" or "check".
+// body's pace, not the store's), "refresh", "sign", "check" or "list".
 type OpObserver func(op string, d time.Duration, err error)
 
 // Instrument returns b with every operation reported to observe. The
@@ -24,6 +24,8 @@ type OpObserver func(op string, d time.Duration, err error)
 //   - Redirector: b's signed URLs, or "" (serve the bytes) when b has none;
 //   - Refresher: b's Refresh, or ErrNotSupported;
 //   - Checker: b's Check, or nil (always usable);
+//   - Lister: b's List, or ErrNotSupported;
+//   - Locator: b's Location, or "" (no location to show);
 //   - StatsReporter: implemented exactly when b implements it;
 //   - writers keep Spooler and FileSpooler, objects keep InMemory.
 //
@@ -36,6 +38,8 @@ func Instrument(b Backend, observe OpObserver) Backend {
 	in.redirector, _ = b.(Redirector)
 	in.refresher, _ = b.(Refresher)
 	in.checker, _ = b.(Checker)
+	in.lister, _ = b.(Lister)
+	in.locator, _ = b.(Locator)
 	if s, ok := b.(StatsReporter); ok {
 		return &instrumentedStats{instrumented: in, s: s}
 	}
@@ -48,6 +52,8 @@ type instrumented struct {
 	redirector Redirector
 	refresher  Refresher
 	checker    Checker
+	lister     Lister
+	locator    Locator
 }
 
 type instrumentedStats struct {
@@ -134,6 +140,25 @@ func (s *instrumented) Check(ctx context.Context) error {
 	err := s.checker.Check(ctx)
 	s.done("check", start, err)
 	return err
+}
+
+// List implements Lister.
+func (s *instrumented) List(ctx context.Context, prefix, token string, limit int) ([]Info, string, error) {
+	if s.lister == nil {
+		return nil, "", ErrNotSupported
+	}
+	start := time.Now()
+	objs, next, err := s.lister.List(ctx, prefix, token, limit)
+	s.done("list", start, err)
+	return objs, next, err
+}
+
+// Location implements Locator; without a Locator underneath it answers "".
+func (s *instrumented) Location(key string) (string, error) {
+	if s.locator == nil {
+		return "", nil
+	}
+	return s.locator.Location(key)
 }
 
 // instrumentedWriter reports write and commit errors.

@@ -190,6 +190,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	return os.Remove(name)
 }
 
+// open opens the object file of key and returns it with its stat and
 // metadata, read from the trailer unless the index has it already.
 func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) {
 	p, err := b.Path(key)
