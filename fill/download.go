@@ -20,7 +20,7 @@ func (f *Fill) run() {
 	g := f.g
 	defer g.wg.Done()
 	defer f.Release()
-	ctx := g.ctx
+	ctx := f.ctx
 	log := g.log.With("key", f.key)
 	if ctx.Err() != nil {
 		f.finish(context.Cause(ctx), false)

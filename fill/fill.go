@@ -35,6 +35,8 @@ type Fill struct {
 	waiting  bool          // a reader waits on progress
 	spool    io.ReaderAt
 	closers  []func() error // spool resources, run when the last reference goes
+
+	control // the fill's context, cancel and start time
 }
 
 // Key returns the fill's cache key.
