@@ -20,7 +20,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Address != ":8080" || c.LinkExpires != 24*time.Hour || !c.TeeResponse || c.UpstreamScheme != "https" {
+	if c.Address != ":8080" || c.LinkExpires != 24*time.Hour || !c.TeeResponse || c.UpstreamScheme != "https" || c.PrefetchConcurrency != 4 {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.StorageURL != "file:///var/cache/test/httpmirror" {
@@ -72,6 +72,7 @@ func TestErrors(t *testing.T) {
 		{"--log-level", "chatty"},
 		{"--log-format", "yaml"},
 		{"--max-path-length", "0"},
+		{"--prefetch-concurrency", "0"},
 		{"--nope"},
 		{"extra"},
 	} {
