@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/httpmirror/httpmirror"
@@ -26,6 +27,8 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"clock":    func(t time.Time) string { return t.Format("15:04:05") },
 	"stamp":    func(t time.Time) string { return t.Format("2006-01-02 15:04") },
 	"ended":    func(p httpmirror.PrefetchSummary) int { return p.Done + p.Cached + p.NotStored + p.Failed },
+	"plural":   plural,
+	"request":  request,
 }).Parse(statusHTML))
 
 // humanBytes formats a byte count with binary units.
@@ -40,6 +43,28 @@ func humanBytes(n float64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %ciB", n, units[i])
+}
+
+// plural formats a count of things: "1 object", "2 objects"; a third
+// argument is the plural when it is not the singular with an "s".
+func plural(n any, thing string, things ...string) string {
+	s := fmt.Sprint(n)
+	switch {
+	case s == "1":
+		return "1 " + thing
+	case len(things) > 0:
+		return s + " " + things[0]
+	}
+	return s + " " + thing + "s"
+}
+
+// request names a failed request by its path, with the origin host
+// before it unless the path starts with it (host from the first path).
+func request(host, path string) string {
+	if host == "" || strings.HasPrefix(path, "/"+host+"/") {
+		return path
+	}
+	return host + path
 }
 
 // fraction formats a/b as a percentage; "–" when b is not positive.
