@@ -195,9 +195,15 @@ func (m *MirrorHandler) runPrefetch(j *prefetchJob) {
 	defer a.wg.Done()
 	var wg sync.WaitGroup
 	for i := range j.items {
-		select {
-		case a.sem <- struct{}{}:
-		case <-a.ctx.Done():
+		acquired := false
+		if a.ctx.Err() == nil {
+			select {
+			case a.sem <- struct{}{}:
+				acquired = true
+			case <-a.ctx.Done():
+			}
+		}
+		if !acquired {
 			j.end(i, PrefetchFailed, -1, -1, "stopped: the mirror is shutting down")
 			continue
 		}

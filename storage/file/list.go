@@ -31,48 +31,81 @@ type listItem struct {
 
 // List implements storage.Lister, in key order; a page token is the last
 // key of the previous page. Object files are named by the hash of their
-// key, so every listing looks at every indexed object: the key of an
-// object not used since start-up is read from its trailer the first time
-// it is listed, and remembered (a few dozen bytes per object) for the
-// listings that follow. The first listing of a large cache therefore reads
-// one trailer per object; later ones only walk the index.
+// key, so the first page of a listing looks at every indexed object: the
+// key of an object not used since start-up is read from its trailer the
+// first time it is listed, and remembered (a few dozen bytes per object)
+// for the listings that follow. The first listing of a large cache
+// therefore reads one trailer per object; later ones only walk the index.
+// The following pages of a listing come from the sorted snapshot its first
+// page made, for up to a minute.
 func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]storage.Info, string, error) {
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
+	b.snapMu.Lock()
+	defer b.snapMu.Unlock()
+	if token == "" || b.snap.prefix != prefix || b.snap.items == nil || time.Since(b.snap.at) > time.Minute {
+		items, err := b.listSorted(ctx, prefix)
+		if err != nil {
+			return nil, "", err
+		}
+		b.snap = listSnapshot{prefix: prefix, items: items, at: time.Now()}
+	}
+	items := b.snap.items
+	i, _ := slices.BinarySearchFunc(items, token, func(l listed, t string) int {
+		if l.key <= t {
+			return -1
+		}
+		return 1
+	})
+	page := items[i:min(i+limit, len(items))]
+	next := ""
+	if i+limit < len(items) {
+		next = page[len(page)-1].key
+	} else {
+		b.snap = listSnapshot{} // the listing is complete
+	}
+	out := make([]storage.Info, len(page))
+	for i, l := range page {
+		out[i] = storage.Info{Key: l.key, Size: l.size, StoredAt: l.storedAt}
+	}
+	return out, next, nil
+}
+
+// listSnapshot is the sorted listing of a prefix that the pages after the
+// first are served from.
+type listSnapshot struct {
+	prefix string
+	items  []listed
+	at     time.Time
+}
+
+// listSorted returns the indexed objects under prefix in key order.
+func (b *Backend) listSorted(ctx context.Context, prefix string) ([]listed, error) {
 	items := b.ix.listItems()
-	var match []listed
+	match := []listed{}
 	for i := range items {
 		it := &items[i]
 		if !it.known {
 			if err := ctx.Err(); err != nil {
-				return nil, "", err
+				return nil, err
 			}
 			l, ino, err := readListed(b.ix.path(it.e.name), it.e.name)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt) {
 				continue // evicted or replaced meanwhile, or damaged
 			}
 			if err != nil {
-				return nil, "", err
+				return nil, err
 			}
 			b.ix.remember(it.e, ino, l)
 			it.l = l
 		}
-		if strings.HasPrefix(it.l.key, prefix) && it.l.key > token {
+		if strings.HasPrefix(it.l.key, prefix) {
 			match = append(match, it.l)
 		}
 	}
 	slices.SortFunc(match, func(a, b listed) int { return cmp.Compare(a.key, b.key) })
-	next := ""
-	if len(match) > limit {
-		match = match[:limit]
-		next = match[limit-1].key
-	}
-	out := make([]storage.Info, len(match))
-	for i, l := range match {
-		out[i] = storage.Info{Key: l.key, Size: l.size, StoredAt: l.storedAt}
-	}
-	return out, next, nil
+	return match, nil
 }
 
 // readListed reads the key, size and StoredAt of the object file at path,
