@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -177,5 +178,46 @@ func TestPrefetchErrors(t *testing.T) {
 	}
 	if n := e.origin.Gets.Load(); n != 2 {
 		t.Errorf("origin saw %d GETs; want 2 (nothing of the refused lists)", n)
+	}
+}
+
+// Closing the mirror ends its prefetch jobs: queued URLs fail without
+// reaching the origin, and the job reports done.
+func TestPrefetchStopsOnClose(t *testing.T) {
+	e := newEnv(t, "file", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	var urls []string
+	for i := range 5 {
+		p := fmt.Sprintf("/f%d", i)
+		e.origin.Put(p, testutil.Payload(uint64(i), 1000))
+		urls = append(urls, e.ref(p))
+	}
+	arrived := make(chan struct{}, 5)
+	held := testutil.NewGate(t) // opened when the test ends
+	e.origin.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		arrived <- struct{}{}
+		held.Wait()
+		return true
+	})
+	id, err := e.h.Prefetch(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-arrived
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.h.PrefetchProgress(id)
+	if err != nil || st.State != "done" || st.Failed != 5 {
+		t.Fatalf("job after Close: %+v, %v; want done with 5 failed", st, err)
+	}
+	for _, u := range st.URLs {
+		if !strings.Contains(u.Error, "shutting down") {
+			t.Errorf("URL %s: %q; want a shutdown error", u.URL, u.Error)
+		}
+	}
+	if n := e.origin.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want only the first URL's", n)
 	}
 }
