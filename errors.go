@@ -97,6 +97,8 @@ func classify(ctx context.Context, err error) failure {
 		return failure{http.StatusBadGateway, outcomeError, ce.clientText(), "other"}
 	case errors.Is(err, ErrCIDNDeleted):
 		return failure{http.StatusBadGateway, outcomeError, "cidn transfer deleted before it ended", "other"}
+	case errors.Is(err, fill.ErrCancelled):
+		return failure{http.StatusServiceUnavailable, outcomeError, "download cancelled by a purge; try again", "other"}
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return failure{StatusClientClosedRequest, outcomeNone, "", "other"}
 	case errors.Is(err, fill.ErrShutdown):
@@ -142,6 +144,7 @@ func (m *MirrorHandler) fail(w *recorder, r *http.Request, err error) {
 	if f.status == StatusClientClosedRequest {
 		return
 	}
+	m.admin.errors.add(m.now(), r, w.host, f.status, f.message)
 	h := w.Header()
 	for _, k := range []string{"Etag", "Last-Modified", "Content-Type", "Content-Encoding", "Cache-Control"} {
 		h.Del(k)

@@ -224,6 +224,11 @@ type MirrorHandler struct {
 	// without runners cannot hold clients forever. Zero means no limit.
 	CIDNWaitTimeout time.Duration
 
+	// PrefetchConcurrency is how many URLs of Prefetch jobs, all jobs
+	// together, are fetched at once. Zero means
+	// DefaultPrefetchConcurrency.
+	PrefetchConcurrency int
+
 	once      sync.Once
 	store     storage.Backend // RemoteCache, instrumented when Metrics is set
 	initErr   error
@@ -236,6 +241,7 @@ type MirrorHandler struct {
 	negatives negativeCache
 	hot       hotHeaders
 	now       func() time.Time // the clock; tests replace it
+	admin     adminState       // prefetch jobs, recent failures (admin.go)
 }
 
 // DefaultRevalidatePatterns are the cache keys revalidated on every request
@@ -358,11 +364,13 @@ func (m *MirrorHandler) init() error {
 	return m.initErr
 }
 
-// Close aborts the fills in progress and waits, until ctx is done, for them
-// to clean up; nothing half-written stays in storage. Requests still being
+// Close stops the prefetch jobs, aborts the fills in progress and waits,
+// until ctx is done, for them to clean up; nothing half-written stays in
+// storage. Requests still being
 // served from an aborted fill are cut off.
 func (m *MirrorHandler) Close(ctx context.Context) error {
 	m.init()
+	m.stopPrefetches()
 	if m.fills == nil {
 		return nil
 	}

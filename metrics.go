@@ -40,6 +40,8 @@ type Metrics struct {
 	reg prometheus.Registerer
 
 	cidnFallbacks prometheus.Counter
+	purgedObjects prometheus.Counter
+	prefetches    *prometheus.CounterVec
 
 	requests        *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
@@ -81,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		upstreamErrors: counters("httpmirror_upstream_errors_total",
 			"Failed upstream fetches, by kind: timeout, refused, connect, status_4xx, status_5xx, short_body, changed, other.", "kind"),
 		fills: counters("httpmirror_fills_total",
-			"Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated), abandoned (not storable and no client left), too_large (over --max-object-size), spool_failed (no local disk: clients continued from the origin) or failed.", "result"),
+			"Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated), abandoned (not storable and no client left), too_large (over --max-object-size), spool_failed (no local disk: clients continued from the origin), cancelled (by a purge) or failed.", "result"),
 		storageErrors: counters("httpmirror_storage_errors_total",
 			"Storage backend errors (not-found excluded), by operation.", "op"),
 		storageLatency: histograms("httpmirror_storage_operation_seconds",
@@ -89,10 +91,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			prometheus.ExponentialBuckets(0.0001, 4, 10), "op"),
 		cidnFallbacks: counters("httpmirror_cidn_fallbacks_total",
 			"Misses fetched by the built-in fill engine because CIDN could not be asked to store them.").WithLabelValues(),
+		purgedObjects: counters("httpmirror_purged_objects_total",
+			"Stored objects removed by purges on the admin API.").WithLabelValues(),
+		prefetches: counters("httpmirror_prefetch_urls_total",
+			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored or failed.", "result"),
 	}
 	m.servedCache = m.servedBytes.WithLabelValues("cache")
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
 	return m
+}
+
+// purged counts objects removed by a purge.
+func (m *Metrics) purged(n int) {
+	if m != nil && n > 0 {
+		m.purgedObjects.Add(float64(n))
+	}
+}
+
+// prefetched counts a prefetched URL by how it ended.
+func (m *Metrics) prefetched(result string) {
+	if m != nil {
+		m.prefetches.WithLabelValues(result).Inc()
+	}
 }
 
 // cidnFallback counts a miss that CIDN could not take.
@@ -177,7 +197,7 @@ func (m *Metrics) upstreamResponse(d time.Duration) {
 
 // upstreamError counts a failed upstream fetch.
 func (m *Metrics) upstreamError(err error) {
-	if m != nil && !errors.Is(err, fill.ErrShutdown) {
+	if m != nil && !errors.Is(err, fill.ErrShutdown) && !errors.Is(err, fill.ErrCancelled) {
 		m.upstreamErrors.WithLabelValues(classify(context.Background(), err).kind).Inc()
 	}
 }
@@ -195,7 +215,7 @@ func (m *Metrics) storageObserver() storage.OpObserver {
 // plain not-found, its error.
 func (m *Metrics) storageOp(op string, d time.Duration, err error) {
 	m.storageLatency.WithLabelValues(op).Observe(d.Seconds())
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrInvalidToken) {
 		m.storageErrors.WithLabelValues(op).Inc()
 	}
 }
@@ -222,6 +242,8 @@ func (o fillObserver) FillDone(key string, bytes int64, stored bool, err error, 
 		o.m.fills.WithLabelValues("too_large").Inc()
 	case errors.Is(err, fill.ErrSpool):
 		o.m.fills.WithLabelValues("spool_failed").Inc()
+	case errors.Is(err, fill.ErrCancelled):
+		o.m.fills.WithLabelValues("cancelled").Inc()
 	case err == nil && stored:
 		o.m.fills.WithLabelValues("stored").Inc()
 	case err == nil:

@@ -47,8 +47,8 @@ func (m *MirrorHandler) serveStale(w *recorder, r *http.Request, t target, obj s
 		obj = withInfo{obj, info}
 	case errors.As(err, &se) && se.Code < 500:
 		return false // the origin answered: 404 and others go to the client
-	case errors.Is(err, fill.ErrShutdown):
-		return false
+	case errors.Is(err, fill.ErrShutdown), errors.Is(err, fill.ErrCancelled):
+		return false // the mirror stops, or a purge removes the object
 	case m.rules.Freshness(t.key, obj.Info()).MustRevalidate:
 		m.log.Warn("revalidation failed; object may not be served stale", "key", t.key, "err", err)
 		obj.Close()

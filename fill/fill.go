@@ -18,11 +18,6 @@ type Fill struct {
 	op         op
 	validators http.Header // sent with the first request when revalidating
 
-	// ctx is the download's context: the group's, cancelled on its own
-	// when nobody needs the fill any more (see Release).
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-
 	refs int // guarded by g.mu
 
 	header chan struct{} // closed once info (or err) is known
@@ -47,6 +42,8 @@ type Fill struct {
 	// forbids it, the store refused it or failed): such a fill only serves
 	// its readers, and stops when the last one leaves.
 	keep bool
+
+	control // the fill's context, cancel and start time
 }
 
 // Key returns the fill's cache key.

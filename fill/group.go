@@ -266,11 +266,8 @@ func (g *Group) start(key string, src Source, o op, validators http.Header) (f *
 		g.mu.Unlock()
 		return f, true
 	}
-	ctx, cancel := context.WithCancelCause(g.ctx)
 	f = &Fill{
 		g:          g,
-		ctx:        ctx,
-		cancel:     cancel,
 		keep:       true,
 		key:        key,
 		src:        src,
@@ -281,6 +278,7 @@ func (g *Group) start(key string, src Source, o op, validators http.Header) (f *
 		done:       make(chan struct{}),
 		progress:   make(chan struct{}),
 		size:       -1,
+		control:    newControl(g.ctx),
 	}
 	if len(g.fills) == 0 {
 		g.idle = make(chan struct{})
@@ -288,6 +286,9 @@ func (g *Group) start(key string, src Source, o op, validators http.Header) (f *
 	g.fills[key] = f
 	g.wg.Add(1)
 	g.mu.Unlock()
-	go f.run()
+	go func() {
+		defer f.cancel(nil) // releases the fill's context
+		f.run()
+	}()
 	return f, false
 }

@@ -12,10 +12,11 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-# The end-to-end tests drive real download clients; install the missing
-# ones from Debian when this machine can.
+# The end-to-end tests drive real download clients, and the status page is
+# tested in a headless Chromium; install the missing ones from Debian when
+# this machine can (the tests that need them skip otherwise).
 missing=""
-for tool in curl wget aria2c; do
+for tool in curl wget aria2c chromium; do
 	command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -17,7 +17,7 @@ var ErrNotSupported = errors.New("storage: operation not supported by this backe
 // OpObserver receives the duration and result of a backend operation: op
 // is "stat", "open", "create", "delete", "commit", "write" (counted once
 // per writer, on its first error, with no duration: writes go at the
-// body's pace, not the store's), "refresh", "sign" or "check".
+// body's pace, not the store's), "refresh", "sign", "check" or "list".
 type OpObserver func(op string, d time.Duration, err error)
 
 // Instrument returns b with every operation reported to observe. The
@@ -32,8 +32,10 @@ type OpObserver func(op string, d time.Duration, err error)
 //     After WriteFailureHold without a new failure, Check asks b again and
 //     reports healthy if b's own check passes, so a store whose disk was
 //     freed recovers even when no object was written meanwhile;
+//   - Lister: b's List, or ErrNotSupported;
+//   - Locator: b's Location, or "" (no location to show);
 //   - StatsReporter: implemented exactly when b implements it;
-//   - writers keep Spooler and FileSpooler, objects keep InMemory.
+//   - writers keep Spooler, FileSpooler and WriterAt, objects keep InMemory.
 //
 // Unwrap returns b. A nil observe reports nothing and costs nothing.
 func Instrument(b Backend, observe OpObserver) Backend {
@@ -44,6 +46,8 @@ func Instrument(b Backend, observe OpObserver) Backend {
 	in.redirector, _ = b.(Redirector)
 	in.refresher, _ = b.(Refresher)
 	in.checker, _ = b.(Checker)
+	in.lister, _ = b.(Lister)
+	in.locator, _ = b.(Locator)
 	if s, ok := b.(StatsReporter); ok {
 		return &instrumentedStats{instrumented: in, s: s}
 	}
@@ -56,6 +60,8 @@ type instrumented struct {
 	redirector Redirector
 	refresher  Refresher
 	checker    Checker
+	lister     Lister
+	locator    Locator
 
 	mu       sync.Mutex
 	writeErr error     // the last write failure, nil while writes succeed
@@ -194,6 +200,25 @@ func (s *instrumented) Check(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 	return err
+}
+
+// List implements Lister.
+func (s *instrumented) List(ctx context.Context, prefix, token string, limit int) ([]Info, string, error) {
+	if s.lister == nil {
+		return nil, "", ErrNotSupported
+	}
+	start := time.Now()
+	objs, next, err := s.lister.List(ctx, prefix, token, limit)
+	s.done("list", start, err)
+	return objs, next, err
+}
+
+// Location implements Locator; without a Locator underneath it answers "".
+func (s *instrumented) Location(key string) (string, error) {
+	if s.locator == nil {
+		return "", nil
+	}
+	return s.locator.Location(key)
 }
 
 // instrumentedWriter reports write and commit errors.

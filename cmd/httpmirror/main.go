@@ -38,8 +38,12 @@ func main() {
 }
 
 // run returns the exit status: 0 after a clean shutdown, 2 for a bad
-// command line or configuration, 1 when serving fails.
+// command line or configuration, 1 when serving fails. "httpmirror cache
+// ..." is the client of the admin API instead (cache.go).
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "cache" {
+		return runCache(args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	}
 	cfg, err := config.Parse(args, os.LookupEnv, os.Stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
@@ -129,6 +133,7 @@ func run(args []string) int {
 		RevalidatePatterns:      cfg.RevalidatePatterns,
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,
+		PrefetchConcurrency:     cfg.PrefetchConcurrency,
 	}
 	var cidnClient *cidn.Client
 	if cfg.CIDNEnabled() {
@@ -159,7 +164,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "httpmirror: listen: %v\n", err)
 		return 2
 	}
-	adm := &admin.Server{Gatherer: reg, Logger: log, Ready: h.Check}
+	adm := &admin.Server{Gatherer: reg, Logger: log, Ready: h.Check, Mirror: h}
 	var adminSrv *http.Server
 	if cfg.AdminAddress != "" {
 		aln, err := net.Listen("tcp", cfg.AdminAddress)

@@ -1,6 +1,7 @@
 // Package admin serves httpmirror's operator endpoints on their own
 // listener, never on the public one: Prometheus metrics, liveness,
-// readiness and pprof.
+// readiness and pprof, and, over the mirror's handler, the cache API
+// (look up, list, purge, prefetch) and the status page.
 package admin
 
 import (
@@ -13,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/httpmirror/httpmirror"
 )
 
 // Server holds the state the endpoints report.
@@ -22,8 +25,12 @@ type Server struct {
 	// Ready reports whether the mirror can serve: its storage is usable.
 	// Nil means always ready.
 	Ready func(ctx context.Context) error
-	// Logger receives readiness failures. Nil discards them.
+	// Logger receives readiness failures and operator actions. Nil
+	// discards them.
 	Logger *slog.Logger
+	// Mirror, when set, is the handler whose cache the cache API and the
+	// status page operate on. Nil serves neither.
+	Mirror *httpmirror.MirrorHandler
 
 	draining atomic.Bool
 }
@@ -38,6 +45,8 @@ func (s *Server) Drain() { s.draining.Store(true) }
 //	/healthz        200 while the process runs; touches nothing
 //	/readyz         200 when storage is usable and the server not draining, else 503
 //	/debug/pprof/   the runtime profiles
+//
+// and, with Mirror set, the endpoints of cache.go and status.go.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
@@ -50,6 +59,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if s.Mirror != nil {
+		return s.mirrorHandler(mux)
+	}
 	return mux
 }
 

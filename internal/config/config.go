@@ -68,6 +68,10 @@ type Config struct {
 	LogFormat          string
 	LogLevel           slog.Level
 
+	// PrefetchConcurrency bounds the URLs of admin prefetch jobs fetched
+	// at once.
+	PrefetchConcurrency int
+
 	// Kubeconfig and Master locate the CIDN API server; CIDN is used when
 	// either is set (see CIDNEnabled), and needs s3:// storage.
 	Kubeconfig            string
@@ -121,7 +125,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.SetOutput(io.Discard)
 
 	fs.StringVar(&c.Address, "address", ":8080", "Address to listen on for mirror requests.")
-	fs.StringVar(&c.AdminAddress, "admin-address", "", "Address for /metrics, /healthz, /readyz and /debug/pprof/; empty disables them.")
+	fs.StringVar(&c.AdminAddress, "admin-address", "", "Address of the admin listener: /metrics, /healthz, /readyz, the cache API (/cache/, /prefetch), the status page (/) and /debug/pprof/; empty disables it.")
 	storage := fs.String("storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
 	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
 	fs.StringVar(&c.Host, "host", "", "Fixed origin host (with optional :port) for every request.")
@@ -149,6 +153,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.Var((*sizeFlag)(&c.UpstreamMinRate), "upstream-min-rate", "Slowest origin body accepted, in bytes per second over each --upstream-idle-timeout period, e.g. 1KiB; slower ones are aborted (or resumed); 0 disables.")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "Directory for temporary spool files (unstored responses, fills whose cache writes failed); best on another file system than the cache; empty means the system temporary directory.")
 	fs.Var((*sizeFlag)(&c.CacheMaxSize), "cache-max-size", "Size limit of the local disk cache, e.g. 20GiB or 500MB; least recently used files are evicted; 0 means no limit.")
+	fs.IntVar(&c.PrefetchConcurrency, "prefetch-concurrency", 4, "How many URLs of admin prefetch jobs (POST /prefetch, httpmirror cache warm) are fetched at once, all jobs together.")
 	revalidate := fs.String("revalidate-pattern", strings.Join(httpmirror.DefaultRevalidatePatterns, ","), "Comma-separated globs ('*' spans '/') of cache keys (host/path) revalidated on every request when the origin sends no freshness headers; empty for none.")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 30*time.Second, "How long an origin's 404 or 410 is remembered; 0 disables.")
 	fs.BoolVar(&c.CacheQuery, "cache-query", false, "Include the query string in the cache key and the upstream request.")
@@ -168,7 +173,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.CIDNWaitTimeout, "cidn-wait-timeout", 10*time.Minute, "Longest wait for a CIDN transfer; past it the request is proxied from the origin; 0 means no limit.")
 
 	usage := func() {
-		fmt.Fprintf(out, "Usage: httpmirror [flags]\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
+		fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
 		fs.VisitAll(func(f *flag.Flag) {
 			def := ""
 			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
@@ -250,6 +255,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	}
 	if c.FillConnections < 1 || c.FillSegmentSize < 64<<10 {
 		return nil, errors.New("--fill-connections must be >= 1 and --fill-segment-size at least 64KiB")
+	}
+	if c.PrefetchConcurrency < 1 {
+		return nil, errors.New("--prefetch-concurrency must be >= 1")
 	}
 	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 {
 		return nil, errors.New("--continuation-get-retry must be >= 0, --max-path-length and --max-ranges >= 1")

@@ -20,7 +20,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Address != ":8080" || c.LinkExpires != 24*time.Hour || !c.TeeResponse || c.UpstreamScheme != "https" || c.MaxRanges != httpmirror.DefaultMaxRanges {
+	if c.Address != ":8080" || c.LinkExpires != 24*time.Hour || !c.TeeResponse || c.UpstreamScheme != "https" || c.MaxRanges != httpmirror.DefaultMaxRanges || c.PrefetchConcurrency != 4 {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.StorageURL != "file:///var/cache/test/httpmirror" {
@@ -88,6 +88,7 @@ func TestErrors(t *testing.T) {
 		{"--log-format", "yaml"},
 		{"--max-path-length", "0"},
 		{"--max-ranges", "0"},
+		{"--prefetch-concurrency", "0"},
 		{"--nope"},
 		{"extra"},
 	} {

@@ -33,6 +33,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/httpmirror/httpmirror/storage"
@@ -79,6 +80,9 @@ type Backend struct {
 	root string
 	lock *os.File
 	ix   *index
+
+	snapMu sync.Mutex
+	snap   listSnapshot // the listing being paged through (list.go)
 }
 
 // New opens (creating if needed) the cache directory root, takes its lock,

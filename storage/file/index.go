@@ -41,6 +41,9 @@ type entry struct {
 	// data holds the body of a small object in memory (see
 	// Options.MemoryCacheSize): a hit then needs no system call at all.
 	data []byte
+	// listed is what a listing needs of an object whose metadata is not
+	// held: read once from its trailer by List.
+	listed *listed
 }
 
 // index tracks the objects on disk, their sizes and their use, to keep the

@@ -58,23 +58,37 @@ func metaOf(i storage.Info) meta {
 // ErrNotFound: a damaged object is never served, it is refetched.
 var errCorrupt = fmt.Errorf("%w: damaged object file", storage.ErrNotFound)
 
-// readInfo reads and checks the trailer of an object file of the given size.
+// readInfo reads and checks the trailer of the object file of key, of the
+// given size.
 func readInfo(f *os.File, size int64, key string) (storage.Info, error) {
-	if size < trailerLen {
+	m, err := readMeta(f, size)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	if m.Key != key {
 		return storage.Info{}, errCorrupt
+	}
+	return m.info(), nil
+}
+
+// readMeta reads and checks the trailer of an object file of the given
+// size, whatever its key.
+func readMeta(f *os.File, size int64) (meta, error) {
+	if size < trailerLen {
+		return meta{}, errCorrupt
 	}
 	n := min(size, tailRead)
 	buf := make([]byte, n)
 	if _, err := f.ReadAt(buf, size-n); err != nil {
-		return storage.Info{}, err
+		return meta{}, err
 	}
 	tr := buf[n-trailerLen:]
 	if [8]byte(tr[8:]) != magic {
-		return storage.Info{}, errCorrupt
+		return meta{}, errCorrupt
 	}
 	ml := binary.BigEndian.Uint64(tr[:8])
 	if ml > maxMeta || int64(ml)+trailerLen > size {
-		return storage.Info{}, errCorrupt
+		return meta{}, errCorrupt
 	}
 	var mb []byte
 	if int64(ml)+trailerLen <= n {
@@ -82,17 +96,17 @@ func readInfo(f *os.File, size int64, key string) (storage.Info, error) {
 	} else {
 		mb = make([]byte, ml)
 		if _, err := f.ReadAt(mb, size-trailerLen-int64(ml)); err != nil {
-			return storage.Info{}, err
+			return meta{}, err
 		}
 	}
 	var m meta
 	if err := json.Unmarshal(mb, &m); err != nil {
-		return storage.Info{}, errCorrupt
+		return meta{}, errCorrupt
 	}
-	if m.Key != key || m.Size < 0 || m.Size+int64(ml)+trailerLen != size {
-		return storage.Info{}, errCorrupt
+	if m.Size < 0 || m.Size+int64(ml)+trailerLen != size {
+		return meta{}, errCorrupt
 	}
-	return m.info(), nil
+	return m, nil
 }
 
 // encodeTrailer returns the metadata trailer written after an object's

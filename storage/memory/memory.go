@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,6 +98,33 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 	info.Key = key
 	b.objects[key] = &entry{info: cloneInfo(info), data: e.data}
 	return nil
+}
+
+// List implements storage.Lister, in key order. A page token is the last
+// key of the previous page.
+func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]storage.Info, string, error) {
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	b.mu.RLock()
+	var keys []string
+	for k := range b.objects {
+		if strings.HasPrefix(k, prefix) && k > token {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	next := ""
+	if len(keys) > limit {
+		keys = keys[:limit]
+		next = keys[limit-1]
+	}
+	out := make([]storage.Info, len(keys))
+	for i, k := range keys {
+		out[i] = cloneInfo(b.objects[k].info)
+	}
+	b.mu.RUnlock()
+	return out, next, nil
 }
 
 // Len reports how many objects are stored.

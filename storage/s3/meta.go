@@ -28,12 +28,19 @@ type meta struct {
 	ContentType  string      `json:"contentType,omitempty"`
 	StoredAt     int64       `json:"storedAt"` // Unix nanoseconds
 	Header       http.Header `json:"header,omitempty"`
+	// Key is the storage key of an object stored under a hashed name
+	// (see objectKey), so that List can name it; empty for the others,
+	// whose object key says it.
+	Key string `json:"key,omitempty"`
 }
 
 // encodeMeta returns the metadata entry for info. Header values that do
 // not fit the budget are left out, largest first: the cache still works
-// without them, and the PUT would fail with them.
-func encodeMeta(info storage.Info) string {
+// without them, and the PUT would fail with them. A non-empty key (that of
+// an object stored under a hashed name) is recorded when it fits in what
+// the rest leaves of the budget: serving needs the rest, only listing
+// needs the key.
+func encodeMeta(info storage.Info, key string) string {
 	m := meta{
 		ETag:        info.ETag,
 		ContentType: info.ContentType,
@@ -43,9 +50,22 @@ func encodeMeta(info storage.Info) string {
 	if !info.LastModified.IsZero() {
 		m.LastModified = info.LastModified.Unix()
 	}
+	m, s := fitMeta(m)
+	if key != "" {
+		m.Key = key
+		if withKey := metaString(m); len(withKey) <= metaBudget {
+			return withKey
+		}
+	}
+	return s
+}
+
+// fitMeta returns m, with what does not fit the budget left out, and its
+// encoding.
+func fitMeta(m meta) (meta, string) {
 	s := metaString(m)
 	if len(s) <= metaBudget {
-		return s
+		return m, s
 	}
 	names := make([]string, 0, len(m.Header))
 	for k := range m.Header {
@@ -58,12 +78,12 @@ func encodeMeta(info storage.Info) string {
 	for _, k := range names {
 		delete(m.Header, k)
 		if s = metaString(m); len(s) <= metaBudget {
-			return s
+			return m, s
 		}
 	}
 	// An ETag of absurd length: drop it too rather than fail the object.
 	m.ETag = ""
-	return metaString(m)
+	return m, metaString(m)
 }
 
 func metaString(m meta) string {
@@ -115,6 +135,20 @@ func decodeMeta(s string, info *storage.Info) bool {
 		info.StoredAt = time.Unix(0, m.StoredAt)
 	}
 	return true
+}
+
+// metaStorageKey returns the storage key recorded in a metadata entry, or
+// "".
+func metaStorageKey(s string) string {
+	raw, err := url.PathUnescape(s)
+	if err != nil {
+		return ""
+	}
+	var m meta
+	if json.Unmarshal([]byte(raw), &m) != nil {
+		return ""
+	}
+	return m.Key
 }
 
 // native returns v for a header that S3 stores natively and sends back

@@ -22,7 +22,7 @@ func TestMetaRoundTrip(t *testing.T) {
 			"Link":                {"<https://example.com/a>; rel=\"next\"\r\n"},
 		},
 	}
-	enc := encodeMeta(in)
+	enc := encodeMeta(in, "")
 	for i := 0; i < len(enc); i++ {
 		if enc[i] <= ' ' || enc[i] >= 0x7f {
 			t.Fatalf("encoded metadata has byte %#x at %d; want printable ASCII without spaces", enc[i], i)
@@ -46,7 +46,7 @@ func TestMetaDropsHeadersOverBudget(t *testing.T) {
 			"X-Repo-Commit": {"keep"},
 		},
 	}
-	enc := encodeMeta(in)
+	enc := encodeMeta(in, "")
 	if len(enc) > metaBudget {
 		t.Fatalf("encoded metadata is %d bytes; budget %d", len(enc), metaBudget)
 	}
@@ -76,5 +76,20 @@ func TestNative(t *testing.T) {
 	}
 	if got := native(""); got != nil {
 		t.Errorf("empty value = %q; want nil", *got)
+	}
+}
+
+// The key of a hashed object is recorded when it fits in what the rest
+// leaves of the budget; headers, which serving needs, come first.
+func TestMetaKey(t *testing.T) {
+	in := storage.Info{ETag: `"e"`, Header: http.Header{"X-Repo-Commit": {strings.Repeat("c", 1000)}}}
+	if got := metaStorageKey(encodeMeta(in, "example.com/a~~b")); got != "example.com/a~~b" {
+		t.Errorf("short key recorded as %q", got)
+	}
+	long := "example.com/" + strings.Repeat("k", 1200)
+	enc := encodeMeta(in, long)
+	var out storage.Info
+	if !decodeMeta(enc, &out) || metaStorageKey(enc) != "" || out.Header.Get("X-Repo-Commit") == "" || len(enc) > metaBudget {
+		t.Errorf("key over the budget: key %q, header kept %v, %d bytes; want the header kept and no key", metaStorageKey(enc), out.Header.Get("X-Repo-Commit") != "", len(enc))
 	}
 }

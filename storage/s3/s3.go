@@ -40,7 +40,10 @@
 // A GET body that breaks is resumed where it stopped, up to three times.
 //
 // Backend implements storage.Redirector (presigned GET and HEAD URLs,
-// written for Config.SignEndpoint when set) and storage.Checker.
+// written for Config.SignEndpoint when set), storage.Checker,
+// storage.Lister (ListObjectsV2 under RootDir; the keys of objects stored
+// under hashed names are recorded in their metadata entry) and
+// storage.Locator.
 package s3
 
 import (
@@ -96,6 +99,8 @@ var (
 	_ storage.Backend    = (*Backend)(nil)
 	_ storage.Redirector = (*Backend)(nil)
 	_ storage.Checker    = (*Backend)(nil)
+	_ storage.Lister     = (*Backend)(nil)
+	_ storage.Locator    = (*Backend)(nil)
 )
 
 // New returns a backend for the bucket cfg names. It sends no request to

@@ -271,7 +271,7 @@ func (b *Backend) putInput(okey string, info storage.Info) *s3.PutObjectInput {
 	in := &s3.PutObjectInput{
 		Bucket:             &b.bucket,
 		Key:                &okey,
-		Metadata:           map[string]string{metaKey: encodeMeta(info)},
+		Metadata:           map[string]string{metaKey: encodeMeta(info, b.hashedKey(okey, info.Key))},
 		ContentType:        native(info.ContentType),
 		ContentDisposition: nativeHeader(info.Header, "Content-Disposition"),
 		ContentEncoding:    nativeHeader(info.Header, "Content-Encoding"),

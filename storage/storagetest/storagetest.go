@@ -40,6 +40,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"Spool", testSpool},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Refresh", testRefresh},
+		{"List", testList},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

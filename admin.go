@@ -1,0 +1,425 @@
+package httpmirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// Errors of the operator methods (Lookup, Purge, List, Prefetch ...).
+var (
+	// ErrNoCache: the handler has no RemoteCache, so there is nothing to
+	// look up, purge or prefetch.
+	ErrNoCache = errors.New("the mirror has no cache")
+	// ErrInvalidRef is matched by the errors for a URL, key or prefix that
+	// names nothing the mirror could cache.
+	ErrInvalidRef = errors.New("invalid reference")
+	// ErrNotCached: no object is stored under the key.
+	ErrNotCached = errors.New("not cached")
+)
+
+// MaxListLimit is the largest page List returns.
+const MaxListLimit = 10000
+
+// adminState is the handler's state for its operators: prefetch jobs and
+// the recent failures and largest objects the status page shows.
+type adminState struct {
+	once    sync.Once
+	ctx     context.Context // prefetch jobs stop when it ends (Close)
+	stop    context.CancelFunc
+	sem     chan struct{}  // one token per prefetched URL being fetched
+	wg      sync.WaitGroup // prefetch jobs running
+	mu      sync.Mutex
+	jobs    map[string]*prefetchJob
+	order   []string // job ids, oldest first
+	errors  errorRing
+	largest largestCache
+}
+
+func (m *MirrorHandler) adminInit() *adminState {
+	a := &m.admin
+	a.once.Do(func() {
+		a.ctx, a.stop = context.WithCancel(context.Background())
+		n := m.PrefetchConcurrency
+		if n <= 0 {
+			n = DefaultPrefetchConcurrency
+		}
+		a.sem = make(chan struct{}, n)
+		a.jobs = map[string]*prefetchJob{}
+	})
+	return a
+}
+
+// CacheKey returns the cache key and the upstream URL that ref names. ref
+// is an upstream URL (https://example.com/a/b.tgz) or a cache key
+// (example.com/a/b.tgz); either is resolved as a client request for it
+// would be: the host canonicalised, the path cleaned, the query kept only
+// with CacheQuery, blocked suffixes refused. With Host set, only URLs of
+// that host are accepted.
+func (m *MirrorHandler) CacheKey(ref string) (key, upstream string, err error) {
+	if err := m.init(); err != nil {
+		return "", "", err
+	}
+	t, err := m.refTarget(ref)
+	if err != nil {
+		return "", "", err
+	}
+	return t.key, t.url(m.scheme), nil
+}
+
+// refTarget resolves ref (see CacheKey) through target resolution, in
+// host-from-first-path form: https://example.com/a is the request
+// /example.com/a. The reference is never echoed in errors: it may carry
+// credentials.
+func (m *MirrorHandler) refTarget(ref string) (target, error) {
+	rest := ref
+	if scheme, after, ok := strings.Cut(ref, "://"); ok {
+		if s := strings.ToLower(scheme); s != "http" && s != "https" {
+			return target{}, fmt.Errorf("%w: scheme is neither http nor https", ErrInvalidRef)
+		}
+		rest, _, _ = strings.Cut(after, "#")
+	}
+	p, query, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "?")
+	dec, err := url.PathUnescape(p)
+	if err != nil || p == "" || strings.HasPrefix(p, "/") {
+		return target{}, fmt.Errorf("%w: want https://host/path or host/path", ErrInvalidRef)
+	}
+	req := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/" + dec, RawPath: "/" + p, RawQuery: query}}
+	// The resolver shares the handler's path rules, in first-path form.
+	resolver := &MirrorHandler{HostFromFirstPath: true, CacheQuery: m.CacheQuery, MaxPathLength: m.MaxPathLength, BlockSuffix: m.BlockSuffix}
+	t, err := resolver.resolveTarget(req)
+	switch {
+	case errors.Is(err, errNoTarget):
+		return target{}, fmt.Errorf("%w: no valid host and file path", ErrInvalidRef)
+	case errors.Is(err, errBlocked):
+		return target{}, fmt.Errorf("%w: the path ends in a blocked suffix", ErrInvalidRef)
+	case errors.Is(err, errPathTooLong):
+		return target{}, fmt.Errorf("%w: the path is too long", ErrInvalidRef)
+	case err != nil:
+		return target{}, fmt.Errorf("%w: malformed path", ErrInvalidRef)
+	}
+	if m.Host != "" {
+		if h, _ := canonicalHost(m.Host); h != t.host {
+			return target{}, fmt.Errorf("%w: this mirror serves %s only", ErrInvalidRef, h)
+		}
+	}
+	return t, nil
+}
+
+// cachePrefix checks a prefix of keys (example.com/pool/) or of upstream
+// URLs (https://example.com/pool/) and returns it as a key prefix. Its
+// first segment must be a whole host. An empty prefix stays empty.
+func cachePrefix(prefix string) (string, error) {
+	rest := prefix
+	if scheme, after, ok := strings.Cut(prefix, "://"); ok {
+		if s := strings.ToLower(scheme); s != "http" && s != "https" {
+			return "", fmt.Errorf("%w: prefix scheme is neither http nor https", ErrInvalidRef)
+		}
+		rest = after
+	}
+	rest = strings.TrimPrefix(rest, "/")
+	if rest == "" {
+		return "", nil
+	}
+	host, p, _ := strings.Cut(rest, "/")
+	h, err := canonicalHost(host)
+	if err != nil {
+		return "", fmt.Errorf("%w: the prefix must start with a whole host name", ErrInvalidRef)
+	}
+	if !strings.Contains(rest, "/") {
+		return h, nil
+	}
+	u := &url.URL{Path: "/" + p}
+	if dec, err := url.PathUnescape(p); err == nil {
+		u = &url.URL{Path: "/" + dec, RawPath: "/" + p}
+	}
+	clean, err := cleanPath(u.EscapedPath())
+	if err != nil {
+		return "", fmt.Errorf("%w: malformed path in the prefix", ErrInvalidRef)
+	}
+	return h + clean, nil
+}
+
+// underPrefix reports whether key is in the subtree prefix names: the key
+// itself, and everything below it as a directory. "example.com/pool"
+// covers example.com/pool, example.com/pool/ and example.com/pool/a, not
+// example.com/pool2; an empty prefix covers everything.
+func underPrefix(prefix, key string) bool {
+	if !strings.HasPrefix(key, prefix) {
+		return false
+	}
+	if len(key) == len(prefix) || prefix == "" || strings.HasSuffix(prefix, "/") {
+		return true
+	}
+	c := key[len(prefix)]
+	return c == '/' || c == '?'
+}
+
+// ObjectStatus is what Lookup reports of a cache key.
+type ObjectStatus struct {
+	Key string `json:"key"`
+	URL string `json:"url"`
+	// Stored is false when no object is stored (Lookup then returns
+	// ErrNotCached); the fields down to Location are then empty.
+	Stored       bool        `json:"stored"`
+	Size         int64       `json:"size"`
+	StoredAt     time.Time   `json:"storedAt,omitzero"`
+	ETag         string      `json:"etag,omitempty"`
+	LastModified time.Time   `json:"lastModified,omitzero"`
+	ContentType  string      `json:"contentType,omitempty"`
+	Header       http.Header `json:"header,omitempty"`
+	Freshness    *Freshness  `json:"freshness,omitempty"`
+	// Location is where the backend keeps the object (a file path, an
+	// s3:// URL), when it can say.
+	Location string `json:"location,omitempty"`
+	// Fill is the download of the key in progress, if any.
+	Fill *FillStatus `json:"fill,omitempty"`
+}
+
+// Freshness says when a stored object is revalidated.
+type Freshness struct {
+	// Rule is "immutable" (never revalidated: the origin gave no
+	// freshness headers), "origin" (the origin's Cache-Control or
+	// Expires) or "revalidate-pattern" (the key matches a revalidate
+	// pattern: revalidated on every request).
+	Rule string `json:"rule"`
+	// Fresh reports whether a request now is served without asking the
+	// origin.
+	Fresh bool `json:"fresh"`
+	// StaleAt is when the object needs revalidation; zero for immutable
+	// objects.
+	StaleAt        time.Time `json:"staleAt,omitzero"`
+	MustRevalidate bool      `json:"mustRevalidate,omitempty"`
+}
+
+// Lookup reports the stored object that ref (see CacheKey) names, and the
+// download of it in progress, if any. Without a stored object it returns
+// the status (key, URL, fill) with ErrNotCached.
+func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, error) {
+	if err := m.adminReady(); err != nil {
+		return ObjectStatus{}, err
+	}
+	t, err := m.refTarget(ref)
+	if err != nil {
+		return ObjectStatus{}, err
+	}
+	st := ObjectStatus{Key: t.key, URL: t.url(m.scheme)}
+	for _, p := range m.fills.Progress() {
+		if p.Key == t.key {
+			fs := fillStatus(p, m.now())
+			st.Fill = &fs
+		}
+	}
+	info, err := m.store.Stat(ctx, t.key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return st, ErrNotCached
+	}
+	if err != nil {
+		return st, err
+	}
+	fr := m.rules.Freshness(t.key, info)
+	st.Stored, st.Size, st.StoredAt, st.ETag = true, info.Size, info.StoredAt, info.ETag
+	st.LastModified, st.ContentType, st.Header = info.LastModified, info.ContentType, info.Header
+	st.Freshness = &Freshness{Rule: "immutable", Fresh: !fr.Stale(info.StoredAt, m.now()), MustRevalidate: fr.MustRevalidate}
+	if fr.Mutable {
+		st.Freshness.Rule = "revalidate-pattern"
+		if fr.Explicit {
+			st.Freshness.Rule = "origin"
+		}
+		st.Freshness.StaleAt = info.StoredAt.Add(fr.Lifetime)
+	}
+	st.Location, _ = m.store.(storage.Locator).Location(t.key)
+	return st, nil
+}
+
+// adminReady initialises the handler and checks that it has a cache.
+func (m *MirrorHandler) adminReady() error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	if m.store == nil {
+		return ErrNoCache
+	}
+	m.adminInit()
+	return nil
+}
+
+// ListedObject is an object in a List page.
+type ListedObject struct {
+	Key      string    `json:"key"`
+	Size     int64     `json:"size"`
+	StoredAt time.Time `json:"storedAt,omitzero"`
+}
+
+// ListPage is a page of List.
+type ListPage struct {
+	Prefix  string         `json:"prefix"`
+	Objects []ListedObject `json:"objects"`
+	// Bytes sums the sizes of the page's objects.
+	Bytes int64 `json:"bytes"`
+	// Next is the token of the next page; empty on the last one.
+	Next string `json:"next,omitempty"`
+}
+
+// List returns a page of the stored objects under prefix (see PurgePrefix
+// for what it covers; empty for every object), starting at the page named
+// by token (empty for the first). A page holds at most limit objects (0
+// means storage.DefaultListLimit, at most MaxListLimit) and may hold fewer
+// even when more follow. Backends without storage.Lister give
+// storage.ErrNotSupported; a token List did not issue gives
+// storage.ErrInvalidToken.
+func (m *MirrorHandler) List(ctx context.Context, prefix, token string, limit int) (ListPage, error) {
+	if err := m.adminReady(); err != nil {
+		return ListPage{}, err
+	}
+	if _, ok := m.RemoteCache.(storage.Lister); !ok {
+		return ListPage{}, storage.ErrNotSupported
+	}
+	p, err := cachePrefix(prefix)
+	if err != nil {
+		return ListPage{}, err
+	}
+	objs, next, err := m.store.(storage.Lister).List(ctx, p, token, min(limit, MaxListLimit))
+	if err != nil {
+		return ListPage{}, err
+	}
+	page := ListPage{Prefix: p, Objects: []ListedObject{}, Next: next}
+	for _, o := range objs {
+		if underPrefix(p, o.Key) {
+			page.Objects = append(page.Objects, ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt})
+			page.Bytes += o.Size
+		}
+	}
+	return page, nil
+}
+
+// PurgeResult is what a purge did.
+type PurgeResult struct {
+	// Key is the key purged (Purge) or the key prefix (PurgePrefix).
+	Key string `json:"key,omitempty"`
+	// Purged counts the stored objects deleted.
+	Purged int `json:"purged"`
+	// CancelledFills counts the downloads in progress that were stopped.
+	CancelledFills int `json:"cancelledFills"`
+}
+
+// Purge removes the object ref (see CacheKey) names. A download of it in
+// progress is cancelled first (its clients' responses are cut off) and
+// waited for, so that nothing it fetched is stored afterwards; the next
+// request fetches the object again. The origin's remembered 404 and the
+// prebuilt response header of the key are dropped too.
+func (m *MirrorHandler) Purge(ctx context.Context, ref string) (PurgeResult, error) {
+	if err := m.adminReady(); err != nil {
+		return PurgeResult{}, err
+	}
+	t, err := m.refTarget(ref)
+	if err != nil {
+		return PurgeResult{}, err
+	}
+	res := PurgeResult{Key: t.key}
+	if res.CancelledFills, err = m.cancelFills(ctx, func(k string) bool { return k == t.key }); err != nil {
+		return res, err
+	}
+	if _, err := m.store.Stat(ctx, t.key); err == nil {
+		res.Purged = 1
+	}
+	if err := m.store.Delete(ctx, t.key); err != nil {
+		return PurgeResult{Key: t.key, CancelledFills: res.CancelledFills}, err
+	}
+	m.forget(func(k string) bool { return k == t.key })
+	m.Metrics.purged(res.Purged)
+	return res, nil
+}
+
+// maxPurgePages bounds the listing pages one PurgePrefix walks (a hundred
+// million objects at the default page size).
+const maxPurgePages = 100000
+
+// PurgePrefix removes every stored object under prefix: the key prefix
+// itself and, as a directory, everything below it ("example.com/pool"
+// covers example.com/pool and example.com/pool/a, not example.com/pool2).
+// prefix is a key prefix or an upstream URL prefix and must name at least
+// a host. Downloads in progress under it are cancelled first, as Purge
+// does. Objects stored while the purge runs may stay.
+func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeResult, error) {
+	if err := m.adminReady(); err != nil {
+		return PurgeResult{}, err
+	}
+	p, err := cachePrefix(prefix)
+	if err != nil {
+		return PurgeResult{}, err
+	}
+	if p == "" {
+		return PurgeResult{}, fmt.Errorf("%w: a purge needs a prefix of at least a host", ErrInvalidRef)
+	}
+	if _, ok := m.RemoteCache.(storage.Lister); !ok {
+		return PurgeResult{}, storage.ErrNotSupported
+	}
+	res := PurgeResult{Key: p}
+	if res.CancelledFills, err = m.cancelFills(ctx, func(k string) bool { return underPrefix(p, k) }); err != nil {
+		return res, err
+	}
+	defer func() { m.Metrics.purged(res.Purged) }()
+	token := ""
+	for range maxPurgePages {
+		objs, next, err := m.store.(storage.Lister).List(ctx, p, token, 0)
+		if err != nil {
+			return res, err
+		}
+		for _, o := range objs {
+			if !underPrefix(p, o.Key) {
+				continue
+			}
+			if err := m.store.Delete(ctx, o.Key); err != nil {
+				return res, err
+			}
+			res.Purged++
+		}
+		if token = next; token == "" {
+			break
+		}
+	}
+	m.forget(func(k string) bool { return underPrefix(p, k) })
+	return res, nil
+}
+
+// cancelFills cancels the fills of the keys that match and waits until
+// they have finished.
+func (m *MirrorHandler) cancelFills(ctx context.Context, match func(string) bool) (int, error) {
+	done := m.fills.Cancel(match, fill.ErrCancelled)
+	for _, d := range done {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			return len(done), ctx.Err()
+		}
+	}
+	return len(done), nil
+}
+
+// forget drops what the handler remembers of the keys that match besides
+// storage: the origin's 404s and prebuilt response headers.
+func (m *MirrorHandler) forget(match func(string) bool) {
+	m.negatives.mu.Lock()
+	for k := range m.negatives.entries {
+		if match(k) {
+			delete(m.negatives.entries, k)
+		}
+	}
+	m.negatives.mu.Unlock()
+	m.hot.mu.Lock()
+	for k := range m.hot.m {
+		if match(k) {
+			delete(m.hot.m, k)
+		}
+	}
+	m.hot.mu.Unlock()
+}

@@ -1,0 +1,405 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/httpmirror/httpmirror"
+)
+
+const cacheUsage = `Usage: httpmirror cache <command> [flags] [arguments]
+
+A client of a running mirror's admin API (its --admin-address).
+
+Commands:
+  ls [PREFIX]              list the cached objects under PREFIX (a host,
+                           host/path or https:// URL prefix; all when absent)
+  info URL|KEY...          show the stored object of each URL or cache key
+  rm URL|KEY...            purge objects (a download in progress is cancelled)
+  rm --prefix PREFIX       purge every object under PREFIX
+  warm URL...              prefetch URLs into the cache and show the progress;
+                           --file FILE reads them one per line (- for stdin)
+
+Flags of every command:
+  --admin URL              the admin listener (default $HTTPMIRROR_ADMIN,
+                           else http://127.0.0.1:9090)
+  --json                   print the API's JSON answers
+Flags of ls: --limit N (stop after N objects).
+Flags of warm: --file FILE, --no-wait (print the job id and return),
+  --timeout D (stop following the job after D, default 24h).
+
+Exit status: 0 on success, 1 when the mirror says no (not cached, failed
+URLs) or cannot be reached, 2 for bad usage.
+`
+
+// errUsage marks a command line to refuse with status 2.
+var errUsage = errors.New("usage")
+
+// cacheCmd is one run of "httpmirror cache".
+type cacheCmd struct {
+	admin  string
+	json   bool
+	client *http.Client
+	stdout io.Writer
+	stderr io.Writer
+	stdin  io.Reader
+	tty    bool // stderr is a terminal: warm draws a progress line there
+}
+
+// runCache runs "httpmirror cache ..." and returns the exit status.
+func runCache(args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	c := &cacheCmd{stdout: stdout, stderr: stderr, stdin: os.Stdin, client: &http.Client{}}
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			c.tty = true
+		}
+	}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, cacheUsage)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, cacheUsage)
+		return 0
+	}
+	err := c.run(args[0], args[1:], lookupEnv)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, cacheUsage)
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "httpmirror cache: %v (see httpmirror cache --help)\n", strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "httpmirror cache %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
+
+// parse parses flags anywhere among the arguments and returns the
+// arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for range len(args) + 1 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageErr("%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return pos, nil
+}
+
+func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("httpmirror cache "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	def := "http://127.0.0.1:9090"
+	if v, ok := lookupEnv("HTTPMIRROR_ADMIN"); ok && v != "" {
+		def = v
+	}
+	fs.StringVar(&c.admin, "admin", def, "")
+	fs.BoolVar(&c.json, "json", false, "")
+	limit := fs.Int("limit", 0, "")
+	prefix := fs.String("prefix", "", "")
+	file := fs.String("file", "", "")
+	noWait := fs.Bool("no-wait", false, "")
+	timeout := fs.Duration("timeout", 24*time.Hour, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	allowed := map[string][]string{"ls": {"limit"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"}}
+	extra, known := allowed[cmd]
+	if !known {
+		return usageErr("unknown command %q; want ls, info, rm or warm", cmd)
+	}
+	for name := range set {
+		if name != "admin" && name != "json" && !contains(extra, name) {
+			return usageErr("--%s does not apply to %s", name, cmd)
+		}
+	}
+	if !strings.Contains(c.admin, "://") {
+		c.admin = "http://" + c.admin
+	}
+	if u, err := url.Parse(c.admin); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return usageErr("--admin wants the admin listener's URL, such as http://127.0.0.1:9090")
+	}
+	c.admin = strings.TrimSuffix(c.admin, "/")
+	switch cmd {
+	case "ls":
+		if len(pos) > 1 || *limit < 0 {
+			return usageErr("ls takes at most one prefix and a --limit >= 0")
+		}
+		p := ""
+		if len(pos) == 1 {
+			p = pos[0]
+		}
+		return c.ls(p, *limit)
+	case "info":
+		if len(pos) == 0 {
+			return usageErr("info needs a URL or cache key")
+		}
+		return c.info(pos)
+	case "rm":
+		if (len(pos) == 0) == (*prefix == "") {
+			return usageErr("rm takes URLs or keys, or --prefix PREFIX")
+		}
+		if *prefix != "" {
+			return c.rmPrefix(*prefix)
+		}
+		return c.rm(pos)
+	default: // warm
+		urls := pos
+		if *file != "" {
+			more, err := c.readList(*file)
+			if err != nil {
+				return err
+			}
+			urls = append(urls, more...)
+		}
+		if len(urls) == 0 {
+			return usageErr("warm needs URLs, or --file FILE")
+		}
+		if *timeout <= 0 {
+			return usageErr("--timeout must be positive")
+		}
+		return c.warm(urls, *noWait, *timeout)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// readList reads URLs one per line from file ("-": standard input),
+// skipping blank lines and # comments.
+func (c *cacheCmd) readList(file string) ([]string, error) {
+	r := c.stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, usageErr("%v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var urls []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
+			urls = append(urls, line)
+		}
+	}
+	return urls, sc.Err()
+}
+
+// refPath is the admin path of a URL or key: kept as written, but for the
+// bytes a request target cannot carry.
+func refPath(ref string) string {
+	var b strings.Builder
+	b.WriteString("/cache/")
+	for i := 0; i < len(ref); i++ {
+		ch := ref[i]
+		if ch <= ' ' || ch >= 0x7f || ch == '#' || ch == '"' || ch == '<' || ch == '>' || ch == '\\' || ch == '^' || ch == '`' || ch == '{' || ch == '|' || ch == '}' {
+			fmt.Fprintf(&b, "%%%02X", ch)
+			continue
+		}
+		b.WriteByte(ch)
+	}
+	return b.String()
+}
+
+// call sends a request to the admin API and decodes its JSON answer into
+// out. An answer with another status than want is returned as an error
+// with the API's message, and its body still decoded into out.
+func (c *cacheCmd) call(method, path string, body []byte, want int, out any) ([]byte, error) {
+	req, err := http.NewRequest(method, c.admin+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if out != nil {
+		json.Unmarshal(raw, out)
+	}
+	if resp.StatusCode != want {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			return raw, fmt.Errorf("%s %s: %s (is %s the admin listener?)", method, path, resp.Status, c.admin)
+		}
+		return raw, errors.New(e.Error)
+	}
+	return raw, nil
+}
+
+// ls lists the objects under prefix, page by page, up to limit (0: all).
+func (c *cacheCmd) ls(prefix string, limit int) error {
+	var count, total int64
+	next := ""
+	if !c.json {
+		fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", "SIZE", "STORED", "KEY")
+	}
+	for range 1 << 20 {
+		q := url.Values{"prefix": {prefix}, "limit": {"1000"}}
+		if next != "" {
+			q.Set("next", next)
+		}
+		var page httpmirror.ListPage
+		raw, err := c.call("GET", "/cache/?"+q.Encode(), nil, http.StatusOK, &page)
+		if err != nil {
+			return err
+		}
+		if c.json {
+			c.stdout.Write(raw)
+		}
+		for _, o := range page.Objects {
+			if limit > 0 && count == int64(limit) {
+				break
+			}
+			count++
+			total += o.Size
+			if !c.json {
+				fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", humanBytes(o.Size), o.StoredAt.Local().Format("2006-01-02 15:04"), o.Key)
+			}
+		}
+		if next = page.Next; next == "" || (limit > 0 && count == int64(limit)) {
+			break
+		}
+	}
+	if !c.json {
+		fmt.Fprintf(c.stdout, "%d objects, %s\n", count, humanBytes(total))
+	}
+	return nil
+}
+
+// info shows the stored object of each reference; those not cached are
+// named on stderr.
+func (c *cacheCmd) info(refs []string) error {
+	missing := 0
+	for _, ref := range refs {
+		var st httpmirror.ObjectStatus
+		raw, err := c.call("GET", refPath(ref), nil, http.StatusOK, &st)
+		if err != nil && st.Key == "" {
+			return err // not an answer about this object
+		}
+		if c.json {
+			c.stdout.Write(raw)
+		}
+		if err != nil {
+			missing++
+			fmt.Fprintf(c.stderr, "%s: %v\n", st.Key, err)
+			continue
+		}
+		if !c.json {
+			printStatus(c.stdout, st)
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("%d of %d not cached", missing, len(refs))
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "%-14s %s\n", k+":", v)
+		}
+	}
+	line("key", st.Key)
+	line("url", st.URL)
+	line("size", fmt.Sprintf("%d (%s)", st.Size, humanBytes(st.Size)))
+	line("stored at", st.StoredAt.Local().Format(time.RFC3339))
+	line("etag", st.ETag)
+	if !st.LastModified.IsZero() {
+		line("last modified", st.LastModified.UTC().Format(http.TimeFormat))
+	}
+	line("content type", st.ContentType)
+	if f := st.Freshness; f != nil {
+		s := f.Rule + ", fresh"
+		if !f.Fresh {
+			s = f.Rule + ", stale (revalidated at the next request)"
+		}
+		if !f.StaleAt.IsZero() && f.Fresh {
+			s += " until " + f.StaleAt.Local().Format(time.RFC3339)
+		}
+		line("freshness", s)
+	}
+	line("location", st.Location)
+	if f := st.Fill; f != nil {
+		line("downloading", fmt.Sprintf("%s of %s", humanBytes(f.Bytes), sizeOrUnknown(f.Size)))
+	}
+	fmt.Fprintln(w)
+}
+
+func (c *cacheCmd) rm(refs []string) error {
+	for _, ref := range refs {
+		var res httpmirror.PurgeResult
+		raw, err := c.call("DELETE", refPath(ref), nil, http.StatusOK, &res)
+		if err != nil {
+			return err
+		}
+		if c.json {
+			c.stdout.Write(raw)
+			continue
+		}
+		fmt.Fprintf(c.stdout, "%s: %d object purged, %d download cancelled\n", res.Key, res.Purged, res.CancelledFills)
+	}
+	return nil
+}
+
+func (c *cacheCmd) rmPrefix(prefix string) error {
+	var res httpmirror.PurgeResult
+	raw, err := c.call("DELETE", "/cache/?"+url.Values{"prefix": {prefix}}.Encode(), nil, http.StatusOK, &res)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.stdout.Write(raw)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "%s: %d objects purged, %d downloads cancelled\n", res.Key, res.Purged, res.CancelledFills)
+	return nil
+}

@@ -1,0 +1,153 @@
+package main_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/httpmirror/httpmirror/internal/testutil"
+)
+
+// cacheCLI runs "httpmirror cache args..." with stdin and returns its
+// exit status, stdout and stderr.
+func cacheCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"cache"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode(), out.String(), errOut.String()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return 0, out.String(), errOut.String()
+}
+
+// The cache subcommands drive a running mirror's admin API: warm fetches
+// URLs once, ls lists them with sizes, info shows one, rm purges one or a
+// prefix.
+func TestCacheCommands(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	o.Put("/pool/a.deb", testutil.Payload(1, 3000))
+	o.Put("/pool/b.deb", testutil.Payload(2, 5000))
+	o.Put("/pool/c.deb", testutil.Payload(3, 7000))
+	p := start(t, append(mirrorArgs(t, o, t.TempDir()), "--admin-address", "127.0.0.1:0", "--prefetch-concurrency", "2")...)
+	admin := "http://" + p.adminAddr()
+	host := o.HostPort()
+	ref := func(path string) string { return "https://" + host + path }
+	run := func(wantCode int, stdin string, args ...string) (string, string) {
+		t.Helper()
+		code, out, errOut := cacheCLI(t, stdin, append(args, "--admin", admin)...)
+		if code != wantCode {
+			t.Fatalf("cache %q: exit %d; want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out, errOut)
+		}
+		return out, errOut
+	}
+
+	out, _ := run(0, "", "warm", ref("/pool/a.deb"), host+"/pool/b.deb")
+	if !strings.Contains(out, "2 URLs: 2 fetched, 0 already cached") {
+		t.Errorf("warm: %q", out)
+	}
+	out, _ = run(0, "# list\n"+ref("/pool/a.deb")+"\n"+ref("/pool/c.deb")+"\n", "warm", "--file", "-")
+	if !strings.Contains(out, "2 URLs: 1 fetched, 1 already cached") {
+		t.Errorf("warm --file -: %q", out)
+	}
+	if n := o.Gets.Load(); n != 3 {
+		t.Errorf("origin saw %d GETs; want 3", n)
+	}
+	_, errOut := run(1, "", "warm", ref("/pool/missing.deb"))
+	if !strings.Contains(errOut, "failed: "+ref("/pool/missing.deb")+": 404") {
+		t.Errorf("warm of a missing file: stderr %q", errOut)
+	}
+
+	out, _ = run(0, "", "ls", host+"/pool/")
+	for _, want := range []string{host + "/pool/a.deb", "2.9 KiB", host + "/pool/c.deb", "3 objects, 14.6 KiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ls lacks %q:\n%s", want, out)
+		}
+	}
+	if out, _ = run(0, "", "ls", "--limit", "1"); !strings.Contains(out, "1 objects") {
+		t.Errorf("ls --limit 1:\n%s", out)
+	}
+	out, _ = run(0, "", "info", ref("/pool/b.deb"), "--json")
+	var st struct {
+		Key  string `json:"key"`
+		Size int64  `json:"size"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Key != host+"/pool/b.deb" || st.Size != 5000 {
+		t.Errorf("info --json: %q (%v)", out, err)
+	}
+	if out, _ = run(0, "", "info", host+"/pool/b.deb"); !strings.Contains(out, "size:          5000 (4.9 KiB)") || !strings.Contains(out, "location:") {
+		t.Errorf("info:\n%s", out)
+	}
+
+	if out, _ = run(0, "", "rm", ref("/pool/b.deb")); !strings.Contains(out, "1 object purged") {
+		t.Errorf("rm: %q", out)
+	}
+	if _, errOut = run(1, "", "info", ref("/pool/b.deb")); !strings.Contains(errOut, host+"/pool/b.deb: not cached") {
+		t.Errorf("info after rm: stderr %q", errOut)
+	}
+	if out, _ = run(0, "", "rm", "--prefix", ref("/pool")); !strings.Contains(out, "2 objects purged") {
+		t.Errorf("rm --prefix: %q", out)
+	}
+	if out, _ = run(0, "", "ls"); !strings.Contains(out, "0 objects") {
+		t.Errorf("ls after the purges:\n%s", out)
+	}
+}
+
+func TestCacheCommandUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{}, {"frob"}, {"info"}, {"ls", "a.org", "b.org"}, {"rm"}, {"rm", "a.org/x", "--prefix", "a.org"},
+		{"warm"}, {"ls", "--limit", "x"}, {"info", "--prefix", "a.org", "a.org/x"}, {"ls", "--admin", "ftp://x"},
+		{"warm", "--file", "/nonexistent/list"}, {"ls", "--bogus"},
+	} {
+		if code, out, errOut := cacheCLI(t, "", args...); code != 2 || errOut == "" {
+			t.Errorf("cache %q: exit %d, stderr %q, stdout %q; want 2 with a message", args, code, errOut, out)
+		}
+	}
+	if code, out, _ := cacheCLI(t, "", "--help"); code != 0 || !strings.Contains(out, "Usage: httpmirror cache") {
+		t.Errorf("cache --help: exit %d, %q", code, out)
+	}
+	if code, _, errOut := cacheCLI(t, "", "ls", "--admin", "127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "unreachable") {
+		t.Errorf("unreachable admin: exit %d, %q; want 1", code, errOut)
+	}
+}
+
+// The running command serves the cache API and the status page on the
+// admin listener and none of it on the public one.
+func TestAdminAPINotPublic(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	o.Put("/a", []byte("a"))
+	p := start(t, append(mirrorArgs(t, o, t.TempDir()), "--admin-address", "127.0.0.1:0")...)
+	key := o.HostPort() + "/a"
+	if code, _ := httpGet(t, p.url(o, "/a")); code != 200 {
+		t.Fatalf("mirror: %d", code)
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/cache/" + key}, {"DELETE", "/cache/" + key}, {"DELETE", "/cache/?prefix=" + o.HostPort()},
+		{"GET", "/cache/?prefix="}, {"POST", "/prefetch"}, {"GET", "/status.json"}, {"GET", "/"},
+	} {
+		req, _ := http.NewRequest(c.method, "http://"+p.addr+c.path, strings.NewReader("https://"+key))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 && resp.StatusCode != 405 {
+			t.Errorf("public %s %s: %d; want 404 or 405", c.method, c.path, resp.StatusCode)
+		}
+	}
+	if code, body := httpGet(t, "http://"+p.adminAddr()+"/"); code != 200 || !strings.Contains(string(body), "Downloads in progress") {
+		t.Errorf("admin status page: %d", code)
+	}
+	if code, _ := httpGet(t, "http://"+p.adminAddr()+"/cache/"+key); code != 200 {
+		t.Errorf("admin lookup: %d; want 200", code)
+	}
+}

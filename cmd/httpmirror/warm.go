@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/httpmirror/httpmirror"
+)
+
+// warm starts a prefetch job of urls and, unless noWait, follows it until
+// it is done (at most timeout), drawing a progress line on a terminal.
+func (c *cacheCmd) warm(urls []string, noWait bool, timeout time.Duration) error {
+	body, _ := json.Marshal(urls)
+	var started struct {
+		ID      string                  `json:"id"`
+		Error   string                  `json:"error"`
+		Invalid []httpmirror.InvalidURL `json:"invalid"`
+	}
+	raw, err := c.call("POST", "/prefetch", body, http.StatusAccepted, &started)
+	if err != nil {
+		for _, bad := range started.Invalid {
+			fmt.Fprintf(c.stderr, "  %s: %s\n", urls[bad.Index], bad.Reason)
+		}
+		return err
+	}
+	if noWait {
+		if c.json {
+			c.stdout.Write(raw)
+		} else {
+			fmt.Fprintln(c.stdout, started.ID)
+		}
+		return nil
+	}
+	bar := progressLine{w: c.stderr, on: c.tty && !c.json}
+	deadline := time.Now().Add(timeout)
+	var st httpmirror.PrefetchStatus
+	for time.Now().Before(deadline) {
+		// The API answers once the job is done, or after a second: the
+		// progress line moves once a second while the job runs.
+		raw, err = c.call("GET", "/prefetch/"+started.ID+"?wait=1s", nil, http.StatusOK, &st)
+		if err != nil {
+			bar.clear()
+			return err
+		}
+		bar.draw(st)
+		if st.State == "done" {
+			break
+		}
+	}
+	bar.clear()
+	if c.json {
+		c.stdout.Write(raw)
+	}
+	if st.State != "done" {
+		return fmt.Errorf("job %s still running after %s; follow it at %s/prefetch/%s", started.ID, timeout, c.admin, started.ID)
+	}
+	if !c.json {
+		fmt.Fprintf(c.stdout, "%d URLs: %d fetched, %d already cached, %d not storable, %d failed; %s\n",
+			st.Total, st.Done, st.Cached, st.NotStored, st.Failed, humanBytes(st.Bytes))
+	}
+	for _, u := range st.URLs {
+		if u.State == httpmirror.PrefetchFailed {
+			fmt.Fprintf(c.stderr, "  failed: %s: %s\n", u.URL, u.Error)
+		}
+	}
+	if st.Failed > 0 {
+		return errors.New("some URLs failed")
+	}
+	return nil
+}
+
+// progressLine redraws one line of a terminal with "\r": a prefetch job
+// is one aggregate (URLs ended, bytes, rate), so a line is all it needs.
+type progressLine struct {
+	w     interface{ Write([]byte) (int, error) }
+	on    bool
+	width int // of the last line drawn
+	start time.Time
+}
+
+func (p *progressLine) draw(st httpmirror.PrefetchStatus) {
+	if !p.on {
+		return
+	}
+	if p.start.IsZero() {
+		p.start = time.Now()
+	}
+	ended := st.Done + st.Cached + st.NotStored + st.Failed
+	const cells = 24
+	filled := 0
+	if st.Total > 0 {
+		filled = cells * ended / st.Total
+	}
+	rate := float64(st.Bytes) / max(time.Since(p.start).Seconds(), 0.001)
+	line := fmt.Sprintf("[%s%s] %d/%d URLs  %s of %s  %s/s", strings.Repeat("#", filled), strings.Repeat("-", cells-filled),
+		ended, st.Total, humanBytes(st.Bytes), sizeOrUnknown(st.Size), humanBytes(int64(rate)))
+	if st.Failed > 0 {
+		line += fmt.Sprintf("  %d failed", st.Failed)
+	}
+	pad := max(p.width-len(line), 0)
+	fmt.Fprintf(p.w, "\r%s%s", line, strings.Repeat(" ", pad))
+	p.width = len(line)
+}
+
+// clear erases the line, so that what follows starts on a clean one.
+func (p *progressLine) clear() {
+	if p.on && p.width > 0 {
+		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.width))
+		p.width = 0
+	}
+}
+
+// humanBytes formats a byte count with binary units.
+func humanBytes(n int64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n), -1
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", f, units[i])
+}
+
+func sizeOrUnknown(n int64) string {
+	if n < 0 {
+		return "unknown size"
+	}
+	return humanBytes(n)
+}

@@ -1,0 +1,285 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// maxPrefetchBody bounds a prefetch request's body: MaxPrefetchURLs URLs
+// of up to about 800 bytes each.
+const maxPrefetchBody = 8 << 20
+
+// mirrorHandler adds the cache API and the status page to mux:
+//
+//	GET    /cache/<URL or key>        the stored object (JSON), 404 when absent
+//	DELETE /cache/<URL or key>        purge one object
+//	GET    /cache/?prefix=P&limit=N&next=T   list the objects under P, paged
+//	DELETE /cache/?prefix=P           purge the objects under P
+//	POST   /prefetch                  JSON array of URLs, or one per line: 202 with the job's id
+//	GET    /prefetch/<id>?wait=D      the job's per-URL state and bytes, once done or after D
+//	GET    /                          the status page; /status.json its data
+//
+// Paths under /cache/ hold URLs ("https://host/…"), which the mux would
+// clean of their double slash: they are routed before it.
+func (s *Server) mirrorHandler(mux *http.ServeMux) http.Handler {
+	mux.HandleFunc("/prefetch", s.prefetch)
+	mux.HandleFunc("/prefetch/{id}", s.prefetchStatus)
+	mux.HandleFunc("/{$}", s.statusPage)
+	mux.HandleFunc("/status.json", s.statusJSON)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		if p == "/cache" || strings.HasPrefix(p, "/cache/") {
+			s.cache(w, r, strings.TrimPrefix(strings.TrimPrefix(p, "/cache"), "/"))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// apiError is the body of every error answer of the cache API.
+type apiError struct {
+	Error string `json:"error"`
+	// Invalid lists a prefetch list's invalid entries, Count how many.
+	Invalid []httpmirror.InvalidURL `json:"invalid,omitempty"`
+	Count   int                     `json:"count,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apiError{Error: msg})
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, "method not allowed; use "+allow)
+}
+
+// fail answers err from the mirror's operator methods with its status.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var pe *httpmirror.PrefetchError
+	switch {
+	case errors.As(err, &pe):
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "invalid URLs in the list; nothing was prefetched", Invalid: pe.Invalid, Count: pe.Count})
+	case errors.Is(err, httpmirror.ErrInvalidRef):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, storage.ErrInvalidToken):
+		writeError(w, http.StatusBadRequest, "invalid page token (next)")
+	case errors.Is(err, httpmirror.ErrTooManyURLs):
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.Is(err, httpmirror.ErrUnknownPrefetch):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, httpmirror.ErrTooManyPrefetches):
+		writeError(w, http.StatusTooManyRequests, err.Error())
+	case errors.Is(err, httpmirror.ErrNoCache):
+		writeError(w, http.StatusNotImplemented, "the mirror runs without a cache (--storage-url is empty)")
+	case errors.Is(err, storage.ErrNotSupported):
+		writeError(w, http.StatusNotImplemented, "this storage backend cannot list its objects")
+	case r.Context().Err() != nil:
+		// The operator went away; nobody reads the answer.
+	default:
+		s.log().Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "storage error (see the mirror's log)")
+	}
+}
+
+// cache serves /cache/<ref>; ref is the escaped rest of the path, empty
+// for the collection.
+func (s *Server) cache(w http.ResponseWriter, r *http.Request, ref string) {
+	if ref == "" {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			s.list(w, r)
+		case http.MethodDelete:
+			s.purgePrefix(w, r)
+		default:
+			methodNotAllowed(w, "GET, HEAD, DELETE")
+		}
+		return
+	}
+	if r.URL.RawQuery != "" {
+		// Kept in the key only by mirrors that cache by query.
+		ref += "?" + r.URL.RawQuery
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		st, err := s.Mirror.Lookup(r.Context(), ref)
+		if errors.Is(err, httpmirror.ErrNotCached) {
+			writeJSON(w, http.StatusNotFound, struct {
+				apiError
+				httpmirror.ObjectStatus
+			}{apiError{Error: "not cached"}, st})
+			return
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	case http.MethodDelete:
+		res, err := s.Mirror.Purge(r.Context(), ref)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.log().Info("purged", "key", res.Key, "objects", res.Purged, "cancelledFills", res.CancelledFills)
+		writeJSON(w, http.StatusOK, res)
+	default:
+		methodNotAllowed(w, "GET, HEAD, DELETE")
+	}
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > httpmirror.MaxListLimit {
+			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to "+strconv.Itoa(httpmirror.MaxListLimit))
+			return
+		}
+		limit = n
+	}
+	page, err := s.Mirror.List(r.Context(), q.Get("prefix"), q.Get("next"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) purgePrefix(w http.ResponseWriter, r *http.Request) {
+	prefix := r.URL.Query().Get("prefix")
+	if prefix == "" {
+		writeError(w, http.StatusBadRequest, "DELETE /cache/ needs ?prefix= with at least a host (example.com/ or https://example.com/path/)")
+		return
+	}
+	// A purge goes on when the operator's client gives up waiting: half a
+	// purge helps nobody.
+	res, err := s.Mirror.PurgePrefix(context.WithoutCancel(r.Context()), prefix)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log().Info("purged prefix", "prefix", res.Key, "objects", res.Purged, "cancelledFills", res.CancelledFills)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// prefetch starts a prefetch job from a JSON array of URLs or a list of
+// URLs one per line (blank lines and lines starting with # ignored).
+func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, "POST")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPrefetchBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body over 8 MiB")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading the request body failed")
+		return
+	}
+	urls, err := parseURLList(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(urls) > httpmirror.MaxPrefetchURLs {
+		s.fail(w, r, httpmirror.ErrTooManyURLs)
+		return
+	}
+	id, err := s.Mirror.Prefetch(urls)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log().Info("prefetch started", "id", id, "urls", len(urls))
+	w.Header().Set("Location", "/prefetch/"+id)
+	writeJSON(w, http.StatusAccepted, struct {
+		ID     string `json:"id"`
+		URLs   int    `json:"urls"`
+		Status string `json:"status"`
+	}{id, len(urls), "/prefetch/" + id})
+}
+
+// parseURLList reads a JSON array of strings, or one URL per line.
+func parseURLList(body []byte) ([]string, error) {
+	trimmed := bytes.TrimSpace(body)
+	if bytes.HasPrefix(trimmed, []byte("[")) {
+		var urls []string
+		if err := json.Unmarshal(trimmed, &urls); err != nil {
+			return nil, errors.New("the body is not a JSON array of URL strings")
+		}
+		if len(urls) == 0 {
+			return nil, errors.New("no URLs to prefetch")
+		}
+		return urls, nil
+	}
+	var urls []string
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 64<<10), maxPrefetchBody)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line != "" && !strings.HasPrefix(line, "#") {
+			urls = append(urls, line)
+		}
+	}
+	if len(urls) == 0 {
+		return nil, errors.New("no URLs to prefetch: send a JSON array of URLs or one URL per line")
+	}
+	return urls, nil
+}
+
+func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, "GET, HEAD")
+		return
+	}
+	// ?wait=D answers once the job is done, or after D (at most a
+	// minute): a client follows a job without polling it in a loop.
+	var d time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil || d < 0 || d > time.Minute {
+			writeError(w, http.StatusBadRequest, "wait must be a duration from 0s to 1m")
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	defer cancel()
+	st, err := s.Mirror.WaitPrefetch(ctx, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}

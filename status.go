@@ -1,0 +1,246 @@
+package httpmirror
+
+import (
+	"cmp"
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// Status is a snapshot of what the mirror is doing, for its operators.
+type Status struct {
+	Time time.Time `json:"time"`
+	// Traffic is nil when the handler has no Metrics.
+	Traffic *Traffic `json:"traffic,omitempty"`
+	// Cache is nil for backends that do not report their size.
+	Cache *storage.Stats `json:"cache,omitempty"`
+	// Fills are the downloads in progress, oldest first.
+	Fills []FillStatus `json:"fills"`
+	// Largest is nil for backends that cannot list their objects.
+	Largest    *LargestObjects   `json:"largest,omitempty"`
+	Errors     []RecentError     `json:"errors"`
+	Prefetches []PrefetchSummary `json:"prefetches"`
+}
+
+// Traffic counts the requests answered since the start, by outcome, and
+// the body bytes sent from the cache and from origins.
+type Traffic struct {
+	// Hits, Misses and Joined count successful answers (status < 400)
+	// from storage, from a download the request started, and from one it
+	// joined.
+	Hits   int64 `json:"hits"`
+	Misses int64 `json:"misses"`
+	Joined int64 `json:"joined"`
+	// Failed counts the requests that failed on the mirror's or the
+	// origin's side.
+	Failed int64 `json:"failed"`
+	// HitRatio is Hits / (Hits + Misses + Joined); 0 before any.
+	HitRatio    float64 `json:"hitRatio"`
+	CacheBytes  int64   `json:"cacheBytes"`
+	OriginBytes int64   `json:"originBytes"`
+}
+
+// FillStatus is a download in progress.
+type FillStatus struct {
+	Key string `json:"key"`
+	URL string `json:"url"`
+	// Op is "miss", "revalidate" or "refetch".
+	Op string `json:"op"`
+	// Bytes have arrived of Size (-1 while unknown).
+	Bytes   int64     `json:"bytes"`
+	Size    int64     `json:"size"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	// Rate is the average download rate so far, in bytes per second.
+	Rate float64 `json:"bytesPerSecond"`
+	// Readers counts the requests and prefetches using the download.
+	Readers int `json:"readers"`
+}
+
+func fillStatus(p fill.Progress, now time.Time) FillStatus {
+	secs := max(now.Sub(p.Started).Seconds(), 0)
+	fs := FillStatus{Key: p.Key, URL: p.URL, Op: p.Op, Bytes: p.Bytes, Size: p.Size, Started: p.Started, Seconds: secs, Readers: p.Readers}
+	if secs > 0 {
+		fs.Rate = float64(p.Bytes) / secs
+	}
+	return fs
+}
+
+// LargestObjects are the largest stored objects, as of a scan of the
+// listing that may have stopped early (Complete false) in a large cache.
+type LargestObjects struct {
+	Objects  []ListedObject `json:"objects"`
+	Scanned  int            `json:"scanned"`
+	Complete bool           `json:"complete"`
+	At       time.Time      `json:"at"`
+}
+
+// RecentError is a failed request, without its query string.
+type RecentError struct {
+	Time   time.Time `json:"time"`
+	Status int       `json:"status"`
+	Method string    `json:"method"`
+	Host   string    `json:"host,omitempty"`
+	Path   string    `json:"path"`
+	Reason string    `json:"reason"`
+}
+
+// Status returns a snapshot of the mirror's traffic, storage, downloads in
+// progress, largest objects (rescanned at most once a minute), recent
+// failures and prefetch jobs.
+func (m *MirrorHandler) Status(ctx context.Context) Status {
+	m.init()
+	now := m.now()
+	st := Status{Time: now, Traffic: m.Metrics.traffic(), Fills: []FillStatus{}, Errors: m.admin.errors.list()}
+	if s, ok := m.RemoteCache.(storage.StatsReporter); ok {
+		stats := s.Stats()
+		st.Cache = &stats
+	}
+	if m.fills != nil {
+		for _, p := range m.fills.Progress() {
+			st.Fills = append(st.Fills, fillStatus(p, now))
+		}
+	}
+	if _, ok := m.RemoteCache.(storage.Lister); ok && m.store != nil {
+		l := m.admin.largest.get(ctx, m.store.(storage.Lister), now)
+		st.Largest = &l
+	}
+	st.Prefetches = m.prefetchSummaries()
+	return st
+}
+
+// traffic reads the request and byte counters; nil without metrics.
+func (m *Metrics) traffic() *Traffic {
+	if m == nil {
+		return nil
+	}
+	t := &Traffic{CacheBytes: int64(counterValue(m.servedCache)), OriginBytes: int64(counterValue(m.servedOrigin))}
+	ch := make(chan prometheus.Metric, 16)
+	go func() { m.requests.Collect(ch); close(ch) }()
+	for c := range ch {
+		var d dto.Metric
+		if c.Write(&d) != nil {
+			continue
+		}
+		var outcome, code string
+		for _, l := range d.GetLabel() {
+			switch l.GetName() {
+			case "outcome":
+				outcome = l.GetValue()
+			case "code":
+				code = l.GetValue()
+			}
+		}
+		n := int64(d.GetCounter().GetValue())
+		ok := len(code) == 3 && code < "400"
+		switch {
+		case outcome == outcomeHit.String() && ok:
+			t.Hits += n
+		case outcome == outcomeMiss.String() && ok:
+			t.Misses += n
+		case outcome == outcomeJoined.String() && ok:
+			t.Joined += n
+		case outcome == outcomeError.String():
+			t.Failed += n
+		}
+	}
+	if all := t.Hits + t.Misses + t.Joined; all > 0 {
+		t.HitRatio = float64(t.Hits) / float64(all)
+	}
+	return t
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var d dto.Metric
+	if c.Write(&d) != nil {
+		return 0
+	}
+	return d.GetCounter().GetValue()
+}
+
+// recentErrors is how many failed requests the status page remembers.
+const recentErrors = 32
+
+// errorRing keeps the last recentErrors failed requests. The zero value is
+// ready.
+type errorRing struct {
+	mu  sync.Mutex
+	buf [recentErrors]RecentError
+	n   int // failures recorded so far
+}
+
+// add records the failure of r answered with status for reason. Only the
+// path is kept, shortened: never the query string, which may carry
+// tokens.
+func (e *errorRing) add(now time.Time, r *http.Request, host string, status int, reason string) {
+	e.mu.Lock()
+	e.buf[e.n%recentErrors] = RecentError{Time: now, Status: status, Method: r.Method, Host: host, Path: logPath(r.URL.Path), Reason: reason}
+	e.n++
+	e.mu.Unlock()
+}
+
+// list returns the remembered failures, newest first.
+func (e *errorRing) list() []RecentError {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]RecentError, 0, min(e.n, recentErrors))
+	for i := e.n - 1; i >= 0 && i >= e.n-recentErrors; i-- {
+		out = append(out, e.buf[i%recentErrors])
+	}
+	return out
+}
+
+// Bounds of the scan for the largest objects: the status page must stay
+// quick on a cache of millions of objects.
+const (
+	largestCount  = 10
+	largestMaxAge = time.Minute
+	largestScan   = 100000
+	largestTime   = 3 * time.Second
+)
+
+// largestCache keeps the last scan for the largest objects.
+type largestCache struct {
+	mu   sync.Mutex
+	last LargestObjects
+}
+
+// get returns the largest objects, scanning the listing again when the
+// last scan is older than largestMaxAge.
+func (c *largestCache) get(ctx context.Context, l storage.Lister, now time.Time) LargestObjects {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.last.At.IsZero() && now.Sub(c.last.At) < largestMaxAge {
+		return c.last
+	}
+	ctx, cancel := context.WithTimeout(ctx, largestTime)
+	defer cancel()
+	res := LargestObjects{Objects: []ListedObject{}, At: now}
+	token := ""
+	for res.Scanned < largestScan {
+		objs, next, err := l.List(ctx, "", token, 0)
+		if err != nil {
+			break
+		}
+		for _, o := range objs {
+			res.Objects = append(res.Objects, ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt})
+		}
+		res.Scanned += len(objs)
+		slices.SortFunc(res.Objects, func(a, b ListedObject) int { return cmp.Compare(b.Size, a.Size) })
+		res.Objects = res.Objects[:min(len(res.Objects), largestCount)]
+		if token = next; token == "" {
+			res.Complete = true
+			break
+		}
+	}
+	c.last = res
+	return res
+}

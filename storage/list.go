@@ -1,0 +1,41 @@
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// DefaultListLimit is the page size of Lister.List when the caller asks for
+// none.
+const DefaultListLimit = 1000
+
+// ErrInvalidToken is returned by Lister.List for a page token it did not
+// issue.
+var ErrInvalidToken = errors.New("storage: invalid list token")
+
+// Lister is implemented by backends that can enumerate their committed
+// objects: the inventory an operator browses, and what a purge by prefix
+// deletes.
+type Lister interface {
+	// List returns up to limit committed objects whose keys start with
+	// prefix (a plain string prefix: "a/b" matches "a/bc"), beginning at
+	// the page named by token ("" for the first page), and the token of
+	// the next page, "" once the listing is complete. A page may hold
+	// fewer than limit objects even when more follow. Every object is
+	// listed once per listing; objects committed or deleted while it runs
+	// may or may not appear. Each Info has at least Key, Size and
+	// StoredAt (the store's own modification time on backends that do not
+	// keep StoredAt in their listing); the other fields may be empty, Stat
+	// has them. The order is the backend's: key order on local disk and
+	// in memory, object-key order on S3. limit <= 0 means
+	// DefaultListLimit. A token this backend did not issue gives
+	// ErrInvalidToken.
+	List(ctx context.Context, prefix, token string, limit int) (objects []Info, next string, err error)
+}
+
+// Locator is implemented by backends that can say where they keep the
+// object of a key, so that an operator can find it by hand: a file path on
+// local disk, an s3://bucket/object URL on S3. The object need not exist.
+type Locator interface {
+	Location(key string) (string, error)
+}
