@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
@@ -147,7 +148,15 @@ func TestAdminAPINotPublic(t *testing.T) {
 	if code, body := httpGet(t, "http://"+p.adminAddr()+"/"); code != 200 || !strings.Contains(string(body), "Downloads in progress") {
 		t.Errorf("admin status page: %d", code)
 	}
-	if code, _ := httpGet(t, "http://"+p.adminAddr()+"/cache/"+key); code != 200 {
+	// The object is committed just after its response ended: wait for it
+	// (bounded) before looking it up.
+	deadline := time.Now().Add(10 * time.Second)
+	code, _ := httpGet(t, "http://"+p.adminAddr()+"/cache/"+key)
+	for code == 404 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		code, _ = httpGet(t, "http://"+p.adminAddr()+"/cache/"+key)
+	}
+	if code != 200 {
 		t.Errorf("admin lookup: %d; want 200", code)
 	}
 }

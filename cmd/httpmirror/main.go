@@ -21,6 +21,7 @@ import (
 	"github.com/httpmirror/httpmirror/cidn"
 	"github.com/httpmirror/httpmirror/internal/admin"
 	"github.com/httpmirror/httpmirror/internal/config"
+	"github.com/httpmirror/httpmirror/internal/logbuf"
 	"github.com/httpmirror/httpmirror/internal/server"
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -52,7 +53,12 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v (see --help)\n", err)
 		return 2
 	}
-	log := newLogger(cfg)
+	// The access log is buffered (flushed within a second, and at once for
+	// warnings and errors), so that hits do not each pay a write system
+	// call; it is flushed when run returns, whatever the path.
+	logOut := logbuf.New(os.Stderr, 0, 0)
+	defer logOut.Close()
+	log := newLogger(cfg, logOut)
 
 	store, closer, err := openStorage(cfg.StorageURL, cfg.CacheMaxSize, log)
 	if err != nil {
@@ -187,6 +193,7 @@ func run(args []string) int {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "address", ln.Addr().String(), "storage", redact(cfg.StorageURL))
+	logOut.Flush() // start-up lines go out at once: supervisors wait for them
 
 	select {
 	case err := <-serveErr:
@@ -197,6 +204,7 @@ func run(args []string) int {
 	stop()
 	adm.Drain()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	logOut.Flush()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -222,10 +230,11 @@ func run(args []string) int {
 	return 0
 }
 
-func newLogger(cfg *config.Config) *slog.Logger {
+func newLogger(cfg *config.Config, out *logbuf.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(out, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(out, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(logbuf.Handler(h, out, slog.LevelWarn))
 }
