@@ -53,6 +53,7 @@ type Metrics struct {
 	storageLatency  *prometheus.HistogramVec
 
 	counters     sync.Map // outcome<<16|code -> prometheus.Counter of requests
+	storageOps   sync.Map // op -> prometheus.Observer of storage latency
 	servedCache  prometheus.Counter
 	servedOrigin prometheus.Counter
 }
@@ -211,10 +212,22 @@ func (m *Metrics) storageObserver() storage.OpObserver {
 	return m.storageOp
 }
 
+// storageObserverOf returns the latency histogram of op, looked up once
+// per operation name: every hit opens an object, and hashing the label
+// each time would cost more than the histogram itself.
+func (m *Metrics) storageObserverOf(op string) prometheus.Observer {
+	if o, ok := m.storageOps.Load(op); ok {
+		return o.(prometheus.Observer)
+	}
+	o := m.storageLatency.WithLabelValues(op)
+	m.storageOps.Store(op, o)
+	return o
+}
+
 // storageOp records a storage operation's duration and, unless it is a
 // plain not-found, its error.
 func (m *Metrics) storageOp(op string, d time.Duration, err error) {
-	m.storageLatency.WithLabelValues(op).Observe(d.Seconds())
+	m.storageObserverOf(op).Observe(d.Seconds())
 	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrInvalidToken) {
 		m.storageErrors.WithLabelValues(op).Inc()
 	}
