@@ -146,6 +146,14 @@ func (m *MirrorHandler) fail(w *recorder, r *http.Request, err error) {
 	for _, k := range []string{"Etag", "Last-Modified", "Content-Type", "Content-Encoding", "Cache-Control"} {
 		h.Del(k)
 	}
+	var se *fill.StatusError
+	if (f.status == http.StatusUnauthorized || f.status == http.StatusProxyAuthRequired) && errors.As(err, &se) {
+		// The client needs the origin's challenge to know how to
+		// authenticate (RFC 9110 section 11.6.1).
+		if v := se.Header.Values("Www-Authenticate"); len(v) > 0 {
+			h["Www-Authenticate"] = v
+		}
+	}
 	http.Error(w, f.message, f.status)
 }
 
