@@ -185,6 +185,19 @@ type MirrorHandler struct {
 	// store one copy per distinct query.
 	CacheQuery bool
 
+	// AuthCache stores responses to requests with Authorization that do
+	// not allow shared use (RFC 9111 section 3.5: no public, s-maxage or
+	// must-revalidate), once, for every client the origin authorises: a
+	// client is served such an object only after the origin accepted its
+	// credential for the object's scope (policy.AuthScope) within
+	// AuthCacheTTL, which a HEAD with the credential asks. False streams
+	// such responses to their client without storing them.
+	AuthCache bool
+
+	// AuthCacheTTL is how long an origin's answer about a credential is
+	// trusted. Zero means DefaultAuthCacheTTL.
+	AuthCacheTTL time.Duration
+
 	// CIDN, when set, stores missed files through a CIDN deployment
 	// instead of the built-in fill engine (see package cidn): the miss
 	// waits until CIDN has copied the file into RemoteCache, then is
@@ -216,6 +229,7 @@ type MirrorHandler struct {
 	syncs     singleflight.Group
 	negatives negativeCache
 	hot       hotHeaders
+	auths     authCache
 	now       func() time.Time // the clock; tests replace it
 }
 
@@ -262,7 +276,7 @@ func (m *MirrorHandler) Validate() error {
 	if m.CIDN != nil && m.RemoteCache == nil {
 		return errors.New("CIDN needs a cache: CIDN stores files in RemoteCache")
 	}
-	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
+	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.AuthCacheTTL < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
 		return errors.New("durations and retry counts must not be negative")
 	}
 	if m.MaxObjectSize < 0 {
@@ -325,8 +339,8 @@ func (m *MirrorHandler) init() error {
 				SpoolDir:      m.SpoolDir,
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
-				Info:          func(resp *http.Response) storage.Info { return policy.Info(resp, m.now()) },
-				Storable:      func(resp *http.Response) bool { return policy.Storable(resp.Header) },
+				Info:          m.objectInfo,
+				Storable:      m.storable,
 			})
 		}
 		m.Metrics.watch(m)

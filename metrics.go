@@ -40,6 +40,7 @@ type Metrics struct {
 	reg prometheus.Registerer
 
 	cidnFallbacks prometheus.Counter
+	authChecks    *prometheus.CounterVec
 
 	requests        *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
@@ -89,6 +90,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			prometheus.ExponentialBuckets(0.0001, 4, 10), "op"),
 		cidnFallbacks: counters("httpmirror_cidn_fallbacks_total",
 			"Misses fetched by the built-in fill engine because CIDN could not be asked to store them.").WithLabelValues(),
+		authChecks: counters("httpmirror_auth_checks_total",
+			"Authorisation checks at origins of credentials for objects stored with --auth-cache, by result: allowed, denied or error.", "result"),
 	}
 	m.servedCache = m.servedBytes.WithLabelValues("cache")
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
@@ -99,6 +102,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) cidnFallback() {
 	if m != nil {
 		m.cidnFallbacks.Inc()
+	}
+}
+
+// authCheck counts an authorisation check by its result.
+func (m *Metrics) authCheck(result string) {
+	if m != nil {
+		m.authChecks.WithLabelValues(result).Inc()
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // stale, else the new object as it arrives. It closes obj.
 func (m *MirrorHandler) revalidate(w *recorder, r *http.Request, t target, obj storage.Object) {
 	ctx := r.Context()
-	f, joined := m.fills.Revalidate(t.key, m.source(t), policy.Validators(obj.Info()))
+	f, joined := m.fills.Revalidate(t.key, m.source(t, r), policy.Validators(obj.Info()))
 	defer f.Release()
 	if _, err := f.Header(ctx); err != nil && ctx.Err() == nil {
 		if m.serveStale(w, r, t, obj, err, joined) {
@@ -49,7 +49,7 @@ func (m *MirrorHandler) serveStale(w *recorder, r *http.Request, t target, obj s
 		return false // the origin answered: 404 and others go to the client
 	case errors.Is(err, fill.ErrShutdown):
 		return false
-	case m.rules.Freshness(t.key, obj.Info()).MustRevalidate:
+	case m.rules.Freshness(t.ruleKey(), obj.Info()).MustRevalidate:
 		m.log.Warn("revalidation failed; object may not be served stale", "key", t.key, "err", err)
 		obj.Close()
 		m.fail(w, r, &staleError{cause: err})

@@ -20,11 +20,19 @@ func SharedWithAuthorization(h http.Header) bool {
 // response it leads to is still what the credential obtained (a signed
 // CDN URL handed out to an authorised client).
 func Authenticated(resp *http.Response) bool {
+	req := FirstRequest(resp)
+	return req != nil && len(req.Header["Authorization"]) > 0
+}
+
+// FirstRequest returns the request that started resp's redirect chain:
+// the one the mirror sent, with the client's forwarded headers. It is nil
+// for a response without a request.
+func FirstRequest(resp *http.Response) *http.Request {
 	req := resp.Request
 	for req != nil && req.Response != nil && req.Response.Request != nil {
 		req = req.Response.Request
 	}
-	return req != nil && len(req.Header["Authorization"]) > 0
+	return req
 }
 
 // NeedsAuthorization reports whether resp answers an authenticated request
