@@ -127,6 +127,8 @@ func run(args []string) int {
 		RevalidatePatterns:      cfg.RevalidatePatterns,
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,
+		AuthCache:               cfg.AuthCache,
+		AuthCacheTTL:            cfg.AuthCacheTTL,
 	}
 	var cidnClient *cidn.Client
 	if cfg.CIDNEnabled() {
