@@ -69,7 +69,7 @@ func (m *MirrorHandler) serveHit(w *recorder, r *http.Request, t target, obj sto
 		m.revalidate(w, r, t, obj)
 		return
 	}
-	if m.CheckSyncTimeout > 0 && m.changedAtOrigin(r.Context(), t, info) {
+	if m.CheckSyncTimeout > 0 && m.changedAtOrigin(r, t, info) {
 		obj.Close()
 		m.refetch(w, r, t)
 		return

@@ -239,6 +239,8 @@ func (m *MirrorHandler) continueFromOrigin(w *recorder, r *http.Request, t targe
 	if rerr != nil {
 		m.abort(r, t.key, rerr)
 	}
+	// The same representation, for the same credential.
+	copyHeader(req.Header, forwardedHeaders(r, t))
 	req.Header.Set("Range", "bytes="+strconv.FormatInt(sent, 10)+"-")
 	req.Header.Set("If-Range", validator)
 	resp, rerr := m.client.Do(req)

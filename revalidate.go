@@ -73,7 +73,11 @@ func (o withInfo) Info() storage.Info { return o.info }
 // changedAtOrigin reports whether the origin now has a file of another size
 // than info. It asks at most once at a time per key, within
 // CheckSyncTimeout; when the origin cannot say, the cache is trusted.
-func (m *MirrorHandler) changedAtOrigin(ctx context.Context, t target, info storage.Info) bool {
+func (m *MirrorHandler) changedAtOrigin(r *http.Request, t target, info storage.Info) bool {
+	ctx := r.Context()
+	// The variant's representation, with the client's credential: the
+	// size of another variant, or a 401, says nothing about this one.
+	fwd := forwardedHeaders(r, t)
 	v, err, _ := m.syncs.Do(t.key, func() (any, error) {
 		// Shared by every request of the key: not bound to the first one.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.CheckSyncTimeout)
@@ -82,6 +86,7 @@ func (m *MirrorHandler) changedAtOrigin(ctx context.Context, t target, info stor
 		if err != nil {
 			return int64(-1), err
 		}
+		copyHeader(req.Header, fwd)
 		resp, err := m.client.Do(req)
 		if err != nil {
 			return int64(-1), err
