@@ -393,34 +393,6 @@ func (m *MirrorHandler) FillsInProgress() int {
 	return m.fills.InProgress()
 }
 
-func (m *MirrorHandler) negativeTTL() time.Duration {
-	if m.NegativeTTL == 0 {
-		return DefaultNegativeTTL
-	}
-	return max(m.NegativeTTL, 0)
-}
-
-func (m *MirrorHandler) maxPathLength() int {
-	if m.MaxPathLength > 0 {
-		return m.MaxPathLength
-	}
-	return DefaultMaxPathLength
-}
-
-func (m *MirrorHandler) maxRanges() int {
-	if m.MaxRanges > 0 {
-		return m.MaxRanges
-	}
-	return DefaultMaxRanges
-}
-
-func (m *MirrorHandler) linkExpires() time.Duration {
-	if m.LinkExpires > 0 {
-		return m.LinkExpires
-	}
-	return 24 * time.Hour
-}
-
 // ServeHTTP implements http.Handler.
 //
 // Only GET and HEAD are served (405 otherwise). The request is resolved to

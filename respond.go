@@ -262,3 +262,10 @@ func (m *MirrorHandler) continueFromOrigin(w *recorder, r *http.Request, t targe
 		m.abort(r, t.key, rerr)
 	}
 }
+
+func (m *MirrorHandler) linkExpires() time.Duration {
+	if m.LinkExpires > 0 {
+		return m.LinkExpires
+	}
+	return 24 * time.Hour
+}

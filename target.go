@@ -357,3 +357,10 @@ func (m *MirrorHandler) blocked(p string) bool {
 	}
 	return false
 }
+
+func (m *MirrorHandler) maxPathLength() int {
+	if m.MaxPathLength > 0 {
+		return m.MaxPathLength
+	}
+	return DefaultMaxPathLength
+}
