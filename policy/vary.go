@@ -107,8 +107,15 @@ func VariantID(fields []string, h http.Header) string {
 // Keys of objects without variants are never changed, so caches written
 // before variants existed stay valid. The separator '#' never occurs in a
 // request's key (a request target has no fragment; the handler refuses a
-// literal '#'), so no request can name a variant's key.
-func VariantKey(key, id string) string { return key + "#vary=" + id }
+// literal '#'), so no request can name a variant's key. A directory-style
+// key keeps its trailing slash, so that stores mapping keys to files keep
+// the variant beside the object rather than inside it.
+func VariantKey(key, id string) string {
+	if dir, ok := strings.CutSuffix(key, "/"); ok {
+		return dir + "#vary=" + id + "/"
+	}
+	return key + "#vary=" + id
+}
 
 // NormalizeField returns the values of one request header field in a
 // canonical form. Accept, Accept-Charset and Accept-Language, whose syntax

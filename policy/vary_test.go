@@ -86,4 +86,7 @@ func TestVariantID(t *testing.T) {
 	if k := VariantKey("example.com/a", base); k != "example.com/a#vary="+base || len(base) != 32 {
 		t.Errorf("VariantKey = %q", k)
 	}
+	if k := VariantKey("example.com/simple/pkg/", base); k != "example.com/simple/pkg#vary="+base+"/" {
+		t.Errorf("VariantKey of a directory = %q", k)
+	}
 }
