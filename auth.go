@@ -3,6 +3,7 @@ package httpmirror
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -141,9 +142,9 @@ func (m *MirrorHandler) authorised(w *recorder, r *http.Request, t target) bool 
 // nothing else, so no body moves, following redirects by the mirror's
 // rules (the credential goes to the same origin only). 2xx and 304 allow;
 // 401, 403, 404 and 410 deny; both answers are remembered for
-// AuthCacheTTL. Anything else (an unreachable origin, 5xx, 429) is an
-// error, remembered by nobody: the request is refused, never served on
-// trust. Concurrent checks of one key share one request.
+// AuthCacheTTL. Anything else (an unreachable origin, 5xx, 429, a 405 for
+// HEAD) is an error (errAuthCheck for a status), remembered by nobody: the
+// request is refused, never served on trust. Concurrent checks of one key share one request.
 func (m *MirrorHandler) checkAuth(r *http.Request, t target, k authKey) (authEntry, error) {
 	cred := r.Header["Authorization"]
 	v, err, _ := m.auths.flight.Do(k.String(), func() (any, error) {
@@ -166,7 +167,7 @@ func (m *MirrorHandler) checkAuth(r *http.Request, t target, k authKey) (authEnt
 		e, ok := authAnswer(resp, m.now().Add(m.authCacheTTL()))
 		if !ok {
 			m.Metrics.authCheck("error")
-			return nil, &fill.StatusError{Code: resp.StatusCode}
+			return nil, fmt.Errorf("%w: origin answered %d", errAuthCheck, resp.StatusCode)
 		}
 		if e.status == 0 {
 			m.Metrics.authCheck("allowed")

@@ -270,8 +270,8 @@ func TestAuthorisationCacheTTL(t *testing.T) {
 	}
 }
 
-// An origin that cannot be asked denies: the object is not served on
-// trust.
+// An origin that cannot answer a check denies: the object is not served
+// on trust, and the failure is not remembered.
 func TestAuthorisationCheckErrorDenies(t *testing.T) {
 	o := gatedOrigin(t)
 	data := payload(136, 30000)
@@ -282,13 +282,27 @@ func TestAuthorisationCheckErrorDenies(t *testing.T) {
 		t.Fatalf("good token: status %d", r.StatusCode)
 	}
 	waitFills(t, m)
+	for _, code := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusMethodNotAllowed} {
+		o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+			http.Error(w, "no", code)
+			return true
+		})
+		r := do(t, "GET", u, bearer("Bearer someone-else"))
+		if r.StatusCode != http.StatusBadGateway || bytes.Contains(r.body, data[:64]) {
+			t.Errorf("check answered %d: status %d, %d bytes; want 502 without the object", code, r.StatusCode, len(r.body))
+		}
+	}
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		http.Error(w, "down", http.StatusServiceUnavailable)
-		return true
+		if r.Header.Get("Authorization") == "Bearer someone-else" {
+			return false
+		}
+		return gate(w, r, f)
 	})
-	r := do(t, "GET", u, bearer("Bearer someone-else"))
-	if r.StatusCode != http.StatusBadGateway || bytes.Contains(r.body, data[:64]) {
-		t.Errorf("check failing: status %d, %d bytes; want 502 without the object", r.StatusCode, len(r.body))
+	if r := do(t, "GET", u, bearer("Bearer someone-else")); r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+		t.Errorf("after the origin recovered: status %d; want 200", r.StatusCode)
+	}
+	if n := o.Heads.Load(); n != 4 {
+		t.Errorf("checks %d; want 4 (failures are not remembered)", n)
 	}
 }
 
