@@ -23,6 +23,12 @@ var ErrNotOK = fill.ErrNotOK
 // message says what the origin did (see staleError).
 var errMustRevalidate = errors.New("stale object could not be revalidated")
 
+// errAuthCheck: the origin answered an authorisation check with a status
+// that neither allows nor denies the credential (5xx, 429, 405 ...). 502:
+// the client asked for a file, not for the check, so the check's status
+// is no answer for it.
+var errAuthCheck = errors.New("authorisation check failed")
+
 // staleError is errMustRevalidate with the revalidation's failure.
 type staleError struct{ cause error }
 
@@ -77,6 +83,8 @@ func classify(ctx context.Context, err error) failure {
 		return failure{http.StatusForbidden, outcomeRefused, "upstream address not allowed", "refused"}
 	case errors.Is(err, errBlocked):
 		return failure{http.StatusForbidden, outcomeBlocked, "blocked file type", "other"}
+	case errors.Is(err, errAuthCheck):
+		return failure{http.StatusBadGateway, outcomeError, "upstream could not check the credential", "other"}
 	case errors.Is(err, errHostNotAllowed):
 		return failure{http.StatusForbidden, outcomeBlocked, "host not allowed", "other"}
 	case errors.As(err, &se):
@@ -148,6 +156,14 @@ func (m *MirrorHandler) fail(w *recorder, r *http.Request, err error) {
 	h := w.Header()
 	for _, k := range []string{"Etag", "Last-Modified", "Content-Type", "Content-Encoding", "Cache-Control"} {
 		h.Del(k)
+	}
+	var se *fill.StatusError
+	if (f.status == http.StatusUnauthorized || f.status == http.StatusProxyAuthRequired) && errors.As(err, &se) {
+		// The client needs the origin's challenge to know how to
+		// authenticate (RFC 9110 section 11.6.1).
+		if v := se.Header.Values("Www-Authenticate"); len(v) > 0 {
+			h["Www-Authenticate"] = v
+		}
 	}
 	http.Error(w, f.message, f.status)
 }

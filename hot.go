@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -88,7 +89,9 @@ func wholeBodyHeader(info storage.Info, size int64) http.Header {
 		"Content-Type":   nil,
 	}
 	for k, v := range info.Header {
-		hdr[k] = v
+		if !policy.Internal(k) {
+			hdr[k] = v
+		}
 	}
 	if info.ETag != "" {
 		hdr["Etag"] = []string{info.ETag}

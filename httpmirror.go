@@ -204,6 +204,19 @@ type MirrorHandler struct {
 	// store one copy per distinct query.
 	CacheQuery bool
 
+	// AuthCache stores responses to requests with Authorization that do
+	// not allow shared use (RFC 9111 section 3.5: no public, s-maxage or
+	// must-revalidate), once, for every client the origin authorises: a
+	// client is served such an object only after the origin accepted its
+	// credential for the object's scope (policy.AuthScope) within
+	// AuthCacheTTL, which a HEAD with the credential asks. False streams
+	// such responses to their client without storing them.
+	AuthCache bool
+
+	// AuthCacheTTL is how long an origin's answer about a credential is
+	// trusted. Zero means DefaultAuthCacheTTL.
+	AuthCacheTTL time.Duration
+
 	// CIDN, when set, stores missed files through a CIDN deployment
 	// instead of the built-in fill engine (see package cidn): the miss
 	// waits until CIDN has copied the file into RemoteCache, then is
@@ -240,6 +253,7 @@ type MirrorHandler struct {
 	syncs     singleflight.Group
 	negatives negativeCache
 	hot       hotHeaders
+	auths     authCache
 	now       func() time.Time // the clock; tests replace it
 	admin     adminState       // prefetch jobs, recent failures (admin.go)
 }
@@ -287,7 +301,7 @@ func (m *MirrorHandler) Validate() error {
 	if m.CIDN != nil && m.RemoteCache == nil {
 		return errors.New("CIDN needs a cache: CIDN stores files in RemoteCache")
 	}
-	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
+	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.AuthCacheTTL < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
 		return errors.New("durations and retry counts must not be negative")
 	}
 	if m.FillConnections < 0 || m.FillSegmentSize < 0 {
@@ -355,8 +369,8 @@ func (m *MirrorHandler) init() error {
 				SpoolDir:      m.SpoolDir,
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
-				Info:          func(resp *http.Response) storage.Info { return policy.Info(resp, m.now()) },
-				Storable:      func(resp *http.Response) bool { return policy.Storable(resp.Header) },
+				Info:          m.objectInfo,
+				Storable:      m.storable,
 			})
 		}
 		m.Metrics.watch(m)
@@ -409,34 +423,6 @@ func (m *MirrorHandler) FillsInProgress() int {
 		return 0
 	}
 	return m.fills.InProgress()
-}
-
-func (m *MirrorHandler) negativeTTL() time.Duration {
-	if m.NegativeTTL == 0 {
-		return DefaultNegativeTTL
-	}
-	return max(m.NegativeTTL, 0)
-}
-
-func (m *MirrorHandler) maxPathLength() int {
-	if m.MaxPathLength > 0 {
-		return m.MaxPathLength
-	}
-	return DefaultMaxPathLength
-}
-
-func (m *MirrorHandler) maxRanges() int {
-	if m.MaxRanges > 0 {
-		return m.MaxRanges
-	}
-	return DefaultMaxRanges
-}
-
-func (m *MirrorHandler) linkExpires() time.Duration {
-	if m.LinkExpires > 0 {
-		return m.LinkExpires
-	}
-	return 24 * time.Hour
 }
 
 // ServeHTTP implements http.Handler.

@@ -42,6 +42,7 @@ type Metrics struct {
 	cidnFallbacks prometheus.Counter
 	purgedObjects prometheus.Counter
 	prefetches    *prometheus.CounterVec
+	authChecks    *prometheus.CounterVec
 
 	requests        *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
@@ -96,6 +97,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored or failed.", "result"),
+		authChecks: counters("httpmirror_auth_checks_total",
+			"Authorisation checks at origins of credentials for objects stored with --auth-cache, by result: allowed, denied or error.", "result"),
 	}
 	m.servedCache = m.servedBytes.WithLabelValues("cache")
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
@@ -120,6 +123,13 @@ func (m *Metrics) prefetched(result string) {
 func (m *Metrics) cidnFallback() {
 	if m != nil {
 		m.cidnFallbacks.Inc()
+	}
+}
+
+// authCheck counts an authorisation check by its result.
+func (m *Metrics) authCheck(result string) {
+	if m != nil {
+		m.authChecks.WithLabelValues(result).Inc()
 	}
 }
 

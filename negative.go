@@ -63,3 +63,10 @@ func (c *negativeCache) put(key string, code int, now time.Time, ttl time.Durati
 	}
 	c.entries[key] = negative{code: code, expires: now.Add(ttl)}
 }
+
+func (m *MirrorHandler) negativeTTL() time.Duration {
+	if m.NegativeTTL == 0 {
+		return DefaultNegativeTTL
+	}
+	return max(m.NegativeTTL, 0)
+}

@@ -232,7 +232,8 @@ func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) 
 	if info, err := m.store.Stat(ctx, t.key); err == nil {
 		return PrefetchCached, info.Size, info.Size, ""
 	}
-	f, _ := m.fills.Miss(t.key, m.source(t))
+	// A prefetch is an anonymous client: no credential, no negotiation.
+	f, _ := m.fills.Miss(t.key, m.source(t, &http.Request{Header: http.Header{}}))
 	defer f.Release()
 	j.mu.Lock()
 	j.items[i].f = f

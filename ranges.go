@@ -208,3 +208,10 @@ func appendRangeHeader(b []byte, rs []byteRange, size int64) []byte {
 	}
 	return b
 }
+
+func (m *MirrorHandler) maxRanges() int {
+	if m.MaxRanges > 0 {
+		return m.MaxRanges
+	}
+	return DefaultMaxRanges
+}

@@ -20,6 +20,7 @@ type recorder struct {
 	bytes   int64
 	outcome outcome
 	host    string // upstream host, once resolved
+	retried bool   // a failed fill the request joined was retried (see serveFetch)
 	// encoding is a stored object's Content-Encoding, added when a
 	// successful status is written (see setObjectHeaders).
 	encoding []string

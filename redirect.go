@@ -3,6 +3,8 @@ package httpmirror
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // MaxRedirects is how many redirects an upstream request follows; an origin
@@ -25,8 +27,9 @@ var errTooManyRedirects = errors.New("too many upstream redirects")
 // (AllowHosts included) and whose path has no blocked suffix. The
 // redirect's host is rewritten to its canonical form (a numeric IPv4 host
 // in dotted decimal), so that the address guard, in the client's dialer or
-// before a proxy sees the request, checks the address the host means. c's
-// own CheckRedirect, if any, runs first.
+// before a proxy sees the request, checks the address the host means.
+// Authorization follows redirects to the same origin only. c's own
+// CheckRedirect, if any, runs first.
 func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 	cc := *c
 	inner := c.CheckRedirect
@@ -53,7 +56,30 @@ func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 		if m.blocked(req.URL.EscapedPath()) {
 			return errBlocked
 		}
+		if len(via) > 0 && !sameOrigin(req.URL, via[0].URL) {
+			// The client's credential is for the origin it asked: a
+			// redirect elsewhere (a CDN's signed URL, a subdomain,
+			// another port, plain http) goes without it. net/http
+			// drops it only for hosts that are not subdomains.
+			req.Header.Del("Authorization")
+		}
 		return nil
 	}
 	return &cc
+}
+
+// sameOrigin reports whether a and b have the same origin (RFC 6454):
+// scheme, host and port, the scheme's default port written or not.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
+}
+
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "http") {
+		return "80"
+	}
+	return "443"
 }

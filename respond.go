@@ -16,17 +16,21 @@ import (
 // serveFresh). It closes obj.
 func (m *MirrorHandler) serveObject(w *recorder, r *http.Request, t target, obj storage.Object) {
 	info := obj.Info()
-	m.serveFresh(w, r, t, obj, info, m.rules.Freshness(t.key, info))
+	m.serveFresh(w, r, t, obj, info, m.rules.Freshness(t.ruleKey(), info))
 }
 
 // serveFresh answers r from a committed object whose metadata is info and
 // whose freshness is fr: a redirect to a signed URL when the backend has
 // one (GET only), else the bytes, with Range (checked, merged and capped
 // first: see rangeRequest), HEAD and conditional requests handled by
-// http.ServeContent. It closes obj.
+// http.ServeContent. An object that needs authorisation goes to
+// authorised clients only. It closes obj.
 func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj storage.Object, info storage.Info, fr policy.Freshness) {
 	defer obj.Close()
 	w.outcome = outcomeHit
+	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t) {
+		return
+	}
 	if fr.Explicit {
 		// Downstream caches count the time the object spent here
 		// (RFC 9111 section 5.1).
@@ -57,9 +61,14 @@ func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj s
 // serveFill answers r from a fill in progress, with the same Range rules as
 // a stored object. Bytes not yet arrived are waited for; if the fill fails
 // after the response started, the connection is aborted so the client
-// cannot mistake a partial body for a whole one.
+// cannot mistake a partial body for a whole one. A fill of an object that
+// needs authorisation goes to authorised clients only (the one whose
+// credential fetched it is).
 func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, t target, f *fill.Fill, info storage.Info) {
 	ctx := r.Context()
+	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t) {
+		return
+	}
 	if info.Size < 0 && r.Header.Get("Range") != "" {
 		// A range of a body of unknown length can only be answered once
 		// the length is known.
@@ -180,15 +189,16 @@ func (m *MirrorHandler) abort(r *http.Request, what string, err error) {
 // Content-Encoding is held back until the status is written: given it,
 // http.ServeContent would leave out Content-Length on a whole-body answer,
 // and the bytes served are exactly the stored ones, whatever their
-// encoding.
+// encoding. The mirror's own stored headers (policy.Internal) stay inside.
 func setObjectHeaders(w *recorder, info storage.Info) {
 	h := w.Header()
 	for k, v := range info.Header {
-		if k == "Content-Encoding" {
+		switch {
+		case k == "Content-Encoding":
 			w.encoding = v
-			continue
+		case !policy.Internal(k):
+			h[k] = v
 		}
-		h[k] = v
 	}
 	if info.ETag != "" {
 		h["Etag"] = []string{info.ETag}
@@ -229,6 +239,8 @@ func (m *MirrorHandler) continueFromOrigin(w *recorder, r *http.Request, t targe
 	if rerr != nil {
 		m.abort(r, t.key, rerr)
 	}
+	// The same representation, for the same credential.
+	copyHeader(req.Header, forwardedHeaders(r, t))
 	req.Header.Set("Range", "bytes="+strconv.FormatInt(sent, 10)+"-")
 	req.Header.Set("If-Range", validator)
 	resp, rerr := m.client.Do(req)
@@ -249,4 +261,11 @@ func (m *MirrorHandler) continueFromOrigin(w *recorder, r *http.Request, t targe
 	if rerr != nil {
 		m.abort(r, t.key, rerr)
 	}
+}
+
+func (m *MirrorHandler) linkExpires() time.Duration {
+	if m.LinkExpires > 0 {
+		return m.LinkExpires
+	}
+	return 24 * time.Hour
 }

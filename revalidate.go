@@ -16,7 +16,7 @@ import (
 // stale, else the new object as it arrives. It closes obj.
 func (m *MirrorHandler) revalidate(w *recorder, r *http.Request, t target, obj storage.Object) {
 	ctx := r.Context()
-	f, joined := m.fills.Revalidate(t.key, m.source(t), policy.Validators(obj.Info()))
+	f, joined := m.fills.Revalidate(t.key, m.source(t, r), policy.Validators(obj.Info()))
 	defer f.Release()
 	if _, err := f.Header(ctx); err != nil && ctx.Err() == nil {
 		if m.serveStale(w, r, t, obj, err, joined) {
@@ -49,7 +49,7 @@ func (m *MirrorHandler) serveStale(w *recorder, r *http.Request, t target, obj s
 		return false // the origin answered: 404 and others go to the client
 	case errors.Is(err, fill.ErrShutdown), errors.Is(err, fill.ErrCancelled):
 		return false // the mirror stops, or a purge removes the object
-	case m.rules.Freshness(t.key, obj.Info()).MustRevalidate:
+	case m.rules.Freshness(t.ruleKey(), obj.Info()).MustRevalidate:
 		m.log.Warn("revalidation failed; object may not be served stale", "key", t.key, "err", err)
 		obj.Close()
 		m.fail(w, r, &staleError{cause: err})
@@ -73,7 +73,11 @@ func (o withInfo) Info() storage.Info { return o.info }
 // changedAtOrigin reports whether the origin now has a file of another size
 // than info. It asks at most once at a time per key, within
 // CheckSyncTimeout; when the origin cannot say, the cache is trusted.
-func (m *MirrorHandler) changedAtOrigin(ctx context.Context, t target, info storage.Info) bool {
+func (m *MirrorHandler) changedAtOrigin(r *http.Request, t target, info storage.Info) bool {
+	ctx := r.Context()
+	// The variant's representation, with the client's credential: the
+	// size of another variant, or a 401, says nothing about this one.
+	fwd := forwardedHeaders(r, t)
 	v, err, _ := m.syncs.Do(t.key, func() (any, error) {
 		// Shared by every request of the key: not bound to the first one.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.CheckSyncTimeout)
@@ -82,6 +86,7 @@ func (m *MirrorHandler) changedAtOrigin(ctx context.Context, t target, info stor
 		if err != nil {
 			return int64(-1), err
 		}
+		copyHeader(req.Header, fwd)
 		resp, err := m.client.Do(req)
 		if err != nil {
 			return int64(-1), err

@@ -37,7 +37,23 @@ type target struct {
 	host  string // lowercase host, with ":port" when the request named one
 	path  string // escaped, cleaned path; starts with "/", may end with "/"
 	query string // "?" and the raw query with CacheQuery, else empty
-	key   string // host + path + query
+	key   string // host + path + query; for a variant, its own key (policy.VariantKey)
+
+	// base is, for a variant of an object that varies, the object's key;
+	// empty otherwise. Freshness rules match it, not the variant's key.
+	base string
+	// vary are the request headers the stored object varies on, once
+	// known: fills forward the client's values of them (forwardedHeaders).
+	vary []string
+}
+
+// ruleKey is the key the revalidate patterns match: the object's, for a
+// variant too.
+func (t target) ruleKey() string {
+	if t.base != "" {
+		return t.base
+	}
+	return t.key
 }
 
 // url returns the upstream URL of t under scheme.
@@ -103,7 +119,9 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	if m.blocked(p) {
 		return target{}, errBlocked
 	}
-	if query != "" && badChars(query) {
+	if query != "" && (badChars(query) || strings.Contains(query, "#")) {
+		// A request target has no fragment (RFC 9112 section 3.2), and
+		// '#' separates a variant's key from its object's.
 		return target{}, errBadRequest
 	}
 	return target{host: host, path: p, query: query, key: host + p + query}, nil
@@ -338,4 +356,11 @@ func (m *MirrorHandler) blocked(p string) bool {
 		}
 	}
 	return false
+}
+
+func (m *MirrorHandler) maxPathLength() int {
+	if m.MaxPathLength > 0 {
+		return m.MaxPathLength
+	}
+	return DefaultMaxPathLength
 }

@@ -18,6 +18,8 @@ var HubHeaders = []string{"X-Repo-Commit", "X-Linked-Etag", "X-Linked-Size"}
 
 // KeptHeaders are the origin response headers stored with an object and
 // replayed on every hit, besides ETag, Last-Modified and Content-Type.
+// Vary is among them: downstream caches must learn what the object varies
+// on (RFC 9110 section 12.5.5), and the mirror keys variants by it.
 var KeptHeaders = append([]string{
 	"Cache-Control",
 	"Content-Disposition",
@@ -25,6 +27,7 @@ var KeptHeaders = append([]string{
 	"Content-Language",
 	"Expires",
 	"Link",
+	"Vary",
 }, HubHeaders...)
 
 // refreshedHeaders are the stored headers a 304 replaces (RFC 9111 section

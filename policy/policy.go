@@ -1,8 +1,11 @@
 // Package policy holds httpmirror's HTTP caching rules: which origin
 // responses may be stored (RFC 9111 section 3), how long a stored object
 // stays fresh and when it must be revalidated (section 4.2), the validators
-// a revalidation sends (RFC 9110 section 13.1), and which origin response
-// headers are kept with an object and replayed to clients.
+// a revalidation sends (RFC 9110 section 13.1), which origin response
+// headers are kept with an object and replayed to clients, how Vary
+// selects a stored variant (RFC 9110 section 12.5.5, RFC 9111 section
+// 4.1), and when a response to an authenticated request may be shared
+// (RFC 9111 section 3.5).
 //
 // The handler and the fill engine ask this package; neither decides header
 // policy itself. Everything here is a pure function of headers, metadata and

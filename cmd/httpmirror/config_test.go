@@ -179,3 +179,58 @@ func TestAllowHostFlag(t *testing.T) {
 		t.Errorf("origin GETs %d; want 1", n)
 	}
 }
+
+// --auth-cache stores a gated file once and serves it to the token only;
+// without it the file is fetched for each client. The token stays out of
+// the log, at debug level.
+func TestAuthCacheFlag(t *testing.T) {
+	const token = "Bearer e2e-4d2f8a61"
+	for _, authCache := range []bool{false, true} {
+		o := testutil.NewOrigin(t)
+		o.Put("/org/model/resolve/main/w.bin", []byte("gated weights"))
+		o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+			if r.Header.Get("Authorization") == token {
+				return false
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="e2e"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return true
+		})
+		args := mirrorArgs(t, o, t.TempDir())
+		if authCache {
+			args = append(args, "--auth-cache", "--auth-cache-ttl", "1m")
+		}
+		p := start(t, args...)
+		for i, c := range []struct {
+			token string
+			want  int
+		}{{token, 200}, {"", 401}, {token, 200}} {
+			req, _ := http.NewRequest("GET", p.url(o, "/org/model/resolve/main/w.bin"), nil)
+			if c.token != "" {
+				req.Header.Set("Authorization", c.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.want || (c.want == 200) != (string(body) == "gated weights") {
+				t.Errorf("auth-cache %v, request %d: status %d, body %q; want %d", authCache, i, resp.StatusCode, body, c.want)
+			}
+			if c.want == 401 && resp.Header.Get("Www-Authenticate") != `Bearer realm="e2e"` {
+				t.Errorf("auth-cache %v: WWW-Authenticate %q", authCache, resp.Header.Get("Www-Authenticate"))
+			}
+		}
+		want := int64(3) // the anonymous request is a miss too
+		if authCache {
+			want = 1
+		}
+		if n := o.Gets.Load(); n != want {
+			t.Errorf("auth-cache %v: origin GETs %d; want %d", authCache, n, want)
+		}
+		if strings.Contains(p.log(), "e2e-4d2f8a61") {
+			t.Errorf("auth-cache %v: the token is in the log", authCache)
+		}
+	}
+}

@@ -140,6 +140,8 @@ func run(args []string) int {
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,
 		PrefetchConcurrency:     cfg.PrefetchConcurrency,
+		AuthCache:               cfg.AuthCache,
+		AuthCacheTTL:            cfg.AuthCacheTTL,
 	}
 	var cidnClient *cidn.Client
 	if cfg.CIDNEnabled() {

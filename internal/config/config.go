@@ -62,6 +62,8 @@ type Config struct {
 	RevalidatePatterns []string
 	NegativeTTL        time.Duration
 	CacheQuery         bool
+	AuthCache          bool
+	AuthCacheTTL       time.Duration
 	MaxPathLength      int
 	MaxRanges          int
 	ShutdownTimeout    time.Duration
@@ -157,6 +159,8 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	revalidate := fs.String("revalidate-pattern", strings.Join(httpmirror.DefaultRevalidatePatterns, ","), "Comma-separated globs ('*' spans '/') of cache keys (host/path) revalidated on every request when the origin sends no freshness headers; empty for none.")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 30*time.Second, "How long an origin's 404 or 410 is remembered; 0 disables.")
 	fs.BoolVar(&c.CacheQuery, "cache-query", false, "Include the query string in the cache key and the upstream request.")
+	fs.BoolVar(&c.AuthCache, "auth-cache", false, "Store responses to requests with Authorization that the origin did not mark public, and serve them only to clients whose credential the origin accepts (checked with a HEAD, remembered for --auth-cache-ttl); without it they are streamed, not stored.")
+	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", httpmirror.DefaultAuthCacheTTL, "How long an origin's answer about a credential (allowed or denied) is trusted by --auth-cache.")
 	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
 	fs.IntVar(&c.MaxRanges, "max-ranges", httpmirror.DefaultMaxRanges, "Most ranges one request may ask for, once overlapping and adjacent ones are merged; a request for more gets the whole file (200).")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
@@ -248,6 +252,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		"continuation-get-interval": c.ContinuationGetInterval, "upstream-connect-timeout": c.UpstreamConnectTimeout,
 		"upstream-header-timeout": c.UpstreamHeaderTimeout, "upstream-idle-timeout": c.UpstreamIdleTimeout,
 		"shutdown-timeout": c.ShutdownTimeout, "negative-ttl": c.NegativeTTL, "cidn-wait-timeout": c.CIDNWaitTimeout,
+		"auth-cache-ttl": c.AuthCacheTTL,
 	} {
 		if d < 0 {
 			return nil, fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
@@ -258,6 +263,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	}
 	if c.PrefetchConcurrency < 1 {
 		return nil, errors.New("--prefetch-concurrency must be >= 1")
+	}
+	if c.AuthCacheTTL == 0 {
+		return nil, errors.New("--auth-cache-ttl must be more than 0")
 	}
 	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 {
 		return nil, errors.New("--continuation-get-retry must be >= 0, --max-path-length and --max-ranges >= 1")

@@ -80,6 +80,21 @@ func TestAllowHost(t *testing.T) {
 	}
 }
 
+func TestAuthCacheFlags(t *testing.T) {
+	c, err := Parse(nil, env(nil), io.Discard)
+	if err != nil || c.AuthCache || c.AuthCacheTTL != httpmirror.DefaultAuthCacheTTL {
+		t.Fatalf("defaults: AuthCache %v, AuthCacheTTL %v, err %v; want off and %v", c.AuthCache, c.AuthCacheTTL, err, httpmirror.DefaultAuthCacheTTL)
+	}
+	c, err = Parse([]string{"--auth-cache", "--auth-cache-ttl", "90s"}, env(nil), io.Discard)
+	if err != nil || !c.AuthCache || c.AuthCacheTTL != 90*time.Second {
+		t.Fatalf("flags: AuthCache %v, AuthCacheTTL %v, err %v", c.AuthCache, c.AuthCacheTTL, err)
+	}
+	c, err = Parse(nil, env(map[string]string{"HTTPMIRROR_AUTH_CACHE": "true", "HTTPMIRROR_AUTH_CACHE_TTL": "1m"}), io.Discard)
+	if err != nil || !c.AuthCache || c.AuthCacheTTL != time.Minute {
+		t.Fatalf("from env: AuthCache %v, AuthCacheTTL %v, err %v", c.AuthCache, c.AuthCacheTTL, err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--link-expires", "x"},
@@ -89,6 +104,8 @@ func TestErrors(t *testing.T) {
 		{"--max-path-length", "0"},
 		{"--max-ranges", "0"},
 		{"--prefetch-concurrency", "0"},
+		{"--auth-cache-ttl", "0s"},
+		{"--auth-cache-ttl", "-1m"},
 		{"--nope"},
 		{"extra"},
 	} {

@@ -62,6 +62,23 @@ func CountFiles(t testing.TB, dir string) int {
 	return n
 }
 
+// ReadFiles returns the contents of the regular files under dir, by path.
+func ReadFiles(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Errorf("reading %s: %v", p, err)
+			}
+			out[p] = b
+		}
+		return nil
+	})
+	return out
+}
+
 // DirBytes sums the sizes of the regular files under dir.
 func DirBytes(dir string) int64 {
 	var n int64

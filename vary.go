@@ -1,0 +1,94 @@
+package httpmirror
+
+import (
+	"net/http"
+
+	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// variant finds what r gets of t, whose stored object (or fill) has
+// metadata info. An object without Vary is the answer for every request:
+// t itself. An object that varies is one variant, the one of the request
+// it was fetched for (policy.VariantHeader); when r selects that one,
+// the answer is t, set to forward the Vary'd headers when it is fetched
+// again. Otherwise r's own variant lives under a key of its own
+// (policy.VariantKey) and other is true.
+//
+// The base key's object is thus also the record of what the object
+// varies on: a restart, or another replica sharing the store, finds it
+// there. Should it be evicted, the next request fetches it again, for its
+// own variant.
+func (m *MirrorHandler) variant(r *http.Request, t target, info storage.Info) (vt target, other bool) {
+	if t.base != "" || info.Header["Vary"] == nil {
+		return t, false
+	}
+	v := policy.ParseVary(info.Header)
+	if len(v.Fields) == 0 {
+		return t, false
+	}
+	t.vary = v.Fields
+	id := policy.VariantID(v.Fields, r.Header)
+	if id == info.Header.Get(policy.VariantHeader) {
+		return t, false
+	}
+	t.base, t.key = t.key, policy.VariantKey(t.key, id)
+	return t, true
+}
+
+// forwardedHeaders returns the client's request headers that a fill of t
+// sends upstream: Accept always (the origin may negotiate, and the
+// answer is stored as that request's variant), the other headers t's
+// stored Vary names (see policy.Forwarded; never Accept-Encoding: the
+// mirror stores the origin's own bytes), and Authorization, which the
+// upstream client sends to the same origin only (withRedirectPolicy).
+// The values are copied: the fill outlives the request.
+func forwardedHeaders(r *http.Request, t target) http.Header {
+	h := http.Header{}
+	add := func(k string) {
+		if v := r.Header[k]; len(v) > 0 {
+			h[k] = append([]string(nil), v...)
+		}
+	}
+	add("Accept")
+	add("Authorization")
+	for _, f := range t.vary {
+		if policy.Forwarded(f) {
+			add(f)
+		}
+	}
+	return h
+}
+
+// objectInfo returns the metadata a response stores beyond policy.Info: the
+// variant of the request it answers when it varies, and the mark of an
+// object that needs authorisation.
+func (m *MirrorHandler) objectInfo(resp *http.Response) storage.Info {
+	info := policy.Info(resp, m.now())
+	set := func(k, v string) {
+		if info.Header == nil {
+			info.Header = http.Header{}
+		}
+		info.Header[k] = []string{v}
+	}
+	if v := policy.ParseVary(resp.Header); len(v.Fields) > 0 {
+		var sent http.Header
+		if req := policy.FirstRequest(resp); req != nil {
+			sent = req.Header
+		}
+		set(policy.VariantHeader, policy.VariantID(v.Fields, sent))
+	}
+	if policy.NeedsAuthorization(resp) {
+		set(policy.AuthHeader, "1")
+	}
+	return info
+}
+
+// storable reports whether the fill engine may store resp: when the origin
+// allows it (policy.Storable), when it does not vary on everything
+// (Vary: *), and, for a response to an authenticated request that does not
+// allow shared use (RFC 9111 section 3.5), only with AuthCache.
+func (m *MirrorHandler) storable(resp *http.Response) bool {
+	return policy.Storable(resp.Header) && !policy.ParseVary(resp.Header).Any &&
+		(m.AuthCache || !policy.NeedsAuthorization(resp))
+}
