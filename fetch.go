@@ -19,7 +19,7 @@ func (m *MirrorHandler) cached(w *recorder, r *http.Request, t target) {
 	anonymous := len(r.Header["Authorization"]) == 0
 	// What the origin told anyone is no answer for a credential: a
 	// private file is 404 to the anonymous.
-	if code, ok := m.negatives.get(t.key, m.now()); ok && anonymous {
+	if code, ok := m.negatives.get(t.key, m.now); ok && anonymous {
 		// The origin said recently that this file does not exist.
 		w.outcome = outcomeHit
 		m.fail(w, r, &fill.StatusError{Code: code})
@@ -64,8 +64,8 @@ func (m *MirrorHandler) serveHit(w *recorder, r *http.Request, t target, obj sto
 		obj.Close()
 		return
 	}
-	fr := m.rules.Freshness(t.ruleKey(), info)
-	if fr.Stale(info.StoredAt, m.now()) {
+	fr := m.freshness(t, info)
+	if fr.Mutable && fr.Stale(info.StoredAt, m.now()) {
 		m.revalidate(w, r, t, obj)
 		return
 	}

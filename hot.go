@@ -27,20 +27,23 @@ type hotHeader struct {
 	size     int64
 	etag     string
 	storedAt time.Time
-	header   http.Header // never modified once stored
+	header   http.Header      // never modified once stored
+	fresh    policy.Freshness // the object's freshness, a function of its metadata
 }
 
-func (h *hotHeaders) get(key string, info storage.Info) http.Header {
+// get returns the entry built for the object of key with metadata info, or
+// nil.
+func (h *hotHeaders) get(key string, info storage.Info) *hotHeader {
 	h.mu.RLock()
 	e := h.m[key]
 	h.mu.RUnlock()
 	if e == nil || e.size != info.Size || e.etag != info.ETag || !e.storedAt.Equal(info.StoredAt) {
 		return nil
 	}
-	return e.header
+	return e
 }
 
-func (h *hotHeaders) put(key string, info storage.Info, hdr http.Header) {
+func (h *hotHeaders) put(key string, info storage.Info, hdr http.Header, fresh policy.Freshness) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.m == nil {
@@ -52,7 +55,18 @@ func (h *hotHeaders) put(key string, info storage.Info, hdr http.Header) {
 			break
 		}
 	}
-	h.m[key] = &hotHeader{size: info.Size, etag: info.ETag, storedAt: info.StoredAt, header: hdr}
+	h.m[key] = &hotHeader{size: info.Size, etag: info.ETag, storedAt: info.StoredAt, header: hdr, fresh: fresh}
+}
+
+// freshness returns how the stored object of t, with metadata info, may be
+// used. For small hot objects it is kept with their prebuilt header, so
+// their hits do not parse Cache-Control and match the revalidate patterns
+// every time.
+func (m *MirrorHandler) freshness(t target, info storage.Info) policy.Freshness {
+	if e := m.hot.get(t.key, info); e != nil {
+		return e.fresh
+	}
+	return m.rules.Freshness(t.ruleKey(), info)
 }
 
 // plainRequest reports whether r asks for the whole body with no
@@ -65,11 +79,13 @@ func plainRequest(r *http.Request) bool {
 
 // serveMemory answers a plain GET or HEAD of an object held in memory with
 // the header http.ServeContent would send, built once per object.
-func (m *MirrorHandler) serveMemory(w http.ResponseWriter, r *http.Request, key string, info storage.Info, body []byte) {
-	hdr := m.hot.get(key, info)
-	if hdr == nil {
+func (m *MirrorHandler) serveMemory(w http.ResponseWriter, r *http.Request, key string, info storage.Info, fresh policy.Freshness, body []byte) {
+	var hdr http.Header
+	if e := m.hot.get(key, info); e != nil {
+		hdr = e.header
+	} else {
 		hdr = wholeBodyHeader(info, int64(len(body)))
-		m.hot.put(key, info, hdr)
+		m.hot.put(key, info, hdr, fresh)
 	}
 	copyHeader(w.Header(), hdr)
 	w.WriteHeader(http.StatusOK)

@@ -438,7 +438,12 @@ func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "mirror misconfigured", http.StatusInternalServerError)
 		return
 	}
-	start := time.Now()
+	// The clock is read for the access log's duration only when there is
+	// an access log.
+	var start time.Time
+	if m.log.Enabled(r.Context(), slog.LevelInfo) {
+		start = time.Now()
+	}
 	rec := recorders.Get().(*recorder)
 	*rec = recorder{ResponseWriter: w}
 	defer func() {

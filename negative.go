@@ -25,15 +25,16 @@ type negative struct {
 	expires time.Time
 }
 
-// get returns the remembered status of key, if any and not expired.
-func (c *negativeCache) get(key string, now time.Time) (int, bool) {
+// get returns the remembered status of key, if any and not expired. The
+// clock is read only when there is an entry: every hit asks.
+func (c *negativeCache) get(key string, now func() time.Time) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
 	if !ok {
 		return 0, false
 	}
-	if !now.Before(e.expires) {
+	if !now().Before(e.expires) {
 		delete(c.entries, key)
 		return 0, false
 	}

@@ -226,7 +226,7 @@ func (m *MirrorHandler) runPrefetch(j *prefetchJob) {
 // how it ended.
 func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) (state string, n, size int64, reason string) {
 	t := j.items[i].t // set before the job started; never changed
-	if code, ok := m.negatives.get(t.key, m.now()); ok {
+	if code, ok := m.negatives.get(t.key, m.now); ok {
 		return PrefetchFailed, 0, -1, fmt.Sprintf("%d %s (the origin's answer, remembered)", code, http.StatusText(code))
 	}
 	if info, err := m.store.Stat(ctx, t.key); err == nil {

@@ -48,7 +48,7 @@ func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj s
 		}
 	}
 	if b, ok := obj.(storage.InMemory); ok && plainRequest(r) {
-		m.serveMemory(w, r, t.key, info, b.Bytes())
+		m.serveMemory(w, r, t.key, info, fr, b.Bytes())
 		return
 	}
 	setObjectHeaders(w, info)

@@ -39,10 +39,10 @@ type OpObserver func(op string, d time.Duration, err error)
 //
 // Unwrap returns b. A nil observe reports nothing and costs nothing.
 func Instrument(b Backend, observe OpObserver) Backend {
+	in := &instrumented{b: b, observe: observe, timed: observe != nil}
 	if observe == nil {
-		observe = func(string, time.Duration, error) {}
+		in.observe = func(string, time.Duration, error) {}
 	}
-	in := &instrumented{b: b, observe: observe}
 	in.redirector, _ = b.(Redirector)
 	in.refresher, _ = b.(Refresher)
 	in.checker, _ = b.(Checker)
@@ -57,6 +57,7 @@ func Instrument(b Backend, observe OpObserver) Backend {
 type instrumented struct {
 	b          Backend
 	observe    OpObserver
+	timed      bool // observe records something: read the clock
 	redirector Redirector
 	refresher  Refresher
 	checker    Checker
@@ -119,6 +120,9 @@ func (s *instrumented) Stat(ctx context.Context, key string) (Info, error) {
 }
 
 func (s *instrumented) Open(ctx context.Context, key string) (Object, error) {
+	if !s.timed {
+		return s.b.Open(ctx, key) // the hit path: no clock without metrics
+	}
 	start := time.Now()
 	o, err := s.b.Open(ctx, key)
 	s.done("open", start, err)
