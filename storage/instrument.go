@@ -16,7 +16,9 @@ var ErrNotSupported = errors.New("storage: operation not supported by this backe
 // OpObserver receives the duration and result of a backend operation: op
 // is "stat", "open", "create", "delete", "commit", "write" (counted once
 // per writer, on its first error, with no duration: writes go at the
-// body's pace, not the store's), "refresh", "sign" or "check".
+// body's pace, not the store's), "refresh", "sign", "check", or one of
+// the Claimer's "claim", "swap", "release", "read_claim" and
+// "list_claims".
 type OpObserver func(op string, d time.Duration, err error)
 
 // Instrument returns b with every operation reported to observe. The
@@ -31,6 +33,8 @@ type OpObserver func(op string, d time.Duration, err error)
 //     After WriteFailureHold without a new failure, Check asks b again and
 //     reports healthy if b's own check passes, so a store whose disk was
 //     freed recovers even when no object was written meanwhile;
+//   - Claimer: b's claims, or ErrNotSupported; a claim lost to another
+//     writer (ErrClaimed, ErrClaimChanged) is reported as a success;
 //   - StatsReporter: implemented exactly when b implements it;
 //   - writers keep Spooler and FileSpooler, objects keep InMemory.
 //
@@ -43,6 +47,7 @@ func Instrument(b Backend, observe OpObserver) Backend {
 	in.redirector, _ = b.(Redirector)
 	in.refresher, _ = b.(Refresher)
 	in.checker, _ = b.(Checker)
+	in.claimer, _ = b.(Claimer)
 	if s, ok := b.(StatsReporter); ok {
 		return &instrumentedStats{instrumented: in, s: s}
 	}
@@ -55,6 +60,7 @@ type instrumented struct {
 	redirector Redirector
 	refresher  Refresher
 	checker    Checker
+	claimer    Claimer
 
 	mu       sync.Mutex
 	writeErr error     // the last write failure, nil while writes succeed
