@@ -205,6 +205,14 @@ type MirrorHandler struct {
 	// without runners cannot hold clients forever. Zero means no limit.
 	CIDNWaitTimeout time.Duration
 
+	// Coordinator, when set, shares misses with the other replicas that
+	// serve from the same store, so that each file leaves its origin once
+	// (see package cluster): a miss another replica is already fetching
+	// is streamed from that replica, whose PeerHandler answers it. Nil
+	// means each replica fetches its own misses. It is not used with
+	// CIDN, which stores each file once for every replica itself.
+	Coordinator Coordinator
+
 	once      sync.Once
 	store     storage.Backend // RemoteCache, instrumented when Metrics is set
 	initErr   error
@@ -217,6 +225,9 @@ type MirrorHandler struct {
 	negatives negativeCache
 	hot       hotHeaders
 	now       func() time.Time // the clock; tests replace it
+	// peerSourced holds the keys whose fill in progress streams another
+	// replica's copy (key -> its Coordination).
+	peerSourced sync.Map
 }
 
 // DefaultRevalidatePatterns are the cache keys revalidated on every request
@@ -261,6 +272,9 @@ func (m *MirrorHandler) Validate() error {
 	}
 	if m.CIDN != nil && m.RemoteCache == nil {
 		return errors.New("CIDN needs a cache: CIDN stores files in RemoteCache")
+	}
+	if m.Coordinator != nil && m.RemoteCache == nil {
+		return errors.New("a Coordinator needs a cache: replicas share the files of one store")
 	}
 	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
 		return errors.New("durations and retry counts must not be negative")
@@ -326,7 +340,7 @@ func (m *MirrorHandler) init() error {
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
 				Info:          func(resp *http.Response) storage.Info { return policy.Info(resp, m.now()) },
-				Storable:      func(resp *http.Response) bool { return policy.Storable(resp.Header) },
+				Storable:      func(resp *http.Response) bool { return policy.Storable(resp.Header) && !fromPeer(resp) },
 			})
 		}
 		m.Metrics.watch(m)
