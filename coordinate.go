@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 // Coordinator shares the misses of replicas that serve from one store, so
@@ -78,3 +79,9 @@ func (m *MirrorHandler) coordinatedSource(t target) (fill.Source, func(*fill.Fil
 func fromPeer(resp *http.Response) bool {
 	return resp.Request != nil && resp.Request.Context().Value(peerMark{}) != nil
 }
+
+// StorageObserver returns the observer that times storage operations in
+// m's metrics (httpmirror_storage_operation_seconds), for a store used
+// beside the handler, such as the leases of a Coordinator: wrap it with
+// storage.Instrument. Nil (nothing recorded) for a nil *Metrics.
+func (m *Metrics) StorageObserver() storage.OpObserver { return m.storageObserver() }
