@@ -35,8 +35,9 @@ type replica struct {
 }
 
 // newReplicas starts n mirrors sharing one bucket of the shared versitygw,
-// each coordinated by a cluster node with its own peer listener.
-func newReplicas(t *testing.T, o *testOrigin, n int, configure ...func(*httpmirror.MirrorHandler)) ([]*replica, *s3test.Server, string) {
+// each coordinated by a cluster node with its own peer listener and the
+// lease duration lease (0: the default).
+func newReplicas(t *testing.T, o *testOrigin, n int, lease time.Duration, configure ...func(*httpmirror.MirrorHandler)) ([]*replica, *s3test.Server, string) {
 	t.Helper()
 	srv := s3test.Shared(t)
 	bucket := srv.Bucket(t)
@@ -53,7 +54,7 @@ func newReplicas(t *testing.T, o *testOrigin, n int, configure ...func(*httpmirr
 		r := &replica{store: store, peer: httptest.NewUnstartedServer(nil)}
 		r.node, err = cluster.New(cluster.Config{
 			Store: store, Self: "http://" + r.peer.Listener.Addr().String(), Secret: peerSecret,
-			Logger: testLogger(t),
+			LeaseDuration: lease, Logger: testLogger(t),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -119,7 +120,7 @@ func TestReplicasFetchOnce(t *testing.T) {
 	o.Put("/models/w.bin", data)
 	gate := newGate(t)
 	o.SetHook(stallingHook(1<<20, nil, gate))
-	rs, srv, bucket := newReplicas(t, o, 3)
+	rs, srv, bucket := newReplicas(t, o, 3, 0)
 
 	const perReplica = 3
 	var firstBytes sync.WaitGroup
@@ -195,7 +196,7 @@ func TestReplicasOwnerFillFails(t *testing.T) {
 		gate.Wait()
 		panic(http.ErrAbortHandler) // the body breaks after 1 MiB
 	})
-	rs, _, _ := newReplicas(t, o, 3)
+	rs, _, _ := newReplicas(t, o, 3, 0)
 	var wg sync.WaitGroup
 	var started sync.WaitGroup
 	started.Add(3)
@@ -241,7 +242,7 @@ func TestReplicasNotFoundAndPeerPath(t *testing.T) {
 		gate.Wait()
 		return false
 	})
-	rs, _, _ := newReplicas(t, o, 2)
+	rs, _, _ := newReplicas(t, o, 2, 0)
 	joined := make(chan string, 1)
 	httpmirror.SetPeerJoined(func(key string) { joined <- key })
 	t.Cleanup(func() { httpmirror.SetPeerJoined(nil) })
@@ -279,5 +280,60 @@ func TestReplicasNotFoundAndPeerPath(t *testing.T) {
 		if got.StatusCode != tc.want {
 			t.Errorf("peer request with %q: status %d; want %d", tc.auth, got.StatusCode, tc.want)
 		}
+	}
+}
+
+// An owner whose origin is slow but steady renews its lease: asked after
+// several lease durations, another replica still streams from it instead
+// of taking the fill over.
+func TestReplicasRenewWhileProgressing(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(162, 2<<20)
+	o.Put("/slow.bin", data)
+	const lease = time.Second
+	slowDone, gate := make(chan struct{}), newGate(t)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+		w.Header().Set("ETag", f.ETag)
+		// 3 lease durations of steady progress, a chunk every 50ms.
+		const chunk = 4 << 10
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		off := 0
+		for range 3 * lease / (50 * time.Millisecond) {
+			w.Write(f.Data[off : off+chunk])
+			w.(http.Flusher).Flush()
+			off += chunk
+			<-tick.C
+		}
+		close(slowDone)
+		gate.Wait()
+		w.Write(f.Data[off:])
+		return true
+	})
+	rs, _, _ := newReplicas(t, o, 2, lease)
+	joined := make(chan string, 1)
+	httpmirror.SetPeerJoined(func(key string) { joined <- key })
+	t.Cleanup(func() { httpmirror.SetPeerJoined(nil) })
+	first := make(chan response, 1)
+	go func() { first <- get(t, rs[0].url(o, "/slow.bin")) }()
+	<-slowDone
+	second := make(chan response, 1)
+	go func() { second <- get(t, rs[1].url(o, "/slow.bin")) }()
+	// The second replica streams the owner's fill: let the origin finish
+	// once it has joined.
+	select {
+	case <-joined:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second replica did not stream from the owner")
+	}
+	gate.Open()
+	for i, ch := range []chan response{first, second} {
+		if r := <-ch; r.StatusCode != 200 || sha(r.body) != sha(data) {
+			t.Errorf("replica %d: status %d, %d bytes; want the file", i, r.StatusCode, len(r.body))
+		}
+	}
+	if n := o.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1 (the owner renewed its lease)", n)
 	}
 }

@@ -29,7 +29,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -166,7 +168,9 @@ var ErrNoConditionalWrites = errors.New("cluster: the store does not honour cond
 // A store that ignores the conditions would let several replicas fetch
 // the same file at once, unnoticed: leases must not be used on it.
 func (n *Node) Probe(ctx context.Context) error {
-	name := "probe-" + leaseName(n.self+n.now().String())
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	name := "probe-" + hex.EncodeToString(nonce[:])
 	first, err := n.claims.Claim(ctx, name, []byte("probe 1"))
 	if err != nil {
 		return fmt.Errorf("cluster: probing leases: %w", err)

@@ -269,6 +269,8 @@ func (hd *held) renewEvery(period time.Duration) {
 		select {
 		case <-hd.stop:
 			return
+		case <-hd.s.n.ctx.Done():
+			return // the node is closing: the lease is released or expires
 		case <-t.C:
 		}
 		if !hd.progressed() {
