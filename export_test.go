@@ -20,3 +20,7 @@ func (m *MirrorHandler) ResolveKey(r *http.Request) (key, upstream string, err e
 
 // SetClock replaces the handler's clock; call it before the first request.
 func (m *MirrorHandler) SetClock(now func() time.Time) { m.now = now }
+
+// SetPeerJoined makes PeerHandler call f with the key of every fill a peer
+// request joins; nil stops it. Set it while no handler serves.
+func SetPeerJoined(f func(key string)) { peerJoined = f }

@@ -79,7 +79,11 @@ func (m *MirrorHandler) serveHit(w *recorder, r *http.Request, t target, obj sto
 
 // miss fetches an object storage does not have (or could not open).
 func (m *MirrorHandler) miss(w *recorder, r *http.Request, t target) {
-	f, joined := m.fills.Miss(t.key, m.source(t, r))
+	src, started := m.coordinatedSource(t, r)
+	f, joined := m.fills.Miss(t.key, src)
+	if !joined {
+		started(f)
+	}
 	defer f.Release()
 	m.serveFetch(w, r, t, f, joined, false)
 }

@@ -242,6 +242,14 @@ type MirrorHandler struct {
 	// DefaultPrefetchConcurrency.
 	PrefetchConcurrency int
 
+	// Coordinator, when set, shares misses with the other replicas that
+	// serve from the same store, so that each file leaves its origin once
+	// (see package cluster): a miss another replica is already fetching
+	// is streamed from that replica, whose PeerHandler answers it. Nil
+	// means each replica fetches its own misses. It is not used with
+	// CIDN, which stores each file once for every replica itself.
+	Coordinator Coordinator
+
 	once      sync.Once
 	store     storage.Backend // RemoteCache, instrumented when Metrics is set
 	initErr   error
@@ -256,6 +264,9 @@ type MirrorHandler struct {
 	auths     authCache
 	now       func() time.Time // the clock; tests replace it
 	admin     adminState       // prefetch jobs, recent failures (admin.go)
+	// peerSourced holds the keys whose fill in progress streams another
+	// replica's copy (key -> its Coordination).
+	peerSourced sync.Map
 }
 
 // DefaultRevalidatePatterns are the cache keys revalidated on every request
@@ -300,6 +311,9 @@ func (m *MirrorHandler) Validate() error {
 	}
 	if m.CIDN != nil && m.RemoteCache == nil {
 		return errors.New("CIDN needs a cache: CIDN stores files in RemoteCache")
+	}
+	if m.Coordinator != nil && m.RemoteCache == nil {
+		return errors.New("a Coordinator needs a cache: replicas share the files of one store")
 	}
 	if m.LinkExpires < 0 || m.CheckSyncTimeout < 0 || m.AuthCacheTTL < 0 || m.ContinuationGetInterval < 0 || m.ContinuationGetRetry < 0 {
 		return errors.New("durations and retry counts must not be negative")
@@ -370,7 +384,7 @@ func (m *MirrorHandler) init() error {
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
 				Info:          m.objectInfo,
-				Storable:      m.storable,
+				Storable:      func(resp *http.Response) bool { return m.storable(resp) && !fromPeer(resp) },
 			})
 		}
 		m.Metrics.watch(m)

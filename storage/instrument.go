@@ -17,7 +17,9 @@ var ErrNotSupported = errors.New("storage: operation not supported by this backe
 // OpObserver receives the duration and result of a backend operation: op
 // is "stat", "open", "create", "delete", "commit", "write" (counted once
 // per writer, on its first error, with no duration: writes go at the
-// body's pace, not the store's), "refresh", "sign", "check" or "list".
+// body's pace, not the store's), "refresh", "sign", "check", "list", or
+// one of the Claimer's "claim", "swap", "release", "read_claim" and
+// "list_claims".
 type OpObserver func(op string, d time.Duration, err error)
 
 // Instrument returns b with every operation reported to observe. The
@@ -34,6 +36,8 @@ type OpObserver func(op string, d time.Duration, err error)
 //     freed recovers even when no object was written meanwhile;
 //   - Lister: b's List, or ErrNotSupported;
 //   - Locator: b's Location, or "" (no location to show);
+//   - Claimer: b's claims, or ErrNotSupported; a claim lost to another
+//     writer (ErrClaimed, ErrClaimChanged) is reported as a success;
 //   - StatsReporter: implemented exactly when b implements it;
 //   - writers keep Spooler, FileSpooler and WriterAt, objects keep InMemory.
 //
@@ -48,6 +52,7 @@ func Instrument(b Backend, observe OpObserver) Backend {
 	in.checker, _ = b.(Checker)
 	in.lister, _ = b.(Lister)
 	in.locator, _ = b.(Locator)
+	in.claimer, _ = b.(Claimer)
 	if s, ok := b.(StatsReporter); ok {
 		return &instrumentedStats{instrumented: in, s: s}
 	}
@@ -63,6 +68,7 @@ type instrumented struct {
 	checker    Checker
 	lister     Lister
 	locator    Locator
+	claimer    Claimer
 
 	mu       sync.Mutex
 	writeErr error     // the last write failure, nil while writes succeed

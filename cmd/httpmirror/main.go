@@ -19,6 +19,7 @@ import (
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/cidn"
+	"github.com/httpmirror/httpmirror/cluster"
 	"github.com/httpmirror/httpmirror/internal/admin"
 	"github.com/httpmirror/httpmirror/internal/config"
 	"github.com/httpmirror/httpmirror/internal/logbuf"
@@ -155,6 +156,18 @@ func run(args []string) int {
 		h.CIDNNoWait = !cfg.CIDNWait
 		h.CIDNWaitTimeout = cfg.CIDNWaitTimeout
 	}
+	var (
+		node    *cluster.Node
+		peerSrv *http.Server
+	)
+	if cfg.ClusterEnabled() {
+		node, peerSrv, err = openCluster(cfg, store, h, reg, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
+			return 2
+		}
+		defer peerSrv.Close()
+	}
 	if err := h.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
 		return 2
@@ -212,6 +225,11 @@ func run(args []string) int {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("responses still in flight at the shutdown deadline; aborting them", "err", err)
 	}
+	if peerSrv != nil {
+		// Other replicas streaming from this one get what has arrived;
+		// past the deadline their transfers abort.
+		peerSrv.Shutdown(sctx)
+	}
 	if cidnClient != nil {
 		// Requests still waiting for CIDN transfers stop waiting; the
 		// transfers go on in CIDN.
@@ -223,6 +241,13 @@ func run(args []string) int {
 	defer ccancel()
 	if err := h.Close(cctx); err != nil {
 		log.Warn("fills did not stop in time", "err", err)
+	}
+	if node != nil {
+		// Leases of the aborted fills are released, so other replicas
+		// need not wait for them to expire.
+		if err := node.Close(cctx); err != nil {
+			log.Warn("leases not released in time; they expire by themselves", "err", err)
+		}
 	}
 	srv.Close()
 	if adminSrv != nil {

@@ -90,7 +90,23 @@ type Config struct {
 	CIDNWait bool
 	// CIDNWaitTimeout bounds that wait; 0 means no limit.
 	CIDNWaitTimeout time.Duration
+
+	// PeerAddress is the peer listener's address; set, replicas on the
+	// same s3:// bucket fetch each file once (see ClusterEnabled).
+	PeerAddress string
+	// AdvertiseURL is the URL other replicas reach the peer listener at.
+	AdvertiseURL string
+	// PeerSecret and PeerSecretFile give the shared peer secret; exactly
+	// one is set when PeerAddress is.
+	PeerSecret     string
+	PeerSecretFile string
+	// LeaseDuration is how long a replica's claim on a fill holds without
+	// renewal.
+	LeaseDuration time.Duration
 }
+
+// ClusterEnabled reports whether misses are shared with other replicas.
+func (c *Config) ClusterEnabled() bool { return c.PeerAddress != "" }
 
 // CIDNEnabled reports whether misses go to CIDN.
 func (c *Config) CIDNEnabled() bool { return c.Kubeconfig != "" || c.Master != "" }
@@ -175,6 +191,11 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.Var((*sizeFlag)(&c.CIDNMinimumChunkSize), "cidn-minimum-chunk-size", "Smallest chunk CIDN splits a file into (the Blob's minimumChunkSize), e.g. 128MiB; 0 leaves it to CIDN.")
 	fs.BoolVar(&c.CIDNWait, "cidn-wait", true, "Misses wait until CIDN has stored the file; false proxies them from the origin while CIDN stores it.")
 	fs.DurationVar(&c.CIDNWaitTimeout, "cidn-wait-timeout", 10*time.Minute, "Longest wait for a CIDN transfer; past it the request is proxied from the origin; 0 means no limit.")
+	fs.StringVar(&c.PeerAddress, "peer-address", "", "Address of the peer listener, e.g. :8081; set, replicas sharing one s3:// bucket fetch each file from its origin once, the others streaming it from the one that does; never the public --address.")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "URL other replicas reach this one's peer listener at, e.g. http://$(POD_IP):8081; required with --peer-address.")
+	fs.StringVar(&c.PeerSecret, "peer-secret", "", "Secret shared by the replicas, required on peer requests; prefer --peer-secret-file or the environment.")
+	fs.StringVar(&c.PeerSecretFile, "peer-secret-file", "", "File holding the peer secret (surrounding whitespace ignored).")
+	fs.DurationVar(&c.LeaseDuration, "lease-duration", 30*time.Second, "How long a replica's claim on a fill holds without renewal: the wait before another replica takes over the fills of a crashed one.")
 
 	usage := func() {
 		fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
@@ -282,6 +303,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	if c.CIDNMaximumRunning < 0 {
 		return nil, errors.New("--cidn-maximum-running must be >= 0")
 	}
+	if err := c.checkCluster(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -323,4 +347,28 @@ func ParseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("invalid size %q (want e.g. 20GiB or 500MB)", v)
 	}
 	return int64(f * mult), nil
+}
+
+// checkCluster checks the flags of replicas sharing fills.
+func (c *Config) checkCluster() error {
+	if !c.ClusterEnabled() {
+		if c.AdvertiseURL != "" || c.PeerSecret != "" || c.PeerSecretFile != "" {
+			return errors.New("--advertise-url and --peer-secret need --peer-address")
+		}
+		return nil
+	}
+	scheme, _, _ := strings.Cut(c.StorageURL, "://")
+	switch {
+	case !strings.EqualFold(scheme, "s3"):
+		return errors.New("--peer-address needs s3:// storage: replicas share fills through one bucket")
+	case c.CIDNEnabled():
+		return errors.New("--peer-address and CIDN (--kubeconfig or --master) exclude each other: CIDN already fetches each file once for every replica")
+	case c.AdvertiseURL == "":
+		return errors.New("--peer-address needs --advertise-url, the URL other replicas reach it at")
+	case (c.PeerSecret == "") == (c.PeerSecretFile == ""):
+		return errors.New("--peer-address needs exactly one of --peer-secret and --peer-secret-file")
+	case c.LeaseDuration < 100*time.Millisecond:
+		return errors.New("--lease-duration must be at least 100ms")
+	}
+	return nil
 }

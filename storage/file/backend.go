@@ -5,6 +5,7 @@
 //	lock                   held (flock) while a Backend is open
 //	objects/ab/cd/<hash>   committed objects, <hash> = hex SHA-256 of the key
 //	tmp/<hash>.<random>    objects being written
+//	claims/<name>          claims of storage.Claimer (see claim.go)
 //
 // Keys never become path components: every object lives at a name derived
 // from the SHA-256 of its key, so no request, however hostile, can name a

@@ -26,6 +26,8 @@ type entry struct {
 type Backend struct {
 	mu      sync.RWMutex
 	objects map[string]*entry
+
+	claims claims // storage.Claimer's claims, apart from the objects
 }
 
 // New returns an empty in-memory backend.

@@ -17,6 +17,9 @@ const (
 	dirSuffix = marker + "dir"
 	// hashedDir holds the objects whose keys cannot be stored readably.
 	hashedDir = marker + "sha256"
+	// claimDir holds the claims of storage.Claimer (cluster leases): no
+	// key maps there, so a claim is never an object.
+	claimDir = marker + "lease"
 
 	// maxObjectKey is S3's limit on an object key, in bytes.
 	maxObjectKey = 1024
@@ -42,7 +45,8 @@ const (
 //
 // The mapping is one-to-one: readable names contain no "~~", directory
 // names contain it only in their "~~dir" ending, and hashed names start
-// with "~~sha256/".
+// with "~~sha256/". Claims live under prefix + "~~lease/", which no key
+// maps to.
 func objectKey(prefix, key string) (string, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return "", err

@@ -18,7 +18,8 @@ import (
 	"github.com/httpmirror/httpmirror/storage"
 )
 
-// Run runs the suite against backends made by newBackend.
+// Run runs the suite against backends made by newBackend, including the
+// suites of the optional capabilities the backends implement.
 func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 	tests := []struct {
 		name string
@@ -47,6 +48,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 			tc.fn(t, newBackend(t))
 		})
 	}
+	runClaims(t, newBackend)
 }
 
 func sampleInfo(size int64) storage.Info {

@@ -1,0 +1,371 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// source is where a fill's bytes come from, once its first Get decided.
+type source uint8
+
+const (
+	undecided  source = iota
+	fromOrigin        // this replica holds the lease
+	fromPeer          // the lease's owner, or the stored object
+	unleased          // the origin, without a lease (the store or the owner failed us)
+	finished          // Done was called
+)
+
+// share is one fill's part in the coordination of its key.
+type share struct {
+	n      *Node
+	key    string
+	name   string // the lease's claim name
+	origin func(context.Context, http.Header) (*http.Response, error)
+
+	mu   sync.Mutex
+	src  source
+	held *held // while src is fromOrigin
+}
+
+func (s *share) source() source {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.src
+}
+
+func (s *share) set(src source) {
+	s.mu.Lock()
+	if s.src != finished {
+		s.src = src
+	}
+	s.mu.Unlock()
+}
+
+// Get implements httpmirror.Coordination. The fill calls it from one
+// goroutine, first for the object, then for resumes.
+func (s *share) Get(ctx context.Context, h http.Header) (*http.Response, bool, error) {
+	switch s.source() {
+	case fromOrigin:
+		return s.fetch(ctx, h)
+	case unleased:
+		resp, err := s.origin(ctx, h)
+		return resp, true, err
+	case fromPeer:
+		resp, err := s.resume(ctx, h)
+		return resp, false, err
+	case finished:
+		return nil, false, errors.New("cluster: fill already ended")
+	}
+	return s.decide(ctx, h)
+}
+
+// decide finds out who fills the key: this replica if it creates the
+// lease or takes an expired one over, else the live owner, whose copy is
+// streamed; the stored object once it is there. It loops (pausing between
+// rounds) while the owner cannot be reached, at most MaxWait; past it,
+// and when the store fails to keep leases, the origin is asked without a
+// lease: duplicate fetches are better than none.
+func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool, error) {
+	n := s.n
+	giveUp := time.Now().Add(n.maxWait)
+	for round := 0; ; round++ {
+		if round > 0 {
+			if resp := s.stored(ctx, h); resp != nil {
+				n.metrics.fill("stored")
+				s.set(fromPeer)
+				return resp, false, nil
+			}
+			if time.Now().After(giveUp) {
+				n.log.Warn("cluster: the fill's owner stayed unreachable; fetching from the origin", "key", s.key, "waited", n.maxWait)
+				return s.fetchUnleased(ctx, h)
+			}
+			if err := pause(ctx, n.poll()); err != nil {
+				return nil, false, context.Cause(ctx)
+			}
+		}
+		now := n.now()
+		mine := lease{Owner: n.self, Key: s.key, Started: now, Deadline: now.Add(n.lease)}
+		cur, err := n.claims.Claim(ctx, s.name, mine.encode())
+		if err == nil {
+			return s.own(ctx, h, cur, "origin")
+		}
+		if !errors.Is(err, storage.ErrClaimed) {
+			return s.storeFailed(ctx, h, err)
+		}
+		if cur.Version == "" {
+			continue // released meanwhile
+		}
+		l, ok := decodeLease(cur.Data)
+		if !ok || l.Owner == n.self || !l.live(now) {
+			// Expired (or this replica's own, left by an earlier run or
+			// a fill that ended without releasing it): take it over.
+			won, err := n.claims.Swap(ctx, s.name, mine.encode(), cur.Version)
+			switch {
+			case err == nil:
+				n.log.Warn("cluster: took over an expired lease (its owner stopped renewing it)", "key", s.key, "owner", l.Owner, "deadline", l.Deadline)
+				return s.own(ctx, h, won, "takeover")
+			case errors.Is(err, storage.ErrClaimChanged):
+				continue // another replica took it first
+			}
+			return s.storeFailed(ctx, h, err)
+		}
+		resp, err := n.peerGet(ctx, l.Owner, s.key, h)
+		if err == nil {
+			n.metrics.fill("peer")
+			s.set(fromPeer)
+			return resp, false, nil
+		}
+		if ctx.Err() != nil {
+			return nil, false, context.Cause(ctx)
+		}
+		n.log.Debug("cluster: the fill's owner cannot serve it; waiting", "key", s.key, "owner", l.Owner, "err", err)
+	}
+}
+
+// storeFailed fetches from the origin without a lease after the store
+// failed a lease operation with err.
+func (s *share) storeFailed(ctx context.Context, h http.Header, err error) (*http.Response, bool, error) {
+	if ctx.Err() != nil {
+		return nil, false, context.Cause(ctx)
+	}
+	s.n.log.Warn("cluster: lease store failing; fetching from the origin without a lease", "key", s.key, "err", err)
+	return s.fetchUnleased(ctx, h)
+}
+
+func (s *share) fetchUnleased(ctx context.Context, h http.Header) (*http.Response, bool, error) {
+	s.n.metrics.fill("unleased")
+	s.set(unleased)
+	resp, err := s.origin(ctx, h)
+	return resp, true, err
+}
+
+// own makes this replica the fill's owner with the lease cl, and fetches.
+// The object may have been committed between the fill's look into storage
+// and the claim (its owner released the lease just before): it is checked
+// once more, so that the origin is not asked again.
+func (s *share) own(ctx context.Context, h http.Header, cl storage.Claim, how string) (*http.Response, bool, error) {
+	hd := &held{s: s, version: cl.Version, stop: make(chan struct{}), stopped: make(chan struct{})}
+	hd.started = s.n.now()
+	s.n.leases.Add(1) // until the lease is released
+	s.mu.Lock()
+	s.src, s.held = fromOrigin, hd
+	s.mu.Unlock()
+	go hd.renewEvery(s.n.lease / 3)
+	if resp := s.stored(ctx, h); resp != nil {
+		s.n.metrics.fill("stored")
+		s.mu.Lock()
+		s.src, s.held = fromPeer, nil
+		s.mu.Unlock()
+		hd.release()
+		return resp, false, nil
+	}
+	s.n.metrics.fill(how)
+	return s.fetch(ctx, h)
+}
+
+// fetch asks the origin, counting the body's progress for the renewals.
+func (s *share) fetch(ctx context.Context, h http.Header) (*http.Response, bool, error) {
+	s.mu.Lock()
+	hd := s.held
+	s.mu.Unlock()
+	resp, err := s.origin(ctx, h)
+	if err != nil || hd == nil {
+		return resp, true, err
+	}
+	hd.reading.Store(true)
+	resp.Body = &progressBody{ReadCloser: resp.Body, hd: hd}
+	return resp, true, nil
+}
+
+// resume answers a resume of a stream from another replica: from the
+// committed object, else from the lease's live owner (the same, or one
+// that took over; the fill checks that it continues the same object).
+// Never from the origin: an owner that died costs its readers their
+// transfers, not a second download.
+func (s *share) resume(ctx context.Context, h http.Header) (*http.Response, error) {
+	if resp := s.stored(ctx, h); resp != nil {
+		return resp, nil
+	}
+	cur, err := s.n.claims.ReadClaim(ctx, s.name)
+	if err == nil {
+		if l, ok := decodeLease(cur.Data); ok && l.Owner != s.n.self && l.live(s.n.now()) {
+			return s.n.peerGet(ctx, l.Owner, s.key, h)
+		}
+	}
+	s.n.metrics.peerError("owner_gone")
+	return nil, errOwnerGone
+}
+
+// errOwnerGone ends a stream from another replica that can be continued
+// from nowhere.
+var errOwnerGone = errors.New("cluster: the replica that filled this object is gone and it is not stored")
+
+// Done implements httpmirror.Coordination: a lease held is released.
+func (s *share) Done() {
+	s.mu.Lock()
+	hd := s.held
+	s.src, s.held = finished, nil
+	s.mu.Unlock()
+	if hd != nil {
+		hd.release()
+	}
+}
+
+// stored returns a response from the committed object, or nil.
+func (s *share) stored(ctx context.Context, h http.Header) *http.Response {
+	obj, err := s.n.store.Open(ctx, s.key)
+	if err != nil {
+		return nil
+	}
+	return objectResponse(obj, h.Get("Range"))
+}
+
+// poll is the pause between two looks at a lease whose owner cannot serve.
+func (n *Node) poll() time.Duration {
+	return min(max(n.lease/20, 20*time.Millisecond), time.Second)
+}
+
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// held is a lease this replica holds for a fill.
+type held struct {
+	s       *share
+	started time.Time
+	stop    chan struct{} // closed by release
+	stopped chan struct{} // closed when renewEvery returns
+
+	reading   atomic.Bool  // an origin body is open
+	bytes     atomic.Int64 // body bytes read
+	lastBytes atomic.Int64 // bytes at the last renewal check
+
+	mu      sync.Mutex
+	version string
+	lost    bool // another replica took the lease over
+}
+
+// renewEvery renews the lease every period until release.
+func (hd *held) renewEvery(period time.Duration) {
+	defer close(hd.stopped)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-hd.stop:
+			return
+		case <-hd.s.n.ctx.Done():
+			return // the node is closing: the lease is released or expires
+		case <-t.C:
+		}
+		if !hd.progressed() {
+			hd.s.n.metrics.renewal("stalled")
+			continue
+		}
+		if hd.renew(hd.s.n.ctx) != nil {
+			return
+		}
+	}
+}
+
+// progressed reports whether the fill made progress since the last check:
+// body bytes arrived, or no body is being read (the origin's headers are
+// awaited, or the object is being committed).
+func (hd *held) progressed() bool {
+	b := hd.bytes.Load()
+	moved := hd.lastBytes.Swap(b) != b
+	return moved || !hd.reading.Load()
+}
+
+// errLeaseLost stops the renewals of a lease another replica took over.
+var errLeaseLost = errors.New("cluster: lease taken over")
+
+// renew moves the lease's deadline one lease duration past now.
+func (hd *held) renew(ctx context.Context) error {
+	n := hd.s.n
+	hd.mu.Lock()
+	version, lost := hd.version, hd.lost
+	hd.mu.Unlock()
+	if lost {
+		return errLeaseLost
+	}
+	now := n.now()
+	l := lease{Owner: n.self, Key: hd.s.key, Started: hd.started, Deadline: now.Add(n.lease)}
+	cl, err := n.claims.Swap(ctx, hd.s.name, l.encode(), version)
+	switch {
+	case err == nil:
+		hd.mu.Lock()
+		hd.version = cl.Version
+		hd.mu.Unlock()
+		n.metrics.renewal("renewed")
+		return nil
+	case errors.Is(err, storage.ErrClaimChanged):
+		// This fill stalled past its deadline and another replica took
+		// the key over. Both fetch it now; each commits the whole object,
+		// so the bucket ends up with one of two identical copies.
+		hd.mu.Lock()
+		hd.lost = true
+		hd.mu.Unlock()
+		n.metrics.renewal("lost")
+		n.log.Warn("cluster: lease taken over by another replica; this fill goes on", "key", hd.s.key)
+		return errLeaseLost
+	}
+	n.metrics.renewal("failed")
+	n.log.Warn("cluster: renewing a lease failed", "key", hd.s.key, "err", err)
+	return nil
+}
+
+// releaseTimeout bounds the removal of a lease after its fill.
+const releaseTimeout = 10 * time.Second
+
+// release stops the renewals and removes the lease, unless another
+// replica took it over.
+func (hd *held) release() {
+	close(hd.stop)
+	<-hd.stopped
+	defer hd.s.n.leases.Done()
+	hd.mu.Lock()
+	version, lost := hd.version, hd.lost
+	hd.mu.Unlock()
+	if lost {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	err := hd.s.n.claims.Release(ctx, hd.s.name, version)
+	if err != nil && !errors.Is(err, storage.ErrClaimChanged) {
+		hd.s.n.log.Warn("cluster: releasing a lease failed; it expires by itself", "key", hd.s.key, "err", err)
+	}
+}
+
+// progressBody counts an origin body's bytes for the renewals.
+type progressBody struct {
+	io.ReadCloser
+	hd *held
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.hd.bytes.Add(int64(n))
+	return n, err
+}
+
+func (b *progressBody) Close() error {
+	b.hd.reading.Store(false)
+	return b.ReadCloser.Close()
+}
