@@ -9,7 +9,9 @@ package main
 // /f/<name>/<size> is <size> bytes of the data file starting at an offset
 // derived from <name>. Any name is a new URL, so each cold run asks both
 // proxies for an object they have never seen, while the origin reads from
-// the page cache and its disk is not what is measured.
+// the page cache and its disk is not what is measured. /c/<name>/<size> is
+// the same object sent at most at the origin's -cap rate per request
+// (pace.go).
 
 import (
 	"bufio"
@@ -64,21 +66,30 @@ func objectPath(name string, size int64) string {
 	return "/f/" + name + "/" + strconv.FormatInt(size, 10)
 }
 
-// parseObjectPath is the inverse of objectPath.
-func parseObjectPath(p string) (name string, size int64, ok bool) {
+// cappedPath returns the URL path of the object called name of size bytes
+// sent at the origin's capped rate.
+func cappedPath(name string, size int64) string {
+	return "/c/" + name + "/" + strconv.FormatInt(size, 10)
+}
+
+// parseObjectPath is the inverse of objectPath and cappedPath.
+func parseObjectPath(p string) (name string, size int64, capped, ok bool) {
 	rest, found := strings.CutPrefix(p, "/f/")
 	if !found {
-		return "", 0, false
+		if rest, found = strings.CutPrefix(p, "/c/"); !found {
+			return "", 0, false, false
+		}
+		capped = true
 	}
 	name, sz, found := strings.Cut(rest, "/")
 	if !found || name == "" {
-		return "", 0, false
+		return "", 0, false, false
 	}
 	size, err := strconv.ParseInt(sz, 10, 64)
 	if err != nil || size < 0 || size > maxObject {
-		return "", 0, false
+		return "", 0, false, false
 	}
-	return name, size, true
+	return name, size, capped, true
 }
 
 // generateData writes the deterministic data file (ChaCha8 with a fixed
@@ -113,6 +124,7 @@ type originStats struct {
 type origin struct {
 	data    *os.File
 	modTime time.Time
+	capRate float64 // bytes per second per request for /c/ objects
 
 	mu     sync.Mutex
 	gets   map[string]int64
@@ -127,7 +139,7 @@ func (o *origin) serve(w http.ResponseWriter, r *http.Request) {
 		o.gets[r.URL.Path]++
 		o.mu.Unlock()
 	}
-	name, size, ok := parseObjectPath(r.URL.Path)
+	name, size, capped, ok := parseObjectPath(r.URL.Path)
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -135,6 +147,9 @@ func (o *origin) serve(w http.ResponseWriter, r *http.Request) {
 	start := objectStart(name)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%d"`, start, size))
+	if capped {
+		w = newPacedWriter(w, r.Context(), o.capRate)
+	}
 	http.ServeContent(w, r, "", o.modTime, io.NewSectionReader(o.data, start, size))
 }
 
@@ -156,8 +171,12 @@ func runOrigin(args []string) error {
 	fs := flag.NewFlagSet("_origin", flag.ContinueOnError)
 	dataPath := fs.String("data", "", "data file")
 	caPath := fs.String("ca", "", "where to write the certificate (PEM)")
+	capRate := fs.Float64("cap", 25e6, "bytes per second per request for /c/ objects")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *capRate <= 0 {
+		return errors.New("-cap must be positive")
 	}
 	data, err := os.Open(*dataPath)
 	if err != nil {
@@ -170,7 +189,7 @@ func runOrigin(args []string) error {
 	if err != nil {
 		return err
 	}
-	o := &origin{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), gets: map[string]int64{}}
+	o := &origin{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), capRate: *capRate, gets: map[string]int64{}}
 
 	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -250,9 +269,11 @@ type originProc struct {
 	client   *http.Client
 }
 
-// startOrigin starts the origin process from the harness's own binary.
-func startOrigin(self, dataPath, caPath, logPath string) (*originProc, error) {
-	p, stdout, err := startProcPipe("origin", logPath, self, "_origin", "-data", dataPath, "-ca", caPath)
+// startOrigin starts the origin process from the harness's own binary;
+// capRate is the rate of capped objects, in bytes per second.
+func startOrigin(self, dataPath, caPath, logPath string, capRate float64) (*originProc, error) {
+	p, stdout, err := startProcPipe("origin", logPath, self, "_origin", "-data", dataPath, "-ca", caPath,
+		"-cap", strconv.FormatFloat(capRate, 'f', -1, 64))
 	if err != nil {
 		return nil, err
 	}
