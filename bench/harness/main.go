@@ -126,6 +126,8 @@ type bench struct {
 	// warm objects per proxy
 	warmSmall map[string]*object
 	warmLarge map[string]*object
+	// warmGets: origin GETs per warm object's path once it was stored
+	warmGets map[string]int64
 	// fDirect: the TTLB (ms) of (f)'s direct download, by round
 	fDirect map[int]float64
 }
@@ -174,7 +176,7 @@ func run(cfg *config) (err error) {
 	}
 	env := machineFacts(cfg.nginx, cfg.wrk)
 
-	b := &bench{cfg: cfg, dir: dir, res: newResults(), warmSmall: map[string]*object{}, warmLarge: map[string]*object{}, fDirect: map[int]float64{}}
+	b := &bench{cfg: cfg, dir: dir, res: newResults(), warmSmall: map[string]*object{}, warmLarge: map[string]*object{}, warmGets: map[string]int64{}, fDirect: map[int]float64{}}
 	for _, d := range []string{"origin", "httpmirror", "nginx"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err

@@ -154,6 +154,14 @@ func exactTarget(key string, want float64) func(*results) (string, string) {
 	}
 }
 
+// yes01 is 1 for true and 0 for false, for yes/no measurements.
+func yes01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -179,14 +187,16 @@ func summaryRows(cfg *config) []row {
 		{fmt.Sprintf("(c) %s at once, cold %s", burstName, cold), "TTFB median ms", "c.ttfb.med", "%.1f", nil, false},
 		{"", "TTFB max ms", "c.ttfb.max", "%.1f", relTarget("c.ttfb.max", "c.lone.ttfb", 2, "lone TTFB"), false},
 		{"", "TTLB max ms", "c.ttlb.max", "%.0f", relTarget("c.ttlb.max", "c.lone.ttlb", 1.2, "lone TTLB"), false},
-		{"", "origin GETs", "c.gets", "%.0f", exactTarget("c.gets", 1), false},
+		{"", "origin GETs", "c.gets", "%.0f", nil, true},
+		{"", "fetched once (1: yes)", "c.once", "%.0f", exactTarget("c.once", 1), true},
 		{"(d) peak RSS during (b)", "MiB", "b.rss", "%.1f", belowTarget("b.rss", 64, "MiB"), false},
 		{"(d) peak RSS during (c) burst", "MiB", "c.rss", "%.1f", belowTarget("c.rss", 64, "MiB"), false},
 		{fmt.Sprintf("(e) %s at once, cold %s", burstName, big), "peak RSS MiB", "e.rss", "%.1f", belowTarget("e.rss", 100, "MiB"), false},
 		{"", "TTFB median ms", "e.ttfb.med", "%.1f", nil, false},
 		{"", "TTFB max ms", "e.ttfb.max", "%.1f", nil, false},
 		{"", "TTLB max ms", "e.ttlb.max", "%.0f", nil, false},
-		{"", "origin GETs", "e.gets", "%.0f", nil, false},
+		{"", "origin GETs", "e.gets", "%.0f", nil, true},
+		{"", "fetched once (1: yes)", "e.once", "%.0f", exactTarget("e.once", 1), true},
 	}
 	return append(rows, fRows(cfg)...)
 }

@@ -29,12 +29,14 @@ func fRows(cfg *config) []row {
 		{"", "TTLB ms", "f.whole.ttlb", "%.0f", fasterTarget("f.whole.ttlb", 3.5), false},
 		{"", "TTLB / direct TTLB", "f.whole.vsdirect", "%.2f", nil, true},
 		{"", "origin requests for the object", "f.whole.gets", "%.0f", nil, true},
+		{"", "fetched once (1: yes)", "f.whole.once", "%.0f", exactTarget("f.whole.once", 1), true},
 		{"(f) reference: the origin's own answer to the same Range request, warm connection, just before each proxy's run", "TTFB ms", "f.ref.ttfb", "%.1f", nil, true},
 		{"", "TTLB ms (1 MiB)", "f.ref.ttlb", "%.0f", nil, true},
 		{fmt.Sprintf("(f) Range: bytes=<size−1 MiB>- of a cold %s, origin %s", rng, capName), "TTFB ms", "f.range.ttfb", "%.1f", relTarget("f.range.ttfb", "f.ref.ttfb", 2, "origin TTFB"), false},
 		{"", "TTFB / origin TTFB", "f.range.vsref", "%.1f", nil, true},
 		{"", "TTLB ms (1 MiB)", "f.range.ttlb", "%.0f", nil, false},
 		{"", "origin requests for the object", "f.range.gets", "%.0f", nil, true},
+		{"", "fetched once (1: yes)", "f.range.once", "%.0f", exactTarget("f.range.once", 1), true},
 	}
 }
 
@@ -130,6 +132,7 @@ func (b *bench) fWhole(ctx context.Context, px *proxy, round int) error {
 	b.res.add("f.whole.ttfb", px.name, ms(rs[0].ttfb))
 	b.res.add("f.whole.ttlb", px.name, ms(rs[0].ttlb))
 	b.res.add("f.whole.gets", px.name, float64(gets))
+	b.res.add("f.whole.once", px.name, yes01(b.origin.fetchedOnce(o.path)))
 	if d := b.fDirect[round]; d > 0 {
 		b.res.add("f.whole.vsdirect", px.name, ms(rs[0].ttlb)/d)
 	}
@@ -202,6 +205,7 @@ func (b *bench) fRange(ctx context.Context, px *proxy, round int) error {
 	b.res.add("f.range.ttfb", px.name, ms(pr.ttfb))
 	b.res.add("f.range.ttlb", px.name, ms(pr.ttlb))
 	b.res.add("f.range.gets", px.name, float64(gets))
+	b.res.add("f.range.once", px.name, yes01(b.origin.fetchedOnce(o.path)))
 	if rr.ttfb > 0 {
 		b.res.add("f.range.vsref", px.name, float64(pr.ttfb)/float64(rr.ttfb))
 	}
