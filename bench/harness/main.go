@@ -13,6 +13,12 @@
 //	    first and last byte, origin GETs
 //	(d) peak RSS (VmHWM) during (b) and (c)
 //	(e) a burst on a cold 1 GiB object: peak RSS, times, origin GETs
+//	(f) an origin capped per connection: a lone client's cold download,
+//	    and a Range request for the end of a cold object (scenario_f.go)
+//
+// With -access-log both proxies write an access log line per request
+// (httpmirror at --log-level info, nginx's access_log), which bench/run.sh
+// uses for its second configuration.
 //
 // Every wait is bounded, the whole run has a deadline, and every child
 // process and temporary file is removed on exit, on error and on SIGINT or
@@ -23,7 +29,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +57,15 @@ type config struct {
 	profile       string
 	openFileCache bool
 	profileSecs   int
+	accessLog     bool
+	capMBps       float64 // origin's rate for capped objects, 10^6 bytes/s
+	fSize         int64
+	fRangeSize    int64
+}
+
+// has reports whether scenario name is among those to run.
+func (c *config) has(name string) bool {
+	return strings.Contains(","+c.only+",", ","+name+",")
 }
 
 func main() {
@@ -68,9 +82,9 @@ func main() {
 	flag.StringVar(&cfg.wrk, "wrk", "wrk", "wrk binary")
 	flag.StringVar(&cfg.dir, "dir", "", "work directory (created, then removed); empty means a new temporary directory")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, caches) at the end")
-	flag.DurationVar(&cfg.timeout, "timeout", 9*time.Minute, "deadline for the whole run")
+	flag.DurationVar(&cfg.timeout, "timeout", 14*time.Minute, "deadline for the whole run")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of each scenario")
-	flag.StringVar(&cfg.only, "only", "a,b,c,e", "scenarios to run, comma-separated ((d) is measured during b and c)")
+	flag.StringVar(&cfg.only, "only", "a,b,c,e,f", "scenarios to run, comma-separated ((d) is measured during b and c)")
 	flag.IntVar(&cfg.wrkThreads, "wrk-threads", 2, "wrk threads for (a)")
 	flag.IntVar(&cfg.wrkConns, "wrk-conns", 64, "wrk connections for (a)")
 	flag.DurationVar(&cfg.wrkDuration, "wrk-duration", 10*time.Second, "wrk duration for (a)")
@@ -82,10 +96,15 @@ func main() {
 	flag.BoolVar(&cfg.openFileCache, "nginx-open-file-cache", false, "give nginx open_file_cache (off in nginx by default), which keeps cached files open between hits")
 	flag.StringVar(&cfg.profile, "profile", "", "write CPU and allocation profiles of httpmirror's measured runs into this directory, taken from its admin pprof endpoint")
 	flag.IntVar(&cfg.profileSecs, "profile-seconds", 8, "length of each CPU profile with -profile (scenario (a) uses the wrk duration)")
+	flag.BoolVar(&cfg.accessLog, "access-log", false, "both proxies write an access log to a file: httpmirror at --log-level info, nginx access_log with buffer=64k flush=1s")
+	flag.Float64Var(&cfg.capMBps, "cap", 25, "rate limit of the origin's capped objects in (f), MB/s (10^6 bytes/s) per connection")
+	flag.Int64Var(&cfg.fSize, "f-size", 512<<20, "size of the cold object downloaded whole in (f), bytes")
+	flag.Int64Var(&cfg.fRangeSize, "f-range-size", 1<<30, "size of the cold object whose last MiB (f) asks for with a Range request, bytes")
 	flag.Parse()
 	if cfg.httpmirror == "" || cfg.rounds < 1 || cfg.burst < 1 || cfg.parallel < 1 ||
-		cfg.coldSize < 1 || cfg.coldSize > maxObject || cfg.bigSize < 1 || cfg.bigSize > maxObject {
-		fmt.Fprintln(os.Stderr, "harness: -httpmirror is required; counts and sizes must be positive, sizes at most 1 GiB")
+		cfg.coldSize < 1 || cfg.coldSize > maxObject || cfg.bigSize < 1 || cfg.bigSize > maxObject ||
+		cfg.fSize < 1 || cfg.fSize > maxObject || cfg.fRangeSize <= rangeLen || cfg.fRangeSize > maxObject || cfg.capMBps <= 0 {
+		fmt.Fprintln(os.Stderr, "harness: -httpmirror is required; counts, sizes and -cap must be positive, sizes at most 1 GiB, -f-range-size above 1 MiB")
 		os.Exit(2)
 	}
 	if err := run(cfg); err != nil {
@@ -107,6 +126,10 @@ type bench struct {
 	// warm objects per proxy
 	warmSmall map[string]*object
 	warmLarge map[string]*object
+	// warmGets: origin GETs per warm object's path once it was stored
+	warmGets map[string]int64
+	// fDirect: the TTLB (ms) of (f)'s direct download, by round
+	fDirect map[int]float64
 }
 
 func run(cfg *config) (err error) {
@@ -153,7 +176,7 @@ func run(cfg *config) (err error) {
 	}
 	env := machineFacts(cfg.nginx, cfg.wrk)
 
-	b := &bench{cfg: cfg, dir: dir, res: newResults(), warmSmall: map[string]*object{}, warmLarge: map[string]*object{}}
+	b := &bench{cfg: cfg, dir: dir, res: newResults(), warmSmall: map[string]*object{}, warmLarge: map[string]*object{}, warmGets: map[string]int64{}, fDirect: map[int]float64{}}
 	for _, d := range []string{"origin", "httpmirror", "nginx"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
@@ -169,19 +192,19 @@ func run(cfg *config) (err error) {
 	}
 	defer b.data.Close()
 
-	b.origin, err = startOrigin(self, dataPath, filepath.Join(dir, "origin", "ca.pem"), filepath.Join(dir, "origin", "origin.log"))
+	b.origin, err = startOrigin(self, dataPath, filepath.Join(dir, "origin", "ca.pem"), filepath.Join(dir, "origin", "origin.log"), cfg.capMBps*1e6)
 	if err != nil {
 		return err
 	}
 	defer b.origin.stop(5 * time.Second)
 	logf("origin on %s", b.origin.URL)
 
-	hmProxy, err := startHTTPMirror(cfg.httpmirror, filepath.Join(dir, "httpmirror"), b.origin)
+	hmProxy, err := startHTTPMirror(cfg.httpmirror, filepath.Join(dir, "httpmirror"), b.origin, cfg.accessLog)
 	if err != nil {
 		return err
 	}
 	defer hmProxy.p.stop(10 * time.Second)
-	ngProxy, err := startNginx(cfg.nginx, filepath.Join(dir, "nginx"), b.origin, cfg.openFileCache)
+	ngProxy, err := startNginx(cfg.nginx, filepath.Join(dir, "nginx"), b.origin, cfg.openFileCache, cfg.accessLog)
 	if err != nil {
 		return err
 	}
@@ -203,13 +226,14 @@ func run(cfg *config) (err error) {
 		{"b", b.scenarioB},
 		{"c", b.scenarioC},
 		{"e", b.scenarioE},
+		{"f", b.scenarioF},
 	}
 	// stopped is why the run ended early (deadline, signal, a proxy that
 	// died); what was measured until then is still reported.
 	var stopped error
 scenarios:
 	for _, sc := range scenarios {
-		if !strings.Contains(","+cfg.only+",", ","+sc.name+",") {
+		if !cfg.has(sc.name) {
 			continue
 		}
 		for round := 1; round <= cfg.rounds; round++ {
@@ -240,10 +264,17 @@ scenarios:
 		b.res.problem("the run ended early, results are incomplete: %v", stopped)
 	}
 
+	if cfg.accessLog {
+		// nginx writes its access log buffer out at least every second.
+		time.Sleep(1500 * time.Millisecond)
+	}
 	for _, px := range proxies {
 		lines, n := logProblems(px.errLog, 5)
 		if n > 0 {
 			b.res.problem("%s logged %d warnings or errors; first: %s", px.name, n, strings.Join(lines, " | "))
+		}
+		if cfg.accessLog {
+			b.res.note("%s wrote %d access log lines (%s)", px.name, countLines(px.accessLog, px.accessMark), px.accessLog)
 		}
 	}
 	env["load after"] = loadAvg()
@@ -281,10 +312,28 @@ func lookPath(bin string) (string, error) {
 }
 
 // checkSpace fails early when the work directory's file system cannot hold
-// the data file and both caches.
+// the data file, both caches (the warm objects, and every cold object of
+// the scenarios chosen, each stored once per round) and the logs.
 func checkSpace(dir string, cfg *config) error {
-	perProxy := cfg.coldSize + int64(cfg.rounds)*(2*cfg.coldSize+cfg.bigSize) + 1<<20
+	perRound := int64(0)
+	if cfg.has("c") {
+		perRound += 2 * cfg.coldSize
+	}
+	if cfg.has("e") {
+		perRound += cfg.bigSize
+	}
+	if cfg.has("f") {
+		// The range request's object is stored whole by both proxies
+		// (httpmirror goes on filling it after the client leaves).
+		perRound += cfg.fSize + cfg.fRangeSize
+	}
+	perProxy := cfg.coldSize + int64(cfg.rounds)*perRound + 1<<20
 	need := dataSize + 2*perProxy + 1<<30
+	if cfg.accessLog {
+		// Some 200 bytes per request; wrk makes tens of thousands per
+		// second.
+		need += 1 << 30
+	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return err
@@ -293,101 +342,4 @@ func checkSpace(dir string, cfg *config) error {
 		return fmt.Errorf("%s has %.1f GiB free; the run needs about %.1f GiB", dir, float64(free)/(1<<30), float64(need)/(1<<30))
 	}
 	return nil
-}
-
-// warmUp stores the warm objects in px and checks that a second request is
-// a hit: served whole and right, without another origin GET.
-func (b *bench) warmUp(ctx context.Context, px *proxy) error {
-	small, err := newObject(b.data, "warm-small-"+px.name, 4<<10)
-	if err != nil {
-		return err
-	}
-	large, err := newObject(b.data, "warm-large-"+px.name, b.cfg.coldSize)
-	if err != nil {
-		return err
-	}
-	b.warmSmall[px.name], b.warmLarge[px.name] = small, large
-	for _, o := range []*object{small, large} {
-		if err := b.verify(ctx, px, o, false); err != nil {
-			return err
-		}
-		b.settle(px)
-		if err := b.verify(ctx, px, o, true); err != nil {
-			return err
-		}
-	}
-	logf("%s: warm objects stored and served as hits", px.name)
-	return nil
-}
-
-// verify downloads o through px and compares every byte with the data
-// file. With hit, it also checks that the proxy answered from its cache:
-// the origin saw exactly one GET for o, and nginx says HIT.
-func (b *bench) verify(ctx context.Context, px *proxy, o *object, hit bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	c := newClient(1)
-	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, px.base+o.path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: status %d", o.path, resp.StatusCode)
-	}
-	if err := verifyFull(b.data, o, resp.Body); err != nil {
-		return fmt.Errorf("GET %s: %w", o.path, err)
-	}
-	if !hit {
-		return nil
-	}
-	if cs := resp.Header.Get("X-Cache-Status"); px.name == ng && cs != "HIT" {
-		b.res.problem("%s: %s after it was stored: X-Cache-Status %q, want HIT", px.name, o.path, cs)
-	}
-	if n := b.origin.gets(o.path); n != 1 {
-		b.res.problem("%s: origin saw %d GETs for %s after a hit; want 1", px.name, n, o.path)
-	}
-	return nil
-}
-
-// settle waits until the proxy has finished with the last cold object: the
-// origin answers nothing, httpmirror has committed (its tmp/ is empty), and
-// the page cache has been written back, so the next run does not pay for
-// this one's disk writes.
-func (b *bench) settle(px *proxy) {
-	if !b.origin.waitIdle(2 * time.Minute) {
-		b.res.problem("%s: origin still busy 2 minutes after a run", px.name)
-	}
-	if px.name == hm {
-		tmp := filepath.Join(px.cacheDir, "tmp")
-		deadline := time.Now().Add(time.Minute)
-		for time.Now().Before(deadline) {
-			if e, err := os.ReadDir(tmp); err != nil || len(e) == 0 {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	syncFS(time.Minute)
-	time.Sleep(200 * time.Millisecond)
-}
-
-// syncFS writes back dirty pages (sync(2): syncfs has no wrapper in package
-// syscall, and the caches share a file system with everything else here
-// anyway), waiting at most limit.
-func syncFS(limit time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		syscall.Sync()
-	}()
-	select {
-	case <-done:
-	case <-time.After(limit):
-	}
 }

@@ -9,7 +9,9 @@ package main
 // /f/<name>/<size> is <size> bytes of the data file starting at an offset
 // derived from <name>. Any name is a new URL, so each cold run asks both
 // proxies for an object they have never seen, while the origin reads from
-// the page cache and its disk is not what is measured.
+// the page cache and its disk is not what is measured. /c/<name>/<size> is
+// the same object sent at most at the origin's -cap rate per request
+// (pace.go).
 
 import (
 	"bufio"
@@ -64,21 +66,30 @@ func objectPath(name string, size int64) string {
 	return "/f/" + name + "/" + strconv.FormatInt(size, 10)
 }
 
-// parseObjectPath is the inverse of objectPath.
-func parseObjectPath(p string) (name string, size int64, ok bool) {
+// cappedPath returns the URL path of the object called name of size bytes
+// sent at the origin's capped rate.
+func cappedPath(name string, size int64) string {
+	return "/c/" + name + "/" + strconv.FormatInt(size, 10)
+}
+
+// parseObjectPath is the inverse of objectPath and cappedPath.
+func parseObjectPath(p string) (name string, size int64, capped, ok bool) {
 	rest, found := strings.CutPrefix(p, "/f/")
 	if !found {
-		return "", 0, false
+		if rest, found = strings.CutPrefix(p, "/c/"); !found {
+			return "", 0, false, false
+		}
+		capped = true
 	}
 	name, sz, found := strings.Cut(rest, "/")
 	if !found || name == "" {
-		return "", 0, false
+		return "", 0, false, false
 	}
 	size, err := strconv.ParseInt(sz, 10, 64)
 	if err != nil || size < 0 || size > maxObject {
-		return "", 0, false
+		return "", 0, false, false
 	}
-	return name, size, true
+	return name, size, capped, true
 }
 
 // generateData writes the deterministic data file (ChaCha8 with a fixed
@@ -106,28 +117,46 @@ func generateData(path string) error {
 
 // originStats is what the origin's stats endpoint reports.
 type originStats struct {
-	Gets   map[string]int64 `json:"gets"`   // GET requests per path
-	Active int64            `json:"active"` // requests being answered
+	Gets    map[string]int64      `json:"gets"`    // GET requests per path
+	Fetched map[string]fetchStats `json:"fetched"` // how each path was asked for
+	Active  int64                 `json:"active"`  // requests being answered
 }
+
+// fetchStats tells whether a proxy fetched an object once. A proxy that
+// fetches in ranged segments (httpmirror) makes many GETs for one object:
+// one without Range, whose body it reads until a segment fetched elsewhere
+// begins, and ranged ones. It fetched each byte once when there was one
+// whole GET and no two ranges overlap. (Counting the bytes the origin
+// wrote would not tell: the whole GET's connection is closed with bytes
+// the origin already wrote into socket buffers.)
+type fetchStats struct {
+	Whole   int64 `json:"whole"`   // GETs without Range
+	Ranged  int64 `json:"ranged"`  // GETs with a Range
+	Overlap bool  `json:"overlap"` // two ranges asked for the same bytes
+	ranges  [][2]int64
+}
+
+// once reports whether the object was fetched once, as above.
+func (f fetchStats) once() bool { return f.Whole == 1 && !f.Overlap }
 
 type origin struct {
 	data    *os.File
 	modTime time.Time
+	capRate float64 // bytes per second per request for /c/ objects
 
-	mu     sync.Mutex
-	gets   map[string]int64
-	active atomic.Int64
+	mu      sync.Mutex
+	gets    map[string]int64
+	fetched map[string]*fetchStats
+	active  atomic.Int64
 }
 
 func (o *origin) serve(w http.ResponseWriter, r *http.Request) {
 	o.active.Add(1)
 	defer o.active.Add(-1)
+	name, size, capped, ok := parseObjectPath(r.URL.Path)
 	if r.Method == http.MethodGet {
-		o.mu.Lock()
-		o.gets[r.URL.Path]++
-		o.mu.Unlock()
+		o.count(r, size)
 	}
-	name, size, ok := parseObjectPath(r.URL.Path)
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -135,14 +164,51 @@ func (o *origin) serve(w http.ResponseWriter, r *http.Request) {
 	start := objectStart(name)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%d"`, start, size))
+	if capped {
+		w = newPacedWriter(w, r.Context(), o.capRate)
+	}
 	http.ServeContent(w, r, "", o.modTime, io.NewSectionReader(o.data, start, size))
+}
+
+// count records a GET of an object of size bytes.
+func (o *origin) count(r *http.Request, size int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.gets[r.URL.Path]++
+	f := o.fetched[r.URL.Path]
+	if f == nil {
+		f = &fetchStats{}
+		o.fetched[r.URL.Path] = f
+	}
+	rg := r.Header.Get("Range")
+	if rg == "" {
+		f.Whole++
+		return
+	}
+	f.Ranged++
+	var a, b int64
+	if n, _ := fmt.Sscanf(rg, "bytes=%d-%d", &a, &b); n == 1 {
+		b = size - 1 // bytes=a-
+	} else if n != 2 {
+		f.Overlap = true // not a single range: cannot tell, so say so
+		return
+	}
+	for _, c := range f.ranges {
+		if a <= c[1] && c[0] <= b {
+			f.Overlap = true
+		}
+	}
+	f.ranges = append(f.ranges, [2]int64{a, b})
 }
 
 func (o *origin) stats(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
-	s := originStats{Gets: make(map[string]int64, len(o.gets)), Active: o.active.Load()}
+	s := originStats{Gets: make(map[string]int64, len(o.gets)), Fetched: make(map[string]fetchStats, len(o.fetched)), Active: o.active.Load()}
 	for k, v := range o.gets {
 		s.Gets[k] = v
+	}
+	for k, v := range o.fetched {
+		s.Fetched[k] = *v
 	}
 	o.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
@@ -156,8 +222,12 @@ func runOrigin(args []string) error {
 	fs := flag.NewFlagSet("_origin", flag.ContinueOnError)
 	dataPath := fs.String("data", "", "data file")
 	caPath := fs.String("ca", "", "where to write the certificate (PEM)")
+	capRate := fs.Float64("cap", 25e6, "bytes per second per request for /c/ objects")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *capRate <= 0 {
+		return errors.New("-cap must be positive")
 	}
 	data, err := os.Open(*dataPath)
 	if err != nil {
@@ -170,7 +240,7 @@ func runOrigin(args []string) error {
 	if err != nil {
 		return err
 	}
-	o := &origin{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), gets: map[string]int64{}}
+	o := &origin{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), capRate: *capRate, gets: map[string]int64{}, fetched: map[string]*fetchStats{}}
 
 	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -250,9 +320,11 @@ type originProc struct {
 	client   *http.Client
 }
 
-// startOrigin starts the origin process from the harness's own binary.
-func startOrigin(self, dataPath, caPath, logPath string) (*originProc, error) {
-	p, stdout, err := startProcPipe("origin", logPath, self, "_origin", "-data", dataPath, "-ca", caPath)
+// startOrigin starts the origin process from the harness's own binary;
+// capRate is the rate of capped objects, in bytes per second.
+func startOrigin(self, dataPath, caPath, logPath string, capRate float64) (*originProc, error) {
+	p, stdout, err := startProcPipe("origin", logPath, self, "_origin", "-data", dataPath, "-ca", caPath,
+		"-cap", strconv.FormatFloat(capRate, 'f', -1, 64))
 	if err != nil {
 		return nil, err
 	}
@@ -310,6 +382,13 @@ func (o *originProc) gets(path string) int64 {
 		return -1
 	}
 	return s.Gets[path]
+}
+
+// fetchedOnce reports whether a proxy fetched each byte at path once (see
+// fetchStats); false if the origin could not be asked.
+func (o *originProc) fetchedOnce(path string) bool {
+	s, err := o.stats()
+	return err == nil && s.Fetched[path].once()
 }
 
 // waitIdle waits, at most limit, until the origin answers no request.

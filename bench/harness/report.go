@@ -24,6 +24,7 @@ const (
 type results struct {
 	vals     map[string]map[string][]float64
 	problems []string
+	notes    []string
 }
 
 func newResults() *results { return &results{vals: map[string]map[string][]float64{}} }
@@ -40,6 +41,19 @@ func (r *results) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	r.problems = append(r.problems, msg)
 	fmt.Fprintln(os.Stderr, "PROBLEM:", msg)
+}
+
+// note records a fact about the run that is no problem but helps read it
+// (fairness, how a proxy answered); the report lists it.
+func (r *results) note(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	for _, n := range r.notes {
+		if n == msg {
+			return
+		}
+	}
+	r.notes = append(r.notes, msg)
+	fmt.Fprintln(os.Stderr, "NOTE:", msg)
 }
 
 func (r *results) median(key, proxy string) (float64, bool) {
@@ -94,7 +108,7 @@ func relTarget(key, ref string, factor float64, refName string) func(*results) (
 	return func(r *results) (string, string) {
 		h, ok1 := r.median(key, hm)
 		l, ok2 := r.median(ref, hm)
-		text := fmt.Sprintf("≤ %.1f× lone %s", factor, refName)
+		text := fmt.Sprintf("≤ %.1f× %s", factor, refName)
 		if !ok1 || !ok2 || l == 0 {
 			return text, "n/a"
 		}
@@ -114,6 +128,20 @@ func belowTarget(key string, limit float64, unit string) func(*results) (string,
 	}
 }
 
+// fasterTarget: nginx's key at least factor × httpmirror's (httpmirror
+// takes at most 1/factor of nginx's time).
+func fasterTarget(key string, factor float64) func(*results) (string, string) {
+	return func(r *results) (string, string) {
+		h, ok1 := r.median(key, hm)
+		n, ok2 := r.median(key, ng)
+		text := fmt.Sprintf("nginx/httpmirror ≥ %.1f×", factor)
+		if !ok1 || !ok2 || h == 0 {
+			return text, "n/a"
+		}
+		return fmt.Sprintf("%s (is %.2f×)", text, n/h), yesNo(n >= factor*h)
+	}
+}
+
 // exactTarget: httpmirror's key equal to want in every round.
 func exactTarget(key string, want float64) func(*results) (string, string) {
 	return func(r *results) (string, string) {
@@ -124,6 +152,14 @@ func exactTarget(key string, want float64) func(*results) (string, string) {
 		}
 		return text, yesNo(slices.Min(v) == want && slices.Max(v) == want)
 	}
+}
+
+// yes01 is 1 for true and 0 for false, for yes/no measurements.
+func yes01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func yesNo(b bool) string {
@@ -137,25 +173,32 @@ func summaryRows(cfg *config) []row {
 	cold := sizeName(cfg.coldSize)
 	big := sizeName(cfg.bigSize)
 	burstName := fmt.Sprintf("%d clients", cfg.burst)
-	return []row{
-		{fmt.Sprintf("(a) warm 4 KiB hits, wrk -t%d -c%d -d%s", cfg.wrkThreads, cfg.wrkConns, cfg.wrkDuration), "requests/s", "a.rps", "%.0f", ratioTarget("a.rps", 0.75), false},
+	logs := "access logs off"
+	if cfg.accessLog {
+		logs = "access logs on"
+	}
+	rows := []row{
+		{fmt.Sprintf("(a) warm 4 KiB hits, wrk -t%d -c%d -d%s, %s", cfg.wrkThreads, cfg.wrkConns, cfg.wrkDuration, logs), "requests/s", "a.rps", "%.0f", ratioTarget("a.rps", 1.0), false},
 		{fmt.Sprintf("(b) warm %s hits, %d parallel downloads", cold, cfg.parallel), "aggregate MB/s", "b.mbps", "%.0f", ratioTarget("b.mbps", 0.95), false},
 		{fmt.Sprintf("(c) reference: lone client straight from the origin, no proxy, %s, just before each proxy's lone run", cold), "TTFB ms", "c.direct.ttfb", "%.1f", nil, true},
 		{"", "TTLB ms", "c.direct.ttlb", "%.0f", nil, true},
 		{fmt.Sprintf("(c) lone client, cold %s", cold), "TTFB ms", "c.lone.ttfb", "%.1f", nil, false},
 		{"", "TTLB ms", "c.lone.ttlb", "%.0f", nil, false},
 		{fmt.Sprintf("(c) %s at once, cold %s", burstName, cold), "TTFB median ms", "c.ttfb.med", "%.1f", nil, false},
-		{"", "TTFB max ms", "c.ttfb.max", "%.1f", relTarget("c.ttfb.max", "c.lone.ttfb", 2, "TTFB"), false},
-		{"", "TTLB max ms", "c.ttlb.max", "%.0f", relTarget("c.ttlb.max", "c.lone.ttlb", 1.2, "TTLB"), false},
-		{"", "origin GETs", "c.gets", "%.0f", exactTarget("c.gets", 1), false},
+		{"", "TTFB max ms", "c.ttfb.max", "%.1f", relTarget("c.ttfb.max", "c.lone.ttfb", 2, "lone TTFB"), false},
+		{"", "TTLB max ms", "c.ttlb.max", "%.0f", relTarget("c.ttlb.max", "c.lone.ttlb", 1.2, "lone TTLB"), false},
+		{"", "origin GETs", "c.gets", "%.0f", nil, true},
+		{"", "fetched once (1: yes)", "c.once", "%.0f", exactTarget("c.once", 1), true},
 		{"(d) peak RSS during (b)", "MiB", "b.rss", "%.1f", belowTarget("b.rss", 64, "MiB"), false},
 		{"(d) peak RSS during (c) burst", "MiB", "c.rss", "%.1f", belowTarget("c.rss", 64, "MiB"), false},
 		{fmt.Sprintf("(e) %s at once, cold %s", burstName, big), "peak RSS MiB", "e.rss", "%.1f", belowTarget("e.rss", 100, "MiB"), false},
 		{"", "TTFB median ms", "e.ttfb.med", "%.1f", nil, false},
 		{"", "TTFB max ms", "e.ttfb.max", "%.1f", nil, false},
 		{"", "TTLB max ms", "e.ttlb.max", "%.0f", nil, false},
-		{"", "origin GETs", "e.gets", "%.0f", nil, false},
+		{"", "origin GETs", "e.gets", "%.0f", nil, true},
+		{"", "fetched once (1: yes)", "e.once", "%.0f", exactTarget("e.once", 1), true},
 	}
+	return append(rows, fRows(cfg)...)
 }
 
 func sizeName(n int64) string {
@@ -170,17 +213,36 @@ func sizeName(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// configName names the run's configuration, for the report's heading.
+func configName(cfg *config) string {
+	if cfg.accessLog {
+		return fmt.Sprintf("wrk -t%d, access logs on (httpmirror --log-level info to a file, nginx access_log buffer=64k flush=1s)", cfg.wrkThreads)
+	}
+	return fmt.Sprintf("wrk -t%d, access logs off (httpmirror --log-level warn, nginx access_log off)", cfg.wrkThreads)
+}
+
 // writeReport prints the markdown report.
 func writeReport(w io.Writer, cfg *config, r *results, env map[string]string) {
-	fmt.Fprintf(w, "## httpmirror vs nginx proxy_cache\n\n")
+	fmt.Fprintf(w, "## httpmirror vs nginx proxy_cache: %s\n\n", configName(cfg))
+	fmt.Fprintf(w, "Scenarios %s. ", cfg.only)
 	fmt.Fprintf(w, "Medians of %d rounds; the two proxies alternate within each round. ", cfg.rounds)
 	fmt.Fprintf(w, "For nginx, RSS is the sum over all its processes. ")
 	fmt.Fprintf(w, "httpmirror/nginx: above 1 means httpmirror is higher (better for req/s and MB/s, worse for times and memory).\n\n")
 	fmt.Fprintln(w, "| scenario | metric | httpmirror | nginx | httpmirror/nginx | target (httpmirror) | met |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|---|---|")
+	// Rows of scenarios that did not run are left out; a left-out row's
+	// scenario name goes to the next row shown.
+	label := ""
 	for _, row := range summaryRows(cfg) {
 		h, okH := r.median(row.key, hm)
 		n, okN := r.median(row.key, ng)
+		if row.scenario != "" {
+			label = row.scenario
+		}
+		if !okH && !okN {
+			continue
+		}
+		row.scenario, label = label, ""
 		cell := func(v float64, ok bool) string {
 			if !ok {
 				return "–"
@@ -202,6 +264,9 @@ func writeReport(w io.Writer, cfg *config, r *results, env map[string]string) {
 	fmt.Fprintln(w, "| metric | httpmirror | nginx |")
 	fmt.Fprintln(w, "|---|---|---|")
 	for _, row := range summaryRows(cfg) {
+		if len(r.vals[row.key]) == 0 {
+			continue
+		}
 		join := func(p string) string {
 			var s []string
 			for _, v := range r.vals[row.key][p] {
@@ -211,6 +276,13 @@ func writeReport(w io.Writer, cfg *config, r *results, env map[string]string) {
 		}
 		name := row.key + " " + row.metric
 		fmt.Fprintf(w, "| %s | %s | %s |\n", name, join(hm), join(ng))
+	}
+
+	if len(r.notes) > 0 {
+		fmt.Fprintf(w, "\n### Notes\n\n")
+		for _, n := range r.notes {
+			fmt.Fprintf(w, "- %s\n", n)
+		}
 	}
 
 	fmt.Fprintf(w, "\n### Problems seen\n\n")
