@@ -30,6 +30,7 @@ func (o *testOrigin) client() *http.Client {
 // testMirror is a MirrorHandler on a loopback HTTP server.
 type testMirror struct {
 	*httptest.Server
+	pub   *server.Server
 	h     *httpmirror.MirrorHandler
 	store storage.Backend
 	root  string // cache directory, for file storage
@@ -61,11 +62,16 @@ func newMirror(t testing.TB, o *testOrigin, configure ...func(*httpmirror.Mirror
 	if err := m.h.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	m.Server = httptest.NewUnstartedServer(m.h)
-	server.Configure(m.Server.Config)
-	m.Server.Start()
+	// The public listener as the command runs it: plain hits on the fast
+	// loop, everything else through net/http.
+	pub, u, err := server.StartPublic(m.h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.pub = pub
+	m.Server = &httptest.Server{URL: u, Config: pub.HTTP}
 	t.Cleanup(func() {
-		m.Server.Close()
+		pub.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := m.h.Close(ctx); err != nil {

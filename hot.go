@@ -29,6 +29,9 @@ type hotHeader struct {
 	storedAt time.Time
 	header   http.Header      // never modified once stored
 	fresh    policy.Freshness // the object's freshness, a function of its metadata
+
+	wireOnce  sync.Once // builds wireBytes, header in wire form (see wire)
+	wireBytes []byte
 }
 
 // get returns the entry built for the object of key with metadata info, or
@@ -71,11 +74,7 @@ func (m *MirrorHandler) freshness(t target, info storage.Info) policy.Freshness 
 
 // plainRequest reports whether r asks for the whole body with no
 // condition: what serveMemory answers without http.ServeContent.
-func plainRequest(r *http.Request) bool {
-	h := r.Header
-	return len(h["Range"]) == 0 && len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
-		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["If-Range"]) == 0
-}
+func plainRequest(r *http.Request) bool { return plainHeader(r.Header) }
 
 // serveMemory answers a plain GET or HEAD of an object held in memory with
 // the header http.ServeContent would send, built once per object.

@@ -63,10 +63,15 @@ func (t target) url(scheme string) string { return scheme + "://" + t.host + t.p
 // mode, and cleans and checks the path. The query string is dropped unless
 // CacheQuery is set.
 func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
-	raw := r.URL.EscapedPath()
+	return m.resolve(r.URL.EscapedPath(), r.URL.RawQuery, r.Host)
+}
+
+// resolve is resolveTarget of a request for the escaped path raw, with the
+// query rawQuery, and the Host header host.
+func (m *MirrorHandler) resolve(raw, rawQuery, hostHeader string) (target, error) {
 	var query string
-	if m.CacheQuery && r.URL.RawQuery != "" {
-		query = "?" + r.URL.RawQuery
+	if m.CacheQuery && rawQuery != "" {
+		query = "?" + rawQuery
 	}
 	if len(raw)+len(query) > m.maxPathLength() {
 		return target{}, errPathTooLong
@@ -92,7 +97,7 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 		}
 		p = p[1+len(first):]
 	default:
-		host = stripPort(r.Host)
+		host = stripPort(hostHeader)
 		if m.BaseDomain != "" {
 			// A fully qualified Host ("….mirror.example.net.") is the
 			// same name as the one without the final dot.

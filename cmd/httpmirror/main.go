@@ -202,11 +202,14 @@ func run(args []string) int {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	server.Configure(srv)
+	// Plain hits of small cached files are answered on a loop of their
+	// own; everything else goes to srv (see server.Server).
+	pub := &server.Server{HTTP: srv, Hits: h}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- pub.Serve(ln) }()
 	log.Info("listening", "address", ln.Addr().String(), "storage", redact(cfg.StorageURL))
 	logOut.Flush() // start-up lines go out at once: supervisors wait for them
 
@@ -222,7 +225,7 @@ func run(args []string) int {
 	logOut.Flush()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := pub.Shutdown(sctx); err != nil {
 		log.Warn("responses still in flight at the shutdown deadline; aborting them", "err", err)
 	}
 	if peerSrv != nil {
@@ -249,7 +252,7 @@ func run(args []string) int {
 			log.Warn("leases not released in time; they expire by themselves", "err", err)
 		}
 	}
-	srv.Close()
+	pub.Close()
 	if adminSrv != nil {
 		adminSrv.Close()
 	}
