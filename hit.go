@@ -2,10 +2,11 @@ package httpmirror
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/httpmirror/httpmirror/policy"
@@ -66,7 +67,7 @@ func (m *MirrorHandler) ServeHit(req *HitRequest, resp *HitResponse) bool {
 		return false
 	}
 	var start time.Time
-	if m.log.Enabled(context.Background(), slog.LevelInfo) {
+	if m.accessLogEnabled(context.Background()) {
 		start = time.Now()
 	}
 	t, err := m.resolve(req.Path, req.RawQuery, req.Host)
@@ -137,24 +138,19 @@ func (m *MirrorHandler) ServeHit(req *HitRequest, resp *HitResponse) bool {
 func (m *MirrorHandler) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
 	m.Metrics.request(resp.outcome, http.StatusOK, sent)
 	if resp.start.IsZero() {
-		return
+		return // no access log
 	}
-	attrs := [...]slog.Attr{
-		slog.String("method", req.Method),
-		slog.String("host", resp.host),
-		slog.String("path", logPath(req.Path)),
-		slog.Int("status", http.StatusOK),
-		slog.Int64("bytes", sent),
-		slog.Duration("duration", time.Since(resp.start)),
-		slog.String("outcome", resp.outcome.String()),
-		slog.String("remote", req.RemoteAddr),
-		slog.Bool("aborted", true),
+	// The path as net/http's URL.Path has it: unescaped.
+	path := req.Path
+	if strings.IndexByte(path, '%') >= 0 {
+		if p, err := url.PathUnescape(path); err == nil {
+			path = p
+		}
 	}
-	n := len(attrs)
-	if !aborted {
-		n--
-	}
-	m.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:n]...)
+	m.logRequest(context.Background(), &accessEntry{
+		method: req.Method, host: resp.host, path: logPath(path), status: http.StatusOK, bytes: sent,
+		duration: time.Since(resp.start), outcome: resp.outcome, remote: req.RemoteAddr, aborted: aborted,
+	})
 }
 
 // plainHeader is plainRequest of a request's header.

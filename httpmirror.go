@@ -79,6 +79,11 @@ type MirrorHandler struct {
 	// http.NotFound.
 	NotFound http.Handler
 
+	// AccessLog, when set, writes the access log (a line per request) in
+	// place of Logger, in Logger's format (see NewAccessLog); Logger keeps
+	// every other record. Nil means the lines are Logger's INFO records.
+	AccessLog *AccessLog
+
 	// Logger receives errors and events. Nil discards them. To use a
 	// Println-style logger, wrap it with NewPrintlnHandler.
 	Logger *slog.Logger
@@ -455,7 +460,7 @@ func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The clock is read for the access log's duration only when there is
 	// an access log.
 	var start time.Time
-	if m.log.Enabled(r.Context(), slog.LevelInfo) {
+	if m.accessLogEnabled(r.Context()) {
 		start = time.Now()
 	}
 	rec := recorders.Get().(*recorder)

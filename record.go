@@ -2,7 +2,6 @@ package httpmirror
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -80,21 +79,11 @@ func (m *MirrorHandler) finish(rec *recorder, r *http.Request, start time.Time, 
 		}
 	}
 	m.Metrics.request(rec.outcome, status, rec.bytes)
-	if !m.log.Enabled(r.Context(), slog.LevelInfo) {
-		return
+	if start.IsZero() {
+		return // no access log
 	}
-	attrs := []slog.Attr{
-		slog.String("method", r.Method),
-		slog.String("host", rec.host),
-		slog.String("path", logPath(r.URL.Path)),
-		slog.Int("status", status),
-		slog.Int64("bytes", rec.bytes),
-		slog.Duration("duration", time.Since(start)),
-		slog.String("outcome", rec.outcome.String()),
-		slog.String("remote", r.RemoteAddr),
-	}
-	if aborted {
-		attrs = append(attrs, slog.Bool("aborted", true))
-	}
-	m.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	m.logRequest(r.Context(), &accessEntry{
+		method: r.Method, host: rec.host, path: logPath(r.URL.Path), status: status, bytes: rec.bytes,
+		duration: time.Since(start), outcome: rec.outcome, remote: r.RemoteAddr, aborted: aborted,
+	})
 }

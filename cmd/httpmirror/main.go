@@ -119,6 +119,7 @@ func run(args []string) int {
 		BaseDomain:              cfg.BaseDomain,
 		Client:                  httpmirror.NewUpstreamClient(upstream),
 		Logger:                  log,
+		AccessLog:               accessLog(cfg, logOut),
 		CheckSyncTimeout:        cfg.CheckSyncTimeout,
 		Host:                    cfg.Host,
 		HostFromFirstPath:       cfg.HostFromFirstPath,
@@ -258,6 +259,15 @@ func run(args []string) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// accessLog is the access log, written in the logger's format without
+// slog's per-record work; nil (no lines) when the level is above info.
+func accessLog(cfg *config.Config, out *logbuf.Writer) *httpmirror.AccessLog {
+	if cfg.LogLevel > slog.LevelInfo {
+		return nil
+	}
+	return httpmirror.NewAccessLog(out, cfg.LogFormat == "json")
 }
 
 func newLogger(cfg *config.Config, out *logbuf.Writer) *slog.Logger {
