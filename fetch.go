@@ -80,6 +80,7 @@ func (m *MirrorHandler) serveHit(w *recorder, r *http.Request, t target, obj sto
 // miss fetches an object storage does not have (or could not open).
 func (m *MirrorHandler) miss(w *recorder, r *http.Request, t target) {
 	src, started := m.coordinatedSource(t, r)
+	src.Want = rangeStart(r)
 	f, joined := m.fills.Miss(t.key, src)
 	if !joined {
 		started(f)

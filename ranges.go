@@ -2,6 +2,7 @@ package httpmirror
 
 import (
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,4 +215,27 @@ func (m *MirrorHandler) maxRanges() int {
 		return m.MaxRanges
 	}
 	return DefaultMaxRanges
+}
+
+// rangeStart returns the first byte a request for one range from a known
+// offset ("bytes=N-" or "bytes=N-M") asks for, else 0: a cold miss for
+// such a range has the fill ask for it at once (fill.Source.Want).
+func rangeStart(r *http.Request) int64 {
+	v := r.Header["Range"]
+	if len(v) != 1 {
+		return 0
+	}
+	spec, ok := strings.CutPrefix(v[0], "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0
+	}
+	first, _, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

@@ -94,6 +94,9 @@ func (s *seekReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // ended the download.
 func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored bool, err error) {
 	g := f.g
+	spec := f.speculate(ctx)
+	// The speculative range is used by the segments, or dropped here.
+	defer spec.drop()
 	resp, err := f.src.Get(ctx, f.validators.Clone())
 	if err != nil {
 		return 0, false, f.cause(ctx, err)
@@ -122,7 +125,7 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 
 	if segmented {
-		n, err = f.fetchSegments(ctx, resp, info, spool)
+		n, err = f.fetchSegments(ctx, resp, info, spool, spec)
 	} else {
 		n, err = f.copyBody(ctx, resp, info, spool)
 	}

@@ -46,6 +46,14 @@ type Source struct {
 	// (validators when revalidating, Range and If-Range when resuming) and
 	// returns the response.
 	Get func(ctx context.Context, h http.Header) (*http.Response, error)
+	// Want, when positive, is the byte offset the client that starts the
+	// fill wants first (the start of its Range). When the fill may use
+	// several connections and Want lies beyond the first segment, it asks
+	// for the segment from Want at once, beside its first request, so that
+	// client's first byte comes after about one origin round trip; the
+	// answer is used only if it proves to be part of the same object as the
+	// first response (see Options.Connections).
+	Want int64
 }
 
 // Options configure a Group. The zero value of every field is usable.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -273,4 +274,47 @@ func TestSegmentedFillFallsBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A cold miss that wants a byte far into the object (Source.Want) asks for
+// it beside its first request: the ranged request reaches the origin
+// before it has sent the first segment, and no byte is fetched twice.
+func TestRangeFirstOnAColdMiss(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	const size = 64 << 20
+	data := testutil.Payload(24, size)
+	o.Put("/z.iso", data)
+	fast := make(chan struct{})
+	want := int64(size - 1<<20)
+	var sentBefore atomic.Int64
+	sentBefore.Store(-1)
+	throttled := testutil.Throttled(16<<20, fast)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if strings.HasPrefix(r.Header.Get("Range"), "bytes="+strconv.FormatInt(want, 10)+"-") {
+			sentBefore.CompareAndSwap(-1, o.BodyBytes.Load())
+		}
+		return throttled(w, r, f)
+	})
+	g := fill.NewGroup(memory.New(), fill.Options{Connections: 4, SegmentSize: 8 << 20, SpoolDir: t.TempDir()})
+	src := originSource(o, "/z.iso")
+	src.Want = want
+	f, _ := g.Miss("example.com/z.iso", src)
+	defer f.Release()
+	if _, err := f.Header(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := f.NewReader(context.Background())
+	r.Seek(want, io.SeekStart)
+	got, err := io.ReadAll(r)
+	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[want:]) {
+		t.Fatalf("the wanted range: %d bytes, err %v", len(got), err)
+	}
+	if sent := sentBefore.Load(); sent < 0 || sent >= 8<<20 {
+		t.Fatalf("the origin had sent %d bytes when the wanted range was asked for; want it asked for at once", sent)
+	}
+	close(fast)
+	if err := f.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	o.CheckFetchedOnce(t, "/z.iso", size)
 }

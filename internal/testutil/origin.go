@@ -212,10 +212,11 @@ func (o *Origin) CheckFetchedOnce(t testing.TB, path string, size int64) int {
 			continue
 		}
 		var a, b int64
-		if _, err := fmt.Sscanf(rg, "bytes=%d-%d", &a, &b); err != nil || a > b || b >= size {
+		if _, err := fmt.Sscanf(rg, "bytes=%d-%d", &a, &b); err != nil || a > b || a >= size {
 			t.Errorf("GET %s with Range %q; want bytes=A-B within the file", path, rg)
 			continue
 		}
+		b = min(b, size-1) // the origin answers the part that exists
 		for _, c := range ranges {
 			if a <= c[1] && c[0] <= b {
 				t.Errorf("GET %s ranges %d-%d and %d-%d overlap: bytes fetched twice", path, a, b, c[0], c[1])
