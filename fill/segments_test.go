@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/testutil"
@@ -42,16 +43,22 @@ func originSource(o *testutil.Origin, path string) fill.Source {
 	}}
 }
 
-// inFlight wraps hook and records the most requests the origin served at
-// once.
-func inFlight(hook testutil.Hook, most *atomic.Int64) testutil.Hook {
+// inFlight wraps hook: it records the most requests the origin served at
+// once, and holds every response's body (not its header) until n requests
+// are in (20 s at most), so the count does not depend on how fast the
+// machine is.
+func inFlight(t *testing.T, hook testutil.Hook, n int64, most *atomic.Int64) testutil.Hook {
 	var now atomic.Int64
+	allIn := testutil.NewGate(t)
 	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		n := now.Add(1)
+		c := now.Add(1)
 		defer now.Add(-1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		for m := most.Load(); c > m && !most.CompareAndSwap(m, c); m = most.Load() {
 		}
-		return hook(w, r, f)
+		if c >= n {
+			allIn.Open()
+		}
+		return hook(&stallWriter{ResponseWriter: w, left: 0, gate: allIn.Chan()}, r, f)
 	}
 }
 
@@ -80,7 +87,7 @@ func TestSegmentedFill(t *testing.T) {
 			o.Put("/model.bin", data)
 			fast := make(chan struct{})
 			var most atomic.Int64
-			o.SetHook(inFlight(testutil.Throttled(32<<20, fast), &most))
+			o.SetHook(inFlight(t, testutil.Throttled(32<<20, fast), 4, &most))
 			store := newStore(t)
 			g := fill.NewGroup(store, fill.Options{Connections: 4, SegmentSize: 4 << 20, SpoolDir: t.TempDir()})
 			const readers = 20
@@ -129,26 +136,69 @@ func TestSegmentedFill(t *testing.T) {
 	}
 }
 
+// rangeFirstOrigin serves path from a capped origin whose other responses
+// stall after their first 64 KiB until the Range request starting at want
+// arrives (for at most 20 s): the fill must ask for want before the rest.
+// sentBefore holds the body bytes the origin had sent when it did (-1
+// before).
+func rangeFirstOrigin(t *testing.T, o *testutil.Origin, want int64) (sentBefore *atomic.Int64, fast chan struct{}) {
+	sentBefore = &atomic.Int64{}
+	sentBefore.Store(-1)
+	fast = make(chan struct{})
+	seen := testutil.NewGate(t)
+	throttled := testutil.Throttled(16<<20, fast)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if strings.HasPrefix(r.Header.Get("Range"), "bytes="+strconv.FormatInt(want, 10)+"-") {
+			sentBefore.CompareAndSwap(-1, o.BodyBytes.Load())
+			seen.Open()
+			return throttled(w, r, f)
+		}
+		return throttled(&stallWriter{ResponseWriter: w, left: 64 << 10, gate: seen.Chan()}, r, f)
+	})
+	return sentBefore, fast
+}
+
+// stallWriter passes left bytes, then waits for gate (20 s at most) once.
+type stallWriter struct {
+	http.ResponseWriter
+	left int
+	gate <-chan struct{}
+}
+
+func (s *stallWriter) Flush() { s.ResponseWriter.(http.Flusher).Flush() }
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	if s.left >= 0 && len(p) > s.left {
+		n, err := s.ResponseWriter.Write(p[:s.left])
+		if err != nil {
+			return n, err
+		}
+		s.ResponseWriter.(http.Flusher).Flush()
+		select {
+		case <-s.gate:
+		case <-time.After(20 * time.Second):
+		}
+		p, s.left = p[s.left:], -1
+		m, err := s.ResponseWriter.Write(p)
+		return n + m, err
+	}
+	if s.left >= 0 {
+		s.left -= len(p)
+	}
+	return s.ResponseWriter.Write(p)
+}
+
 // Range-first: a reader that wants the last MiB of a cold 256 MiB object
-// gets it from a Range request of its own made at once, not after the
-// bytes before it: the origin had sent a small part of the object when
-// that request arrived.
+// gets it from a Range request of its own, made before the bytes ahead of
+// it: the origin holds every other response after its first 64 KiB until
+// that request arrives.
 func TestRangeFirst(t *testing.T) {
 	o := testutil.NewOrigin(t)
 	const size = 256 << 20
 	data := testutil.Payload(21, size)
 	o.Put("/big.iso", data)
-	fast := make(chan struct{})
 	want := int64(size - 1<<20)
-	var sentBefore atomic.Int64
-	sentBefore.Store(-1)
-	throttled := testutil.Throttled(16<<20, fast)
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if r.Header.Get("Range") == "bytes="+strconv.FormatInt(want, 10)+"-"+strconv.Itoa(size-1) {
-			sentBefore.CompareAndSwap(-1, o.BodyBytes.Load())
-		}
-		return throttled(w, r, f)
-	})
+	sentBefore, fast := rangeFirstOrigin(t, o, want)
 	g := fill.NewGroup(memory.New(), fill.Options{Connections: 4, SegmentSize: 8 << 20, SpoolDir: t.TempDir()})
 	defer g.Shutdown(context.Background())
 	f, _ := g.Miss("example.com/big.iso", originSource(o, "/big.iso"))
@@ -164,9 +214,8 @@ func TestRangeFirst(t *testing.T) {
 	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[want:]) {
 		t.Fatalf("last MiB: %d bytes, err %v; want the right bytes", len(got), err)
 	}
-	sent := sentBefore.Load()
-	if sent < 0 || sent > size/4 {
-		t.Fatalf("the origin had sent %d of %d bytes when the Range request for the last MiB arrived; want it asked for first (under a quarter)", sent, size)
+	if sent := sentBefore.Load(); sent < 0 || sent > 4*64<<10 {
+		t.Fatalf("the origin had sent %d of %d bytes when the Range request for the last MiB arrived; want it asked for before the rest", sent, size)
 	}
 	close(fast)
 }
@@ -277,24 +326,15 @@ func TestSegmentedFillFallsBack(t *testing.T) {
 }
 
 // A cold miss that wants a byte far into the object (Source.Want) asks for
-// it beside its first request: the ranged request reaches the origin
-// before it has sent the first segment, and no byte is fetched twice.
+// it beside its first request, before the origin has sent more than the
+// first response's first bytes; and no byte is fetched twice.
 func TestRangeFirstOnAColdMiss(t *testing.T) {
 	o := testutil.NewOrigin(t)
 	const size = 64 << 20
 	data := testutil.Payload(24, size)
 	o.Put("/z.iso", data)
-	fast := make(chan struct{})
 	want := int64(size - 1<<20)
-	var sentBefore atomic.Int64
-	sentBefore.Store(-1)
-	throttled := testutil.Throttled(16<<20, fast)
-	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if strings.HasPrefix(r.Header.Get("Range"), "bytes="+strconv.FormatInt(want, 10)+"-") {
-			sentBefore.CompareAndSwap(-1, o.BodyBytes.Load())
-		}
-		return throttled(w, r, f)
-	})
+	sentBefore, fast := rangeFirstOrigin(t, o, want)
 	g := fill.NewGroup(memory.New(), fill.Options{Connections: 4, SegmentSize: 8 << 20, SpoolDir: t.TempDir()})
 	src := originSource(o, "/z.iso")
 	src.Want = want
@@ -309,7 +349,7 @@ func TestRangeFirstOnAColdMiss(t *testing.T) {
 	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[want:]) {
 		t.Fatalf("the wanted range: %d bytes, err %v", len(got), err)
 	}
-	if sent := sentBefore.Load(); sent < 0 || sent >= 8<<20 {
+	if sent := sentBefore.Load(); sent < 0 || sent > 64<<10 {
 		t.Fatalf("the origin had sent %d bytes when the wanted range was asked for; want it asked for at once", sent)
 	}
 	close(fast)
