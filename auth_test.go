@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,15 +112,8 @@ func TestAuthCacheStoresOnce(t *testing.T) {
 	o.Put("/org/model/resolve/main/weights.bin", data)
 	const clients = 10
 	allIn := newGate(t)
-	var entered atomic.Int64
 	m := newMirror(t, o, withAuthCache)
-	inner := m.Config.Handler
-	m.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if entered.Add(1) == clients {
-			allIn.Open()
-		}
-		inner.ServeHTTP(w, r)
-	})
+	openWhenEntered(m, clients, allIn)
 	// The origin answers once every client is in the mirror.
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		allIn.Wait()

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,17 +48,10 @@ func TestCoalescing50Clients(t *testing.T) {
 	o.Put("/pkg.tar", data)
 	const clients = 50
 	allIn := newGate(t)
-	var entered atomic.Int64
 	m := newMirror(t, o)
 	// Count requests inside the mirror; the origin answers only once all
 	// 50 are in, so every one of them overlaps the single fill.
-	inner := m.Config.Handler
-	m.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if entered.Add(1) == clients {
-			allIn.Open()
-		}
-		inner.ServeHTTP(w, r)
-	})
+	openWhenEntered(m, clients, allIn)
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		allIn.Wait()
 		return false

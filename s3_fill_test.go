@@ -17,7 +17,6 @@ import (
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/memory"
-	"github.com/httpmirror/httpmirror/storage/s3"
 )
 
 // Acceptance 4: a 100 MiB file goes up as a multipart upload (the store's
@@ -132,15 +131,7 @@ func TestS3TwoMirrorsShareBucket(t *testing.T) {
 	o.Put("/shared/lib.so", data)
 	a := newS3(t, nil, "")
 	// The second replica has its own backend on the same bucket.
-	cfg, err := s3.ParseURL(a.srv.StorageURL(a.bucket, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s3.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := a.srv.Backend(t, a.bucket, "")
 	m1 := newMirror(t, o, withStore(a), noTee)
 	m2 := newMirror(t, o, withStore(b), noTee)
 

@@ -203,17 +203,7 @@ func TestRangeFirst(t *testing.T) {
 	defer g.Shutdown(context.Background())
 	f, _ := g.Miss("example.com/big.iso", originSource(o, "/big.iso"))
 	defer f.Release()
-	if _, err := f.Header(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	r := f.NewReader(context.Background())
-	if _, err := r.Seek(want, io.SeekStart); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[want:]) {
-		t.Fatalf("last MiB: %d bytes, err %v; want the right bytes", len(got), err)
-	}
+	readFrom(t, f, want, data)
 	if sent := sentBefore.Load(); sent < 0 || sent > 4*64<<10 {
 		t.Fatalf("the origin had sent %d of %d bytes when the Range request for the last MiB arrived; want it asked for before the rest", sent, size)
 	}
@@ -340,15 +330,7 @@ func TestRangeFirstOnAColdMiss(t *testing.T) {
 	src.Want = want
 	f, _ := g.Miss("example.com/z.iso", src)
 	defer f.Release()
-	if _, err := f.Header(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	r := f.NewReader(context.Background())
-	r.Seek(want, io.SeekStart)
-	got, err := io.ReadAll(r)
-	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[want:]) {
-		t.Fatalf("the wanted range: %d bytes, err %v", len(got), err)
-	}
+	readFrom(t, f, want, data)
 	if sent := sentBefore.Load(); sent < 0 || sent > 64<<10 {
 		t.Fatalf("the origin had sent %d bytes when the wanted range was asked for; want it asked for at once", sent)
 	}
@@ -357,4 +339,20 @@ func TestRangeFirstOnAColdMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.CheckFetchedOnce(t, "/z.iso", size)
+}
+
+// readFrom reads f from off to the end and checks the bytes against data.
+func readFrom(t *testing.T, f *fill.Fill, off int64, data []byte) {
+	t.Helper()
+	if _, err := f.Header(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := f.NewReader(context.Background())
+	if _, err := r.Seek(off, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[off:]) {
+		t.Fatalf("bytes from %d: %d bytes, err %v; want the right bytes", off, len(got), err)
+	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/file"
-	"github.com/httpmirror/httpmirror/storage/s3"
 )
 
 func TestMain(m *testing.M) {
@@ -61,16 +60,7 @@ func newStore(t *testing.T, backend string) storage.Backend {
 		return b
 	case "s3":
 		srv := s3test.Shared(t)
-		cfg, err := s3.ParseURL(srv.StorageURL(srv.Bucket(t), "mirror"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := s3.New(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		return b
+		return srv.Backend(t, srv.Bucket(t), "mirror")
 	}
 	t.Fatalf("unknown backend %q", backend)
 	return nil

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	mirrors3 "github.com/httpmirror/httpmirror/storage/s3"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -263,4 +265,20 @@ func (b *syncBuffer) String() string {
 func (s *Server) StorageURL(bucket, root string) string {
 	return fmt.Sprintf("s3://%s:%s@%s.%s/%s?regionendpoint=%s&forcepathstyle=true",
 		s.AccessKey, s.SecretKey, bucket, Region, root, s.Endpoint)
+}
+
+// Backend opens httpmirror's S3 backend on bucket, under the root
+// directory root (may be empty), and closes it when the test ends.
+func (s *Server) Backend(t testing.TB, bucket, root string) *mirrors3.Backend {
+	t.Helper()
+	cfg, err := mirrors3.ParseURL(s.StorageURL(bucket, root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := mirrors3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }

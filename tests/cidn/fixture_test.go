@@ -50,16 +50,7 @@ func newFixture(t *testing.T, e *env, r *runner) *fixture {
 // directory, so that object keys differ from cache keys.
 func (f *fixture) newStore(t *testing.T) *s3.Backend {
 	t.Helper()
-	cfg, err := s3.ParseURL(f.srv.StorageURL(f.bucket, "mirror"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s3.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
+	return f.srv.Backend(t, f.bucket, "mirror")
 }
 
 // mirror is a MirrorHandler with its own CIDN client (and informer) on a
