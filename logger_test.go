@@ -11,7 +11,7 @@ import (
 
 type slogLogger = slog.Logger
 
-// tLogger is a seed-style Println logger writing to t.Log until the test
+// tLogger is a Println-style logger writing to t.Log until the test
 // ends (a handler may log after its test returned).
 type tLogger struct {
 	mu   sync.Mutex

@@ -140,7 +140,7 @@ func TestExpires(t *testing.T) {
 	}
 }
 
-// Without freshness headers objects are immutable (the seed's semantics),
+// Without freshness headers objects are immutable (as in httpmirror 0.11),
 // except those matching a revalidate pattern.
 func TestRevalidatePatterns(t *testing.T) {
 	o := newOrigin(t)

@@ -37,7 +37,7 @@ type s3Store struct {
 }
 
 // newS3 returns an S3 backend on a fresh bucket of srv (the shared server
-// when nil), configured from the seed's URL form plus query (without the
+// when nil), configured from the storage URL form plus query (without the
 // leading '&').
 func newS3(t *testing.T, srv *s3test.Server, query string) *s3Store {
 	t.Helper()
@@ -150,7 +150,7 @@ func TestS3MissRedirectsToPresignedURL(t *testing.T) {
 	}
 }
 
-// Acceptance 2: the seed's URL form with ROOTDIR and a sign endpoint:
+// Acceptance 2: the storage URL form with ROOTDIR and a sign endpoint:
 // objects live under the prefix, and redirects point at the sign endpoint.
 func TestS3SignEndpointAndRootDir(t *testing.T) {
 	srv := s3test.Shared(t)
