@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -54,7 +55,13 @@ func (p peerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	m.servePeer(&recorder{ResponseWriter: w}, r, key)
+	// The secret that let the request in authenticates a replica, not a
+	// user of the origin: nothing below may take it for a credential (and
+	// send it on to an origin).
+	r2 := *r
+	r2.Header = r.Header.Clone()
+	r2.Header.Del("Authorization")
+	m.servePeer(&recorder{ResponseWriter: w}, &r2, key)
 }
 
 // servePeer answers another replica's request for key.
@@ -75,6 +82,12 @@ func (m *MirrorHandler) servePeer(w *recorder, r *http.Request, key string) {
 		var se *fill.StatusError
 		switch {
 		case fed:
+		case err == nil && info.Header[policy.AuthHeader] != nil:
+			// Fetched with a client's credential: the other replica
+			// fetches for its own client.
+			f.Release()
+			http.Error(w, "not filling this key", StatusNotFilling)
+			return
 		case err == nil:
 			defer f.Release()
 			m.serveFill(w, r, t, f, info)
@@ -95,9 +108,9 @@ func (m *MirrorHandler) servePeer(w *recorder, r *http.Request, key string) {
 	}
 	defer obj.Close()
 	info := obj.Info()
-	setObjectHeaders(w, info)
-	if len(r.Header["Range"]) != 0 {
-		r = m.rangeRequest(r, info.Size)
+	if info.Header[policy.AuthHeader] != nil {
+		http.Error(w, "not filling this key", StatusNotFilling)
+		return
 	}
-	http.ServeContent(w, r, "", info.LastModified, obj)
+	m.serveBytes(w, r, obj, info)
 }

@@ -51,6 +51,13 @@ func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj s
 		m.serveMemory(w, r, t.key, info, fr, b.Bytes())
 		return
 	}
+	m.serveBytes(w, r, obj, info)
+}
+
+// serveBytes answers r with the bytes of obj, whose metadata is info:
+// Range (checked, merged and capped first: see rangeRequest), HEAD and
+// conditional requests handled by http.ServeContent.
+func (m *MirrorHandler) serveBytes(w *recorder, r *http.Request, obj storage.Object, info storage.Info) {
 	setObjectHeaders(w, info)
 	if len(r.Header["Range"]) != 0 {
 		r = m.rangeRequest(r, info.Size)
