@@ -77,8 +77,10 @@ func (m *MirrorHandler) ServeHit(req *HitRequest, resp *HitResponse) bool {
 	if _, ok := m.negatives.get(t.key, m.now); ok {
 		return false
 	}
+	// The backend itself, not the timing decorator: a request this
+	// declines is opened again by ServeHTTP, and counted there once.
 	ctx := context.Background()
-	obj, err := m.store.Open(ctx, t.key)
+	obj, err := m.RemoteCache.Open(ctx, t.key)
 	if err != nil {
 		return false
 	}
@@ -113,8 +115,7 @@ func (m *MirrorHandler) ServeHit(req *HitRequest, resp *HitResponse) bool {
 	}
 	body := b.Bytes()
 	if e == nil {
-		m.hot.put(t.key, info, wholeBodyHeader(info, int64(len(body))), fr)
-		e = m.hot.get(t.key, info)
+		e = m.hot.entry(t.key, info, int64(len(body)), fr)
 	}
 	resp.Header = append(resp.Header, e.wire()...)
 	if fr.Explicit {

@@ -46,7 +46,16 @@ func (h *hotHeaders) get(key string, info storage.Info) *hotHeader {
 	return e
 }
 
-func (h *hotHeaders) put(key string, info storage.Info, hdr http.Header, fresh policy.Freshness) {
+// entry returns the entry of the object of key, with metadata info, size
+// bytes and freshness fresh, building and keeping it the first time.
+func (h *hotHeaders) entry(key string, info storage.Info, size int64, fresh policy.Freshness) *hotHeader {
+	if e := h.get(key, info); e != nil {
+		return e
+	}
+	return h.put(key, info, wholeBodyHeader(info, size), fresh)
+}
+
+func (h *hotHeaders) put(key string, info storage.Info, hdr http.Header, fresh policy.Freshness) *hotHeader {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.m == nil {
@@ -58,7 +67,9 @@ func (h *hotHeaders) put(key string, info storage.Info, hdr http.Header, fresh p
 			break
 		}
 	}
-	h.m[key] = &hotHeader{size: info.Size, etag: info.ETag, storedAt: info.StoredAt, header: hdr, fresh: fresh}
+	e := &hotHeader{size: info.Size, etag: info.ETag, storedAt: info.StoredAt, header: hdr, fresh: fresh}
+	h.m[key] = e
+	return e
 }
 
 // freshness returns how the stored object of t, with metadata info, may be
@@ -79,14 +90,7 @@ func plainRequest(r *http.Request) bool { return plainHeader(r.Header) }
 // serveMemory answers a plain GET or HEAD of an object held in memory with
 // the header http.ServeContent would send, built once per object.
 func (m *MirrorHandler) serveMemory(w http.ResponseWriter, r *http.Request, key string, info storage.Info, fresh policy.Freshness, body []byte) {
-	var hdr http.Header
-	if e := m.hot.get(key, info); e != nil {
-		hdr = e.header
-	} else {
-		hdr = wholeBodyHeader(info, int64(len(body)))
-		m.hot.put(key, info, hdr, fresh)
-	}
-	copyHeader(w.Header(), hdr)
+	copyHeader(w.Header(), m.hot.entry(key, info, int64(len(body)), fresh).header)
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(body)

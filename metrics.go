@@ -89,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		storageErrors: counters("httpmirror_storage_errors_total",
 			"Storage backend errors (not-found excluded), by operation.", "op"),
 		storageLatency: histograms("httpmirror_storage_operation_seconds",
-			"Duration of storage backend operations, by operation.",
+			"Duration of storage backend operations, by operation (the opens of in-memory hits answered by the public listener's hit loop are not timed).",
 			prometheus.ExponentialBuckets(0.0001, 4, 10), "op"),
 		cidnFallbacks: counters("httpmirror_cidn_fallbacks_total",
 			"Misses fetched by the built-in fill engine because CIDN could not be asked to store them.").WithLabelValues(),

@@ -13,24 +13,26 @@ import (
 )
 
 // serveObject answers r from the committed object obj of t (see
-// serveFresh). It closes obj.
+// serveFresh), when r may have it: an object that needs authorisation goes
+// to authorised clients only. It closes obj.
 func (m *MirrorHandler) serveObject(w *recorder, r *http.Request, t target, obj storage.Object) {
 	info := obj.Info()
-	m.serveFresh(w, r, t, obj, info, m.rules.Freshness(t.ruleKey(), info))
+	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t) {
+		obj.Close()
+		return
+	}
+	m.serveFresh(w, r, t, obj, info, m.freshness(t, info))
 }
 
 // serveFresh answers r from a committed object whose metadata is info and
 // whose freshness is fr: a redirect to a signed URL when the backend has
 // one (GET only), else the bytes, with Range (checked, merged and capped
 // first: see rangeRequest), HEAD and conditional requests handled by
-// http.ServeContent. An object that needs authorisation goes to
-// authorised clients only. It closes obj.
+// http.ServeContent. The caller has checked that r may have the object
+// (see serveObject). It closes obj.
 func (m *MirrorHandler) serveFresh(w *recorder, r *http.Request, t target, obj storage.Object, info storage.Info, fr policy.Freshness) {
 	defer obj.Close()
 	w.outcome = outcomeHit
-	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t) {
-		return
-	}
 	if fr.Explicit {
 		// Downstream caches count the time the object spent here
 		// (RFC 9111 section 5.1).

@@ -17,12 +17,11 @@ func (m *MirrorHandler) Validate() error {
 	modes := 0
 	if m.Host != "" {
 		modes++
-		if _, err := canonicalHost(m.Host); err != nil {
+		h, err := canonicalHost(m.Host)
+		if err != nil {
 			return fmt.Errorf("host %q is not a valid upstream host name", m.Host)
 		}
-	}
-	if m.Host != "" && len(m.AllowHosts) > 0 {
-		if h, err := canonicalHost(m.Host); err == nil && !m.hostAllowed(h) {
+		if !m.hostAllowed(h) {
 			return fmt.Errorf("host %q is not among the allowed hosts", m.Host)
 		}
 	}

@@ -47,13 +47,12 @@ type Server struct {
 	// the package's constants (net/http's are set by Configure).
 	ReadHeaderTimeout, IdleTimeout time.Duration
 
-	handoff  *handoffListener
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	ln       net.Listener
-	closing  atomic.Bool
-	wg       sync.WaitGroup
-	httpDone chan error
+	handoff *handoffListener
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	ln      net.Listener
+	closing atomic.Bool
+	wg      sync.WaitGroup
 }
 
 // headBufSize is the loop's read buffer: a request whose header does not
@@ -67,9 +66,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.conns = make(map[net.Conn]struct{})
 	s.handoff = newHandoffListener(ln.Addr())
-	s.httpDone = make(chan error, 1)
 	s.mu.Unlock()
-	go func() { s.httpDone <- s.HTTP.Serve(s.handoff) }()
+	// It returns when Shutdown or Close closes the hand-off listener.
+	go s.HTTP.Serve(s.handoff)
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
