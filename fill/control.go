@@ -76,6 +76,10 @@ func (g *Group) Progress() []Progress {
 func (f *Fill) Progress() (bytes, size int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.seg != nil {
+		// Segments arrive out of order: count them all, not the prefix.
+		return f.filled.size(), f.size
+	}
 	return f.n, f.size
 }
 

@@ -115,6 +115,11 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("download during shutdown: %d bytes, err %v; want the whole file", len(head)+len(rest), err)
 	}
 	p.waitExitOK(t)
+	// The access line of the download, answered during the shutdown, is
+	// in the log: the buffered log is flushed on exit.
+	if !strings.Contains(p.log(), "msg=request method=GET host="+o.HostPort()+" path=/"+o.HostPort()+"/slow.bin status=200") {
+		t.Errorf("the download's access line is not in the log:\n%s", p.log())
+	}
 	if n := testutil.CountFiles(t, filepath.Join(cache, "tmp")); n != 0 {
 		t.Errorf("%d temporary files left; want 0", n)
 	}
