@@ -11,6 +11,7 @@ import (
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage/file"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // --max-object-size: a file announced larger than the bound is proxied to
@@ -23,7 +24,11 @@ func TestMaxObjectSize(t *testing.T) {
 	o.Put("/big.bin", big)
 	o.Put("/small.bin", small)
 	o.Put("/stream.bin", big)
-	m := newMirror(t, o, func(h *httpmirror.MirrorHandler) { h.MaxObjectSize = 1 << 20 })
+	reg := prometheus.NewRegistry()
+	m := newMirror(t, o, func(h *httpmirror.MirrorHandler) {
+		h.MaxObjectSize = 1 << 20
+		h.Metrics = httpmirror.NewMetrics(reg)
+	})
 	for i := range 2 {
 		r := get(t, m.url(o, "/big.bin"))
 		if r.StatusCode != 200 || r.err != nil || sha(r.body) != sha(big) {
@@ -36,6 +41,9 @@ func TestMaxObjectSize(t *testing.T) {
 	waitFills(t, m)
 	if n := countFiles(t, m.root+"/objects"); n != 1 {
 		t.Fatalf("%d objects stored; want 1 (the small file only)", n)
+	}
+	if got := gathered(t, reg, "httpmirror_fills_total", map[string]string{"result": "too_large"}); got != 2 {
+		t.Errorf("fills_total{result=too_large} = %v; want 2 (one per request of the large file)", got)
 	}
 	// No length: chunked, cut off past the bound.
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
@@ -98,7 +106,8 @@ func TestUnstoredFillStopsWhenClientsLeave(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer store.Close()
-			m := newMirror(t, o, withStore(store))
+			reg := prometheus.NewRegistry()
+			m := newMirror(t, o, withStore(store), func(h *httpmirror.MirrorHandler) { h.Metrics = httpmirror.NewMetrics(reg) })
 			ctx, cancel := context.WithCancel(context.Background())
 			req, _ := http.NewRequestWithContext(ctx, "GET", m.url(o, "/big.bin"), nil)
 			resp, err := http.DefaultClient.Do(req)
@@ -116,6 +125,9 @@ func TestUnstoredFillStopsWhenClientsLeave(t *testing.T) {
 				t.Fatal("the origin was still asked for the body 20s after the last client left")
 			}
 			waitFills(t, m)
+			if got := gathered(t, reg, "httpmirror_fills_total", map[string]string{"result": "abandoned"}); got != 1 {
+				t.Errorf("fills_total{result=abandoned} = %v; want 1", got)
+			}
 		})
 	}
 }

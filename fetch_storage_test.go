@@ -17,6 +17,7 @@ import (
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/file"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // countingHandler counts log records at error level whose message starts
@@ -96,7 +97,9 @@ func TestStorageWriteFailureKeepsClientsWhole(t *testing.T) {
 	defer fb.Close()
 	store := &failAfter{Backend: fb, room: 2 << 20}
 	var errorsLogged atomic.Int64
+	reg := prometheus.NewRegistry()
 	m := newMirror(t, o, withStore(store), func(h *httpmirror.MirrorHandler) {
+		h.Metrics = httpmirror.NewMetrics(reg)
 		h.SpoolDir = t.TempDir()
 		h.Logger = slog.New(countingHandler{h.Logger.Handler(), "storage", &errorsLogged})
 	})
@@ -119,6 +122,13 @@ func TestStorageWriteFailureKeepsClientsWhole(t *testing.T) {
 	}
 	if n := errorsLogged.Load(); n != 1 {
 		t.Errorf("%d error-level storage log lines for two failed fills; want 1", n)
+	}
+	// Counted: two fills not stored, two failed writers.
+	if got := gathered(t, reg, "httpmirror_fills_total", map[string]string{"result": "not_stored"}); got != 2 {
+		t.Errorf("fills_total{result=not_stored} = %v; want 2", got)
+	}
+	if got := gathered(t, reg, "httpmirror_storage_errors_total", map[string]string{"op": "write"}); got != 2 {
+		t.Errorf("storage_errors_total{op=write} = %v; want 2", got)
 	}
 	// Room again: the next write commits, and readiness comes back.
 	store.full.Store(false)

@@ -176,3 +176,17 @@ func TestMetricsCountUpstreamErrors(t *testing.T) {
 		t.Errorf("misses answered 404 = %v; want 1", got)
 	}
 }
+
+// gathered is value of what reg holds now.
+func gathered(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+	return value(byName, name, want)
+}
