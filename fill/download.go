@@ -18,7 +18,6 @@ import (
 
 func (f *Fill) run() {
 	g := f.g
-	defer g.wg.Done()
 	defer f.Release()
 	ctx := f.ctx
 	log := g.log.With("key", f.key)

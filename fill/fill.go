@@ -237,7 +237,7 @@ func (f *Fill) abandonLocked() {
 		return
 	}
 	if f.g.fills[f.key] == f {
-		f.g.removeLocked(f.key)
+		delete(f.g.fills, f.key)
 	}
 	f.cancel(ErrAbandoned)
 }
@@ -313,7 +313,7 @@ func (f *Fill) advanceAt(off, n int64) {
 func (f *Fill) finish(err error, stored bool) {
 	f.g.mu.Lock()
 	if f.g.fills[f.key] == f {
-		f.g.removeLocked(f.key)
+		delete(f.g.fills, f.key)
 	}
 	f.g.mu.Unlock()
 	f.cancel(nil) // release the context's resources; the cause is kept if set

@@ -132,11 +132,11 @@ type Group struct {
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	fills map[string]*Fill
-	idle  chan struct{} // closed while no fill runs; replaced when one starts
+	mu      sync.Mutex
+	fills   map[string]*Fill
+	running int           // fills whose goroutine has not returned yet
+	idle    chan struct{} // closed while running is zero; replaced when a fill starts
 
 	// storeFailing is set while storage writes fail, so that a failing
 	// store is logged once, not once per fill.
@@ -165,12 +165,14 @@ func NewGroup(store storage.Backend, opts Options) *Group {
 	return &Group{store: store, opts: opts, log: log, ctx: ctx, cancel: cancel, fills: make(map[string]*Fill), idle: idle}
 }
 
-// Wait blocks until no fill is in progress or ctx is done. Fills started
-// while waiting extend the wait.
+// Wait blocks until no fill is in progress or ctx is done. A fill is in
+// progress until it has cleaned up, including one that was abandoned or
+// superseded and no longer joinable. Fills started while waiting extend the
+// wait.
 func (g *Group) Wait(ctx context.Context) error {
 	for {
 		g.mu.Lock()
-		idle, n := g.idle, len(g.fills)
+		idle, n := g.idle, g.running
 		g.mu.Unlock()
 		if n == 0 {
 			return nil
@@ -188,20 +190,15 @@ func (g *Group) Wait(ctx context.Context) error {
 // fills fail at once.
 func (g *Group) Shutdown(ctx context.Context) error {
 	g.cancel(ErrShutdown)
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return g.Wait(ctx)
 }
 
-// removeLocked removes the fill of key from the group; g.mu must be held.
-func (g *Group) removeLocked(key string) {
-	delete(g.fills, key)
-	if len(g.fills) == 0 {
+// stopped records that a fill's goroutine has returned.
+func (g *Group) stopped() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.running == 0 {
 		close(g.idle)
 	}
 }
@@ -288,13 +285,14 @@ func (g *Group) start(key string, src Source, o op, validators http.Header) (f *
 		size:       -1,
 		control:    newControl(g.ctx),
 	}
-	if len(g.fills) == 0 {
+	if g.running == 0 {
 		g.idle = make(chan struct{})
 	}
+	g.running++
 	g.fills[key] = f
-	g.wg.Add(1)
 	g.mu.Unlock()
 	go func() {
+		defer g.stopped()
 		defer f.cancel(nil) // releases the fill's context
 		f.run()
 	}()
