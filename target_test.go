@@ -327,7 +327,8 @@ func TestHostileRequests(t *testing.T) {
 
 	// Nothing but the cache's own layout exists: the parent of the cache
 	// root holds only the root, and the root only its fixed entries and
-	// hash-named object files.
+	// hash-named object files (once the control file's fill has committed).
+	waitFills(t, m)
 	parent := filepath.Dir(m.root)
 	entries, _ := os.ReadDir(parent)
 	if len(entries) != 1 || entries[0].Name() != "cache" {
