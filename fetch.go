@@ -60,7 +60,7 @@ func (m *MirrorHandler) cached(w *recorder, r *http.Request, t target) {
 // must not remove it.
 func (m *MirrorHandler) serveHit(w *recorder, r *http.Request, t target, obj storage.Object) {
 	info := obj.Info()
-	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t) {
+	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t, info) {
 		obj.Close()
 		return
 	}

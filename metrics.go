@@ -98,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored or failed.", "result"),
 		authChecks: counters("httpmirror_auth_checks_total",
-			"Authorisation checks at origins of credentials for objects stored with --auth-cache, by result: allowed, denied or error.", "result"),
+			"Authorisation checks at origins of credentials for objects stored with --auth-cache, by result: allowed, denied, unproven (the answer did not identify the stored object) or error.", "result"),
 	}
 	m.servedCache = m.servedBytes.WithLabelValues("cache")
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")

@@ -17,7 +17,7 @@ import (
 // to authorised clients only. It closes obj.
 func (m *MirrorHandler) serveObject(w *recorder, r *http.Request, t target, obj storage.Object) {
 	info := obj.Info()
-	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t) {
+	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t, info) {
 		obj.Close()
 		return
 	}
@@ -75,7 +75,7 @@ func (m *MirrorHandler) serveBytes(w *recorder, r *http.Request, obj storage.Obj
 // credential fetched it is).
 func (m *MirrorHandler) serveFill(w *recorder, r *http.Request, t target, f *fill.Fill, info storage.Info) {
 	ctx := r.Context()
-	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t) {
+	if info.Header[policy.AuthHeader] != nil && !m.authorised(w, r, t, info) {
 		return
 	}
 	if info.Size < 0 && r.Header.Get("Range") != "" {

@@ -87,8 +87,17 @@ func (m *MirrorHandler) objectInfo(resp *http.Response) storage.Info {
 // storable reports whether the fill engine may store resp: when the origin
 // allows it (policy.Storable), when it does not vary on everything
 // (Vary: *), and, for a response to an authenticated request that does not
-// allow shared use (RFC 9111 section 3.5), only with AuthCache.
+// allow shared use (RFC 9111 section 3.5), only with AuthCache and only
+// when an origin's answer could prove that it gave the object to another
+// credential (a validator: see policy.SameObject); without one, no client
+// but its first could ever be served the stored copy.
 func (m *MirrorHandler) storable(resp *http.Response) bool {
-	return policy.Storable(resp.Header) && !policy.ParseVary(resp.Header).Any &&
-		(m.AuthCache || !policy.NeedsAuthorization(resp))
+	if !policy.Storable(resp.Header) || policy.ParseVary(resp.Header).Any {
+		return false
+	}
+	if !policy.NeedsAuthorization(resp) {
+		return true
+	}
+	info := policy.Info(resp, m.now())
+	return m.AuthCache && policy.SameObject(info, info)
 }

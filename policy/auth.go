@@ -3,6 +3,8 @@ package policy
 import (
 	"net/http"
 	"strings"
+
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 // SharedWithAuthorization reports whether a response with header h, to a
@@ -104,3 +106,43 @@ var hubAction = map[string]bool{
 func repoPart(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.Contains(s, "%")
 }
+
+// SameObject reports whether answer, the metadata of an origin's answer
+// to an authorisation check (Info of the check's final response, which
+// carries the HubHeaders of the redirects that led to it), identifies the
+// stored object whose metadata is stored: the origin gave the credential
+// that object, not some other page. It is the only proof an authorisation
+// check accepts, because a 2xx proves nothing by itself: origins with a
+// web interface answer a request they refuse with a redirect to a sign-in
+// page, or with the sign-in page itself, and both end in 200.
+//
+// The proof is, in order: the same X-Linked-Etag (the Hugging Face Hub's
+// id of a file on its CDN, given on the redirect an authorised request
+// gets), or the same strong ETag; or, for an object stored with neither,
+// the same Last-Modified and length. An object with a strong identifier
+// that the answer does not repeat is not proven by a matching date, and an
+// object with no validator at all can never be proven: it is not served
+// from the cache to a credential the origin has not given it to.
+func SameObject(stored, answer storage.Info) bool {
+	strong := false
+	if v := stored.Header.Get("X-Linked-Etag"); v != "" {
+		strong = true
+		if answer.Header.Get("X-Linked-Etag") == v && sameSize(stored.Header.Get("X-Linked-Size"), answer.Header.Get("X-Linked-Size")) {
+			return true
+		}
+	}
+	if e := stored.ETag; e != "" && !strings.HasPrefix(e, "W/") {
+		strong = true
+		if answer.ETag == e {
+			return true
+		}
+	}
+	if strong || stored.LastModified.IsZero() || stored.Size < 0 {
+		return false
+	}
+	return answer.LastModified.Equal(stored.LastModified) && answer.Size == stored.Size
+}
+
+// sameSize reports whether two X-Linked-Size values agree: equal, or one
+// of them absent.
+func sameSize(a, b string) bool { return a == "" || b == "" || a == b }

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
+
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 func TestSharedWithAuthorization(t *testing.T) {
@@ -92,5 +95,53 @@ func TestAuthScope(t *testing.T) {
 		if got := AuthScope(tc.host, tc.path); got != tc.want {
 			t.Errorf("AuthScope(%s, %s) = %q; want %q", tc.host, tc.path, got, tc.want)
 		}
+	}
+}
+
+func TestSameObject(t *testing.T) {
+	lm := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	hub := func(etag, size string) http.Header {
+		h := http.Header{"X-Linked-Etag": {etag}}
+		if size != "" {
+			h.Set("X-Linked-Size", size)
+		}
+		return h
+	}
+	file := storage.Info{Size: 1000, ETag: `"abc"`, LastModified: lm, ContentType: "application/octet-stream"}
+	dated := storage.Info{Size: 1000, LastModified: lm}
+	weak := storage.Info{Size: 1000, ETag: `W/"abc"`, LastModified: lm}
+	hubFile := storage.Info{Size: 1000, ETag: `"cdn-1"`, Header: hub(`"sha"`, "1000")}
+	bare := storage.Info{Size: 1000}
+	signin := storage.Info{Size: 5120, ContentType: "text/html"}
+	for _, tc := range []struct {
+		name           string
+		stored, answer storage.Info
+		want           bool
+	}{
+		{"same strong ETag", file, storage.Info{Size: 1000, ETag: `"abc"`}, true},
+		{"same strong ETag, other length (HEAD without one)", file, storage.Info{Size: -1, ETag: `"abc"`}, true},
+		{"other ETag, same date and length", file, storage.Info{Size: 1000, ETag: `"new"`, LastModified: lm}, false},
+		{"no ETag in the answer, same date and length", file, storage.Info{Size: 1000, LastModified: lm}, false},
+		{"sign-in page", file, signin, false},
+		{"weak ETag: date and length", weak, storage.Info{Size: 1000, LastModified: lm}, true},
+		{"weak ETag repeated is no proof", weak, storage.Info{Size: 5, ETag: `W/"abc"`}, false},
+		{"date and length", dated, storage.Info{Size: 1000, LastModified: lm}, true},
+		{"date, other length", dated, storage.Info{Size: 999, LastModified: lm}, false},
+		{"length, no date", dated, storage.Info{Size: 1000}, false},
+		{"later date", dated, storage.Info{Size: 1000, LastModified: lm.Add(time.Second)}, false},
+		{"no validator stored", bare, storage.Info{Size: 1000}, false},
+		{"no validator stored, sign-in page", bare, signin, false},
+		{"hub: linked ETag on the redirect", hubFile, storage.Info{Size: 1000, ETag: `"cdn-2"`, Header: hub(`"sha"`, "1000")}, true},
+		{"hub: linked ETag, no size", hubFile, storage.Info{Size: 1000, Header: hub(`"sha"`, "")}, true},
+		{"hub: linked ETag, other size", hubFile, storage.Info{Size: 1000, Header: hub(`"sha"`, "999")}, false},
+		{"hub: other linked ETag, same CDN ETag", hubFile, storage.Info{Size: 1000, ETag: `"cdn-1"`, Header: hub(`"other"`, "1000")}, true},
+		{"hub: no linked ETag, CDN ETag", hubFile, storage.Info{Size: 1000, ETag: `"cdn-1"`}, true},
+		{"hub: 401 page", hubFile, storage.Info{Size: 12, ContentType: "text/plain"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SameObject(tc.stored, tc.answer); got != tc.want {
+				t.Errorf("SameObject(%+v, %+v) = %v; want %v", tc.stored, tc.answer, got, tc.want)
+			}
+		})
 	}
 }
