@@ -92,11 +92,14 @@ func (m *MirrorHandler) refTarget(ref string) (target, error) {
 	if err != nil || p == "" || strings.HasPrefix(p, "/") {
 		return target{}, fmt.Errorf("%w: want https://host/path or host/path", ErrInvalidRef)
 	}
-	req := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/" + dec, RawPath: "/" + p, RawQuery: query}}
-	// The resolver shares the handler's path rules, in first-path form.
-	resolver := &MirrorHandler{HostFromFirstPath: true, CacheQuery: m.CacheQuery, MaxPathLength: m.MaxPathLength, BlockSuffix: m.BlockSuffix}
-	t, err := resolver.resolveTarget(req)
+	u := &url.URL{Path: "/" + dec, RawPath: "/" + p}
+	// The handler's own rules, in first-path form: the allowed hosts
+	// among them, so that the operator API never fetches (nor names) a
+	// host that clients are refused.
+	t, err := m.resolveIn(hostFromFirstPath, u.EscapedPath(), query, "")
 	switch {
+	case errors.Is(err, errHostNotAllowed):
+		return target{}, fmt.Errorf("%w: the host is not among the allowed hosts (--allow-host)", ErrInvalidRef)
 	case errors.Is(err, errNoTarget):
 		return target{}, fmt.Errorf("%w: no valid host and file path", ErrInvalidRef)
 	case errors.Is(err, errBlocked):

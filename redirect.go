@@ -24,12 +24,13 @@ var errTooManyRedirects = errors.New("too many upstream redirects")
 // withRedirectPolicy returns a copy of c whose redirects must pass the
 // handler's policy: at most MaxRedirects of them, each to an http or https
 // URL whose host is a valid upstream host by the same rules as a request's
-// (AllowHosts included) and whose path has no blocked suffix. The
-// redirect's host is rewritten to its canonical form (a numeric IPv4 host
-// in dotted decimal), so that the address guard, in the client's dialer or
-// before a proxy sees the request, checks the address the host means.
-// Authorization follows redirects to the same origin only. c's own
-// CheckRedirect, if any, runs first.
+// and whose path has no blocked suffix. The redirect's host is rewritten
+// to its canonical form (a numeric IPv4 host in dotted decimal), so that
+// the address guard, in the client's dialer or before a proxy sees the
+// request, checks the address the host means. Authorization follows
+// redirects to the same origin only. c's own CheckRedirect, if any, runs
+// first. Every request of the copy, the first and each redirect, passes
+// the allowed-hosts guard (see allowGuard).
 func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 	cc := *c
 	inner := c.CheckRedirect
@@ -49,9 +50,6 @@ func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 		if err != nil {
 			return errRedirectNotAllowed
 		}
-		if !m.hostAllowed(host) {
-			return errHostNotAllowed
-		}
 		req.URL.Host = host
 		if m.blocked(req.URL.EscapedPath()) {
 			return errBlocked
@@ -65,7 +63,38 @@ func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 		}
 		return nil
 	}
+	if len(m.AllowHosts) > 0 {
+		rt := cc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		cc.Transport = allowGuard{rt: rt, allowed: m.hostAllowed}
+	}
 	return &cc
+}
+
+// allowGuard is the one place AllowHosts is enforced on the way out: every
+// request the mirror sends to an origin goes through it, whatever sent it
+// (a client's miss or direct request, a redirect, a revalidation, an
+// authorisation or size check, a prefetch or warm, a resume, a peer
+// replica's fill, the source of a CIDN transfer), and a host not allowed
+// is refused before a byte leaves the machine. Target resolution refuses
+// such requests earlier still (403, no work done); the guard makes sure no
+// other way in forgets to.
+type allowGuard struct {
+	rt      http.RoundTripper
+	allowed func(hostport string) bool
+}
+
+func (g allowGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	host, err := canonicalHost(req.URL.Host)
+	if err != nil || !g.allowed(host) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, errHostNotAllowed
+	}
+	return g.rt.RoundTrip(req)
 }
 
 // sameOrigin reports whether a and b have the same origin (RFC 6454):

@@ -14,7 +14,7 @@ import (
 	"github.com/httpmirror/httpmirror/policy"
 )
 
-// Errors of target resolution. Each maps to one status in statusFor.
+// Errors of target resolution. Each maps to one status in classify.
 var (
 	// errBadRequest: the request is malformed or hostile (traversal, control
 	// characters, invalid escapes). 400.
@@ -66,9 +66,35 @@ func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
 	return m.resolve(r.URL.EscapedPath(), r.URL.RawQuery, r.Host)
 }
 
+// hostMode is how a request names its origin (see MirrorHandler.Host,
+// HostFromFirstPath and BaseDomain).
+type hostMode uint8
+
+const (
+	hostFromHeader    hostMode = iota // the Host header, minus BaseDomain
+	hostFixed                         // MirrorHandler.Host
+	hostFromFirstPath                 // the first path segment
+)
+
+func (m *MirrorHandler) hostMode() hostMode {
+	switch {
+	case m.Host != "":
+		return hostFixed
+	case m.HostFromFirstPath:
+		return hostFromFirstPath
+	}
+	return hostFromHeader
+}
+
 // resolve is resolveTarget of a request for the escaped path raw, with the
 // query rawQuery, and the Host header host.
 func (m *MirrorHandler) resolve(raw, rawQuery, hostHeader string) (target, error) {
+	return m.resolveIn(m.hostMode(), raw, rawQuery, hostHeader)
+}
+
+// resolveIn is resolve with the origin named as mode says: the operator
+// API names objects in first-path form whatever the handler's mode.
+func (m *MirrorHandler) resolveIn(mode hostMode, raw, rawQuery, hostHeader string) (target, error) {
 	var query string
 	if m.CacheQuery && rawQuery != "" {
 		query = "?" + rawQuery
@@ -82,10 +108,10 @@ func (m *MirrorHandler) resolve(raw, rawQuery, hostHeader string) (target, error
 	}
 
 	var host string
-	switch {
-	case m.Host != "":
+	switch mode {
+	case hostFixed:
 		host = m.Host
-	case m.HostFromFirstPath:
+	case hostFromFirstPath:
 		first, _, found := strings.Cut(p[1:], "/")
 		if first == "" || !found {
 			// "/" or "/example.com": no file named.
@@ -96,7 +122,7 @@ func (m *MirrorHandler) resolve(raw, rawQuery, hostHeader string) (target, error
 			host, _ = url.PathUnescape(first) // cleanPath checked the escape
 		}
 		p = p[1+len(first):]
-	default:
+	case hostFromHeader:
 		host = stripPort(hostHeader)
 		if m.BaseDomain != "" {
 			// A fully qualified Host ("….mirror.example.net.") is the

@@ -1,6 +1,8 @@
 package httpmirror_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -110,5 +112,29 @@ func TestAllowHostsOrigins(t *testing.T) {
 	// /ok.bin, /to-self and the /ok.bin it redirects to, /to-other.
 	if n := allowed.Gets.Load(); n != 4 {
 		t.Errorf("allowed origin GETs %d; want 4", n)
+	}
+}
+
+// Every way into the origin honours AllowHosts: a prefetch of a host that
+// clients are refused is refused as an invalid URL, before any fetch, and
+// the rest of its list is not fetched either.
+func TestAllowHostsPrefetch(t *testing.T) {
+	allowed, other := newOrigin(t), newOrigin(t)
+	allowed.Put("/ok.bin", []byte("allowed"))
+	other.Put("/f", []byte("other"))
+	m := newMirror(t, allowed, func(m *httpmirror.MirrorHandler) {
+		m.AllowHosts = []string{allowed.HostPort()}
+	})
+	_, err := m.h.Prefetch([]string{allowed.URL + "/ok.bin", other.URL + "/f", "https://example.com/x"})
+	var pe *httpmirror.PrefetchError
+	if !errors.As(err, &pe) || pe.Count != 2 || pe.Invalid[0].Index != 1 || !strings.Contains(pe.Invalid[0].Reason, "allowed hosts") {
+		t.Fatalf("Prefetch: %v; want 2 invalid URLs, the first at index 1, for the allowed hosts", err)
+	}
+	if _, err := m.h.Lookup(context.Background(), other.URL+"/f"); !errors.Is(err, httpmirror.ErrInvalidRef) {
+		t.Errorf("Lookup of a host not allowed: %v; want ErrInvalidRef", err)
+	}
+	waitFills(t, m)
+	if n, g := len(other.Received()), allowed.Gets.Load(); n != 0 || g != 0 {
+		t.Errorf("origins received %d and %d requests; want none", n, g)
 	}
 }

@@ -1,6 +1,8 @@
 package httpmirror
 
 import (
+	"errors"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -35,3 +37,35 @@ func TestCanonicalHostDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// The allowed-hosts guard sits in the upstream client itself: a request
+// that no resolution checked (any future way into the origin) is refused
+// before it reaches the transport, in any spelling of the host.
+func TestAllowGuardInClient(t *testing.T) {
+	var sent []string
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sent = append(sent, r.URL.String())
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	m := &MirrorHandler{Client: &http.Client{Transport: rt}, AllowHosts: []string{"files.example.org", "127.0.0.1:8443"}, HostFromFirstPath: true}
+	if err := m.init(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"https://evil.example/a", "https://127.0.0.1/a", "https://2130706432:8443/a", "https://files.example.org.evil.example/a"} {
+		if _, err := m.client.Get(u); !errors.Is(err, errHostNotAllowed) {
+			t.Errorf("GET %s: %v; want errHostNotAllowed", u, err)
+		}
+	}
+	for _, u := range []string{"https://files.example.org/a", "https://FILES.example.org./a", "https://0x7f.1:8443/a"} {
+		if _, err := m.client.Get(u); err != nil {
+			t.Errorf("GET %s: %v", u, err)
+		}
+	}
+	if len(sent) != 3 {
+		t.Errorf("transport got %q; want the 3 allowed requests", sent)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
