@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -152,8 +153,9 @@ func cachePrefix(prefix string) (string, error) {
 }
 
 // underPrefix reports whether key is in the subtree prefix names: the key
-// itself, and everything below it as a directory. "example.com/pool"
-// covers example.com/pool, example.com/pool/ and example.com/pool/a, not
+// itself and its variants, and everything below it as a directory.
+// "example.com/pool" covers example.com/pool, its variants
+// (example.com/pool#vary=…), example.com/pool/ and example.com/pool/a, not
 // example.com/pool2; an empty prefix covers everything.
 func underPrefix(prefix, key string) bool {
 	if !strings.HasPrefix(key, prefix) {
@@ -163,8 +165,62 @@ func underPrefix(prefix, key string) bool {
 		return true
 	}
 	c := key[len(prefix)]
-	return c == '/' || c == '?'
+	return c == '/' || c == '?' || c == '#'
 }
+
+// ofObject reports whether key is the object key names or one of its
+// variants: what a purge of one URL removes.
+func ofObject(object, key string) bool {
+	if key == object {
+		return true
+	}
+	base, ok := policy.BaseKey(key)
+	return ok && base == object
+}
+
+// variants lists the stored variants of the object under key (see
+// policy.VariantKey), at most maxVariantsListed of them; none when the
+// backend cannot list.
+func (m *MirrorHandler) variants(ctx context.Context, key string) ([]storage.Info, error) {
+	if _, ok := m.RemoteCache.(storage.Lister); !ok {
+		return nil, nil
+	}
+	l := m.store.(storage.Lister)
+	var out []storage.Info
+	token := ""
+	for len(out) < maxVariantsListed {
+		objs, next, err := l.List(ctx, policy.VariantPrefix(key), token, 0)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, objs...)
+		if token = next; token == "" {
+			break
+		}
+	}
+	return out, nil
+}
+
+// deleteVariants deletes the stored variants of the object under key and
+// reports how many it deleted.
+func (m *MirrorHandler) deleteVariants(ctx context.Context, key string) (int, error) {
+	vs, err := m.variants(ctx, key)
+	n := 0
+	for _, v := range vs {
+		if err != nil {
+			break
+		}
+		if err = m.store.Delete(ctx, v.Key); err == nil {
+			n++
+		}
+	}
+	return n, err
+}
+
+// maxVariantsListed bounds the variants variants returns: far more than
+// MaxVariants lets a fill store, as many as a cache written with a higher
+// limit may hold.
+const maxVariantsListed = 100000
 
 // ObjectStatus is what Lookup reports of a cache key.
 type ObjectStatus struct {
@@ -185,6 +241,10 @@ type ObjectStatus struct {
 	Location string `json:"location,omitempty"`
 	// Fill is the download of the key in progress, if any.
 	Fill *FillStatus `json:"fill,omitempty"`
+	// Variants counts the other variants stored of an object that varies
+	// (Vary), each under a key of its own, and VariantBytes their sizes.
+	Variants     int   `json:"variants,omitempty"`
+	VariantBytes int64 `json:"variantBytes,omitempty"`
 }
 
 // Freshness says when a stored object is revalidated.
@@ -240,6 +300,16 @@ func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, e
 		st.Freshness.StaleAt = info.StoredAt.Add(fr.Lifetime)
 	}
 	st.Location, _ = m.store.(storage.Locator).Location(t.key)
+	if info.Header["Vary"] != nil {
+		vs, err := m.variants(ctx, t.key)
+		if err != nil {
+			return st, err
+		}
+		for _, v := range vs {
+			st.Variants++
+			st.VariantBytes += v.Size
+		}
+	}
 	return st, nil
 }
 
@@ -260,14 +330,24 @@ type ListedObject struct {
 	Key      string    `json:"key"`
 	Size     int64     `json:"size"`
 	StoredAt time.Time `json:"storedAt,omitzero"`
+	// VariantOf is, for a variant of an object that varies (Vary), the
+	// object's key; empty for every other object.
+	VariantOf string `json:"variantOf,omitempty"`
+}
+
+func listed(o storage.Info) ListedObject {
+	base, _ := policy.BaseKey(o.Key)
+	return ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt, VariantOf: base}
 }
 
 // ListPage is a page of List.
 type ListPage struct {
 	Prefix  string         `json:"prefix"`
 	Objects []ListedObject `json:"objects"`
-	// Bytes sums the sizes of the page's objects.
-	Bytes int64 `json:"bytes"`
+	// Bytes sums the sizes of the page's objects, and Variants counts
+	// those that are variants of another (ListedObject.VariantOf).
+	Bytes    int64 `json:"bytes"`
+	Variants int   `json:"variants"`
 	// Next is the token of the next page; empty on the last one.
 	Next string `json:"next,omitempty"`
 }
@@ -297,8 +377,12 @@ func (m *MirrorHandler) List(ctx context.Context, prefix, token string, limit in
 	page := ListPage{Prefix: p, Objects: []ListedObject{}, Next: next}
 	for _, o := range objs {
 		if underPrefix(p, o.Key) {
-			page.Objects = append(page.Objects, ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt})
+			lo := listed(o)
+			page.Objects = append(page.Objects, lo)
 			page.Bytes += o.Size
+			if lo.VariantOf != "" {
+				page.Variants++
+			}
 		}
 	}
 	return page, nil
@@ -314,11 +398,12 @@ type PurgeResult struct {
 	CancelledFills int `json:"cancelledFills"`
 }
 
-// Purge removes the object ref (see CacheKey) names. A download of it in
-// progress is cancelled first (its clients' responses are cut off) and
-// waited for, so that nothing it fetched is stored afterwards; the next
-// request fetches the object again. The origin's remembered 404 and the
-// prebuilt response header of the key are dropped too.
+// Purge removes the object ref (see CacheKey) names, and every variant of
+// it when it varies (Vary). A download of one in progress is cancelled
+// first (its clients' responses are cut off) and waited for, so that
+// nothing it fetched is stored afterwards; the next request fetches the
+// object again. The origin's remembered 404 and the prebuilt response
+// headers of the keys are dropped too.
 func (m *MirrorHandler) Purge(ctx context.Context, ref string) (PurgeResult, error) {
 	if err := m.adminReady(); err != nil {
 		return PurgeResult{}, err
@@ -328,17 +413,24 @@ func (m *MirrorHandler) Purge(ctx context.Context, ref string) (PurgeResult, err
 		return PurgeResult{}, err
 	}
 	res := PurgeResult{Key: t.key}
-	if res.CancelledFills, err = m.cancelFills(ctx, func(k string) bool { return k == t.key }); err != nil {
+	match := func(k string) bool { return ofObject(t.key, k) }
+	if res.CancelledFills, err = m.cancelFills(ctx, match); err != nil {
+		return res, err
+	}
+	defer func() { m.Metrics.purged(res.Purged) }()
+	// The variants first: the object under the key is the record of what
+	// it varies on, the last thing to go.
+	n, err := m.deleteVariants(ctx, t.key)
+	if res.Purged += n; err != nil {
 		return res, err
 	}
 	if _, err := m.store.Stat(ctx, t.key); err == nil {
-		res.Purged = 1
+		res.Purged++
 	}
 	if err := m.store.Delete(ctx, t.key); err != nil {
-		return PurgeResult{Key: t.key, CancelledFills: res.CancelledFills}, err
+		return res, err
 	}
-	m.forget(func(k string) bool { return k == t.key })
-	m.Metrics.purged(res.Purged)
+	m.forget(match)
 	return res, nil
 }
 
@@ -367,10 +459,19 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 		return PurgeResult{}, storage.ErrNotSupported
 	}
 	res := PurgeResult{Key: p}
-	if res.CancelledFills, err = m.cancelFills(ctx, func(k string) bool { return underPrefix(p, k) }); err != nil {
+	// A directory's own variants sit beside it (policy.VariantKey), not
+	// under the prefix.
+	match := func(k string) bool { return underPrefix(p, k) || ofObject(p, k) }
+	if res.CancelledFills, err = m.cancelFills(ctx, match); err != nil {
 		return res, err
 	}
 	defer func() { m.Metrics.purged(res.Purged) }()
+	if strings.HasSuffix(p, "/") {
+		n, err := m.deleteVariants(ctx, p)
+		if res.Purged += n; err != nil {
+			return res, err
+		}
+	}
 	token := ""
 	for range maxPurgePages {
 		objs, next, err := m.store.(storage.Lister).List(ctx, p, token, 0)
@@ -390,7 +491,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 			break
 		}
 	}
-	m.forget(func(k string) bool { return underPrefix(p, k) })
+	m.forget(match)
 	return res, nil
 }
 

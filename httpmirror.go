@@ -206,6 +206,12 @@ type MirrorHandler struct {
 	// store one copy per distinct query.
 	CacheQuery bool
 
+	// MaxVariants is how many variants of one URL (responses that vary,
+	// Vary, each stored under a key of its own) are stored, the first one
+	// included; a response for another variant is served but not stored.
+	// Zero means DefaultMaxVariants; negative means no limit.
+	MaxVariants int
+
 	// AuthCache stores responses to requests with Authorization that do
 	// not allow shared use (RFC 9111 section 3.5: no public, s-maxage or
 	// must-revalidate), once, for every client the origin authorises: a

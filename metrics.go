@@ -43,6 +43,7 @@ type Metrics struct {
 	purgedObjects prometheus.Counter
 	prefetches    *prometheus.CounterVec
 	authChecks    *prometheus.CounterVec
+	variantsCut   prometheus.Counter
 
 	requests        *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
@@ -97,6 +98,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored or failed.", "result"),
+		variantsCut: counters("httpmirror_variants_not_stored_total",
+			"Responses for a variant of a URL that varies (Vary) served without being stored, because --max-variants variants of the URL are stored.").WithLabelValues(),
 		authChecks: counters("httpmirror_auth_checks_total",
 			"Authorisation checks at origins of credentials for objects stored with --auth-cache, by result: allowed, denied, unproven (the answer did not identify the stored object) or error.", "result"),
 	}
@@ -109,6 +112,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) purged(n int) {
 	if m != nil && n > 0 {
 		m.purgedObjects.Add(float64(n))
+	}
+}
+
+// variantNotStored counts a variant served but not stored.
+func (m *Metrics) variantNotStored() {
+	if m != nil {
+		m.variantsCut.Inc()
 	}
 }
 

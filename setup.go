@@ -114,7 +114,7 @@ func (m *MirrorHandler) init() error {
 				Logger:        m.log,
 				Observer:      fillObserver{m.Metrics},
 				Info:          m.objectInfo,
-				Storable:      func(resp *http.Response) bool { return m.storable(resp) && !fromPeer(resp) },
+				Storable:      func(key string, resp *http.Response) bool { return m.storable(key, resp) && !fromPeer(resp) },
 			})
 		}
 		m.Metrics.watch(m)

@@ -231,7 +231,7 @@ func (c *largestCache) get(ctx context.Context, l storage.Lister, now time.Time)
 			break
 		}
 		for _, o := range objs {
-			res.Objects = append(res.Objects, ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt})
+			res.Objects = append(res.Objects, listed(o))
 		}
 		res.Scanned += len(objs)
 		slices.SortFunc(res.Objects, func(a, b ListedObject) int { return cmp.Compare(b.Size, a.Size) })

@@ -63,6 +63,12 @@ func (t target) url(scheme string) string { return scheme + "://" + t.host + t.p
 // mode, and cleans and checks the path. The query string is dropped unless
 // CacheQuery is set.
 func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
+	if strings.IndexByte(r.RequestURI, '#') >= 0 {
+		// net/http escapes a literal '#' of the request line in
+		// EscapedPath; the path the client sent is refused as the hit
+		// loop refuses it (see cleanPath).
+		return target{}, errBadRequest
+	}
 	return m.resolve(r.URL.EscapedPath(), r.URL.RawQuery, r.Host)
 }
 
@@ -160,7 +166,7 @@ func (m *MirrorHandler) resolveIn(mode hostMode, raw, rawQuery, hostHeader strin
 
 // cleanPath returns an escaped URL path without empty and "." segments,
 // keeping a trailing slash. It refuses ".." (in any escaping), invalid
-// escapes, control characters and backslashes, because no legitimate file
+// escapes, control characters, backslashes and a literal '#', because no legitimate file
 // URL carries them and origins disagree about what they mean. A path that
 // is clean already is returned as it is, without allocating.
 func cleanPath(escaped string) (string, error) {
@@ -182,7 +188,10 @@ func cleanSegments(escaped string) (string, error) {
 			continue
 		}
 		dec, err := url.PathUnescape(seg)
-		if err != nil {
+		if err != nil || strings.IndexByte(seg, '#') >= 0 {
+			// A literal '#' ends a URL's path (RFC 3986 section 3.5),
+			// and in a cache key it separates a variant from its
+			// object (policy.VariantKey): no request may name one.
 			return "", errBadRequest
 		}
 		if dec == "." {
@@ -201,7 +210,7 @@ func cleanSegments(escaped string) (string, error) {
 }
 
 // isClean reports whether an escaped path needs no cleaning or checking:
-// no percent-escapes, control characters or backslashes, and no empty or
+// no percent-escapes, control characters, backslashes or '#', and no empty or
 // "." segment (a trailing slash aside) nor one starting with ".." (such as
 // "..;", which servlet containers take for "..").
 func isClean(p string) bool {
@@ -209,7 +218,7 @@ func isClean(p string) bool {
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) {
 			c := p[i]
-			if c == '%' || c == '\\' || c < 0x20 || c >= 0x7f {
+			if c == '%' || c == '\\' || c == '#' || c < 0x20 || c >= 0x7f {
 				return false
 			}
 			if c != '/' {

@@ -1,7 +1,9 @@
 package httpmirror
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
@@ -84,15 +86,19 @@ func (m *MirrorHandler) objectInfo(resp *http.Response) storage.Info {
 	return info
 }
 
-// storable reports whether the fill engine may store resp: when the origin
-// allows it (policy.Storable), when it does not vary on everything
-// (Vary: *), and, for a response to an authenticated request that does not
+// storable reports whether the fill engine may store resp, fetched for the
+// object of key: when the origin allows it (policy.Storable), when it does
+// not vary on everything (Vary: *), when it is no variant beyond the
+// MaxVariants of its URL (see variantsFull), and, for a response to an authenticated request that does not
 // allow shared use (RFC 9111 section 3.5), only with AuthCache and only
 // when an origin's answer could prove that it gave the object to another
 // credential (a validator: see policy.SameObject); without one, no client
 // but its first could ever be served the stored copy.
-func (m *MirrorHandler) storable(resp *http.Response) bool {
+func (m *MirrorHandler) storable(key string, resp *http.Response) bool {
 	if !policy.Storable(resp.Header) || policy.ParseVary(resp.Header).Any {
+		return false
+	}
+	if base, ok := policy.BaseKey(key); ok && m.variantsFull(base, key) {
 		return false
 	}
 	if !policy.NeedsAuthorization(resp) {
@@ -101,3 +107,49 @@ func (m *MirrorHandler) storable(resp *http.Response) bool {
 	info := policy.Info(resp, m.now())
 	return m.AuthCache && policy.SameObject(info, info)
 }
+
+// DefaultMaxVariants is MirrorHandler.MaxVariants' default: more than the
+// representations a negotiating origin offers (a few media types,
+// languages or encodings of a document), few enough that a client sending
+// ever new Accept values cannot fill the store with copies of one URL.
+const DefaultMaxVariants = 16
+
+// variantsFull reports whether the object under base has as many variants
+// stored as MaxVariants allows (the object under base counts as one),
+// other than the one under key: a new one is then served but not stored,
+// and counted (httpmirror_variants_not_stored_total). A store that cannot
+// list, or fails to, keeps nothing more.
+func (m *MirrorHandler) variantsFull(base, key string) bool {
+	limit := m.MaxVariants
+	if limit == 0 {
+		limit = DefaultMaxVariants
+	}
+	if limit < 0 {
+		return false
+	}
+	full := true
+	if _, ok := m.RemoteCache.(storage.Lister); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), variantListTimeout)
+		defer cancel()
+		objs, _, err := m.store.(storage.Lister).List(ctx, policy.VariantPrefix(base), "", limit)
+		if err == nil {
+			n := 1 // the object under base
+			for _, o := range objs {
+				if o.Key != key {
+					n++
+				}
+			}
+			full = n >= limit
+		} else {
+			m.log.Warn("listing variants failed; not storing another", "key", base, "err", err)
+		}
+	}
+	if full {
+		m.Metrics.variantNotStored()
+		m.log.Debug("variant limit reached; serving without storing", "key", key, "limit", limit)
+	}
+	return full
+}
+
+// variantListTimeout bounds the listing variantsFull makes.
+const variantListTimeout = 10 * time.Second

@@ -114,7 +114,7 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 		resp.Body.Close()
 		return 0, false, ErrTooLarge
 	}
-	storable := g.opts.Storable == nil || g.opts.Storable(resp)
+	storable := g.opts.Storable == nil || g.opts.Storable(f.key, resp)
 	segmented := f.segmentable(resp, info)
 
 	spool, err := f.openSpool(ctx, info, storable, segmented)

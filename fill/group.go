@@ -97,11 +97,12 @@ type Options struct {
 	// Info builds the stored metadata from the origin's response. Nil
 	// means policy.Info at the time of the response.
 	Info func(*http.Response) storage.Info
-	// Storable reports whether a 200 response may be stored (it may not
-	// when the origin says no-store, for example); an unstorable body is
-	// still streamed to the fill's clients from a temporary spool. Nil
-	// means every response is storable.
-	Storable func(*http.Response) bool
+	// Storable reports whether a 200 response, fetched for the object of
+	// key, may be stored (it may not when the origin says no-store, for
+	// example); an unstorable body is still streamed to the fill's
+	// clients from a temporary spool. Nil means every response is
+	// storable.
+	Storable func(key string, resp *http.Response) bool
 	// Logger receives fill events. Nil discards them.
 	Logger *slog.Logger
 	// Observer receives events for metrics. Nil means none.

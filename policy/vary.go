@@ -111,11 +111,34 @@ func VariantID(fields []string, h http.Header) string {
 // key keeps its trailing slash, so that stores mapping keys to files keep
 // the variant beside the object rather than inside it.
 func VariantKey(key, id string) string {
-	if dir, ok := strings.CutSuffix(key, "/"); ok {
-		return dir + "#vary=" + id + "/"
+	if strings.HasSuffix(key, "/") {
+		return VariantPrefix(key) + id + "/"
 	}
-	return key + "#vary=" + id
+	return VariantPrefix(key) + id
 }
+
+// VariantPrefix is what the keys of every variant of the object under key
+// start with (see VariantKey), and no other key does: a listing under it
+// finds the object's variants.
+func VariantPrefix(key string) string {
+	return strings.TrimSuffix(key, "/") + variantSep
+}
+
+// BaseKey returns the key of the object whose variant key is, and false
+// for a key that is no variant's.
+func BaseKey(key string) (string, bool) {
+	i := strings.Index(key, variantSep)
+	if i < 0 {
+		return "", false
+	}
+	if strings.HasSuffix(key, "/") {
+		return key[:i] + "/", true
+	}
+	return key[:i], true
+}
+
+// variantSep separates a variant's key from its object's.
+const variantSep = "#vary="
 
 // NormalizeField returns the values of one request header field in a
 // canonical form. Accept, Accept-Charset and Accept-Language, whose syntax

@@ -3,6 +3,7 @@ package policy
 import (
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -88,5 +89,23 @@ func TestVariantID(t *testing.T) {
 	}
 	if k := VariantKey("example.com/simple/pkg/", base); k != "example.com/simple/pkg#vary="+base+"/" {
 		t.Errorf("VariantKey of a directory = %q", k)
+	}
+}
+
+func TestVariantKeys(t *testing.T) {
+	for _, key := range []string{"example.com/doc", "example.com/simple/pkg/", "example.com/a?b=c"} {
+		v := VariantKey(key, "0123")
+		if !strings.HasPrefix(v, VariantPrefix(key)) {
+			t.Errorf("VariantKey(%q) = %q does not start with VariantPrefix %q", key, v, VariantPrefix(key))
+		}
+		if strings.HasSuffix(key, "/") != strings.HasSuffix(v, "/") {
+			t.Errorf("VariantKey(%q) = %q: trailing slash not kept", key, v)
+		}
+		if base, ok := BaseKey(v); !ok || base != key {
+			t.Errorf("BaseKey(%q) = %q, %v; want %q", v, base, ok, key)
+		}
+		if _, ok := BaseKey(key); ok {
+			t.Errorf("BaseKey(%q) reports a variant", key)
+		}
 	}
 }

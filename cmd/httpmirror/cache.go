@@ -276,7 +276,7 @@ func (c *cacheCmd) call(method, path string, body []byte, want int, out any) ([]
 
 // ls lists the objects under prefix, page by page, up to limit (0: all).
 func (c *cacheCmd) ls(prefix string, limit int) error {
-	var count, total int64
+	var count, variants, total int64
 	next := ""
 	if !c.json {
 		fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", "SIZE", "STORED", "KEY")
@@ -300,6 +300,9 @@ func (c *cacheCmd) ls(prefix string, limit int) error {
 			}
 			count++
 			total += o.Size
+			if o.VariantOf != "" {
+				variants++
+			}
 			if !c.json {
 				fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", humanBytes(o.Size), o.StoredAt.Local().Format("2006-01-02 15:04"), o.Key)
 			}
@@ -309,7 +312,11 @@ func (c *cacheCmd) ls(prefix string, limit int) error {
 		}
 	}
 	if !c.json {
-		fmt.Fprintf(c.stdout, "%d objects, %s\n", count, humanBytes(total))
+		if variants > 0 {
+			fmt.Fprintf(c.stdout, "%d objects (%d of them variants of another), %s\n", count, variants, humanBytes(total))
+		} else {
+			fmt.Fprintf(c.stdout, "%d objects, %s\n", count, humanBytes(total))
+		}
 	}
 	return nil
 }
@@ -368,6 +375,9 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 		line("freshness", s)
 	}
 	line("location", st.Location)
+	if st.Variants > 0 {
+		line("variants", fmt.Sprintf("%d more (%s), purged with it", st.Variants, humanBytes(st.VariantBytes)))
+	}
 	if f := st.Fill; f != nil {
 		line("downloading", fmt.Sprintf("%s of %s", humanBytes(f.Bytes), sizeOrUnknown(f.Size)))
 	}

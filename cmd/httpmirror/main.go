@@ -138,6 +138,7 @@ func run(args []string) int {
 		UpstreamMinRate:         minRate,
 		SpoolDir:                cfg.SpoolDir,
 		MaxRanges:               cfg.MaxRanges,
+		MaxVariants:             cfg.MaxVariants,
 		RevalidatePatterns:      cfg.RevalidatePatterns,
 		NegativeTTL:             negativeTTL,
 		CacheQuery:              cfg.CacheQuery,

@@ -66,6 +66,7 @@ type Config struct {
 	AuthCacheTTL       time.Duration
 	MaxPathLength      int
 	MaxRanges          int
+	MaxVariants        int
 	ShutdownTimeout    time.Duration
 	LogFormat          string
 	LogLevel           slog.Level
@@ -179,6 +180,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", httpmirror.DefaultAuthCacheTTL, "How long an origin's answer about a credential (allowed or denied) is trusted by --auth-cache.")
 	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
 	fs.IntVar(&c.MaxRanges, "max-ranges", httpmirror.DefaultMaxRanges, "Most ranges one request may ask for, once overlapping and adjacent ones are merged; a request for more gets the whole file (200).")
+	fs.IntVar(&c.MaxVariants, "max-variants", httpmirror.DefaultMaxVariants, "Most variants of one URL stored when its origin negotiates (Vary), the first included; responses for more are served but not stored.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "Log format: text or json.")
 	logLevel := fs.String("log-level", "info", "Log level: debug, info, warn or error.")
@@ -288,8 +290,8 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	if c.AuthCacheTTL == 0 {
 		return nil, errors.New("--auth-cache-ttl must be more than 0")
 	}
-	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 {
-		return nil, errors.New("--continuation-get-retry must be >= 0, --max-path-length and --max-ranges >= 1")
+	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 || c.MaxVariants < 1 {
+		return nil, errors.New("--continuation-get-retry must be >= 0, --max-path-length, --max-ranges and --max-variants >= 1")
 	}
 	if c.CIDNEnabled() {
 		scheme, _, _ := strings.Cut(c.StorageURL, "://")
