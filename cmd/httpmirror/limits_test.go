@@ -101,9 +101,14 @@ func TestPublicListenerPipelinedAnswersNeverRead(t *testing.T) {
 	body := testutil.Payload(7, 64<<10) // small enough to be answered from memory
 	o.Put("/small.bin", body)
 	p := startShortTimeouts(t, mirrorArgs(t, o, t.TempDir())...)
-	for range 2 { // the fill, then a hit
+	// The fill, then, once it is stored, a hit that loads it into
+	// memory: the later hits are answered by the loop.
+	for i := range 2 {
 		if code, got := httpGet(t, p.url(o, "/small.bin")); code != 200 || string(got) != string(body) {
 			t.Fatalf("GET: %d, %d bytes; want 200 and the file", code, len(got))
+		}
+		if i == 0 {
+			p.waitLog(t, "fill complete")
 		}
 	}
 	c := dialT(t, p.addr)
