@@ -195,7 +195,8 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "httpmirror: admin listen: %v\n", err)
 			return 2
 		}
-		adminSrv = &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: adm.Handler()}
+		server.Configure(adminSrv) // the public listener's limits
 		go adminSrv.Serve(aln)
 		log.Info("admin listening", "address", aln.Addr().String())
 	}

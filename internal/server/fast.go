@@ -35,17 +35,30 @@ type Hits interface {
 // it from then on. A client therefore sees one HTTP/1.1 server: keep-alive
 // and pipelining work across the hand-over, and the limits are the same
 // (request headers that do not fit the loop's buffer go to net/http, which
-// answers 431 past MaxHeaderBytes).
+// answers 431 past MaxHeaderBytes, and a request's header deadline runs on
+// across the hand-over).
 type Server struct {
 	// HTTP serves every request the loop does not answer. Configure it as
 	// any public server (see Configure); Server runs it.
 	HTTP *http.Server
 	// Hits answers the plain hits.
 	Hits Hits
-	// ReadHeaderTimeout and IdleTimeout are the loop's limits for reading
-	// a request's header and for waiting for the next request. Zero means
-	// the package's constants (net/http's are set by Configure).
+	// ReadHeaderTimeout bounds the reading of a request's header on the
+	// loop: of the first one from the accept, as net/http counts it, and
+	// of later ones from their first byte. A header the loop hands over
+	// unfinished keeps its deadline on net/http.
+	//
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// connection, and the sending of each of the loop's answers.
+	//
+	// Zero means HTTP's (as Configure sets them), or the package's
+	// constants when those are zero too.
 	ReadHeaderTimeout, IdleTimeout time.Duration
+
+	header, idle time.Duration // the timeouts in effect
+	// httpHeaderDeadline: HTTP sets a read deadline before it reads a
+	// connection's first request header (see handoffConn).
+	httpHeaderDeadline bool
 
 	handoff *handoffListener
 	mu      sync.Mutex
@@ -65,6 +78,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.conns = make(map[net.Conn]struct{})
+	s.header = positive(s.ReadHeaderTimeout, s.HTTP.ReadHeaderTimeout, ReadHeaderTimeout)
+	s.idle = positive(s.IdleTimeout, s.HTTP.IdleTimeout, IdleTimeout)
+	// net/http's rule (Server.readHeaderTimeout in net/http/server.go).
+	s.httpHeaderDeadline = cmp.Or(s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout) > 0
 	s.handoff = newHandoffListener(ln.Addr())
 	s.mu.Unlock()
 	// It returns when Shutdown or Close closes the hand-off listener.
@@ -94,6 +111,16 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.wg.Add(1)
 		go s.serveConn(c)
 	}
+}
+
+// positive returns the first of ds above zero.
+func positive(ds ...time.Duration) time.Duration {
+	for _, d := range ds {
+		if d > 0 {
+			return d
+		}
+	}
+	return 0
 }
 
 // track adds c to (or removes it from) the connections the loop serves.
@@ -160,6 +187,7 @@ type conn struct {
 	c      net.Conn
 	br     *bufio.Reader
 	remote string
+	header time.Time // the deadline of the current request's header
 	req    httpmirror.HitRequest
 	resp   httpmirror.HitResponse
 	head   []byte
@@ -187,15 +215,27 @@ func (s *Server) serveConn(nc net.Conn) {
 // loop answers requests until the connection ends (false) or is handed to
 // net/http (true).
 func (c *conn) loop() bool {
-	for {
-		if c.s.closing.Load() {
-			return false
+	// A new connection is not idle between requests: it has the header
+	// timeout, from the accept, to send its first request's header, as on
+	// net/http, whether it sends nothing or drips.
+	c.header = time.Now().Add(c.s.header)
+	if !c.setReadDeadline(c.header) {
+		return false
+	}
+	for first := true; ; first = false {
+		if !first {
+			// Between requests a client may stay silent for the idle
+			// timeout; the header timeout starts with the next
+			// request's first byte (net/http waits the same way).
+			if !c.setReadDeadline(time.Now().Add(c.s.idle)) {
+				return false
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return false
+			}
+			c.header = time.Now().Add(c.s.header)
+			c.c.SetReadDeadline(c.header)
 		}
-		c.c.SetReadDeadline(time.Now().Add(cmp.Or(c.s.IdleTimeout, IdleTimeout)))
-		if _, err := c.br.Peek(1); err != nil {
-			return false
-		}
-		c.c.SetReadDeadline(time.Now().Add(cmp.Or(c.s.ReadHeaderTimeout, ReadHeaderTimeout)))
 		n, close, ok, err := c.readRequest()
 		if err != nil {
 			return false // the client went away, or was too slow
@@ -216,19 +256,41 @@ func (c *conn) loop() bool {
 	}
 }
 
+// setReadDeadline sets the connection's read deadline, and reports false
+// when the server is closing: stop sets every connection's deadline to now
+// once closing is set, which a deadline set after it must not undo.
+func (c *conn) setReadDeadline(t time.Time) bool {
+	c.c.SetReadDeadline(t)
+	return !c.s.closing.Load()
+}
+
 // handOff gives the connection, with the bytes read but not consumed, to
 // net/http.
 func (c *conn) handOff() bool {
 	if c.s.closing.Load() {
 		return false
 	}
-	c.c.SetReadDeadline(time.Time{})
-	return c.s.handoff.push(&handoffConn{Conn: c.c, r: c.br})
+	// The read deadline stays: it is the deadline of the header of the
+	// request handed over, which net/http may still be reading (see
+	// handoffConn). The write deadline of the loop's last answer must
+	// not cut net/http's answers, which may take hours.
+	c.c.SetWriteDeadline(time.Time{})
+	hc := &handoffConn{Conn: c.c, r: c.br, header: c.header}
+	hc.capHeader.Store(c.s.httpHeaderDeadline)
+	return c.s.handoff.push(hc)
 }
 
 // write sends the response: the status line, Date, the hit's header
 // fields, Connection when closing, and the body, in one writev.
+//
+// Its deadline is the idle timeout: the loop's answers are small objects
+// from memory, and a client that has not taken one in the time it could
+// anyway hold the connection silent between requests has stopped reading
+// (as one does that pipelines requests and never reads the answers, until
+// the socket buffers are full); without a deadline the write would wait
+// for it forever.
 func (c *conn) write(close bool) (int64, error) {
+	c.c.SetWriteDeadline(time.Now().Add(c.s.idle))
 	h := append(c.head[:0], "HTTP/1.1 200 OK\r\nDate: "...)
 	h = append(h, date()...)
 	h = append(h, "\r\n"...)
@@ -266,13 +328,34 @@ func (c *conn) readRequest() (n int, close, ok bool, err error) {
 }
 
 // handoffConn is a connection handed to net/http: its first bytes are the
-// ones the loop read and did not consume.
+// ones the loop read and did not consume, and the header of its first
+// request keeps the deadline the loop set for it.
 type handoffConn struct {
 	net.Conn
 	r io.Reader
+	// header is the deadline of the first request's header. net/http
+	// (conn.serve in net/http/server.go) sets a read deadline, now plus
+	// its ReadHeaderTimeout, before it reads that header, on its serving
+	// goroutine, before any other deadline and before any other goroutine
+	// uses the connection; when it will (capHeader), that one deadline is
+	// capped to header, so that the hand-over gives a slow client no
+	// fresh header timeout. The deadlines it sets later pass unchanged:
+	// it clears the deadline once the header is read, and before its
+	// background read during a request, which would cancel the request's
+	// context if the deadline expired. When net/http sets no header
+	// deadline, the loop's stays on the connection until that clearing.
+	header    time.Time
+	capHeader atomic.Bool
 }
 
 func (c *handoffConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *handoffConn) SetReadDeadline(t time.Time) error {
+	if c.capHeader.CompareAndSwap(true, false) && (t.IsZero() || t.After(c.header)) {
+		t = c.header
+	}
+	return c.Conn.SetReadDeadline(t)
+}
 
 // ReadFrom keeps sendfile for net/http's responses from files.
 func (c *handoffConn) ReadFrom(r io.Reader) (int64, error) {

@@ -17,17 +17,26 @@ import (
 	"github.com/httpmirror/httpmirror"
 )
 
-// fakeHits answers GET and HEAD of /hit/... from memory; everything else
-// goes to net/http, whose handler marks its answers.
+// fakeHits answers GET and HEAD of /hit/... (and of /big/..., with a
+// 1 MiB body) from memory; everything else goes to net/http, whose handler
+// marks its answers.
 type fakeHits struct {
-	sent atomic.Int64 // responses recorded by HitSent
+	sent    atomic.Int64  // responses recorded by HitSent
+	aborted chan struct{} // when not nil, receives a value for each aborted response
 }
 
+var bigBody = strings.Repeat("x", 1<<20)
+
 func (f *fakeHits) ServeHit(req *httpmirror.HitRequest, resp *httpmirror.HitResponse) bool {
-	if !strings.HasPrefix(req.Path, "/hit/") {
+	var body string
+	switch {
+	case strings.HasPrefix(req.Path, "/hit/"):
+		body = "body of " + req.Path
+	case strings.HasPrefix(req.Path, "/big/"):
+		body = bigBody
+	default:
 		return false
 	}
-	body := "body of " + req.Path
 	resp.Header = append(resp.Header, "Content-Length: "...)
 	resp.Header = strconv.AppendInt(resp.Header, int64(len(body)), 10)
 	resp.Header = append(resp.Header, "\r\nContent-Type: text/plain\r\n"...)
@@ -37,8 +46,14 @@ func (f *fakeHits) ServeHit(req *httpmirror.HitRequest, resp *httpmirror.HitResp
 	return true
 }
 
-func (f *fakeHits) HitSent(*httpmirror.HitRequest, *httpmirror.HitResponse, int64, bool) {
+func (f *fakeHits) HitSent(_ *httpmirror.HitRequest, _ *httpmirror.HitResponse, _ int64, aborted bool) {
 	f.sent.Add(1)
+	if aborted && f.aborted != nil {
+		select {
+		case f.aborted <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // start serves a fakeHits loop in front of a net/http handler that answers
@@ -49,7 +64,7 @@ func start(t *testing.T, configure ...func(*Server)) (*Server, *fakeHits, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits := &fakeHits{}
+	hits := &fakeHits{aborted: make(chan struct{}, 1)}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Path", "net/http")
