@@ -325,6 +325,7 @@ func (m *MirrorHandler) Purge(ctx context.Context, ref string) (PurgeResult, err
 		return PurgeResult{}, err
 	}
 	res := PurgeResult{Key: t.key}
+	m.cancelQueuedPrefetches(func(k string) bool { return k == t.key })
 	if res.CancelledFills, err = m.cancelFills(ctx, func(k string) bool { return k == t.key }); err != nil {
 		return res, err
 	}
@@ -364,6 +365,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 		return PurgeResult{}, storage.ErrNotSupported
 	}
 	res := PurgeResult{Key: p}
+	m.cancelQueuedPrefetches(func(k string) bool { return underPrefix(p, k) })
 	if res.CancelledFills, err = m.cancelFills(ctx, func(k string) bool { return underPrefix(p, k) }); err != nil {
 		return res, err
 	}

@@ -96,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		purgedObjects: counters("httpmirror_purged_objects_total",
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
-			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored or failed.", "result"),
+			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored, failed or cancelled.", "result"),
 		authChecks: counters("httpmirror_auth_checks_total",
 			"Authorisation checks at origins of credentials for objects stored with --auth-cache, by result: allowed, denied or error.", "result"),
 	}
