@@ -19,6 +19,10 @@ const e2eSecret = "s3cr3tKEYvalue"
 func TestBadConfigurationExits2(t *testing.T) {
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, nil, 0o644)
+	emptyTokens := filepath.Join(t.TempDir(), "tokens")
+	os.WriteFile(emptyTokens, []byte("# no token yet\n"), 0o600)
+	badTokens := filepath.Join(t.TempDir(), "bad-tokens")
+	os.WriteFile(badTokens, []byte(e2eSecret+"-but-too-many fields here\n"), 0o600)
 	tests := map[string][]string{
 		"unknown flag":          {"--no-such-flag"},
 		"bad duration":          {"--link-expires", "soon"},
@@ -45,6 +49,11 @@ func TestBadConfigurationExits2(t *testing.T) {
 		"no scheme":             {"--storage-url", "AK:" + e2eSecret + "@bucket"},
 		"cidn on local disk":    {"--master", "http://127.0.0.1:1"},
 		"cidn without cache":    {"--storage-url=", "--kubeconfig", "/nonexistent/kubeconfig"},
+		"admin off loopback":    {"--admin-address", "0.0.0.0:0"},
+		"admin on every host":   {"--admin-address", ":0"},
+		"admin tokens missing":  {"--admin-address", "127.0.0.1:0", "--admin-token-file", "/nonexistent/tokens"},
+		"admin tokens empty":    {"--admin-address", "127.0.0.1:0", "--admin-token-file", emptyTokens},
+		"admin tokens bad line": {"--admin-address", "127.0.0.1:0", "--admin-token-file", badTokens},
 	}
 	for name, args := range tests {
 		t.Run(name, func(t *testing.T) {
