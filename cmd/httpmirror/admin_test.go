@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -80,7 +81,10 @@ func TestAdminTokenCommands(t *testing.T) {
 // An admin listener off loopback without tokens is refused at start,
 // unless --admin-insecure says so, which is logged as a warning.
 func TestAdminOffLoopback(t *testing.T) {
-	cmd := exec.Command(binary, "--address", "127.0.0.1:0", "--storage-url=", "--admin-address", "0.0.0.0:0")
+	// Bounded: a start wrongly accepted is killed and fails the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--address", "127.0.0.1:0", "--storage-url=", "--admin-address", "0.0.0.0:0")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()

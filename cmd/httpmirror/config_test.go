@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror/internal/s3test"
 	"github.com/httpmirror/httpmirror/internal/testutil"
@@ -57,7 +59,11 @@ func TestBadConfigurationExits2(t *testing.T) {
 	}
 	for name, args := range tests {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
+			// Bounded: a configuration wrongly accepted starts a server,
+			// which is killed and fails the test.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
 			if name == "bad environment value" {
 				cmd.Env = append(os.Environ(), "HTTPMIRROR_UPSTREAM_IDLE_TIMEOUT=whenever")
 			}
