@@ -45,7 +45,8 @@ Flags of warm: --file FILE, --no-wait (print the job id and return),
   (Ctrl-C, SIGTERM) while following its job, warm cancels the job.
 
 Exit status: 0 on success, 1 when the mirror says no (not cached, failed
-URLs) or cannot be reached, 2 for bad usage.
+or cancelled URLs, a missing or wrong token), cannot be reached, or warm
+was interrupted, 2 for bad usage.
 `
 
 // errUsage marks a command line to refuse with status 2.
