@@ -414,6 +414,7 @@ func (m *MirrorHandler) Purge(ctx context.Context, ref string) (PurgeResult, err
 	}
 	res := PurgeResult{Key: t.key}
 	match := func(k string) bool { return ofObject(t.key, k) }
+	m.cancelQueuedPrefetches(match)
 	if res.CancelledFills, err = m.cancelFills(ctx, match); err != nil {
 		return res, err
 	}
@@ -462,6 +463,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 	// A directory's own variants sit beside it (policy.VariantKey), not
 	// under the prefix.
 	match := func(k string) bool { return underPrefix(p, k) || ofObject(p, k) }
+	m.cancelQueuedPrefetches(match)
 	if res.CancelledFills, err = m.cancelFills(ctx, match); err != nil {
 		return res, err
 	}

@@ -97,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		purgedObjects: counters("httpmirror_purged_objects_total",
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
-			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored or failed.", "result"),
+			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored, failed or cancelled.", "result"),
 		variantsCut: counters("httpmirror_variants_not_stored_total",
 			"Responses for a variant of a URL that varies (Vary) served without being stored, because --max-variants variants of the URL are stored.").WithLabelValues(),
 		authChecks: counters("httpmirror_auth_checks_total",

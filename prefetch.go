@@ -31,6 +31,10 @@ var (
 	ErrUnknownPrefetch = errors.New("unknown prefetch id")
 	// ErrTooManyPrefetches: every kept job is still running.
 	ErrTooManyPrefetches = fmt.Errorf("%d prefetch jobs are running; wait for one to finish", maxPrefetchJobs)
+
+	// errPrefetchCancelled is the cause of a job's context ended by
+	// CancelPrefetch, told apart from the mirror shutting down.
+	errPrefetchCancelled = errors.New("prefetch cancelled")
 )
 
 // PrefetchError is the error of a Prefetch whose list has URLs that name
@@ -64,6 +68,9 @@ const (
 	PrefetchCached    = "cached"     // stored already; not fetched
 	PrefetchNotStored = "not_stored" // fetched, but the origin forbids storing it or storage failed
 	PrefetchFailed    = "failed"
+	// PrefetchCancelled: not fetched for the job, because the job was
+	// cancelled (CancelPrefetch) or a purge of its key came first.
+	PrefetchCancelled = "cancelled"
 )
 
 // PrefetchStatus reports a prefetch job: its URLs' states and bytes.
@@ -71,7 +78,8 @@ type PrefetchStatus struct {
 	ID       string    `json:"id"`
 	Created  time.Time `json:"created"`
 	Finished time.Time `json:"finished,omitzero"`
-	// State is "running" or "done" (every URL ended, failed or not).
+	// State is "running" or "done" (every URL ended, failed or not; a
+	// cancelled job is done once its running URLs have stopped).
 	State string `json:"state"`
 	// URL counts by state.
 	Total     int `json:"total"`
@@ -81,12 +89,19 @@ type PrefetchStatus struct {
 	Cached    int `json:"cached"`
 	NotStored int `json:"notStored"`
 	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
 	// Bytes have arrived (or were stored already) of Size, the sum of the
 	// sizes known so far.
 	Bytes int64 `json:"bytes"`
 	Size  int64 `json:"size"`
 	// URLs is every URL's state; PrefetchSummary leaves it out.
 	URLs []PrefetchURL `json:"urls,omitempty"`
+}
+
+// Ended counts the URLs that have ended, in any state but queued and
+// running.
+func (s PrefetchStatus) Ended() int {
+	return s.Done + s.Cached + s.NotStored + s.Failed + s.Cancelled
 }
 
 // PrefetchSummary is a PrefetchStatus without its URLs.
@@ -108,6 +123,10 @@ type prefetchJob struct {
 	id      string
 	created time.Time
 	done    chan struct{} // closed when every URL has ended
+	// ctx ends when the job is cancelled (cause errPrefetchCancelled) or
+	// the mirror closes.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 
 	mu       sync.Mutex
 	finished time.Time
@@ -163,6 +182,7 @@ func (m *MirrorHandler) Prefetch(urls []string) (string, error) {
 		a.mu.Unlock()
 		return "", ErrTooManyPrefetches
 	}
+	j.ctx, j.cancel = context.WithCancelCause(a.ctx)
 	a.jobs[j.id] = j
 	a.order = append(a.order, j.id)
 	a.wg.Add(1)
@@ -189,28 +209,31 @@ func (a *adminState) dropFinishedLocked() bool {
 }
 
 // runPrefetch fetches the job's URLs in order, each once a token of the
-// shared semaphore is free.
+// shared semaphore is free. URLs cancelled while queued are skipped.
 func (m *MirrorHandler) runPrefetch(j *prefetchJob) {
 	a := &m.admin
 	defer a.wg.Done()
+	defer j.cancel(nil) // releases the context's resources; a cause set before is kept
 	var wg sync.WaitGroup
 	for i := range j.items {
 		acquired := false
-		if a.ctx.Err() == nil {
+		if j.queued(i) {
 			select {
 			case a.sem <- struct{}{}:
 				acquired = true
-			case <-a.ctx.Done():
+			case <-j.ctx.Done():
 			}
 		}
-		if !acquired {
-			j.end(i, PrefetchFailed, -1, -1, "stopped: the mirror is shutting down")
+		if state, ok := j.start(i, acquired); !ok {
+			if acquired {
+				<-a.sem
+			}
+			m.Metrics.prefetched(state)
 			continue
 		}
-		j.start(i)
 		wg.Go(func() {
 			defer func() { <-a.sem }()
-			state, n, size, reason := m.prefetchOne(a.ctx, j, i)
+			state, n, size, reason := m.prefetchOne(j.ctx, j, i)
 			j.end(i, state, n, size, reason)
 			m.Metrics.prefetched(state)
 		})
@@ -222,46 +245,93 @@ func (m *MirrorHandler) runPrefetch(j *prefetchJob) {
 	close(j.done)
 }
 
+// stopped returns how a URL ends whose job's context ended before it did:
+// cancelled with the job, or failed with the mirror shutting down.
+func stopped(ctx context.Context) (state, reason string) {
+	if context.Cause(ctx) == errPrefetchCancelled {
+		return PrefetchCancelled, "cancelled"
+	}
+	return PrefetchFailed, "stopped: the mirror is shutting down"
+}
+
 // prefetchOne fetches item i of j as a client's miss would, and returns
-// how it ended.
+// how it ended. When ctx ends (the job is cancelled, the mirror closes),
+// it stops waiting for the download; see CancelPrefetch for what becomes
+// of the download itself.
 func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) (state string, n, size int64, reason string) {
 	t := j.items[i].t // set before the job started; never changed
 	if code, ok := m.negatives.get(t.key, m.now); ok {
 		return PrefetchFailed, 0, -1, fmt.Sprintf("%d %s (the origin's answer, remembered)", code, http.StatusText(code))
 	}
-	if info, err := m.store.Stat(ctx, t.key); err == nil {
+	info, err := m.store.Stat(ctx, t.key)
+	if err == nil {
 		return PrefetchCached, info.Size, info.Size, ""
 	}
+	if ctx.Err() != nil {
+		// The Stat may have failed for that very reason: no fill.
+		state, reason = stopped(ctx)
+		return state, -1, -1, reason
+	}
 	// A prefetch is an anonymous client: no credential, no negotiation.
-	f, _ := m.fills.Miss(t.key, m.source(t, &http.Request{Header: http.Header{}}))
-	defer f.Release()
+	f, joined := m.fills.Miss(t.key, m.source(t, &http.Request{Header: http.Header{}}))
+	defer func() {
+		if !joined && context.Cause(ctx) == errPrefetchCancelled {
+			// Started for this job alone: it stops unless a client reads it
+			// by now.
+			f.Withdraw()
+			return
+		}
+		f.Release()
+	}()
 	j.mu.Lock()
 	j.items[i].f = f
 	j.mu.Unlock()
-	err := f.Wait(ctx)
+	err = f.Wait(ctx)
 	n, size = f.Progress()
 	var se *fill.StatusError
 	switch {
+	case err == nil && !f.Stored():
+		return PrefetchNotStored, n, size, ""
+	case err == nil:
+		return PrefetchDone, n, size, ""
 	case ctx.Err() != nil:
-		return PrefetchFailed, n, size, "stopped: the mirror is shutting down"
+		state, reason = stopped(ctx)
+		return state, n, size, reason
+	case errors.Is(err, fill.ErrCancelled):
+		return PrefetchCancelled, n, size, "cancelled by a purge"
 	case errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone):
 		if ttl := m.negativeTTL(); ttl > 0 {
 			m.negatives.put(t.key, se.Code, m.now(), ttl)
 		}
-		fallthrough
-	case err != nil:
-		fl := classify(context.Background(), err)
-		return PrefetchFailed, n, size, fmt.Sprintf("%d %s", fl.status, fl.message)
-	case !f.Stored():
-		return PrefetchNotStored, n, size, ""
 	}
-	return PrefetchDone, n, size, ""
+	fl := classify(context.Background(), err)
+	return PrefetchFailed, n, size, fmt.Sprintf("%d %s", fl.status, fl.message)
 }
 
-func (j *prefetchJob) start(i int) {
+// queued reports whether item i still waits to be fetched.
+func (j *prefetchJob) queued(i int) bool {
 	j.mu.Lock()
-	j.items[i].State = PrefetchRunning
-	j.mu.Unlock()
+	defer j.mu.Unlock()
+	return j.items[i].State == PrefetchQueued
+}
+
+// start marks item i running and reports true, unless it is no longer
+// queued (a purge or CancelPrefetch ended it) or the job's context has
+// ended (!acquired, or ended while a token was free too), which ends it.
+// It returns the item's state.
+func (j *prefetchJob) start(i int, acquired bool) (string, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	it := &j.items[i]
+	switch {
+	case it.State != PrefetchQueued:
+	case !acquired || j.ctx.Err() != nil:
+		it.State, it.Error = stopped(j.ctx)
+	default:
+		it.State = PrefetchRunning
+		return it.State, true
+	}
+	return it.State, false
 }
 
 func (j *prefetchJob) end(i int, state string, n, size int64, reason string) {
@@ -272,6 +342,67 @@ func (j *prefetchJob) end(i int, state string, n, size int64, reason string) {
 		it.Bytes, it.Size = n, size
 	}
 	j.mu.Unlock()
+}
+
+// cancelQueued ends the queued items that match as cancelled, with
+// reason, and returns how many it ended.
+func (j *prefetchJob) cancelQueued(match func(key string) bool, reason string) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for i := range j.items {
+		it := &j.items[i]
+		if it.State == PrefetchQueued && match(it.Key) {
+			it.State, it.Error = PrefetchCancelled, reason
+			n++
+		}
+	}
+	return n
+}
+
+// CancelPrefetch cancels the prefetch job id and reports it once its
+// running URLs have stopped (or ctx ends first); ErrUnknownPrefetch when
+// there is no such job. Cancelling a job that is done changes nothing.
+//
+// Cancelling ends the job's queued URLs as PrefetchCancelled at once:
+// the origin is never asked for them. Its running URLs stop being waited
+// for and end as PrefetchCancelled too (with the bytes that had arrived),
+// while their downloads are the fill engine's, as those of a client that
+// went away: a download the job started that nobody else reads by now is
+// stopped and stores nothing; one a client reads too (or that a client
+// started and the job joined) goes on for its clients and is stored as
+// usual. A client is never cut off by a cancel.
+func (m *MirrorHandler) CancelPrefetch(ctx context.Context, id string) (PrefetchStatus, error) {
+	j := m.prefetchJob(id)
+	if j == nil {
+		return PrefetchStatus{}, ErrUnknownPrefetch
+	}
+	// Queued items first, so that none starts between the cancel and the
+	// marking.
+	j.cancelQueued(func(string) bool { return true }, "cancelled")
+	j.cancel(errPrefetchCancelled)
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+	}
+	return j.status(true), nil
+}
+
+// cancelQueuedPrefetches ends the queued URLs of every prefetch job whose
+// keys match as cancelled, so that a purge is not undone by a prefetch
+// queued before it. Running ones are the purge's: it cancels their
+// downloads, and they end as cancelled too.
+func (m *MirrorHandler) cancelQueuedPrefetches(match func(key string) bool) {
+	a := &m.admin
+	a.mu.Lock()
+	jobs := make([]*prefetchJob, 0, len(a.jobs))
+	for _, j := range a.jobs {
+		jobs = append(jobs, j)
+	}
+	a.mu.Unlock()
+	for _, j := range jobs {
+		j.cancelQueued(match, "dropped by a purge before it was fetched")
+	}
 }
 
 // status reports the job; with urls, every URL's state too.
@@ -303,6 +434,8 @@ func (j *prefetchJob) status(urls bool) PrefetchStatus {
 			st.NotStored++
 		case PrefetchFailed:
 			st.Failed++
+		case PrefetchCancelled:
+			st.Cancelled++
 		}
 		st.Bytes += u.Bytes
 		st.Size += max(u.Size, 0)
@@ -362,8 +495,8 @@ func (m *MirrorHandler) prefetchSummaries() []PrefetchSummary {
 }
 
 // stopPrefetches ends the prefetch jobs (URLs still queued fail; the
-// downloads themselves are the fill engine's) and waits for their
-// goroutines.
+// downloads themselves are the fill engine's, which the mirror shuts down
+// next) and waits for their goroutines.
 func (m *MirrorHandler) stopPrefetches() {
 	a := m.adminInit()
 	a.stop()

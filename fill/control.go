@@ -104,3 +104,28 @@ func (g *Group) Cancel(match func(key string) bool, cause error) []<-chan struct
 	}
 	return done
 }
+
+// Withdraw drops the caller's reference, as Release does, and stops the
+// fill with ErrCancelled when nobody else uses it any more, whether or not
+// it would store its object. It is for a caller that started a download on
+// its own account and no longer wants it (a cancelled prefetch): a fill
+// that other readers still use goes on for them and is stored as usual,
+// so a withdrawal never cuts a client off. A stopped fill leaves the
+// group at once; a later request starts a new one.
+func (f *Fill) Withdraw() {
+	f.g.mu.Lock()
+	// One reference is the caller's, one the running fill's own.
+	if f.refs == 2 {
+		f.mu.Lock()
+		running := !f.isDone()
+		f.mu.Unlock()
+		if running {
+			if f.g.fills[f.key] == f {
+				delete(f.g.fills, f.key)
+			}
+			f.cancel(ErrCancelled)
+		}
+	}
+	f.g.mu.Unlock()
+	f.Release()
+}

@@ -86,3 +86,52 @@ func TestProgressAndCancel(t *testing.T) {
 		t.Errorf("new fill asked the origin %d times; want 1", again.calls.Load())
 	}
 }
+
+// Withdraw stops a fill that only its caller used, storing nothing, and
+// leaves one that another reader uses to run on for it and be stored.
+func TestWithdraw(t *testing.T) {
+	store := memory.New()
+	g := fill.NewGroup(store, fill.Options{})
+	block := make(chan struct{})
+	data := testutil.Payload(7, 100000)
+	stalling := func(w *io.PipeWriter, data []byte) {
+		w.Write(data[:1000])
+		<-block
+		w.Write(data[1000:])
+		w.Close()
+	}
+	alone := &memSource{data: data, feed: stalling}
+	shared := &memSource{data: data, feed: stalling}
+	fa, _ := g.Miss("example.com/alone", alone.source())
+	fs, _ := g.Miss("example.com/shared", shared.source())
+	reader, joined := g.Miss("example.com/shared", shared.source())
+	defer reader.Release()
+	if !joined {
+		t.Fatal("second miss of example.com/shared did not join")
+	}
+	for _, f := range []*fill.Fill{fa, fs} {
+		if _, err := f.Available(context.Background(), 999); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fa.Withdraw()
+	fs.Withdraw()
+	<-fa.Done()
+	if err := fa.Err(); !errors.Is(err, fill.ErrCancelled) {
+		t.Errorf("withdrawn fill nobody else used: %v; want ErrCancelled", err)
+	}
+	close(block)
+	if got, err := io.ReadAll(reader.NewReader(context.Background())); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reader of the shared fill: %d bytes, %v; want all %d", len(got), err, len(data))
+	}
+	<-fs.Done()
+	if !fs.Stored() {
+		t.Error("the shared fill was not stored after its starter withdrew")
+	}
+	if _, err := store.Stat(context.Background(), "example.com/alone"); err == nil {
+		t.Error("the withdrawn fill was stored")
+	}
+	if shared.calls.Load() != 1 || alone.calls.Load() != 1 {
+		t.Errorf("origin asked %d and %d times; want once each", alone.calls.Load(), shared.calls.Load())
+	}
+}

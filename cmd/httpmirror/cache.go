@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/httpmirror/httpmirror"
@@ -33,13 +35,18 @@ Commands:
 Flags of every command:
   --admin URL              the admin listener (default $HTTPMIRROR_ADMIN,
                            else http://127.0.0.1:9090)
+  --token-file FILE        send the first token of FILE (a line TOKEN [NAME],
+                           as in the mirror's --admin-token-file); without it
+                           $HTTPMIRROR_ADMIN_TOKEN, the token itself, if set
   --json                   print the API's JSON answers
 Flags of ls: --limit N (stop after N objects).
 Flags of warm: --file FILE, --no-wait (print the job id and return),
-  --timeout D (stop following the job after D, default 24h).
+  --timeout D (stop following the job after D, default 24h). Interrupted
+  (Ctrl-C, SIGTERM) while following its job, warm cancels the job.
 
 Exit status: 0 on success, 1 when the mirror says no (not cached, failed
-URLs) or cannot be reached, 2 for bad usage.
+or cancelled URLs, a missing or wrong token), cannot be reached, or warm
+was interrupted, 2 for bad usage.
 `
 
 // errUsage marks a command line to refuse with status 2.
@@ -49,6 +56,8 @@ var errUsage = errors.New("usage")
 type cacheCmd struct {
 	admin  string
 	json   bool
+	token  string // sent as a bearer token when set
+	ctx    context.Context
 	client *http.Client
 	stdout io.Writer
 	stderr io.Writer
@@ -58,7 +67,7 @@ type cacheCmd struct {
 
 // runCache runs "httpmirror cache ..." and returns the exit status.
 func runCache(args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
-	c := &cacheCmd{stdout: stdout, stderr: stderr, stdin: os.Stdin, client: &http.Client{}}
+	c := &cacheCmd{stdout: stdout, stderr: stderr, stdin: os.Stdin, client: &http.Client{}, ctx: context.Background()}
 	if f, ok := stderr.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			c.tty = true
@@ -121,6 +130,7 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 	}
 	fs.StringVar(&c.admin, "admin", def, "")
 	fs.BoolVar(&c.json, "json", false, "")
+	tokenFile := fs.String("token-file", "", "")
 	limit := fs.Int("limit", 0, "")
 	prefix := fs.String("prefix", "", "")
 	file := fs.String("file", "", "")
@@ -138,7 +148,7 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 		return usageErr("unknown command %q; want ls, info, rm or warm", cmd)
 	}
 	for name := range set {
-		if name != "admin" && name != "json" && !contains(extra, name) {
+		if name != "admin" && name != "json" && name != "token-file" && !contains(extra, name) {
 			return usageErr("--%s does not apply to %s", name, cmd)
 		}
 	}
@@ -149,6 +159,13 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 		return usageErr("--admin wants the admin listener's URL, such as http://127.0.0.1:9090")
 	}
 	c.admin = strings.TrimSuffix(c.admin, "/")
+	if *tokenFile != "" {
+		if c.token, err = readToken(*tokenFile); err != nil {
+			return err
+		}
+	} else if v, ok := lookupEnv("HTTPMIRROR_ADMIN_TOKEN"); ok {
+		c.token = strings.TrimSpace(v)
+	}
 	switch cmd {
 	case "ls":
 		if len(pos) > 1 || *limit < 0 {
@@ -223,6 +240,29 @@ func (c *cacheCmd) readList(file string) ([]string, error) {
 	return urls, sc.Err()
 }
 
+// readToken returns the first token of file: the first field of its first
+// line that is neither blank nor a # comment, so that a file of the
+// mirror's --admin-token-file format serves the client too. Errors never
+// show the token.
+func readToken(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", usageErr("--token-file: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return strings.Fields(line)[0], nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", usageErr("--token-file %s: %v", file, err)
+	}
+	return "", usageErr("--token-file %s holds no token", file)
+}
+
 // refPath is the admin path of a URL or key: kept as written, but for the
 // bytes a request target cannot carry.
 func refPath(ref string) string {
@@ -243,14 +283,21 @@ func refPath(ref string) string {
 // out. An answer with another status than want is returned as an error
 // with the API's message, and its body still decoded into out.
 func (c *cacheCmd) call(method, path string, body []byte, want int, out any) ([]byte, error) {
-	req, err := http.NewRequest(method, c.admin+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(c.ctx, method, c.admin+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, usageErr("%v", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.client.Do(req)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		host := req.URL.Host
+		return nil, fmt.Errorf("no admin API at %s: start the mirror with --admin-address %s, or pass --admin URL", c.admin, host)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("admin API unreachable: %w", err)
 	}
@@ -261,6 +308,13 @@ func (c *cacheCmd) call(method, path string, body []byte, want int, out any) ([]
 	}
 	if out != nil {
 		json.Unmarshal(raw, out)
+	}
+	switch {
+	case resp.StatusCode == want:
+	case resp.StatusCode == http.StatusUnauthorized && c.token == "":
+		return raw, fmt.Errorf("the admin API at %s needs a token: pass --token-file FILE or set HTTPMIRROR_ADMIN_TOKEN", c.admin)
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
+		return raw, fmt.Errorf("the admin API at %s refused the token (%s): pass --token-file FILE or set HTTPMIRROR_ADMIN_TOKEN to a token of the mirror's --admin-token-file", c.admin, resp.Status)
 	}
 	if resp.StatusCode != want {
 		var e struct {

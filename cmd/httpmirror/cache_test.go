@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,7 +17,14 @@ import (
 // exit status, stdout and stderr.
 func cacheCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
+	return cacheCLIEnv(t, nil, stdin, args...)
+}
+
+// cacheCLIEnv is cacheCLI with env added to the environment.
+func cacheCLIEnv(t *testing.T, env []string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"cache"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -107,7 +115,7 @@ func TestCacheCommandUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{}, {"frob"}, {"info"}, {"ls", "a.org", "b.org"}, {"rm"}, {"rm", "a.org/x", "--prefix", "a.org"},
 		{"warm"}, {"ls", "--limit", "x"}, {"info", "--prefix", "a.org", "a.org/x"}, {"ls", "--admin", "ftp://x"},
-		{"warm", "--file", "/nonexistent/list"}, {"ls", "--bogus"},
+		{"warm", "--file", "/nonexistent/list"}, {"ls", "--bogus"}, {"ls", "--token-file", "/nonexistent/token"},
 	} {
 		if code, out, errOut := cacheCLI(t, "", args...); code != 2 || errOut == "" {
 			t.Errorf("cache %q: exit %d, stderr %q, stdout %q; want 2 with a message", args, code, errOut, out)
@@ -116,8 +124,11 @@ func TestCacheCommandUsage(t *testing.T) {
 	if code, out, _ := cacheCLI(t, "", "--help"); code != 0 || !strings.Contains(out, "Usage: httpmirror cache") {
 		t.Errorf("cache --help: exit %d, %q", code, out)
 	}
-	if code, _, errOut := cacheCLI(t, "", "ls", "--admin", "127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "unreachable") {
-		t.Errorf("unreachable admin: exit %d, %q; want 1", code, errOut)
+	// Nothing listens on port 1: the error says how to start the admin
+	// listener.
+	if code, _, errOut := cacheCLI(t, "", "ls", "--admin", "127.0.0.1:1"); code != 1 ||
+		!strings.Contains(errOut, "no admin API at http://127.0.0.1:1: start the mirror with --admin-address 127.0.0.1:1, or pass --admin URL") {
+		t.Errorf("unreachable admin: exit %d, %q; want 1 with how to start the admin listener", code, errOut)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror/internal/s3test"
 	"github.com/httpmirror/httpmirror/internal/testutil"
@@ -19,6 +21,10 @@ const e2eSecret = "s3cr3tKEYvalue"
 func TestBadConfigurationExits2(t *testing.T) {
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, nil, 0o644)
+	emptyTokens := filepath.Join(t.TempDir(), "tokens")
+	os.WriteFile(emptyTokens, []byte("# no token yet\n"), 0o600)
+	badTokens := filepath.Join(t.TempDir(), "bad-tokens")
+	os.WriteFile(badTokens, []byte(e2eSecret+"-but-too-many fields here\n"), 0o600)
 	tests := map[string][]string{
 		"unknown flag":          {"--no-such-flag"},
 		"bad duration":          {"--link-expires", "soon"},
@@ -45,10 +51,19 @@ func TestBadConfigurationExits2(t *testing.T) {
 		"no scheme":             {"--storage-url", "AK:" + e2eSecret + "@bucket"},
 		"cidn on local disk":    {"--master", "http://127.0.0.1:1"},
 		"cidn without cache":    {"--storage-url=", "--kubeconfig", "/nonexistent/kubeconfig"},
+		"admin off loopback":    {"--admin-address", "0.0.0.0:0"},
+		"admin on every host":   {"--admin-address", ":0"},
+		"admin tokens missing":  {"--admin-address", "127.0.0.1:0", "--admin-token-file", "/nonexistent/tokens"},
+		"admin tokens empty":    {"--admin-address", "127.0.0.1:0", "--admin-token-file", emptyTokens},
+		"admin tokens bad line": {"--admin-address", "127.0.0.1:0", "--admin-token-file", badTokens},
 	}
 	for name, args := range tests {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
+			// Bounded: a configuration wrongly accepted starts a server,
+			// which is killed and fails the test.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, append([]string{"--address", "127.0.0.1:0"}, args...)...)
 			if name == "bad environment value" {
 				cmd.Env = append(os.Environ(), "HTTPMIRROR_UPSTREAM_IDLE_TIMEOUT=whenever")
 			}

@@ -187,7 +187,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "httpmirror: listen: %v\n", err)
 		return 2
 	}
-	adm := &admin.Server{Gatherer: reg, Logger: log, Ready: h.Check, Mirror: h}
+	adm := &admin.Server{Gatherer: reg, Logger: log, Ready: h.Check, Mirror: h, Tokens: cfg.AdminTokens, MetricsAuth: cfg.AdminMetricsAuth}
 	var adminSrv *http.Server
 	if cfg.AdminAddress != "" {
 		aln, err := net.Listen("tcp", cfg.AdminAddress)
@@ -198,7 +198,10 @@ func run(args []string) int {
 		adminSrv = &http.Server{Handler: adm.Handler()}
 		server.Configure(adminSrv) // the public listener's limits
 		go adminSrv.Serve(aln)
-		log.Info("admin listening", "address", aln.Addr().String())
+		log.Info("admin listening", "address", aln.Addr().String(), "tokens", len(cfg.AdminTokens))
+		if cfg.AdminExposed() {
+			log.Warn("ADMIN API OPEN: the admin listener is off loopback without tokens (--admin-insecure); whoever reaches it can purge the cache and make the mirror fetch")
+		}
 	}
 	srv := &http.Server{
 		Handler:  h,

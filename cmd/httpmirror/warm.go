@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/httpmirror/httpmirror"
@@ -13,7 +17,17 @@ import (
 
 // warm starts a prefetch job of urls and, unless noWait, follows it until
 // it is done (at most timeout), drawing a progress line on a terminal.
+// Interrupted (SIGINT, SIGTERM) while it follows the job, it cancels the
+// job before it exits: whoever stops warm wants the downloads stopped, not
+// left running in the mirror.
 func (c *cacheCmd) warm(urls []string, noWait bool, timeout time.Duration) error {
+	interrupted, stop := context.Background(), func() {}
+	if !noWait {
+		// Caught from before the job is created: an interrupt while the
+		// POST is under way cancels the job once its id is known.
+		interrupted, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
 	body, _ := json.Marshal(urls)
 	var started struct {
 		ID      string                  `json:"id"`
@@ -38,10 +52,14 @@ func (c *cacheCmd) warm(urls []string, noWait bool, timeout time.Duration) error
 	bar := progressLine{w: c.stderr, on: c.tty && !c.json}
 	deadline := time.Now().Add(timeout)
 	var st httpmirror.PrefetchStatus
-	for time.Now().Before(deadline) {
+	c.ctx = interrupted
+	for time.Now().Before(deadline) && interrupted.Err() == nil {
 		// The API answers once the job is done, or after a second: the
 		// progress line moves once a second while the job runs.
 		raw, err = c.call("GET", "/prefetch/"+started.ID+"?wait=1s", nil, http.StatusOK, &st)
+		if interrupted.Err() != nil {
+			break
+		}
 		if err != nil {
 			bar.clear()
 			return err
@@ -51,7 +69,12 @@ func (c *cacheCmd) warm(urls []string, noWait bool, timeout time.Duration) error
 			break
 		}
 	}
+	c.ctx = context.Background()
 	bar.clear()
+	if interrupted.Err() != nil {
+		stop() // a second interrupt ends the command at once
+		return c.cancelJob(started.ID)
+	}
 	if c.json {
 		c.stdout.Write(raw)
 	}
@@ -59,18 +82,38 @@ func (c *cacheCmd) warm(urls []string, noWait bool, timeout time.Duration) error
 		return fmt.Errorf("job %s still running after %s; follow it at %s/prefetch/%s", started.ID, timeout, c.admin, started.ID)
 	}
 	if !c.json {
-		fmt.Fprintf(c.stdout, "%d URLs: %d fetched, %d already cached, %d not storable, %d failed; %s\n",
-			st.Total, st.Done, st.Cached, st.NotStored, st.Failed, humanBytes(st.Bytes))
+		fmt.Fprintf(c.stdout, "%d URLs: %d fetched, %d already cached, %d not storable, %d failed", st.Total, st.Done, st.Cached, st.NotStored, st.Failed)
+		if st.Cancelled > 0 {
+			fmt.Fprintf(c.stdout, ", %d cancelled", st.Cancelled)
+		}
+		fmt.Fprintf(c.stdout, "; %s\n", humanBytes(st.Bytes))
 	}
 	for _, u := range st.URLs {
-		if u.State == httpmirror.PrefetchFailed {
-			fmt.Fprintf(c.stderr, "  failed: %s: %s\n", u.URL, u.Error)
+		if u.State == httpmirror.PrefetchFailed || u.State == httpmirror.PrefetchCancelled {
+			fmt.Fprintf(c.stderr, "  %s: %s: %s\n", u.State, u.URL, u.Error)
 		}
 	}
-	if st.Failed > 0 {
-		return errors.New("some URLs failed")
+	if st.Failed > 0 || st.Cancelled > 0 {
+		return errors.New("some URLs failed or were cancelled")
 	}
 	return nil
+}
+
+// cancelJob cancels the prefetch job id of an interrupted warm and
+// returns the error that says so.
+func (c *cacheCmd) cancelJob(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.ctx = ctx
+	var st httpmirror.PrefetchStatus
+	raw, err := c.call("DELETE", "/prefetch/"+id, nil, http.StatusOK, &st)
+	if err != nil {
+		return fmt.Errorf("interrupted; cancelling job %s failed: %w", id, err)
+	}
+	if c.json {
+		c.stdout.Write(raw)
+	}
+	return fmt.Errorf("interrupted; cancelled job %s: %d of %d URLs cancelled, %d had ended", id, st.Cancelled, st.Total, st.Ended()-st.Cancelled)
 }
 
 // progressLine redraws one line of a terminal with "\r": a prefetch job
@@ -89,7 +132,7 @@ func (p *progressLine) draw(st httpmirror.PrefetchStatus) {
 	if p.start.IsZero() {
 		p.start = time.Now()
 	}
-	ended := st.Done + st.Cached + st.NotStored + st.Failed
+	ended := st.Ended()
 	const cells = 24
 	filled := 0
 	if st.Total > 0 {

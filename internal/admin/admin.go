@@ -1,7 +1,9 @@
 // Package admin serves httpmirror's operator endpoints on their own
 // listener, never on the public one: Prometheus metrics, liveness,
 // readiness and pprof, and, over the mirror's handler, the cache API
-// (look up, list, purge, prefetch) and the status page.
+// (look up, list, purge, prefetch) and the status page. With tokens set,
+// every endpoint but the probes (and /metrics, unless MetricsAuth) needs
+// one (auth.go).
 package admin
 
 import (
@@ -31,6 +33,13 @@ type Server struct {
 	// Mirror, when set, is the handler whose cache the cache API and the
 	// status page operate on. Nil serves neither.
 	Mirror *httpmirror.MirrorHandler
+	// Tokens, when not empty, are the bearer tokens the endpoints accept;
+	// every endpoint but /healthz, /readyz and /metrics needs one. Empty
+	// means no authentication: the listener must then be reachable by
+	// operators only.
+	Tokens []Token
+	// MetricsAuth makes /metrics need a token too, when Tokens are set.
+	MetricsAuth bool
 
 	draining atomic.Bool
 }
@@ -46,7 +55,8 @@ func (s *Server) Drain() { s.draining.Store(true) }
 //	/readyz         200 when storage is usable and the server not draining, else 503
 //	/debug/pprof/   the runtime profiles
 //
-// and, with Mirror set, the endpoints of cache.go and status.go.
+// and, with Mirror set, the endpoints of cache.go and status.go, all
+// behind the token check and audit log of auth.go.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
@@ -59,10 +69,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	var h http.Handler = mux
 	if s.Mirror != nil {
-		return s.mirrorHandler(mux)
+		h = s.mirrorHandler(mux)
 	}
-	return mux
+	return s.newGuard().wrap(h)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

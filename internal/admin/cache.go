@@ -29,13 +29,14 @@ const maxPrefetchBody = 8 << 20
 //	DELETE /cache/?prefix=P           purge the objects under P
 //	POST   /prefetch                  JSON array of URLs, or one per line: 202 with the job's id
 //	GET    /prefetch/<id>?wait=D      the job's per-URL state and bytes, once done or after D
+//	DELETE /prefetch/<id>             cancel the job; its status once its running URLs stopped
 //	GET    /                          the status page; /status.json its data
 //
 // Paths under /cache/ hold URLs ("https://host/…"), which the mux would
 // clean of their double slash: they are routed before it.
 func (s *Server) mirrorHandler(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("/prefetch", s.prefetch)
-	mux.HandleFunc("/prefetch/{id}", s.prefetchStatus)
+	mux.HandleFunc("/prefetch/{id}", s.prefetchJob)
 	mux.HandleFunc("/{$}", s.statusPage)
 	mux.HandleFunc("/status.json", s.statusJSON)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -144,11 +145,15 @@ func (s *Server) cache(w http.ResponseWriter, r *http.Request, ref string) {
 		writeJSON(w, http.StatusOK, st)
 	case http.MethodDelete:
 		res, err := s.Mirror.Purge(r.Context(), ref)
+		if res.Key != "" {
+			audit(r, "key", res.Key)
+		}
 		if err != nil {
+			audit(r, "err", err.Error())
 			s.fail(w, r, err)
 			return
 		}
-		s.log().Info("purged", "key", res.Key, "objects", res.Purged, "cancelledFills", res.CancelledFills)
+		audit(r, "objects", res.Purged, "cancelledFills", res.CancelledFills)
 		writeJSON(w, http.StatusOK, res)
 	default:
 		methodNotAllowed(w, "GET, HEAD, DELETE")
@@ -183,11 +188,15 @@ func (s *Server) purgePrefix(w http.ResponseWriter, r *http.Request) {
 	// A purge goes on when the operator's client gives up waiting: half a
 	// purge helps nobody.
 	res, err := s.Mirror.PurgePrefix(context.WithoutCancel(r.Context()), prefix)
+	if res.Key != "" {
+		audit(r, "prefix", res.Key)
+	}
 	if err != nil {
+		audit(r, "objects", res.Purged, "err", err.Error())
 		s.fail(w, r, err)
 		return
 	}
-	s.log().Info("purged prefix", "prefix", res.Key, "objects", res.Purged, "cancelledFills", res.CancelledFills)
+	audit(r, "objects", res.Purged, "cancelledFills", res.CancelledFills)
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -213,16 +222,18 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	audit(r, "urls", len(urls))
 	if len(urls) > httpmirror.MaxPrefetchURLs {
 		s.fail(w, r, httpmirror.ErrTooManyURLs)
 		return
 	}
 	id, err := s.Mirror.Prefetch(urls)
 	if err != nil {
+		audit(r, "err", err.Error())
 		s.fail(w, r, err)
 		return
 	}
-	s.log().Info("prefetch started", "id", id, "urls", len(urls))
+	audit(r, "id", id)
 	w.Header().Set("Location", "/prefetch/"+id)
 	writeJSON(w, http.StatusAccepted, struct {
 		ID     string `json:"id"`
@@ -259,11 +270,37 @@ func parseURLList(body []byte) ([]string, error) {
 	return urls, nil
 }
 
-func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		methodNotAllowed(w, "GET, HEAD")
+// prefetchJob serves /prefetch/<id>: the job's status, or its cancel.
+func (s *Server) prefetchJob(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.prefetchStatus(w, r)
+	case http.MethodDelete:
+		s.cancelPrefetch(w, r)
+	default:
+		methodNotAllowed(w, "GET, HEAD, DELETE")
+	}
+}
+
+// cancelPrefetch cancels a job and answers with its status once its
+// running URLs have stopped (they stop at once; the bound is for a
+// storage backend that does not).
+func (s *Server) cancelPrefetch(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	audit(r, "id", id)
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	st, err := s.Mirror.CancelPrefetch(ctx, id)
+	if err != nil {
+		audit(r, "err", err.Error())
+		s.fail(w, r, err)
 		return
 	}
+	audit(r, "state", st.State, "urls", st.Total, "cancelled", st.Cancelled, "ended", st.Ended())
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
 	// ?wait=D answers once the job is done, or after D (at most a
 	// minute): a client follows a job without polling it in a loop.
 	var d time.Duration

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -164,7 +166,8 @@ func TestPrefetchErrors(t *testing.T) {
 		{"too many", "POST", "/prefetch", manyJSON, 413, "at most 10000"},
 		{"unknown id", "GET", "/prefetch/0123456789abcdef", nil, 404, "unknown prefetch"},
 		{"bad wait", "GET", "/prefetch/" + started.ID + "?wait=2h", nil, 400, "wait"},
-		{"DELETE id", "DELETE", "/prefetch/" + started.ID, nil, 405, "GET"},
+		{"PUT id", "PUT", "/prefetch/" + started.ID, nil, 405, "GET, HEAD, DELETE"},
+		{"cancel unknown id", "DELETE", "/prefetch/0123456789abcdef", nil, 404, "unknown prefetch"},
 	} {
 		var ae apiErr
 		if code := e.api(t, c.method, c.path, c.body, &ae); code != c.status || !strings.Contains(ae.Error, c.want) {
@@ -219,5 +222,195 @@ func TestPrefetchStopsOnClose(t *testing.T) {
 	}
 	if n := e.origin.Gets.Load(); n != 1 {
 		t.Errorf("origin saw %d GETs; want only the first URL's", n)
+	}
+}
+
+// holdOrigin makes the origin send the headers and the first half of
+// every file, then hold the rest until the returned gate opens (when the
+// test ends at the latest); arrived receives each request's path.
+func holdOrigin(t *testing.T, e *env) (arrived chan string, release *testutil.Gate) {
+	arrived = make(chan string, 64)
+	release = testutil.NewGate(t)
+	e.origin.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		w.Header().Set("Content-Length", fmt.Sprint(len(f.Data)))
+		w.Header().Set("ETag", f.ETag)
+		w.Write(f.Data[:len(f.Data)/2])
+		w.(http.Flusher).Flush()
+		arrived <- r.URL.Path
+		release.Wait()
+		w.Write(f.Data[len(f.Data)/2:])
+		return true
+	})
+	return arrived, release
+}
+
+func waitArrived(t *testing.T, arrived chan string, want string) {
+	t.Helper()
+	select {
+	case p := <-arrived:
+		if p != want {
+			t.Fatalf("the origin was asked for %s; want %s", p, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the origin was not asked for %s", want)
+	}
+}
+
+// DELETE /prefetch/<id> cancels a job: its queued URLs end cancelled
+// without reaching the origin, and the running one, which only the job
+// wanted, is stopped and stores nothing.
+func TestCancelPrefetch(t *testing.T) {
+	e := newEnv(t, "file", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	var urls []string
+	for i := range 5 {
+		p := fmt.Sprintf("/f%d", i)
+		e.origin.Put(p, testutil.Payload(uint64(i), 100000))
+		urls = append(urls, e.ref(p))
+	}
+	arrived, _ := holdOrigin(t, e)
+	id, err := e.h.Prefetch(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitArrived(t, arrived, "/f0")
+	var st httpmirror.PrefetchStatus
+	if code := e.api(t, "DELETE", "/prefetch/"+id, nil, &st); code != 200 {
+		t.Fatalf("DELETE /prefetch/%s: %d", id, code)
+	}
+	if st.ID != id || st.State != "done" || st.Cancelled != 5 || st.Queued != 0 || st.Running != 0 || len(st.URLs) != 5 {
+		t.Fatalf("cancelled job %+v; want done with all 5 URLs cancelled", st)
+	}
+	for i, u := range st.URLs {
+		if u.State != httpmirror.PrefetchCancelled || u.Error != "cancelled" {
+			t.Errorf("URL %d: %+v; want cancelled", i, u)
+		}
+		if i > 0 && u.Bytes != 0 {
+			t.Errorf("queued URL %d reports %d bytes; want 0", i, u.Bytes)
+		}
+	}
+	// The running download is stopped at once, the origin still holding
+	// its second half: it stores nothing.
+	e.waitFills(t)
+	if code := e.api(t, "GET", "/cache/"+e.key("/f0"), nil, nil); code != 404 {
+		t.Errorf("the cancelled download was stored: %d", code)
+	}
+	if n := e.origin.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want only the first URL's", n)
+	}
+	if got, err := e.h.PrefetchProgress(id); err != nil || got.Cancelled != 5 {
+		t.Errorf("job after the cancel: %+v, %v", got, err)
+	}
+	// Cancelling again changes nothing.
+	if code := e.api(t, "DELETE", "/prefetch/"+id, nil, &st); code != 200 || st.Cancelled != 5 || st.State != "done" {
+		t.Errorf("second DELETE: %d %+v", code, st)
+	}
+	if line := e.metric(t, `httpmirror_prefetch_urls_total{result="cancelled"}`); line != `httpmirror_prefetch_urls_total{result="cancelled"} 5` {
+		t.Errorf("metric %q; want 5 cancelled", line)
+	}
+}
+
+// A download that a client reads too is not cut when the job that
+// started it is cancelled: the client gets every byte, the object is
+// stored, and the origin sends it once.
+func TestCancelPrefetchKeepsClientDownload(t *testing.T) {
+	e := newEnv(t, "file", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	data := testutil.Payload(9, 1<<20)
+	e.origin.Put("/big.bin", data)
+	e.origin.Put("/next.bin", []byte("next"))
+	arrived, release := holdOrigin(t, e)
+	id, err := e.h.Prefetch([]string{e.ref("/big.bin"), e.ref("/next.bin")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitArrived(t, arrived, "/big.bin")
+	resp, err := http.Get(e.public.URL + "/" + e.key("/big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The client has joined the download once it has its first half.
+	head := make([]byte, len(data)/2)
+	if _, err := io.ReadFull(resp.Body, head); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("client: %d, %v", resp.StatusCode, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := e.h.CancelPrefetch(ctx, id)
+	if err != nil || st.State != "done" || st.Cancelled != 2 || st.URLs[0].State != httpmirror.PrefetchCancelled || st.URLs[1].State != httpmirror.PrefetchCancelled {
+		t.Fatalf("CancelPrefetch: %+v, %v; want both URLs cancelled", st, err)
+	}
+	release.Open()
+	rest, err := io.ReadAll(resp.Body)
+	got := append(head, rest...)
+	if err != nil || len(got) != len(data) || testutil.SHA256(got) != testutil.SHA256(data) {
+		t.Fatalf("client after the cancel: %d bytes, %v; want all %d with the origin's sha256", len(got), err, len(data))
+	}
+	e.waitFills(t)
+	var obj httpmirror.ObjectStatus
+	if code := e.api(t, "GET", "/cache/"+e.key("/big.bin"), nil, &obj); code != 200 || obj.Size != int64(len(data)) {
+		t.Errorf("the client's download was not stored: %d %+v", code, obj)
+	}
+	if n := e.origin.Gets.Load(); n != 1 {
+		t.Errorf("origin saw %d GETs; want 1 (the shared download; the queued URL never)", n)
+	}
+	if _, err := e.h.CancelPrefetch(ctx, "0123456789abcdef"); !errors.Is(err, httpmirror.ErrUnknownPrefetch) {
+		t.Errorf("CancelPrefetch of an unknown id: %v", err)
+	}
+}
+
+// A purge drops the queued prefetch URLs it covers, so that they do not
+// fetch again what it removed; the job's other URLs go on.
+func TestPurgeDropsQueuedPrefetches(t *testing.T) {
+	e := newEnv(t, "file", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	paths := []string{"/hold", "/pool/a", "/pool/sub/b", "/single", "/pool2/c", "/other/d"}
+	for i, p := range paths {
+		e.origin.Put(p, testutil.Payload(uint64(i), 1000))
+	}
+	var urls []string
+	for _, p := range paths {
+		urls = append(urls, e.ref(p))
+	}
+	arrived, release := holdOrigin(t, e)
+	id, err := e.h.Prefetch(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitArrived(t, arrived, "/hold")
+	var res httpmirror.PurgeResult
+	if code := e.api(t, "DELETE", "/cache/?prefix="+e.key("/pool"), nil, &res); code != 200 {
+		t.Fatalf("purge prefix: %d", code)
+	}
+	if code := e.api(t, "DELETE", "/cache/"+e.ref("/single"), nil, &res); code != 200 {
+		t.Fatalf("purge: %d", code)
+	}
+	st, err := e.h.PrefetchProgress(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"running", "cancelled", "cancelled", "cancelled", "queued", "queued"}
+	for i, u := range st.URLs {
+		if u.State != want[i] {
+			t.Errorf("after the purges, %s is %s; want %s", paths[i], u.State, want[i])
+		}
+	}
+	release.Open()
+	st = waitPrefetch(t, e, id)
+	want = []string{"done", "cancelled", "cancelled", "cancelled", "done", "done"}
+	for i, u := range st.URLs {
+		if u.State != want[i] {
+			t.Errorf("at the end, %s is %s (%s); want %s", paths[i], u.State, u.Error, want[i])
+		}
+	}
+	got := map[string]int{}
+	for _, r := range e.origin.Received() {
+		got[r.URL.Path]++
+	}
+	for _, p := range []string{"/pool/a", "/pool/sub/b", "/single"} {
+		if got[p] != 0 {
+			t.Errorf("the origin was asked for the purged %s", p)
+		}
+	}
+	if got["/pool2/c"] != 1 || got["/other/d"] != 1 {
+		t.Errorf("origin requests %v; want /pool2/c and /other/d once each", got)
 	}
 }

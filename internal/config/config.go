@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/admin"
 )
 
 // EnvPrefix starts the name of every environment variable that sets a flag.
@@ -27,6 +28,16 @@ const EnvPrefix = "HTTPMIRROR_"
 type Config struct {
 	Address      string
 	AdminAddress string
+	// AdminTokens are the bearer tokens of the admin listener, read from
+	// AdminTokenFile; empty means the admin API is open to whoever
+	// reaches it, which only a loopback AdminAddress or AdminInsecure
+	// allows.
+	AdminTokens    []admin.Token
+	AdminTokenFile string
+	// AdminMetricsAuth makes /metrics need a token too.
+	AdminMetricsAuth bool
+	// AdminInsecure allows an admin listener off loopback without tokens.
+	AdminInsecure bool
 
 	// StorageURL is where the cache lives: "file:///dir" or another
 	// backend's URL; empty means no cache (direct proxy). When the flag is
@@ -145,6 +156,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 
 	fs.StringVar(&c.Address, "address", ":8080", "Address to listen on for mirror requests.")
 	fs.StringVar(&c.AdminAddress, "admin-address", "", "Address of the admin listener: /metrics, /healthz, /readyz, the cache API (/cache/, /prefetch), the status page (/) and /debug/pprof/; empty disables it.")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "File of the admin listener's bearer tokens, one per line as TOKEN [NAME] (# comments and blank lines ignored); with it every admin endpoint but /healthz, /readyz and /metrics needs \"Authorization: Bearer TOKEN\", and the audit log names the token.")
+	fs.BoolVar(&c.AdminMetricsAuth, "admin-metrics-auth", false, "Require an admin token for /metrics too (needs --admin-token-file).")
+	fs.BoolVar(&c.AdminInsecure, "admin-insecure", false, "Allow an --admin-address off loopback without --admin-token-file: anyone who reaches it can purge the cache and make the mirror fetch; only behind a firewall or network policy.")
 	storage := fs.String("storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
 	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
 	fs.StringVar(&c.Host, "host", "", "Fixed origin host (with optional :port) for every request.")
@@ -306,6 +320,9 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		return nil, errors.New("--cidn-maximum-running must be >= 0")
 	}
 	if err := c.checkCluster(); err != nil {
+		return nil, err
+	}
+	if err := c.checkAdmin(); err != nil {
 		return nil, err
 	}
 	return c, nil
