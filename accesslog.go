@@ -1,14 +1,14 @@
 package httpmirror
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 )
 
 // AccessLog writes the access log, one line per request, in the format of
@@ -31,48 +31,7 @@ func NewAccessLog(w io.Writer, json bool) *AccessLog {
 	return &AccessLog{w: w, json: json, bufs: sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}}
 }
 
-// accessEntry is one line of the access log.
-type accessEntry struct {
-	method, host, path string
-	status             int
-	bytes              int64
-	duration           time.Duration
-	outcome            outcome
-	remote             string
-	aborted            bool
-}
-
-// logRequest writes e to the access log: through AccessLog when set, else
-// as an INFO record of Logger.
-func (m *MirrorHandler) logRequest(ctx context.Context, e *accessEntry) {
-	if m.AccessLog != nil {
-		m.AccessLog.write(time.Now(), e)
-		return
-	}
-	attrs := [...]slog.Attr{
-		slog.String("method", e.method),
-		slog.String("host", e.host),
-		slog.String("path", e.path),
-		slog.Int("status", e.status),
-		slog.Int64("bytes", e.bytes),
-		slog.Duration("duration", e.duration),
-		slog.String("outcome", e.outcome.String()),
-		slog.String("remote", e.remote),
-		slog.Bool("aborted", true),
-	}
-	n := len(attrs)
-	if !e.aborted {
-		n--
-	}
-	m.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs[:n]...)
-}
-
-// accessLogEnabled reports whether requests are logged at all.
-func (m *MirrorHandler) accessLogEnabled(ctx context.Context) bool {
-	return m.AccessLog != nil || m.log.Enabled(ctx, slog.LevelInfo)
-}
-
-func (a *AccessLog) write(now time.Time, e *accessEntry) {
+func (a *AccessLog) write(now time.Time, e *pipeline.Exchange) {
 	bp := a.bufs.Get().(*[]byte)
 	b := (*bp)[:0]
 	if a.json {
@@ -86,52 +45,52 @@ func (a *AccessLog) write(now time.Time, e *accessEntry) {
 }
 
 // appendText appends the line as slog.TextHandler writes it.
-func (a *AccessLog) appendText(b []byte, now time.Time, e *accessEntry) []byte {
+func (a *AccessLog) appendText(b []byte, now time.Time, e *pipeline.Exchange) []byte {
 	b = append(b, "time="...)
 	b = appendRFC3339Millis(b, now)
 	b = append(b, " level=INFO msg=request method="...)
-	b = appendTextString(b, e.method)
+	b = appendTextString(b, e.Method)
 	b = append(b, " host="...)
-	b = appendTextString(b, e.host)
+	b = appendTextString(b, e.Host)
 	b = append(b, " path="...)
-	b = appendTextString(b, e.path)
+	b = appendTextString(b, e.Path)
 	b = append(b, " status="...)
-	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, " bytes="...)
-	b = strconv.AppendInt(b, e.bytes, 10)
+	b = strconv.AppendInt(b, e.Bytes, 10)
 	b = append(b, " duration="...)
-	b = append(b, e.duration.String()...)
+	b = append(b, e.Duration.String()...)
 	b = append(b, " outcome="...)
-	b = appendTextString(b, e.outcome.String())
+	b = appendTextString(b, e.Outcome.String())
 	b = append(b, " remote="...)
-	b = appendTextString(b, e.remote)
-	if e.aborted {
+	b = appendTextString(b, e.Remote)
+	if e.Aborted {
 		b = append(b, " aborted=true"...)
 	}
 	return append(b, '\n')
 }
 
 // appendJSON appends the line as slog.JSONHandler writes it.
-func (a *AccessLog) appendJSON(b []byte, now time.Time, e *accessEntry) []byte {
+func (a *AccessLog) appendJSON(b []byte, now time.Time, e *pipeline.Exchange) []byte {
 	b = append(b, `{"time":"`...)
 	b = now.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request","method":`...)
-	b = appendJSONString(b, e.method)
+	b = appendJSONString(b, e.Method)
 	b = append(b, `,"host":`...)
-	b = appendJSONString(b, e.host)
+	b = appendJSONString(b, e.Host)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, e.path)
+	b = appendJSONString(b, e.Path)
 	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, `,"bytes":`...)
-	b = strconv.AppendInt(b, e.bytes, 10)
+	b = strconv.AppendInt(b, e.Bytes, 10)
 	b = append(b, `,"duration":`...)
-	b = strconv.AppendInt(b, int64(e.duration), 10)
+	b = strconv.AppendInt(b, int64(e.Duration), 10)
 	b = append(b, `,"outcome":`...)
-	b = appendJSONString(b, e.outcome.String())
+	b = appendJSONString(b, e.Outcome.String())
 	b = append(b, `,"remote":`...)
-	b = appendJSONString(b, e.remote)
-	if e.aborted {
+	b = appendJSONString(b, e.Remote)
+	if e.Aborted {
 		b = append(b, `,"aborted":true`...)
 	}
 	return append(b, "}\n"...)

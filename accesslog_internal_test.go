@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 )
 
 // The access log's lines are byte for byte those of slog's TextHandler and
@@ -20,16 +22,15 @@ func TestAccessLogMatchesSlog(t *testing.T) {
 	for _, json := range []bool{false, true} {
 		for _, v := range values {
 			for _, aborted := range []bool{false, true} {
-				e := &accessEntry{method: "GET", host: v, path: v, status: 206, bytes: 1234567,
-					duration: 1500*time.Microsecond + 7, outcome: outcomeJoined, remote: v, aborted: aborted}
+				e := &pipeline.Exchange{Method: "GET", Host: v, Path: v, Status: 206, Bytes: 1234567,
+					Duration: 1500*time.Microsecond + 7, Outcome: pipeline.OutcomeJoined, Remote: v, Aborted: aborted}
 				var fast, want bytes.Buffer
 				NewAccessLog(&fast, json).write(now, e)
 				var h slog.Handler = slog.NewTextHandler(&want, nil)
 				if json {
 					h = slog.NewJSONHandler(&want, nil)
 				}
-				m := &MirrorHandler{log: slog.New(h)}
-				m.logRequestAt(now, e)
+				logAt(slog.New(h), now, e)
 				if fast.String() != want.String() {
 					t.Errorf("json %v, value %q:\n got %s\nwant %s", json, v, fast.String(), want.String())
 				}
@@ -38,33 +39,34 @@ func TestAccessLogMatchesSlog(t *testing.T) {
 	}
 }
 
-// logRequestAt logs e through Logger with the record's time set to now.
-func (m *MirrorHandler) logRequestAt(now time.Time, e *accessEntry) {
+// logAt logs e through log, as the observer does without an AccessLog,
+// with the record's time set to now.
+func logAt(log *slog.Logger, now time.Time, e *pipeline.Exchange) {
 	r := slog.NewRecord(now, slog.LevelInfo, "request", 0)
 	r.AddAttrs(
-		slog.String("method", e.method), slog.String("host", e.host), slog.String("path", e.path),
-		slog.Int("status", e.status), slog.Int64("bytes", e.bytes), slog.Duration("duration", e.duration),
-		slog.String("outcome", e.outcome.String()), slog.String("remote", e.remote))
-	if e.aborted {
+		slog.String("method", e.Method), slog.String("host", e.Host), slog.String("path", e.Path),
+		slog.Int("status", e.Status), slog.Int64("bytes", e.Bytes), slog.Duration("duration", e.Duration),
+		slog.String("outcome", e.Outcome.String()), slog.String("remote", e.Remote))
+	if e.Aborted {
 		r.AddAttrs(slog.Bool("aborted", true))
 	}
-	m.log.Handler().Handle(context.Background(), r)
+	log.Handler().Handle(context.Background(), r)
 }
 
 func BenchmarkAccessLog(b *testing.B) {
-	e := &accessEntry{method: "GET", host: "127.0.0.1:18080", path: "/small.bin", status: 200, bytes: 4096,
-		duration: 11302 * time.Nanosecond, outcome: outcomeHit, remote: "127.0.0.1:35964"}
+	e := &pipeline.Exchange{Method: "GET", Host: "127.0.0.1:18080", Path: "/small.bin", Status: 200, Bytes: 4096,
+		Duration: 11302 * time.Nanosecond, Outcome: pipeline.OutcomeHit, Remote: "127.0.0.1:35964"}
 	for _, name := range []string{"AccessLog", "slog"} {
 		b.Run(name, func(b *testing.B) {
 			var buf bytes.Buffer
-			m := &MirrorHandler{log: slog.New(slog.NewTextHandler(&buf, nil))}
+			o := &observer{log: slog.New(slog.NewTextHandler(&buf, nil)), errors: new(errorRing), now: time.Now}
 			if name == "AccessLog" {
-				m.AccessLog = NewAccessLog(&buf, false)
+				o.access = NewAccessLog(&buf, false)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
 				buf.Reset()
-				m.logRequest(context.Background(), e)
+				o.Exchange(context.Background(), e)
 			}
 		})
 	}

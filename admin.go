@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -22,7 +21,7 @@ var (
 	ErrNoCache = errors.New("the mirror has no cache")
 	// ErrInvalidRef is matched by the errors for a URL, key or prefix that
 	// names nothing the mirror could cache.
-	ErrInvalidRef = errors.New("invalid reference")
+	ErrInvalidRef = pipeline.ErrInvalidRef
 	// ErrNotCached: no object is stored under the key.
 	ErrNotCached = errors.New("not cached")
 )
@@ -62,94 +61,18 @@ func (m *MirrorHandler) adminInit() *adminState {
 // CacheKey returns the cache key and the upstream URL that ref names. ref
 // is an upstream URL (https://example.com/a/b.tgz) or a cache key
 // (example.com/a/b.tgz); either is resolved as a client request for it
-// would be: the host canonicalised, the path cleaned, the query kept only
-// with CacheQuery, blocked suffixes refused. With Host set, only URLs of
-// that host are accepted.
+// would be: the host canonicalised and allowed, the path cleaned, the
+// query kept only with CacheQuery, blocked suffixes refused. With Host
+// set, only URLs of that host are accepted.
 func (m *MirrorHandler) CacheKey(ref string) (key, upstream string, err error) {
-	if err := m.init(); err != nil {
+	if err := m.setup(); err != nil {
 		return "", "", err
 	}
-	t, err := m.refTarget(ref)
+	t, err := m.p.ResolveRef(ref)
 	if err != nil {
 		return "", "", err
 	}
-	return t.key, t.url(m.scheme), nil
-}
-
-// refTarget resolves ref (see CacheKey) through target resolution, in
-// host-from-first-path form: https://example.com/a is the request
-// /example.com/a. The reference is never echoed in errors: it may carry
-// credentials.
-func (m *MirrorHandler) refTarget(ref string) (target, error) {
-	rest := ref
-	if scheme, after, ok := strings.Cut(ref, "://"); ok {
-		if s := strings.ToLower(scheme); s != "http" && s != "https" {
-			return target{}, fmt.Errorf("%w: scheme is neither http nor https", ErrInvalidRef)
-		}
-		rest, _, _ = strings.Cut(after, "#")
-	}
-	p, query, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "?")
-	dec, err := url.PathUnescape(p)
-	if err != nil || p == "" || strings.HasPrefix(p, "/") {
-		return target{}, fmt.Errorf("%w: want https://host/path or host/path", ErrInvalidRef)
-	}
-	u := &url.URL{Path: "/" + dec, RawPath: "/" + p}
-	// The handler's own rules, in first-path form: the allowed hosts
-	// among them, so that the operator API never fetches (nor names) a
-	// host that clients are refused.
-	t, err := m.resolveIn(hostFromFirstPath, u.EscapedPath(), query, "")
-	switch {
-	case errors.Is(err, errHostNotAllowed):
-		return target{}, fmt.Errorf("%w: the host is not among the allowed hosts (--allow-host)", ErrInvalidRef)
-	case errors.Is(err, errNoTarget):
-		return target{}, fmt.Errorf("%w: no valid host and file path", ErrInvalidRef)
-	case errors.Is(err, errBlocked):
-		return target{}, fmt.Errorf("%w: the path ends in a blocked suffix", ErrInvalidRef)
-	case errors.Is(err, errPathTooLong):
-		return target{}, fmt.Errorf("%w: the path is too long", ErrInvalidRef)
-	case err != nil:
-		return target{}, fmt.Errorf("%w: malformed path", ErrInvalidRef)
-	}
-	if m.Host != "" {
-		if h, _ := canonicalHost(m.Host); h != t.host {
-			return target{}, fmt.Errorf("%w: this mirror serves %s only", ErrInvalidRef, h)
-		}
-	}
-	return t, nil
-}
-
-// cachePrefix checks a prefix of keys (example.com/pool/) or of upstream
-// URLs (https://example.com/pool/) and returns it as a key prefix. Its
-// first segment must be a whole host. An empty prefix stays empty.
-func cachePrefix(prefix string) (string, error) {
-	rest := prefix
-	if scheme, after, ok := strings.Cut(prefix, "://"); ok {
-		if s := strings.ToLower(scheme); s != "http" && s != "https" {
-			return "", fmt.Errorf("%w: prefix scheme is neither http nor https", ErrInvalidRef)
-		}
-		rest = after
-	}
-	rest = strings.TrimPrefix(rest, "/")
-	if rest == "" {
-		return "", nil
-	}
-	host, p, _ := strings.Cut(rest, "/")
-	h, err := canonicalHost(host)
-	if err != nil {
-		return "", fmt.Errorf("%w: the prefix must start with a whole host name", ErrInvalidRef)
-	}
-	if !strings.Contains(rest, "/") {
-		return h, nil
-	}
-	u := &url.URL{Path: "/" + p}
-	if dec, err := url.PathUnescape(p); err == nil {
-		u = &url.URL{Path: "/" + dec, RawPath: "/" + p}
-	}
-	clean, err := cleanPath(u.EscapedPath())
-	if err != nil {
-		return "", fmt.Errorf("%w: malformed path in the prefix", ErrInvalidRef)
-	}
-	return h + clean, nil
+	return t.Key(), m.p.URL(t), nil
 }
 
 // underPrefix reports whether key is in the subtree prefix names: the key
@@ -178,48 +101,25 @@ func ofObject(object, key string) bool {
 	return ok && base == object
 }
 
-// variants lists the stored variants of the object under key (see
-// policy.VariantKey), at most maxVariantsListed of them; none when the
-// backend cannot list.
-func (m *MirrorHandler) variants(ctx context.Context, key string) ([]storage.Info, error) {
-	if _, ok := m.RemoteCache.(storage.Lister); !ok {
-		return nil, nil
-	}
-	l := m.store.(storage.Lister)
-	var out []storage.Info
-	token := ""
-	for len(out) < maxVariantsListed {
-		objs, next, err := l.List(ctx, policy.VariantPrefix(key), token, 0)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, objs...)
-		if token = next; token == "" {
-			break
-		}
-	}
-	return out, nil
-}
-
 // deleteVariants deletes the stored variants of the object under key and
 // reports how many it deleted.
 func (m *MirrorHandler) deleteVariants(ctx context.Context, key string) (int, error) {
-	vs, err := m.variants(ctx, key)
+	vs, err := m.p.Variants(ctx, key, maxVariantsListed)
 	n := 0
 	for _, v := range vs {
 		if err != nil {
 			break
 		}
-		if err = m.store.Delete(ctx, v.Key); err == nil {
+		if err = m.p.Store().Delete(ctx, v.Key); err == nil {
 			n++
 		}
 	}
 	return n, err
 }
 
-// maxVariantsListed bounds the variants variants returns: far more than
-// MaxVariants lets a fill store, as many as a cache written with a higher
-// limit may hold.
+// maxVariantsListed bounds the variants of one object Lookup counts and
+// a purge deletes: far more than MaxVariants lets a fill store, as many as
+// a cache written with a higher limit may hold.
 const maxVariantsListed = 100000
 
 // ObjectStatus is what Lookup reports of a cache key.
@@ -270,28 +170,30 @@ func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, e
 	if err := m.adminReady(); err != nil {
 		return ObjectStatus{}, err
 	}
-	t, err := m.refTarget(ref)
+	t, err := m.p.ResolveRef(ref)
 	if err != nil {
 		return ObjectStatus{}, err
 	}
-	st := ObjectStatus{Key: t.key, URL: t.url(m.scheme)}
-	for _, p := range m.fills.Progress() {
-		if p.Key == t.key {
+	key := t.Key()
+	st := ObjectStatus{Key: key, URL: m.p.URL(t)}
+	for _, p := range m.p.Progress() {
+		if p.Key == key {
 			fs := fillStatus(p, m.now())
 			st.Fill = &fs
 		}
 	}
-	info, err := m.store.Stat(ctx, t.key)
+	store := m.p.Store()
+	info, err := store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return st, ErrNotCached
 	}
 	if err != nil {
 		return st, err
 	}
-	fr := m.rules.Freshness(t.key, info)
+	fr, fresh := m.p.Freshness(t, info)
 	st.Stored, st.Size, st.StoredAt, st.ETag = true, info.Size, info.StoredAt, info.ETag
 	st.LastModified, st.ContentType, st.Header = info.LastModified, info.ContentType, info.Header
-	st.Freshness = &Freshness{Rule: "immutable", Fresh: !fr.Stale(info.StoredAt, m.now()), MustRevalidate: fr.MustRevalidate}
+	st.Freshness = &Freshness{Rule: "immutable", Fresh: fresh, MustRevalidate: fr.MustRevalidate}
 	if fr.Mutable {
 		st.Freshness.Rule = "revalidate-pattern"
 		if fr.Explicit {
@@ -299,9 +201,9 @@ func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, e
 		}
 		st.Freshness.StaleAt = info.StoredAt.Add(fr.Lifetime)
 	}
-	st.Location, _ = m.store.(storage.Locator).Location(t.key)
+	st.Location, _ = store.(storage.Locator).Location(key)
 	if info.Header["Vary"] != nil {
-		vs, err := m.variants(ctx, t.key)
+		vs, err := m.p.Variants(ctx, key, maxVariantsListed)
 		if err != nil {
 			return st, err
 		}
@@ -315,10 +217,10 @@ func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, e
 
 // adminReady initialises the handler and checks that it has a cache.
 func (m *MirrorHandler) adminReady() error {
-	if err := m.init(); err != nil {
+	if err := m.setup(); err != nil {
 		return err
 	}
-	if m.store == nil {
+	if !m.p.Cached() {
 		return ErrNoCache
 	}
 	m.adminInit()
@@ -366,11 +268,11 @@ func (m *MirrorHandler) List(ctx context.Context, prefix, token string, limit in
 	if _, ok := m.RemoteCache.(storage.Lister); !ok {
 		return ListPage{}, storage.ErrNotSupported
 	}
-	p, err := cachePrefix(prefix)
+	p, err := pipeline.ResolvePrefix(prefix)
 	if err != nil {
 		return ListPage{}, err
 	}
-	objs, next, err := m.store.(storage.Lister).List(ctx, p, token, min(limit, MaxListLimit))
+	objs, next, err := m.p.Store().(storage.Lister).List(ctx, p, token, min(limit, MaxListLimit))
 	if err != nil {
 		return ListPage{}, err
 	}
@@ -408,30 +310,32 @@ func (m *MirrorHandler) Purge(ctx context.Context, ref string) (PurgeResult, err
 	if err := m.adminReady(); err != nil {
 		return PurgeResult{}, err
 	}
-	t, err := m.refTarget(ref)
+	t, err := m.p.ResolveRef(ref)
 	if err != nil {
 		return PurgeResult{}, err
 	}
-	res := PurgeResult{Key: t.key}
-	match := func(k string) bool { return ofObject(t.key, k) }
+	key := t.Key()
+	res := PurgeResult{Key: key}
+	match := func(k string) bool { return ofObject(key, k) }
 	m.cancelQueuedPrefetches(match)
-	if res.CancelledFills, err = m.cancelFills(ctx, match); err != nil {
+	if res.CancelledFills, err = m.p.Cancel(ctx, match); err != nil {
 		return res, err
 	}
 	defer func() { m.Metrics.purged(res.Purged) }()
 	// The variants first: the object under the key is the record of what
 	// it varies on, the last thing to go.
-	n, err := m.deleteVariants(ctx, t.key)
+	n, err := m.deleteVariants(ctx, key)
 	if res.Purged += n; err != nil {
 		return res, err
 	}
-	if _, err := m.store.Stat(ctx, t.key); err == nil {
+	store := m.p.Store()
+	if _, err := store.Stat(ctx, key); err == nil {
 		res.Purged++
 	}
-	if err := m.store.Delete(ctx, t.key); err != nil {
+	if err := store.Delete(ctx, key); err != nil {
 		return res, err
 	}
-	m.forget(match)
+	m.p.Forget(match)
 	return res, nil
 }
 
@@ -449,7 +353,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 	if err := m.adminReady(); err != nil {
 		return PurgeResult{}, err
 	}
-	p, err := cachePrefix(prefix)
+	p, err := pipeline.ResolvePrefix(prefix)
 	if err != nil {
 		return PurgeResult{}, err
 	}
@@ -464,7 +368,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 	// under the prefix.
 	match := func(k string) bool { return underPrefix(p, k) || ofObject(p, k) }
 	m.cancelQueuedPrefetches(match)
-	if res.CancelledFills, err = m.cancelFills(ctx, match); err != nil {
+	if res.CancelledFills, err = m.p.Cancel(ctx, match); err != nil {
 		return res, err
 	}
 	defer func() { m.Metrics.purged(res.Purged) }()
@@ -476,7 +380,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 	}
 	token := ""
 	for range maxPurgePages {
-		objs, next, err := m.store.(storage.Lister).List(ctx, p, token, 0)
+		objs, next, err := m.p.Store().(storage.Lister).List(ctx, p, token, 0)
 		if err != nil {
 			return res, err
 		}
@@ -484,7 +388,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 			if !underPrefix(p, o.Key) {
 				continue
 			}
-			if err := m.store.Delete(ctx, o.Key); err != nil {
+			if err := m.p.Store().Delete(ctx, o.Key); err != nil {
 				return res, err
 			}
 			res.Purged++
@@ -493,39 +397,6 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 			break
 		}
 	}
-	m.forget(match)
+	m.p.Forget(match)
 	return res, nil
-}
-
-// cancelFills cancels the fills of the keys that match and waits until
-// they have finished.
-func (m *MirrorHandler) cancelFills(ctx context.Context, match func(string) bool) (int, error) {
-	done := m.fills.Cancel(match, fill.ErrCancelled)
-	for _, d := range done {
-		select {
-		case <-d:
-		case <-ctx.Done():
-			return len(done), ctx.Err()
-		}
-	}
-	return len(done), nil
-}
-
-// forget drops what the handler remembers of the keys that match besides
-// storage: the origin's 404s and prebuilt response headers.
-func (m *MirrorHandler) forget(match func(string) bool) {
-	m.negatives.mu.Lock()
-	for k := range m.negatives.entries {
-		if match(k) {
-			delete(m.negatives.entries, k)
-		}
-	}
-	m.negatives.mu.Unlock()
-	m.hot.mu.Lock()
-	for k := range m.hot.m {
-		if match(k) {
-			delete(m.hot.m, k)
-		}
-	}
-	m.hot.mu.Unlock()
 }

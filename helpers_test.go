@@ -97,6 +97,12 @@ type response struct {
 // do sends a request and reads the whole body.
 func do(t *testing.T, method, u string, header http.Header) response {
 	t.Helper()
+	return doWith(t, noRedirectClient, method, u, header)
+}
+
+// doWith is do with client c.
+func doWith(t *testing.T, c *http.Client, method, u string, header http.Header) response {
+	t.Helper()
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +110,7 @@ func do(t *testing.T, method, u string, header http.Header) response {
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := noRedirectClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, u, err)
 	}

@@ -19,26 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
-	"github.com/httpmirror/httpmirror/fill"
-	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 	"github.com/httpmirror/httpmirror/storage"
 )
-
-// DefaultMaxPathLength is the longest request path accepted when
-// MirrorHandler.MaxPathLength is zero.
-const DefaultMaxPathLength = 8 << 10
-
-// DefaultFillConnections is MirrorHandler.FillConnections' default: four
-// connections per download, as many as a model hub's or a release site's
-// CDN serves one client at full speed without treating it as abuse.
-const DefaultFillConnections = 4
-
-// DefaultUpstreamMinRate is MirrorHandler.UpstreamMinRate's default: 1 KiB
-// per second, far below any origin worth mirroring, far above one that
-// trickles to keep a connection open.
-const DefaultUpstreamMinRate = 1 << 10
 
 // MirrorHandler is the HTTP handler that mirrors files. Its exported fields
 // configure it and must not change once it serves requests; the zero value
@@ -258,59 +241,33 @@ type MirrorHandler struct {
 	// CIDN, which stores each file once for every replica itself.
 	Coordinator Coordinator
 
-	once      sync.Once
-	store     storage.Backend // RemoteCache, instrumented when Metrics is set
-	initErr   error
-	log       *slog.Logger
-	client    *http.Client
-	scheme    string
-	fills     *fill.Group
-	rules     policy.Rules
-	syncs     singleflight.Group
-	negatives negativeCache
-	hot       hotHeaders
-	auths     authCache
-	now       func() time.Time // the clock; tests replace it
-	admin     adminState       // prefetch jobs, recent failures (admin.go)
-	// peerSourced holds the keys whose fill in progress streams another
-	// replica's copy (key -> its Coordination).
-	peerSourced sync.Map
-}
-
-// DefaultRevalidatePatterns are the cache keys revalidated on every request
-// when MirrorHandler.RevalidatePatterns is nil (see
-// policy.DefaultRevalidatePatterns).
-var DefaultRevalidatePatterns = policy.DefaultRevalidatePatterns
-
-// Logger is a Println-style logger, the logging interface of the original
-// httpmirror package. NewPrintlnHandler adapts one to log/slog.
-type Logger interface {
-	// Println logs a message with the provided arguments.
-	Println(v ...interface{})
+	once     sync.Once
+	p        *pipeline.Pipeline // the request path, built by setup
+	setupErr error
+	log      *slog.Logger
+	now      func() time.Time // the clock; tests replace it
+	admin    adminState       // prefetch jobs, recent failures (admin.go)
 }
 
 // Close stops the prefetch jobs, aborts the fills in progress and waits,
 // until ctx is done, for them to clean up; nothing half-written stays in
-// storage. Requests still being
-// served from an aborted fill are cut off.
+// storage. Requests still being served from an aborted fill are cut off.
 func (m *MirrorHandler) Close(ctx context.Context) error {
-	m.init()
-	m.stopPrefetches()
-	if m.fills == nil {
-		return nil
+	if err := m.setup(); err != nil {
+		return err
 	}
-	return m.fills.Shutdown(ctx)
+	m.stopPrefetches()
+	return m.p.Shutdown(ctx)
 }
 
 // WaitFills blocks until no upstream download is in progress, or ctx is
 // done. Downloads continue after their clients leave; this waits for them
 // to be committed (or to fail).
 func (m *MirrorHandler) WaitFills(ctx context.Context) error {
-	m.init()
-	if m.fills == nil {
-		return nil
+	if err := m.setup(); err != nil {
+		return err
 	}
-	return m.fills.Wait(ctx)
+	return m.p.Wait(ctx)
 }
 
 // Check reports whether the cache can serve and store: nil without a
@@ -318,22 +275,19 @@ func (m *MirrorHandler) WaitFills(ctx context.Context) error {
 // failing also while writes to it fail (a full disk, an unreachable
 // bucket). Readiness probes call it.
 func (m *MirrorHandler) Check(ctx context.Context) error {
-	if err := m.init(); err != nil {
+	if err := m.setup(); err != nil {
 		return err
 	}
-	if m.store == nil {
-		return nil
-	}
-	return m.store.(storage.Checker).Check(ctx)
+	return m.p.Check(ctx)
 }
 
-// FillsInProgress reports how many upstream downloads are running.
+// FillsInProgress reports how many upstream downloads are running; 0 for
+// a handler whose configuration is invalid.
 func (m *MirrorHandler) FillsInProgress() int {
-	m.init()
-	if m.fills == nil {
+	if m.setup() != nil {
 		return 0
 	}
-	return m.fills.InProgress()
+	return m.p.InProgress()
 }
 
 // ServeHTTP implements http.Handler.
@@ -341,53 +295,64 @@ func (m *MirrorHandler) FillsInProgress() int {
 // Only GET and HEAD are served (405 otherwise). The request is resolved to
 // an origin and a path (404 when it names none, 400 when it is malformed,
 // 414 when too long, 403 for a blocked suffix, a host not in AllowHosts or
-// a forbidden upstream address). Without a cache the request is proxied; with one, a hit is
-// served from storage or redirected to a signed URL, and a miss is fetched,
-// stored and streamed.
+// a forbidden upstream address). Without a cache the request is proxied;
+// with one, a hit is served from storage or redirected to a signed URL,
+// and a miss is fetched, stored and streamed. See package
+// internal/pipeline for the path a request takes.
 func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := m.init(); err != nil {
+	if err := m.setup(); err != nil {
 		http.Error(w, "mirror misconfigured", http.StatusInternalServerError)
 		return
 	}
-	// The clock is read for the access log's duration only when there is
-	// an access log.
-	var start time.Time
-	if m.accessLogEnabled(r.Context()) {
-		start = time.Now()
-	}
-	rec := recorders.Get().(*recorder)
-	*rec = recorder{ResponseWriter: w}
-	defer func() {
-		// An aborted response (http.ErrAbortHandler) is recorded too,
-		// then the panic goes on to net/http, which drops the connection.
-		p := recover()
-		m.finish(rec, r, start, p != nil)
-		*rec = recorder{}
-		recorders.Put(rec)
-		if p != nil {
-			panic(p)
-		}
-	}()
-	m.serve(rec, r)
+	m.p.ServeHTTP(w, r)
 }
 
-func (m *MirrorHandler) serve(w *recorder, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.outcome = outcomeInvalid
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
+// ServeHit answers req when it is a plain hit, for a serving loop that
+// answers such requests without net/http (cmd/httpmirror's public
+// listener does, see internal/server): a GET or HEAD without conditions or
+// ranges, of a stored object whose body is in memory, that the client may
+// have as it is. It fills resp and reports true; the loop then sends the
+// response and calls HitSent. Otherwise it reports false, has answered
+// nothing and counted nothing, and req must be served by ServeHTTP; resp
+// keeps the decision made for it, which the loop hands over with the
+// connection (see pipeline.Handover), so that ServeHTTP acts on it rather
+// than deciding again.
+//
+// Its answers are those ServeHTTP gives the same requests, byte for byte
+// but for the order of header fields.
+func (m *MirrorHandler) ServeHit(req *HitRequest, resp *HitResponse) bool {
+	if m.setup() != nil {
+		return false
 	}
-	t, err := m.resolveTarget(r)
-	if err != nil {
-		m.fail(w, r, err)
-		return
-	}
-	w.host = t.host
-	if m.RemoteCache == nil {
-		w.outcome = outcomeDirect
-		m.direct(w, r, t)
-		return
-	}
-	m.cached(w, r, t)
+	return m.p.ServeHit(req, resp)
+}
+
+// HitSent records a response of ServeHit once the serving loop has sent
+// it (sent body bytes; aborted when the connection failed): in the metrics
+// and the access log, as ServeHTTP records its responses.
+func (m *MirrorHandler) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
+	m.p.HitSent(req, resp, sent, aborted)
+}
+
+// PeerHandler returns the handler other replicas of a shared store read
+// objects from (see Coordinator): GET or HEAD /peer/<key> answers the
+// object of cache key key from this replica's fill in progress, as it
+// arrives, with the Range and conditional rules clients get, or from
+// storage once it is committed; never with a redirect, and never by
+// starting a fill. A fill that this replica itself streams from another
+// replica is not served on (so peers never chase each other), and a key
+// neither filled nor stored is answered StatusNotFilling. The origin's
+// error statuses (404, 410, 5xx) of a fill are passed on.
+//
+// The handler does not authenticate: serve it on a listener of its own,
+// never the public one, behind an authenticating handler (package
+// cluster's Node.Handler).
+func (m *MirrorHandler) PeerHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := m.setup(); err != nil {
+			http.Error(w, "mirror misconfigured", http.StatusInternalServerError)
+			return
+		}
+		m.p.ServePeer(w, r)
+	})
 }

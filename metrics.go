@@ -10,28 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 	"github.com/httpmirror/httpmirror/storage"
 )
-
-// outcome is what a request turned out to be, for metrics and the access
-// log.
-type outcome uint8
-
-const (
-	outcomeNone    outcome = iota
-	outcomeHit             // served (or redirected) from storage
-	outcomeMiss            // started a fill
-	outcomeJoined          // joined a fill already running
-	outcomeDirect          // proxied without a cache
-	outcomeBlocked         // blocked suffix, or host not allowed
-	outcomeRefused         // upstream address refused
-	outcomeInvalid         // malformed, unknown origin, method not allowed
-	outcomeError           // failed on the mirror's or the origin's side
-)
-
-var outcomeNames = [...]string{"none", "hit", "miss", "joined", "direct", "blocked", "refused", "invalid", "error"}
-
-func (o outcome) String() string { return outcomeNames[o] }
 
 // Metrics holds httpmirror's Prometheus collectors. Create it with
 // NewMetrics and set it on MirrorHandler.Metrics; a nil *Metrics records
@@ -180,7 +161,7 @@ func (m *Metrics) watch(h *MirrorHandler) {
 // requestCounter returns the requests counter of an outcome and status,
 // looked up once: the hit path then neither formats the code nor hashes
 // label values.
-func (m *Metrics) requestCounter(o outcome, code int) prometheus.Counter {
+func (m *Metrics) requestCounter(o pipeline.Outcome, code int) prometheus.Counter {
 	id := uint32(o)<<16 | uint32(code&0xffff)
 	if c, ok := m.counters.Load(id); ok {
 		return c.(prometheus.Counter)
@@ -191,7 +172,7 @@ func (m *Metrics) requestCounter(o outcome, code int) prometheus.Counter {
 }
 
 // request records one answered request.
-func (m *Metrics) request(o outcome, code int, bytes int64) {
+func (m *Metrics) request(o pipeline.Outcome, code int, bytes int64) {
 	if m == nil {
 		return
 	}
@@ -200,9 +181,9 @@ func (m *Metrics) request(o outcome, code int, bytes int64) {
 		return // error bodies are not content
 	}
 	switch o {
-	case outcomeHit:
+	case pipeline.OutcomeHit:
 		m.servedCache.Add(float64(bytes))
-	case outcomeMiss, outcomeJoined, outcomeDirect:
+	case pipeline.OutcomeMiss, pipeline.OutcomeJoined, pipeline.OutcomeDirect:
 		m.servedOrigin.Add(float64(bytes))
 	}
 }
@@ -216,10 +197,11 @@ func (m *Metrics) upstreamResponse(d time.Duration) {
 	}
 }
 
-// upstreamError counts a failed upstream fetch.
-func (m *Metrics) upstreamError(err error) {
-	if m != nil && !errors.Is(err, fill.ErrShutdown) && !errors.Is(err, fill.ErrCancelled) {
-		m.upstreamErrors.WithLabelValues(classify(context.Background(), err).kind).Inc()
+// upstreamError counts a failed upstream fetch of the kind of its
+// pipeline.Failure.
+func (m *Metrics) upstreamError(kind string) {
+	if m != nil {
+		m.upstreamErrors.WithLabelValues(kind).Inc()
 	}
 }
 
@@ -283,6 +265,14 @@ func (o fillObserver) FillDone(key string, bytes int64, stored bool, err error, 
 		o.m.fills.WithLabelValues("not_stored").Inc()
 	default:
 		o.m.fills.WithLabelValues("failed").Inc()
-		o.m.upstreamError(err)
+		if !errors.Is(err, fill.ErrShutdown) {
+			o.m.upstreamError(pipeline.Classify(context.Background(), err).Kind)
+		}
 	}
 }
+
+// StorageObserver returns the observer that times storage operations in
+// m's metrics (httpmirror_storage_operation_seconds), for a store used
+// beside the handler, such as the leases of a Coordinator: wrap it with
+// storage.Instrument. Nil (nothing recorded) for a nil *Metrics.
+func (m *Metrics) StorageObserver() storage.OpObserver { return m.storageObserver() }

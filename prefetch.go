@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 )
 
 const (
@@ -94,7 +94,8 @@ type PrefetchStatus struct {
 	// sizes known so far.
 	Bytes int64 `json:"bytes"`
 	Size  int64 `json:"size"`
-	// URLs is every URL's state; PrefetchSummary leaves it out.
+	// URLs is every URL's state; the status page's summaries leave it
+	// out.
 	URLs []PrefetchURL `json:"urls,omitempty"`
 }
 
@@ -103,9 +104,6 @@ type PrefetchStatus struct {
 func (s PrefetchStatus) Ended() int {
 	return s.Done + s.Cached + s.NotStored + s.Failed + s.Cancelled
 }
-
-// PrefetchSummary is a PrefetchStatus without its URLs.
-type PrefetchSummary = PrefetchStatus
 
 // PrefetchURL is one URL of a prefetch job.
 type PrefetchURL struct {
@@ -135,7 +133,7 @@ type prefetchJob struct {
 
 type prefetchItem struct {
 	PrefetchURL
-	t target
+	t pipeline.Target
 	f *fill.Fill // while running
 }
 
@@ -164,14 +162,14 @@ func (m *MirrorHandler) Prefetch(urls []string) (string, error) {
 	j := &prefetchJob{id: hex.EncodeToString(id), created: m.now(), done: make(chan struct{}), items: make([]prefetchItem, len(urls))}
 	var bad PrefetchError
 	for i, u := range urls {
-		t, err := m.refTarget(u)
+		t, err := m.p.ResolveRef(u)
 		if err != nil {
 			if bad.Count++; len(bad.Invalid) < 100 {
 				bad.Invalid = append(bad.Invalid, InvalidURL{Index: i, Reason: err.Error()})
 			}
 			continue
 		}
-		j.items[i] = prefetchItem{PrefetchURL: PrefetchURL{URL: t.url(m.scheme), Key: t.key, State: PrefetchQueued, Size: -1}, t: t}
+		j.items[i] = prefetchItem{PrefetchURL: PrefetchURL{URL: m.p.URL(t), Key: t.Key(), State: PrefetchQueued, Size: -1}, t: t}
 	}
 	if bad.Count > 0 {
 		return "", &bad
@@ -260,22 +258,24 @@ func stopped(ctx context.Context) (state, reason string) {
 // of the download itself.
 func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) (state string, n, size int64, reason string) {
 	t := j.items[i].t // set before the job started; never changed
-	if code, ok := m.negatives.get(t.key, m.now); ok {
-		return PrefetchFailed, 0, -1, fmt.Sprintf("%d %s (the origin's answer, remembered)", code, http.StatusText(code))
-	}
-	info, err := m.store.Stat(ctx, t.key)
-	if err == nil {
-		return PrefetchCached, info.Size, info.Size, ""
-	}
-	if ctx.Err() != nil {
-		// The Stat may have failed for that very reason: no fill.
+	res, err := m.p.Prefetch(ctx, t)
+	switch {
+	case err == nil && res.Stored != nil:
+		return PrefetchCached, res.Stored.Size, res.Stored.Size, ""
+	case ctx.Err() != nil && res.Fill == nil:
+		// The lookup may have failed for that very reason: no fill.
 		state, reason = stopped(ctx)
 		return state, -1, -1, reason
+	case errors.Is(err, pipeline.ErrRemembered):
+		fl := pipeline.Classify(context.Background(), err)
+		return PrefetchFailed, 0, -1, fmt.Sprintf("%d %s (the origin's answer, remembered)", fl.Status, fl.Message)
+	case err != nil:
+		fl := pipeline.Classify(context.Background(), err)
+		return PrefetchFailed, 0, -1, fmt.Sprintf("%d %s", fl.Status, fl.Message)
 	}
-	// A prefetch is an anonymous client: no credential, no negotiation.
-	f, joined := m.fills.Miss(t.key, m.source(t, &http.Request{Header: http.Header{}}))
+	f := res.Fill
 	defer func() {
-		if !joined && context.Cause(ctx) == errPrefetchCancelled {
+		if !res.Joined && context.Cause(ctx) == errPrefetchCancelled {
 			// Started for this job alone: it stops unless a client reads it
 			// by now.
 			f.Withdraw()
@@ -288,7 +288,6 @@ func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) 
 	j.mu.Unlock()
 	err = f.Wait(ctx)
 	n, size = f.Progress()
-	var se *fill.StatusError
 	switch {
 	case err == nil && !f.Stored():
 		return PrefetchNotStored, n, size, ""
@@ -299,13 +298,10 @@ func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) 
 		return state, n, size, reason
 	case errors.Is(err, fill.ErrCancelled):
 		return PrefetchCancelled, n, size, "cancelled by a purge"
-	case errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone):
-		if ttl := m.negativeTTL(); ttl > 0 {
-			m.negatives.put(t.key, se.Code, m.now(), ttl)
-		}
 	}
-	fl := classify(context.Background(), err)
-	return PrefetchFailed, n, size, fmt.Sprintf("%d %s", fl.status, fl.message)
+	m.p.Remember(t, err)
+	fl := pipeline.Classify(context.Background(), err)
+	return PrefetchFailed, n, size, fmt.Sprintf("%d %s", fl.Status, fl.Message)
 }
 
 // queued reports whether item i still waits to be fetched.
@@ -479,7 +475,7 @@ func (m *MirrorHandler) prefetchJob(id string) *prefetchJob {
 
 // prefetchSummaries reports the kept jobs, newest first, without their
 // URLs.
-func (m *MirrorHandler) prefetchSummaries() []PrefetchSummary {
+func (m *MirrorHandler) prefetchSummaries() []PrefetchStatus {
 	a := &m.admin
 	a.mu.Lock()
 	jobs := make([]*prefetchJob, 0, len(a.order))
@@ -487,7 +483,7 @@ func (m *MirrorHandler) prefetchSummaries() []PrefetchSummary {
 		jobs = append(jobs, a.jobs[a.order[i]])
 	}
 	a.mu.Unlock()
-	out := make([]PrefetchSummary, 0, len(jobs))
+	out := make([]PrefetchStatus, 0, len(jobs))
 	for _, j := range jobs {
 		out = append(out, j.status(false))
 	}

@@ -34,6 +34,7 @@ type s3Store struct {
 	srv    *s3test.Server
 	bucket string
 	gets   atomic.Int64 // GET requests the backend sent to the store
+	all    atomic.Int64 // every request the backend sent to the store
 }
 
 // newS3 returns an S3 backend on a fresh bucket of srv (the shared server
@@ -55,6 +56,7 @@ func newS3(t *testing.T, srv *s3test.Server, query string) *s3Store {
 	}
 	cfg.Logger = testLogger(t)
 	cfg.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		st.all.Add(1)
 		if r.Method == http.MethodGet && !r.URL.Query().Has("uploads") {
 			st.gets.Add(1)
 		}
@@ -280,3 +282,48 @@ func TestS3NoRedirectHTTPSemantics(t *testing.T) {
 }
 
 var errStoreBroken = errors.New("store broken")
+
+// A plain warm GET and HEAD on S3 storage cost one request to the store
+// each, through the public listener as the command runs it: the hit loop
+// looks the request up, declines an object it cannot send from memory,
+// and hands its decision (with the object it opened) to net/http, which
+// does not open it again. With NoRedirect, the GET reads the body: one
+// more request, never two opens.
+func TestS3WarmRequestsCostOneStoreRequest(t *testing.T) {
+	for _, noRedirect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-redirect %v", noRedirect), func(t *testing.T) {
+			o := newOrigin(t)
+			data := payload(32, 200<<10)
+			o.Put("/pool/a.deb", data)
+			st := newS3(t, nil, "")
+			m := newMirror(t, o, withStore(st), func(h *httpmirror.MirrorHandler) { h.NoRedirect = noRedirect })
+			u := m.url(o, "/pool/a.deb")
+			get(t, u)
+			waitFills(t, m)
+			want := map[string]int64{http.MethodGet: 1, http.MethodHead: 1}
+			if noRedirect {
+				want[http.MethodGet] = 2 // HEAD to open, GET of the body
+			}
+			// Each request on a connection of its own, so that it meets
+			// the hit loop first (a connection the loop hands over stays
+			// with net/http).
+			fresh := &http.Client{
+				CheckRedirect: noRedirectClient.CheckRedirect,
+				Transport:     &http.Transport{DisableKeepAlives: true, DisableCompression: true},
+			}
+			for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodGet} {
+				before := st.all.Load()
+				r := doWith(t, fresh, method, u, nil)
+				if r.StatusCode != http.StatusOK && r.StatusCode != http.StatusFound {
+					t.Fatalf("%s: status %d", method, r.StatusCode)
+				}
+				if method == http.MethodGet && noRedirect && sha(r.body) != sha(data) {
+					t.Fatalf("GET: sha256 %s; want %s", sha(r.body), sha(data))
+				}
+				if n := st.all.Load() - before; n != want[method] {
+					t.Errorf("warm %s: %d requests to the store; want %d", method, n, want[method])
+				}
+			}
+		})
+	}
+}

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
+	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -17,11 +18,11 @@ func (m *MirrorHandler) Validate() error {
 	modes := 0
 	if m.Host != "" {
 		modes++
-		h, err := canonicalHost(m.Host)
+		h, err := pipeline.CanonicalHost(m.Host)
 		if err != nil {
 			return fmt.Errorf("host %q is not a valid upstream host name", m.Host)
 		}
-		if !m.hostAllowed(h) {
+		if !(&pipeline.HostRules{Allow: m.AllowHosts}).Allowed(h) {
 			return fmt.Errorf("host %q is not among the allowed hosts", m.Host)
 		}
 	}
@@ -60,11 +61,12 @@ func (m *MirrorHandler) Validate() error {
 	return nil
 }
 
-// init builds the handler's internal state on first use.
-func (m *MirrorHandler) init() error {
+// setup validates the handler's configuration and builds its request
+// pipeline, once; later calls return the first one's error.
+func (m *MirrorHandler) setup() error {
 	m.once.Do(func() {
 		if err := m.Validate(); err != nil {
-			m.initErr = err
+			m.setupErr = err
 			return
 		}
 		m.log = m.Logger
@@ -74,50 +76,87 @@ func (m *MirrorHandler) init() error {
 		if m.now == nil {
 			m.now = time.Now
 		}
-		client := m.Client
-		if client == nil {
-			client = NewUpstreamClient(UpstreamOptions{ProxyDial: m.ProxyDial, AllowPrivate: m.AllowPrivateUpstreams})
-		}
-		m.client = m.withRedirectPolicy(client)
-		m.scheme = m.UpstreamScheme
-		if m.scheme == "" {
-			m.scheme = "https"
-		}
-		m.rules.RevalidatePatterns = m.RevalidatePatterns
-		if m.RevalidatePatterns == nil {
-			m.rules.RevalidatePatterns = DefaultRevalidatePatterns
-		}
-		if m.RemoteCache != nil {
-			// Every storage call goes through the decorator, which times
-			// it for the metrics (when there are any) and offers every
-			// optional capability.
-			m.store = storage.Instrument(m.RemoteCache, m.Metrics.storageObserver())
-			idle := m.UpstreamIdleTimeout
-			if idle == 0 {
-				idle = 2 * time.Minute
-			} else if idle < 0 {
-				idle = 0
-			}
-			minRate := m.UpstreamMinRate
-			if minRate == 0 {
-				minRate = DefaultUpstreamMinRate
-			}
-			m.fills = fill.NewGroup(m.store, fill.Options{
-				Retry:         m.ContinuationGetRetry,
-				RetryInterval: m.ContinuationGetInterval,
-				IdleTimeout:   idle,
-				MinRate:       max(minRate, 0),
-				Connections:   cmp.Or(m.FillConnections, DefaultFillConnections),
-				SegmentSize:   m.FillSegmentSize,
-				MaxObjectSize: m.MaxObjectSize,
-				SpoolDir:      m.SpoolDir,
-				Logger:        m.log,
-				Observer:      fillObserver{m.Metrics},
-				Info:          m.objectInfo,
-				Storable:      func(key string, resp *http.Response) bool { return m.storable(key, resp) && !fromPeer(resp) },
-			})
-		}
+		m.p = pipeline.New(m.pipelineConfig())
 		m.Metrics.watch(m)
 	})
-	return m.initErr
+	return m.setupErr
+}
+
+// pipelineConfig turns the handler's fields, whose zero values stand for
+// defaults, into the pipeline's configuration, whose values are what they
+// say.
+func (m *MirrorHandler) pipelineConfig() pipeline.Config {
+	client := m.Client
+	if client == nil {
+		client = NewUpstreamClient(UpstreamOptions{ProxyDial: m.ProxyDial, AllowPrivate: m.AllowPrivateUpstreams})
+	}
+	hosts := pipeline.HostRules{
+		Mode:          pipeline.HostFromHeader,
+		BaseDomain:    m.BaseDomain,
+		Allow:         m.AllowHosts,
+		BlockSuffix:   m.BlockSuffix,
+		MaxPathLength: cmp.Or(m.MaxPathLength, DefaultMaxPathLength),
+		CacheQuery:    m.CacheQuery,
+	}
+	switch {
+	case m.Host != "":
+		hosts.Mode = pipeline.HostFixed
+		hosts.Host, _ = pipeline.CanonicalHost(m.Host) // Validate checked it
+	case m.HostFromFirstPath:
+		hosts.Mode = pipeline.HostFromFirstPath
+	}
+	rules := policy.Rules{RevalidatePatterns: m.RevalidatePatterns}
+	if m.RevalidatePatterns == nil {
+		rules.RevalidatePatterns = DefaultRevalidatePatterns
+	}
+	negativeTTL := m.NegativeTTL
+	if negativeTTL == 0 {
+		negativeTTL = DefaultNegativeTTL
+	}
+	idle := m.UpstreamIdleTimeout
+	if idle == 0 {
+		idle = 2 * time.Minute
+	}
+	minRate := cmp.Or(m.UpstreamMinRate, DefaultUpstreamMinRate)
+	cfg := pipeline.Config{
+		Client:           client,
+		Scheme:           cmp.Or(m.UpstreamScheme, "https"),
+		Hosts:            hosts,
+		Rules:            rules,
+		LinkExpires:      cmp.Or(m.LinkExpires, 24*time.Hour),
+		NoRedirect:       m.NoRedirect,
+		TeeResponse:      m.TeeResponse,
+		CheckSyncTimeout: m.CheckSyncTimeout,
+		MaxRanges:        cmp.Or(m.MaxRanges, DefaultMaxRanges),
+		MaxVariants:      cmp.Or(m.MaxVariants, DefaultMaxVariants),
+		NegativeTTL:      negativeTTL,
+		AuthCache:        m.AuthCache,
+		AuthCacheTTL:     cmp.Or(m.AuthCacheTTL, DefaultAuthCacheTTL),
+		Fill: fill.Options{
+			Retry:         m.ContinuationGetRetry,
+			RetryInterval: m.ContinuationGetInterval,
+			IdleTimeout:   max(idle, 0),
+			MinRate:       max(minRate, 0),
+			Connections:   cmp.Or(m.FillConnections, DefaultFillConnections),
+			SegmentSize:   m.FillSegmentSize,
+			MaxObjectSize: m.MaxObjectSize,
+			SpoolDir:      m.SpoolDir,
+		},
+		Fetchers: pipeline.Fetchers{
+			CIDN: m.CIDN, CIDNNoWait: m.CIDNNoWait, CIDNWaitTimeout: m.CIDNWaitTimeout,
+			Coordinator: m.Coordinator,
+		},
+		NotFound: m.NotFound,
+		Logger:   m.log,
+		Observer: &observer{fillObserver: fillObserver{m.Metrics}, m: m.Metrics, access: m.AccessLog, log: m.log, errors: &m.admin.errors, now: m.now},
+		Now:      m.now,
+	}
+	if m.RemoteCache != nil {
+		// Every storage call goes through the decorator, which times it
+		// for the metrics (when there are any) and offers every optional
+		// capability.
+		cfg.Store = storage.Instrument(m.RemoteCache, m.Metrics.storageObserver())
+		_, cfg.Lists = m.RemoteCache.(storage.Lister)
+	}
+	return cfg
 }

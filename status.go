@@ -3,7 +3,6 @@ package httpmirror
 import (
 	"cmp"
 	"context"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/httpmirror/httpmirror/fill"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -25,9 +25,9 @@ type Status struct {
 	// Fills are the downloads in progress, oldest first.
 	Fills []FillStatus `json:"fills"`
 	// Largest is nil for backends that cannot list their objects.
-	Largest    *LargestObjects   `json:"largest,omitempty"`
-	Errors     []RecentError     `json:"errors"`
-	Prefetches []PrefetchSummary `json:"prefetches"`
+	Largest    *LargestObjects  `json:"largest,omitempty"`
+	Errors     []RecentError    `json:"errors"`
+	Prefetches []PrefetchStatus `json:"prefetches"`
 }
 
 // Traffic counts the requests answered since the start, by outcome, and
@@ -97,20 +97,21 @@ type RecentError struct {
 // progress, largest objects (rescanned at most once a minute), recent
 // failures and prefetch jobs.
 func (m *MirrorHandler) Status(ctx context.Context) Status {
-	m.init()
+	st := Status{Time: time.Now(), Fills: []FillStatus{}}
+	if m.setup() != nil {
+		return st
+	}
 	now := m.now()
-	st := Status{Time: now, Traffic: m.Metrics.traffic(), Fills: []FillStatus{}, Errors: m.admin.errors.list()}
+	st.Time, st.Traffic, st.Errors = now, m.Metrics.traffic(), m.admin.errors.list()
 	if s, ok := m.RemoteCache.(storage.StatsReporter); ok {
 		stats := s.Stats()
 		st.Cache = &stats
 	}
-	if m.fills != nil {
-		for _, p := range m.fills.Progress() {
-			st.Fills = append(st.Fills, fillStatus(p, now))
-		}
+	for _, p := range m.p.Progress() {
+		st.Fills = append(st.Fills, fillStatus(p, now))
 	}
-	if _, ok := m.RemoteCache.(storage.Lister); ok && m.store != nil {
-		l := m.admin.largest.get(ctx, m.store.(storage.Lister), now)
+	if _, ok := m.RemoteCache.(storage.Lister); ok {
+		l := m.admin.largest.get(ctx, m.p.Store().(storage.Lister), now)
 		st.Largest = &l
 	}
 	st.Prefetches = m.prefetchSummaries()
@@ -142,13 +143,13 @@ func (m *Metrics) traffic() *Traffic {
 		n := int64(d.GetCounter().GetValue())
 		ok := len(code) == 3 && code < "400"
 		switch {
-		case outcome == outcomeHit.String() && ok:
+		case outcome == pipeline.OutcomeHit.String() && ok:
 			t.Hits += n
-		case outcome == outcomeMiss.String() && ok:
+		case outcome == pipeline.OutcomeMiss.String() && ok:
 			t.Misses += n
-		case outcome == outcomeJoined.String() && ok:
+		case outcome == pipeline.OutcomeJoined.String() && ok:
 			t.Joined += n
-		case outcome == outcomeError.String():
+		case outcome == pipeline.OutcomeError.String():
 			t.Failed += n
 		}
 	}
@@ -177,12 +178,11 @@ type errorRing struct {
 	n   int // failures recorded so far
 }
 
-// add records the failure of r answered with status for reason. Only the
-// path is kept, shortened: never the query string, which may carry
-// tokens.
-func (e *errorRing) add(now time.Time, r *http.Request, host string, status int, reason string) {
+// add records the request x, which failed with f. Only the path is kept,
+// shortened: never the query string, which may carry tokens.
+func (e *errorRing) add(now time.Time, x *pipeline.Exchange, f *pipeline.Failure) {
 	e.mu.Lock()
-	e.buf[e.n%recentErrors] = RecentError{Time: now, Status: status, Method: r.Method, Host: host, Path: logPath(r.URL.Path), Reason: reason}
+	e.buf[e.n%recentErrors] = RecentError{Time: now, Status: f.Status, Method: x.Method, Host: x.Host, Path: x.Path, Reason: f.Message}
 	e.n++
 	e.mu.Unlock()
 }

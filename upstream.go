@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/httpmirror/httpmirror/internal/netguard"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 )
 
 // UpstreamOptions configure the HTTP client httpmirror uses to reach origins.
@@ -126,10 +127,10 @@ func NewUpstreamClient(o UpstreamOptions) *http.Client {
 		Transport: &userAgent{rt: t, ua: "httpmirror"},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > MaxRedirects {
-				return errTooManyRedirects
+				return pipeline.ErrTooManyRedirects
 			}
 			if req.URL.Scheme != "https" && req.URL.Scheme != "http" {
-				return errRedirectNotAllowed
+				return pipeline.ErrRedirectNotAllowed
 			}
 			return nil
 		},

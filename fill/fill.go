@@ -137,13 +137,6 @@ func (f *Fill) Arrived() int64 {
 	return f.n
 }
 
-// Has reports whether the byte at off has arrived.
-func (f *Fill) Has(off int64) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return off < f.n || (f.seg != nil && f.filled.contains(off))
-}
-
 // Available waits until the byte at off has arrived and returns the end of
 // the run of arrived bytes that starts there: bytes [off, n) are in the
 // spool. It returns io.EOF when the fill completed with no bytes beyond

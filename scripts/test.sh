@@ -37,6 +37,6 @@ go vet ./...
 go test -race -count=1 -timeout 30m ./...
 (cd tests/cidn && go vet ./... && go test -race -count=1 -timeout 30m ./...)
 go test -run '^$' -fuzz '^FuzzCachePath$' -fuzztime 15s .
-go test -run '^$' -fuzz '^FuzzCleanPath$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzCleanPath$' -fuzztime 10s ./internal/pipeline
 go test -run '^$' -fuzz '^FuzzParseIPv4Loose$' -fuzztime 10s ./internal/netguard
-go test -run '^$' -fuzz '^FuzzRange$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzRange$' -fuzztime 10s ./internal/pipeline

@@ -96,14 +96,6 @@ func (s *instrumented) writeSucceeded() {
 	s.mu.Unlock()
 }
 
-// WriteError returns the last write failure while writes are failing, else
-// nil.
-func (s *instrumented) WriteError() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.writeErr
-}
-
 type instrumentedStats struct {
 	*instrumented
 	s StatsReporter

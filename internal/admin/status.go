@@ -26,7 +26,7 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"seconds":  func(s float64) string { return time.Duration(s * float64(time.Second)).Round(time.Second).String() },
 	"clock":    func(t time.Time) string { return t.Format("15:04:05") },
 	"stamp":    func(t time.Time) string { return t.Format("2006-01-02 15:04") },
-	"ended":    httpmirror.PrefetchSummary.Ended,
+	"ended":    httpmirror.PrefetchStatus.Ended,
 	"plural":   plural,
 	"request":  request,
 }).Parse(statusHTML))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/pipeline"
 )
 
 // Hits answers plain hits outside net/http; *httpmirror.MirrorHandler
@@ -84,6 +85,18 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.httpHeaderDeadline = cmp.Or(s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout) > 0
 	s.handoff = newHandoffListener(ln.Addr())
 	s.mu.Unlock()
+	// The handler finds the decision the loop made for a request it
+	// handed over in the request's context.
+	connContext := s.HTTP.ConnContext
+	s.HTTP.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connContext != nil {
+			ctx = connContext(ctx, c)
+		}
+		if hc, ok := c.(*handoffConn); ok && hc.handover != nil {
+			ctx = hc.handover.Context(ctx)
+		}
+		return ctx
+	}
 	// It returns when Shutdown or Close closes the hand-off listener.
 	go s.HTTP.Serve(s.handoff)
 	var delay time.Duration
@@ -241,11 +254,12 @@ func (c *conn) loop() bool {
 			return false // the client went away, or was too slow
 		}
 		if !ok {
-			return c.handOff()
+			return c.handOff(nil)
 		}
 		c.resp.Reset()
 		if !c.s.Hits.ServeHit(&c.req, &c.resp) {
-			return c.handOff()
+			// The decision made for the request serves it on net/http.
+			return c.handOff(pipeline.NewHandover(c.resp.Declined()))
 		}
 		c.br.Discard(n)
 		sent, err := c.write(close)
@@ -264,10 +278,14 @@ func (c *conn) setReadDeadline(t time.Time) bool {
 	return !c.s.closing.Load()
 }
 
-// handOff gives the connection, with the bytes read but not consumed, to
-// net/http.
-func (c *conn) handOff() bool {
+// handOff gives the connection, with the bytes read but not consumed, and
+// the decision made for the request it declined (nil when it made none),
+// to net/http.
+func (c *conn) handOff(h *pipeline.Handover) bool {
 	if c.s.closing.Load() {
+		if h != nil {
+			h.Close()
+		}
 		return false
 	}
 	// The read deadline stays: it is the deadline of the header of the
@@ -275,9 +293,13 @@ func (c *conn) handOff() bool {
 	// handoffConn). The write deadline of the loop's last answer must
 	// not cut net/http's answers, which may take hours.
 	c.c.SetWriteDeadline(time.Time{})
-	hc := &handoffConn{Conn: c.c, r: c.br, header: c.header}
+	hc := &handoffConn{Conn: c.c, r: c.br, header: c.header, handover: h}
 	hc.capHeader.Store(c.s.httpHeaderDeadline)
-	return c.s.handoff.push(hc)
+	if !c.s.handoff.push(hc) {
+		hc.closeHandover()
+		return false
+	}
+	return true
 }
 
 // write sends the response: the status line, Date, the hit's header
@@ -346,9 +368,25 @@ type handoffConn struct {
 	// deadline, the loop's stays on the connection until that clearing.
 	header    time.Time
 	capHeader atomic.Bool
+	// handover is the decision the loop made for the request it handed
+	// over, for the handler (through the connection's context, see
+	// Serve); nil when it made none.
+	handover *pipeline.Handover
 }
 
 func (c *handoffConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// Close closes the connection and releases a decision no request took.
+func (c *handoffConn) Close() error {
+	c.closeHandover()
+	return c.Conn.Close()
+}
+
+func (c *handoffConn) closeHandover() {
+	if c.handover != nil {
+		c.handover.Close()
+	}
+}
 
 func (c *handoffConn) SetReadDeadline(t time.Time) error {
 	if c.capHeader.CompareAndSwap(true, false) && (t.IsZero() || t.After(c.header)) {

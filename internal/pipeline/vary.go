@@ -1,4 +1,4 @@
-package httpmirror
+package pipeline
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // varies on: a restart, or another replica sharing the store, finds it
 // there. Should it be evicted, the next request fetches it again, for its
 // own variant.
-func (m *MirrorHandler) variant(r *http.Request, t target, info storage.Info) (vt target, other bool) {
+func (p *Pipeline) variant(r *Request, t Target, info storage.Info) (vt Target, other bool) {
 	if t.base != "" || info.Header["Vary"] == nil {
 		return t, false
 	}
@@ -45,7 +45,7 @@ func (m *MirrorHandler) variant(r *http.Request, t target, info storage.Info) (v
 // mirror stores the origin's own bytes), and Authorization, which the
 // upstream client sends to the same origin only (withRedirectPolicy).
 // The values are copied: the fill outlives the request.
-func forwardedHeaders(r *http.Request, t target) http.Header {
+func forwardedHeaders(r *Request, t Target) http.Header {
 	h := http.Header{}
 	add := func(k string) {
 		if v := r.Header[k]; len(v) > 0 {
@@ -65,8 +65,8 @@ func forwardedHeaders(r *http.Request, t target) http.Header {
 // objectInfo returns the metadata a response stores beyond policy.Info: the
 // variant of the request it answers when it varies, and the mark of an
 // object that needs authorisation.
-func (m *MirrorHandler) objectInfo(resp *http.Response) storage.Info {
-	info := policy.Info(resp, m.now())
+func (p *Pipeline) objectInfo(resp *http.Response) storage.Info {
+	info := policy.Info(resp, p.now())
 	set := func(k, v string) {
 		if info.Header == nil {
 			info.Header = http.Header{}
@@ -94,59 +94,47 @@ func (m *MirrorHandler) objectInfo(resp *http.Response) storage.Info {
 // when an origin's answer could prove that it gave the object to another
 // credential (a validator: see policy.SameObject); without one, no client
 // but its first could ever be served the stored copy.
-func (m *MirrorHandler) storable(key string, resp *http.Response) bool {
+func (p *Pipeline) storable(key string, resp *http.Response) bool {
 	if !policy.Storable(resp.Header) || policy.ParseVary(resp.Header).Any {
 		return false
 	}
-	if base, ok := policy.BaseKey(key); ok && m.variantsFull(base, key) {
+	if base, ok := policy.BaseKey(key); ok && p.variantsFull(base, key) {
 		return false
 	}
 	if !policy.NeedsAuthorization(resp) {
 		return true
 	}
-	info := policy.Info(resp, m.now())
-	return m.AuthCache && policy.SameObject(info, info)
+	info := policy.Info(resp, p.now())
+	return p.cfg.AuthCache && policy.SameObject(info, info)
 }
-
-// DefaultMaxVariants is MirrorHandler.MaxVariants' default: more than the
-// representations a negotiating origin offers (a few media types,
-// languages or encodings of a document), few enough that a client sending
-// ever new Accept values cannot fill the store with copies of one URL.
-const DefaultMaxVariants = 16
 
 // variantsFull reports whether the object under base has as many variants
 // stored as MaxVariants allows (the object under base counts as one),
 // other than the one under key: a new one is then served but not stored,
-// and counted (httpmirror_variants_not_stored_total). A store that cannot
-// list, or fails to, keeps nothing more.
-func (m *MirrorHandler) variantsFull(base, key string) bool {
-	limit := m.MaxVariants
-	if limit == 0 {
-		limit = DefaultMaxVariants
-	}
+// and counted (httpmirror_variants_not_stored_total). A store that fails
+// to list keeps nothing more; one that cannot list keeps every variant.
+func (p *Pipeline) variantsFull(base, key string) bool {
+	limit := p.cfg.MaxVariants
 	if limit < 0 {
 		return false
 	}
 	full := true
-	if _, ok := m.RemoteCache.(storage.Lister); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), variantListTimeout)
-		defer cancel()
-		objs, _, err := m.store.(storage.Lister).List(ctx, policy.VariantPrefix(base), "", limit)
-		if err == nil {
-			n := 1 // the object under base
-			for _, o := range objs {
-				if o.Key != key {
-					n++
-				}
+	ctx, cancel := context.WithTimeout(context.Background(), variantListTimeout)
+	defer cancel()
+	if objs, err := p.Variants(ctx, base, limit); err == nil {
+		n := 1 // the object under base
+		for _, o := range objs {
+			if o.Key != key {
+				n++
 			}
-			full = n >= limit
-		} else {
-			m.log.Warn("listing variants failed; not storing another", "key", base, "err", err)
 		}
+		full = n >= limit
+	} else {
+		p.log.Warn("listing variants failed; not storing another", "key", base, "err", err)
 	}
 	if full {
-		m.Metrics.variantNotStored()
-		m.log.Debug("variant limit reached; serving without storing", "key", key, "limit", limit)
+		p.obs.VariantNotStored()
+		p.log.Debug("variant limit reached; serving without storing", "key", key, "limit", limit)
 	}
 	return full
 }

@@ -1,11 +1,10 @@
-package httpmirror
+package pipeline
 
 import (
 	"io"
 	"net/http"
 	"net/textproto"
 	"strings"
-	"time"
 )
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1, which a
@@ -50,50 +49,46 @@ next:
 	}
 }
 
-// direct proxies r to its origin without caching (when RemoteCache is nil,
-// or for a request the cache must not answer): the client's end-to-end headers go upstream, and the
-// origin's status, end-to-end headers and body come back. X-Forwarded-*
-// headers are neither added nor passed on: origins are third parties and
-// learn nothing about the mirror's clients.
-func (m *MirrorHandler) direct(w *recorder, r *http.Request, t target) {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, t.url(m.scheme), nil)
-	if err != nil {
-		m.fail(w, r, err)
-		return
-	}
-	copyEndToEnd(req.Header, r.Header)
+// direct acts on a Direct decision: it proxies r to its origin without
+// caching (when there is no cache, or for a request the cache must not
+// answer): the client's end-to-end headers go upstream, and the origin's
+// status, end-to-end headers and body come back. X-Forwarded-* headers are
+// neither added nor passed on: origins are third parties and learn nothing
+// about the mirror's clients.
+func (p *Pipeline) direct(w *responseWriter, r *http.Request, d *Decision) step {
+	ctx := r.Context()
+	h := make(http.Header, len(r.Header))
+	copyEndToEnd(h, r.Header)
 	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip"} {
-		req.Header.Del(k)
+		h.Del(k)
 	}
-	start := time.Now()
-	resp, err := m.client.Do(req)
+	resp, err := p.upstream(ctx, r.Method, d.Target.url(p.cfg.Scheme), h)
 	if err != nil {
-		if r.Context().Err() == nil {
-			m.Metrics.upstreamError(err)
+		if ctx.Err() == nil {
+			p.obs.UpstreamError(Classify(ctx, err).Kind)
 		}
-		m.fail(w, r, err)
-		return
+		return step{outcome: OutcomeDirect, next: d.fail(err)}
 	}
 	defer resp.Body.Close()
-	m.Metrics.upstreamResponse(time.Since(start))
-
 	copyEndToEnd(w.Header(), resp.Header)
 	if resp.ContentLength < 0 {
 		w.Header().Del("Content-Length")
 	}
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
-		return
+		return step{outcome: OutcomeDirect}
 	}
-	var werr error
+	copyBody := copyFlushing // a body of unknown length goes out as it comes
 	if resp.ContentLength >= 0 {
-		_, werr = io.Copy(w, resp.Body)
-	} else {
-		werr = copyFlushing(w, resp.Body)
+		copyBody = func(w http.ResponseWriter, body io.Reader) error {
+			_, err := io.Copy(w, body)
+			return err
+		}
 	}
-	if werr != nil {
-		m.abort(r, t.key, werr)
+	if err := copyBody(w, resp.Body); err != nil {
+		return step{outcome: OutcomeDirect, abort: &abortError{d.Target.key, err}}
 	}
+	return step{outcome: OutcomeDirect}
 }
 
 // copyFlushing copies a body of unknown length, flushing after every read

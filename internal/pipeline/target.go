@@ -1,9 +1,8 @@
-package httpmirror
+package pipeline
 
 import (
 	"errors"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -31,9 +30,9 @@ var (
 	errHostNotAllowed = errors.New("host not allowed")
 )
 
-// target is what a request resolves to: the upstream host and path, the cache
-// key and the upstream URL.
-type target struct {
+// Target is what a request resolves to: the upstream host and path, the
+// cache key and the upstream URL.
+type Target struct {
 	host  string // lowercase host, with ":port" when the request named one
 	path  string // escaped, cleaned path; starts with "/", may end with "/"
 	query string // "?" and the raw query with CacheQuery, else empty
@@ -47,9 +46,15 @@ type target struct {
 	vary []string
 }
 
+// Key is the target's cache key.
+func (t Target) Key() string { return t.key }
+
+// Host is the target's origin host, with ":port" when one was named.
+func (t Target) Host() string { return t.host }
+
 // ruleKey is the key the revalidate patterns match: the object's, for a
 // variant too.
-func (t target) ruleKey() string {
+func (t Target) ruleKey() string {
 	if t.base != "" {
 		return t.base
 	}
@@ -57,111 +62,104 @@ func (t target) ruleKey() string {
 }
 
 // url returns the upstream URL of t under scheme.
-func (t target) url(scheme string) string { return scheme + "://" + t.host + t.path + t.query }
+func (t Target) url(scheme string) string { return scheme + "://" + t.host + t.path + t.query }
 
-// resolveTarget finds the upstream of r according to the handler's host
-// mode, and cleans and checks the path. The query string is dropped unless
-// CacheQuery is set.
-func (m *MirrorHandler) resolveTarget(r *http.Request) (target, error) {
-	if strings.IndexByte(r.RequestURI, '#') >= 0 {
-		// net/http escapes a literal '#' of the request line in
-		// EscapedPath; the path the client sent is refused as the hit
-		// loop refuses it (see cleanPath).
-		return target{}, errBadRequest
-	}
-	return m.resolve(r.URL.EscapedPath(), r.URL.RawQuery, r.Host)
-}
-
-// hostMode is how a request names its origin (see MirrorHandler.Host,
-// HostFromFirstPath and BaseDomain).
-type hostMode uint8
+// HostMode is how a request names its origin.
+type HostMode uint8
 
 const (
-	hostFromHeader    hostMode = iota // the Host header, minus BaseDomain
-	hostFixed                         // MirrorHandler.Host
-	hostFromFirstPath                 // the first path segment
+	HostFromHeader    HostMode = iota // the Host header, minus BaseDomain
+	HostFixed                         // HostRules.Host
+	HostFromFirstPath                 // the first path segment
 )
 
-func (m *MirrorHandler) hostMode() hostMode {
-	switch {
-	case m.Host != "":
-		return hostFixed
-	case m.HostFromFirstPath:
-		return hostFromFirstPath
-	}
-	return hostFromHeader
+// HostRules find a request's origin and check it and its path.
+type HostRules struct {
+	Mode HostMode
+	// Host is, with HostFixed, the origin host[:port] of every request.
+	Host string
+	// BaseDomain is, with HostFromHeader, the suffix removed from the
+	// Host header; empty: the Host header names the origin as it is.
+	BaseDomain string
+	// Allow lists the origin hosts served, as globs (see Allowed); empty
+	// means every host.
+	Allow []string
+	// BlockSuffix lists path suffixes refused (403), case-insensitively.
+	BlockSuffix []string
+	// MaxPathLength is the longest path (and query) served (414 past it).
+	MaxPathLength int
+	// CacheQuery keeps the query string in the key and the upstream URL.
+	CacheQuery bool
 }
 
-// resolve is resolveTarget of a request for the escaped path raw, with the
-// query rawQuery, and the Host header host.
-func (m *MirrorHandler) resolve(raw, rawQuery, hostHeader string) (target, error) {
-	return m.resolveIn(m.hostMode(), raw, rawQuery, hostHeader)
-}
-
-// resolveIn is resolve with the origin named as mode says: the operator
-// API names objects in first-path form whatever the handler's mode.
-func (m *MirrorHandler) resolveIn(mode hostMode, raw, rawQuery, hostHeader string) (target, error) {
+// resolve finds the target of a request for the escaped path raw, with
+// the query rawQuery and the Host header hostHeader, with the origin named
+// as mode says (the operator API names objects in first-path form
+// whatever the mode of requests), and checks it: path, host, allowed
+// hosts, blocked suffixes. The query string is dropped unless CacheQuery
+// is set.
+func (h *HostRules) resolve(mode HostMode, raw, rawQuery, hostHeader string) (Target, error) {
 	var query string
-	if m.CacheQuery && rawQuery != "" {
+	if h.CacheQuery && rawQuery != "" {
 		query = "?" + rawQuery
 	}
-	if len(raw)+len(query) > m.maxPathLength() {
-		return target{}, errPathTooLong
+	if len(raw)+len(query) > h.MaxPathLength {
+		return Target{}, errPathTooLong
 	}
 	p, err := cleanPath(raw)
 	if err != nil {
-		return target{}, err
+		return Target{}, err
 	}
 
 	var host string
 	switch mode {
-	case hostFixed:
-		host = m.Host
-	case hostFromFirstPath:
+	case HostFixed:
+		host = h.Host
+	case HostFromFirstPath:
 		first, _, found := strings.Cut(p[1:], "/")
 		if first == "" || !found {
 			// "/" or "/example.com": no file named.
-			return target{}, errNoTarget
+			return Target{}, errNoTarget
 		}
 		host = first
 		if strings.Contains(first, "%") {
 			host, _ = url.PathUnescape(first) // cleanPath checked the escape
 		}
 		p = p[1+len(first):]
-	case hostFromHeader:
+	case HostFromHeader:
 		host = stripPort(hostHeader)
-		if m.BaseDomain != "" {
+		if h.BaseDomain != "" {
 			// A fully qualified Host ("….mirror.example.net.") is the
 			// same name as the one without the final dot.
 			host = strings.TrimSuffix(host, ".")
-			base := "." + strings.Trim(strings.ToLower(m.BaseDomain), ".")
+			base := "." + strings.Trim(strings.ToLower(h.BaseDomain), ".")
 			lower := strings.ToLower(host)
 			if !strings.HasSuffix(lower, base) {
-				return target{}, errNoTarget
+				return Target{}, errNoTarget
 			}
 			host = host[:len(host)-len(base)]
 		}
 	}
-	host, err = canonicalHost(host)
+	host, err = CanonicalHost(host)
 	if err != nil {
-		return target{}, err
+		return Target{}, err
 	}
-	if !m.hostAllowed(host) {
-		return target{}, errHostNotAllowed
+	if !h.Allowed(host) {
+		return Target{}, errHostNotAllowed
 	}
 	if p == "/" {
 		// The upstream root itself is no file to mirror.
-		return target{}, errNoTarget
+		return Target{}, errNoTarget
 	}
-	if m.blocked(p) {
-		return target{}, errBlocked
+	if h.blocked(p) {
+		return Target{}, errBlocked
 	}
 	if query != "" && (badChars(query) || strings.Contains(query, "#")) {
 		// A request target has no fragment (RFC 9112 section 3.2), and
 		// '#' separates a variant's key from its object's.
-		return target{}, errBadRequest
+		return Target{}, errBadRequest
 	}
-	return target{host: host, path: p, query: query, key: host + p + query}, nil
+	return Target{host: host, path: p, query: query, key: host + p + query}, nil
 }
 
 // cleanPath returns an escaped URL path without empty and "." segments,
@@ -280,7 +278,7 @@ func stripPort(hostport string) string {
 	return hostport
 }
 
-// canonicalHost checks an upstream host[:port] and returns it lowercased,
+// CanonicalHost checks an upstream host[:port] and returns it lowercased,
 // without a trailing dot. A host whose last label is numeric (all digits,
 // or 0x and hex digits) is an IPv4 address in any spelling inet_aton reads
 // (0177.0.0.1, 0x7f.1, 127.1) and becomes dotted decimal, so the cache key,
@@ -290,7 +288,7 @@ func stripPort(hostport string) string {
 // address guard. Any other host must be a valid DNS name with at least one
 // dot (which keeps "localhost" and bare words out: they would name hosts of
 // the mirror's own network). Anything else is errNoTarget.
-func canonicalHost(hostport string) (string, error) {
+func CanonicalHost(hostport string) (string, error) {
 	if hostport == "" || len(hostport) > 260 {
 		return "", errNoTarget
 	}
@@ -357,17 +355,19 @@ func validDomain(s string) bool {
 	return true
 }
 
-// hostAllowed reports whether the canonical host[:port] hostport matches
-// one of AllowHosts (see there), or AllowHosts is empty.
-func (m *MirrorHandler) hostAllowed(hostport string) bool {
-	if len(m.AllowHosts) == 0 {
+// Allowed reports whether the canonical host[:port] hostport matches one
+// of Allow, or Allow is empty. A pattern is a glob ('*' matches any run of
+// characters, dots included), matched case-insensitively against the host
+// without its port, or against host:port when the pattern has a ':'.
+func (h *HostRules) Allowed(hostport string) bool {
+	if len(h.Allow) == 0 {
 		return true
 	}
 	host := hostport
 	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
 		host = hostport[:i]
 	}
-	for _, p := range m.AllowHosts {
+	for _, p := range h.Allow {
 		s := host
 		if strings.Contains(p, ":") {
 			s = hostport
@@ -381,8 +381,8 @@ func (m *MirrorHandler) hostAllowed(hostport string) bool {
 
 // blocked reports whether the escaped path p ends in one of BlockSuffix,
 // compared case-insensitively on the unescaped path.
-func (m *MirrorHandler) blocked(p string) bool {
-	if len(m.BlockSuffix) == 0 {
+func (h *HostRules) blocked(p string) bool {
+	if len(h.BlockSuffix) == 0 {
 		return false
 	}
 	dec, err := url.PathUnescape(p)
@@ -390,17 +390,10 @@ func (m *MirrorHandler) blocked(p string) bool {
 		dec = p
 	}
 	dec = strings.ToLower(dec)
-	for _, s := range m.BlockSuffix {
+	for _, s := range h.BlockSuffix {
 		if s != "" && strings.HasSuffix(dec, strings.ToLower(s)) {
 			return true
 		}
 	}
 	return false
-}
-
-func (m *MirrorHandler) maxPathLength() int {
-	if m.MaxPathLength > 0 {
-		return m.MaxPathLength
-	}
-	return DefaultMaxPathLength
 }

@@ -1,4 +1,4 @@
-package httpmirror
+package pipeline
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -15,10 +14,6 @@ import (
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
-
-// DefaultAuthCacheTTL is MirrorHandler.AuthCacheTTL's default: how long an
-// origin's answer about a credential is trusted.
-const DefaultAuthCacheTTL = 5 * time.Minute
 
 // maxAuthEntries bounds the authorisation cache. Past it, expired entries
 // go first, then an arbitrary one: a client sending ever new credentials
@@ -41,7 +36,7 @@ type authKey struct {
 // scope is a repository where the origin grants access per repository,
 // else the object's own key (a variant's included, since the origin
 // proves access by giving the variant's representation).
-func authKeyOf(r *http.Request, t target) authKey {
+func authKeyOf(r *Request, t Target) authKey {
 	k := authKey{host: t.host, scope: policy.AuthScope(t.host, t.path)}
 	if strings.HasPrefix(k.scope, "/") {
 		k.scope = t.key
@@ -84,7 +79,7 @@ const authUnproven = -1
 // page an origin answered a refused credential with (a sign-in page,
 // which a fill's own response cannot tell from a file) never allows that
 // credential to read the file stored later under the same path.
-func (e authEntry) covers(t target, info storage.Info) bool {
+func (e authEntry) covers(t Target, info storage.Info) bool {
 	if e.status != 0 {
 		return true
 	}
@@ -97,90 +92,62 @@ func (e authEntry) covers(t target, info storage.Info) bool {
 // authCache remembers the origins' answers about credentials, in memory
 // only, by credential hash.
 type authCache struct {
-	mu     sync.Mutex
-	m      map[authKey]authEntry
-	flight singleflight.Group // one check at a time per key
+	entries bounded[authKey, authEntry]
+	flight  singleflight.Group // one check at a time per key
+}
+
+func newAuthCache() authCache {
+	return authCache{entries: bounded[authKey, authEntry]{limit: maxAuthEntries, expired: func(e authEntry, now time.Time) bool { return !now.Before(e.expires) }}}
 }
 
 func (c *authCache) get(k authKey, now time.Time) (authEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
+	e, ok := c.entries.get(k)
 	if !ok || !now.Before(e.expires) {
 		return authEntry{}, false
 	}
 	return e, true
 }
 
-func (c *authCache) put(k authKey, e authEntry, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[authKey]authEntry)
-	}
-	if _, ok := c.m[k]; !ok && len(c.m) >= maxAuthEntries {
-		for k, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, k)
-			}
-		}
-		for k := range c.m {
-			if len(c.m) < maxAuthEntries {
-				break
-			}
-			delete(c.m, k)
-		}
-	}
-	c.m[k] = e
-}
+func (c *authCache) put(k authKey, e authEntry, now time.Time) { c.entries.put(k, e, now) }
 
-func (m *MirrorHandler) authCacheTTL() time.Duration {
-	if m.AuthCacheTTL > 0 {
-		return m.AuthCacheTTL
-	}
-	return DefaultAuthCacheTTL
-}
-
-// authorised reports whether r may be served the object of t, whose
-// metadata is info and which needs authorisation (policy.AuthHeader): only
-// when the origin accepted r's credential (or the absence of one) for the
-// object's scope within AuthCacheTTL and proved it by giving that object
-// (see checkAuth). A fill learns that from its own response; otherwise,
-// with AuthCache, a check asks the origin. Without AuthCache the mirror
-// checks nothing: r is proxied, and the origin decides. When r may not be
-// served, authorised has answered it, without a byte of the object: with
-// the status the origin gave the credential (401 or 403 with the origin's
-// WWW-Authenticate, or 404), by proxying r to the origin when the origin's
-// answer did not prove access, or as an error when the origin could not
-// say.
-func (m *MirrorHandler) authorised(w *recorder, r *http.Request, t target, info storage.Info) bool {
-	k := authKeyOf(r, t)
-	e, ok := m.auths.get(k, m.now())
+// authorise decides whether the request of d may be served the object of
+// d.Target, whose metadata is d.Info and which needs authorisation
+// (policy.AuthHeader): only when the origin accepted the request's
+// credential (or the absence of one) for the object's scope within
+// AuthCacheTTL and proved it by giving that object (see checkAuth). A fill
+// learns that from its own response; otherwise, with AuthCache, a check
+// asks the origin. Without AuthCache the mirror checks nothing: the request
+// is proxied, and the origin decides. It returns Hit when the client may
+// be served; Fail (d.Err the status the origin gave the credential: 401 or
+// 403 with the origin's WWW-Authenticate, or 404; or the error when the
+// origin could not say); or Direct, when the origin's answer did not prove
+// access and the origin is to give the client what it gives its
+// credential.
+func (p *Pipeline) authorise(ctx context.Context, d *Decision) Action {
+	t, info := d.Target, d.Info
+	k := authKeyOf(d.Req, t)
+	e, ok := p.auths.get(k, p.now())
 	if ok && !e.covers(t, info) {
 		ok = false // allowed for another object of the path: ask again
 	}
-	if !ok && !m.AuthCache {
-		w.outcome = outcomeDirect
-		m.direct(w, r, t)
-		return false
+	if !ok && !p.cfg.AuthCache {
+		return Direct
 	}
 	if !ok {
 		var err error
-		if e, err = m.checkAuth(r, t, k, info); err != nil {
-			m.fail(w, r, err)
-			return false
+		if e, err = p.checkAuth(ctx, d.Req, t, k, info); err != nil {
+			d.Err = err
+			return Fail
 		}
 	}
 	switch {
 	case e.status == 0 && e.covers(t, info):
-		return true
+		return Hit
 	case e.status > 0:
-		m.fail(w, r, &fill.StatusError{Code: e.status, Header: e.header})
-	default:
-		w.outcome = outcomeDirect
-		m.direct(w, r, t)
+		d.Err = &fill.StatusError{Code: e.status, Header: e.header}
+		return Fail
 	}
-	return false
+	return Direct
 }
 
 // checkAuth asks the origin whether r's credential gives access to the
@@ -194,43 +161,43 @@ func (m *MirrorHandler) authorised(w *recorder, r *http.Request, t target, info 
 // unreachable origin, 5xx, 429, a 405 for HEAD) is an error (errAuthCheck
 // for a status), remembered by nobody: the request is refused, never
 // served on trust. Concurrent checks of one key share one request.
-func (m *MirrorHandler) checkAuth(r *http.Request, t target, k authKey, info storage.Info) (authEntry, error) {
+func (p *Pipeline) checkAuth(ctx context.Context, r *Request, t Target, k authKey, info storage.Info) (authEntry, error) {
 	fwd := forwardedHeaders(r, t)
-	v, err, _ := m.auths.flight.Do(k.String(), func() (any, error) {
+	v, err, _ := p.auths.flight.Do(k.String(), func() (any, error) {
 		// Shared by every request of the key: not bound to the first one.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), authCheckTimeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), authCheckTimeout)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodHead, t.url(m.scheme), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, t.url(p.cfg.Scheme), nil)
 		if err != nil {
 			return nil, err
 		}
 		// The credential, and the headers that select the variant.
 		copyHeader(req.Header, fwd)
-		resp, err := m.client.Do(req)
+		resp, err := p.client.Do(req)
 		if err != nil {
-			m.Metrics.authCheck("error")
+			p.obs.AuthCheck("error")
 			return nil, err
 		}
 		resp.Body.Close()
-		now := m.now()
+		now := p.now()
 		e, ok := authAnswer(resp, now)
 		if !ok {
-			m.Metrics.authCheck("error")
+			p.obs.AuthCheck("error")
 			return nil, fmt.Errorf("%w: origin answered %d", errAuthCheck, resp.StatusCode)
 		}
 		if e.status == 0 && !policy.SameObject(info, e.proof) {
 			e = authEntry{status: authUnproven}
 		}
-		e.expires = now.Add(m.authCacheTTL())
+		e.expires = now.Add(p.cfg.AuthCacheTTL)
 		switch e.status {
 		case 0:
-			m.Metrics.authCheck("allowed")
+			p.obs.AuthCheck("allowed")
 		case authUnproven:
-			m.Metrics.authCheck("unproven")
+			p.obs.AuthCheck("unproven")
 		default:
-			m.Metrics.authCheck("denied")
+			p.obs.AuthCheck("denied")
 		}
-		m.auths.put(k, e, now)
+		p.auths.put(k, e, now)
 		return e, nil
 	})
 	if err != nil {
@@ -269,14 +236,14 @@ func authAnswer(resp *http.Response, now time.Time) (e authEntry, ok bool) {
 // check; 401 and 403 deny it. A 404 says nothing: in a repository scope, a
 // missing file is no denial of the repository. Ranged answers (resumes,
 // segments) and 304s add nothing to what the first response said.
-func (m *MirrorHandler) learnAuth(k authKey, resp *http.Response) {
-	now := m.now()
+func (p *Pipeline) learnAuth(k authKey, resp *http.Response) {
+	now := p.now()
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		e, _ := authAnswer(resp, now)
-		e.expires = now.Add(m.authCacheTTL())
-		m.auths.put(k, e, now)
+		e.expires = now.Add(p.cfg.AuthCacheTTL)
+		p.auths.put(k, e, now)
 	case code == http.StatusOK && policy.NeedsAuthorization(resp):
-		m.auths.put(k, authEntry{proof: policy.Info(resp, now), expires: now.Add(m.authCacheTTL())}, now)
+		p.auths.put(k, authEntry{proof: policy.Info(resp, now), expires: now.Add(p.cfg.AuthCacheTTL)}, now)
 	}
 }

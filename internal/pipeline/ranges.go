@@ -1,16 +1,14 @@
-package httpmirror
+package pipeline
 
 import (
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 )
 
 // DefaultMaxRanges is how many ranges one request may ask for, after
-// overlapping and adjacent ones are merged, when MirrorHandler.MaxRanges is
-// zero. zsync, the heaviest multi-range client a file mirror meets (AppImage
+// overlapping and adjacent ones are merged, unless configured otherwise. zsync, the heaviest multi-range client a file mirror meets (AppImage
 // updates, Ubuntu images), asks for up to 20 ranges per request and gives
 // up on any answer but 206; Apache httpd allows 200. Each part of a
 // multipart answer costs a seek and about a hundred bytes of part header,
@@ -208,34 +206,4 @@ func appendRangeHeader(b []byte, rs []byteRange, size int64) []byte {
 		}
 	}
 	return b
-}
-
-func (m *MirrorHandler) maxRanges() int {
-	if m.MaxRanges > 0 {
-		return m.MaxRanges
-	}
-	return DefaultMaxRanges
-}
-
-// rangeStart returns the first byte a request for one range from a known
-// offset ("bytes=N-" or "bytes=N-M") asks for, else 0: a cold miss for
-// such a range has the fill ask for it at once (fill.Source.Want).
-func rangeStart(r *http.Request) int64 {
-	v := r.Header["Range"]
-	if len(v) != 1 {
-		return 0
-	}
-	spec, ok := strings.CutPrefix(v[0], "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return 0
-	}
-	first, _, ok := strings.Cut(strings.TrimSpace(spec), "-")
-	if !ok {
-		return 0
-	}
-	n, err := strconv.ParseInt(first, 10, 64)
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
 }

@@ -1,4 +1,4 @@
-package httpmirror
+package pipeline
 
 import (
 	"net/http"
@@ -91,14 +91,14 @@ func TestParseRange(t *testing.T) {
 // http.ServeContent as it is: the common single range costs no
 // allocation.
 func TestRangeRequestKeepsNormalHeader(t *testing.T) {
-	m := &MirrorHandler{}
+	p := &Pipeline{cfg: Config{MaxRanges: DefaultMaxRanges}}
 	for _, h := range []string{"bytes=100-199", "bytes=100-", "bytes=0-9,500-509"} {
 		r, _ := http.NewRequest(http.MethodGet, "http://example.com/f", nil)
 		r.Header.Set("Range", h)
-		if got := m.rangeRequest(r, 1000); got != r {
+		if got := p.rangeRequest(r, 1000); got != r {
 			t.Errorf("%q: request copied", h)
 		}
-		if n := testing.AllocsPerRun(100, func() { m.rangeRequest(r, 1000) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { p.rangeRequest(r, 1000) }); n != 0 {
 			t.Errorf("%q: %v allocations", h, n)
 		}
 	}
@@ -113,7 +113,7 @@ func TestRangeRequestKeepsNormalHeader(t *testing.T) {
 		r, _ := http.NewRequest(http.MethodGet, "http://example.com/f", nil)
 		r.Header.Set("Range", h)
 		r.Header.Set("If-Range", `"x"`)
-		got := m.rangeRequest(r, 1000)
+		got := p.rangeRequest(r, 1000)
 		if got == r || got.Header.Get("Range") != want || got.Header.Get("If-Range") != `"x"` {
 			t.Errorf("%q: Range %q, If-Range %q; want a copy with %q", h, got.Header.Get("Range"), got.Header.Get("If-Range"), want)
 		}

@@ -1,27 +1,29 @@
-package httpmirror
+package pipeline
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // MaxRedirects is how many redirects an upstream request follows; an origin
 // that redirects more often gets 502.
 const MaxRedirects = 10
 
-// errRedirectNotAllowed: an origin redirected to a URL the mirror would not
+// ErrRedirectNotAllowed: an origin redirected to a URL the mirror would not
 // fetch for a client (bad scheme or host). 502. A redirect to a host not
 // in AllowHosts or to a blocked suffix is refused as a request for it
 // would be (403).
-var errRedirectNotAllowed = errors.New("upstream redirect target not allowed")
+var ErrRedirectNotAllowed = errors.New("upstream redirect target not allowed")
 
-// errTooManyRedirects is returned when an origin redirects more than
+// ErrTooManyRedirects is returned when an origin redirects more than
 // MaxRedirects times.
-var errTooManyRedirects = errors.New("too many upstream redirects")
+var ErrTooManyRedirects = errors.New("too many upstream redirects")
 
-// withRedirectPolicy returns a copy of c whose redirects must pass the
+// upstreamClient returns a copy of c whose redirects must pass the
 // handler's policy: at most MaxRedirects of them, each to an http or https
 // URL whose host is a valid upstream host by the same rules as a request's
 // and whose path has no blocked suffix. The redirect's host is rewritten
@@ -31,7 +33,7 @@ var errTooManyRedirects = errors.New("too many upstream redirects")
 // redirects to the same origin only. c's own CheckRedirect, if any, runs
 // first. Every request of the copy, the first and each redirect, passes
 // the allowed-hosts guard (see allowGuard).
-func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
+func (p *Pipeline) upstreamClient(c *http.Client) *http.Client {
 	cc := *c
 	inner := c.CheckRedirect
 	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
@@ -41,17 +43,17 @@ func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 			}
 		}
 		if len(via) > MaxRedirects {
-			return errTooManyRedirects
+			return ErrTooManyRedirects
 		}
 		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-			return errRedirectNotAllowed
+			return ErrRedirectNotAllowed
 		}
-		host, err := canonicalHost(req.URL.Host)
+		host, err := CanonicalHost(req.URL.Host)
 		if err != nil {
-			return errRedirectNotAllowed
+			return ErrRedirectNotAllowed
 		}
 		req.URL.Host = host
-		if m.blocked(req.URL.EscapedPath()) {
+		if p.cfg.Hosts.blocked(req.URL.EscapedPath()) {
 			return errBlocked
 		}
 		if len(via) > 0 && !sameOrigin(req.URL, via[0].URL) {
@@ -63,12 +65,12 @@ func (m *MirrorHandler) withRedirectPolicy(c *http.Client) *http.Client {
 		}
 		return nil
 	}
-	if len(m.AllowHosts) > 0 {
+	if len(p.cfg.Hosts.Allow) > 0 {
 		rt := cc.Transport
 		if rt == nil {
 			rt = http.DefaultTransport
 		}
-		cc.Transport = allowGuard{rt: rt, allowed: m.hostAllowed}
+		cc.Transport = allowGuard{rt: rt, allowed: p.cfg.Hosts.Allowed}
 	}
 	return &cc
 }
@@ -87,7 +89,7 @@ type allowGuard struct {
 }
 
 func (g allowGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	host, err := canonicalHost(req.URL.Host)
+	host, err := CanonicalHost(req.URL.Host)
 	if err != nil || !g.allowed(host) {
 		if req.Body != nil {
 			req.Body.Close()
@@ -111,4 +113,25 @@ func port(u *url.URL) string {
 		return "80"
 	}
 	return "443"
+}
+
+// upstream sends one request to an origin: the one fetch path of every way
+// into the origin (fills, the direct proxy, revalidations, authorisation
+// and size checks, the continuation of a response), through the client
+// of upstreamClient, with the headers h, timing the response for the
+// observer.
+func (p *Pipeline) upstream(ctx context.Context, method, url string, h http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	start := time.Now()
+	resp, err := p.client.Do(req)
+	if err == nil {
+		p.obs.UpstreamResponse(time.Since(start))
+	}
+	return resp, err
 }

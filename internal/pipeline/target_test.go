@@ -1,4 +1,4 @@
-package httpmirror
+package pipeline
 
 import (
 	"errors"
@@ -29,11 +29,11 @@ func FuzzCleanPath(f *testing.F) {
 // alike, are checked without allocating.
 func TestCanonicalHostDoesNotAllocate(t *testing.T) {
 	for _, h := range []string{"huggingface.co", "objects.githubusercontent.com:443", "93.184.216.34", "127.0.0.1:8080"} {
-		if got, err := canonicalHost(h); err != nil || got != h {
-			t.Fatalf("canonicalHost(%q) = %q, %v; want it unchanged", h, got, err)
+		if got, err := CanonicalHost(h); err != nil || got != h {
+			t.Fatalf("CanonicalHost(%q) = %q, %v; want it unchanged", h, got, err)
 		}
-		if n := testing.AllocsPerRun(100, func() { canonicalHost(h) }); n != 0 {
-			t.Errorf("canonicalHost(%q) allocates %v times", h, n)
+		if n := testing.AllocsPerRun(100, func() { CanonicalHost(h) }); n != 0 {
+			t.Errorf("CanonicalHost(%q) allocates %v times", h, n)
 		}
 	}
 }
@@ -47,10 +47,7 @@ func TestAllowGuardInClient(t *testing.T) {
 		sent = append(sent, r.URL.String())
 		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
 	})
-	m := &MirrorHandler{Client: &http.Client{Transport: rt}, AllowHosts: []string{"files.example.org", "127.0.0.1:8443"}, HostFromFirstPath: true}
-	if err := m.init(); err != nil {
-		t.Fatal(err)
-	}
+	m := New(Config{Client: &http.Client{Transport: rt}, Hosts: HostRules{Mode: HostFromFirstPath, Allow: []string{"files.example.org", "127.0.0.1:8443"}}})
 	for _, u := range []string{"https://evil.example/a", "https://127.0.0.1/a", "https://2130706432:8443/a", "https://files.example.org.evil.example/a"} {
 		if _, err := m.client.Get(u); !errors.Is(err, errHostNotAllowed) {
 			t.Errorf("GET %s: %v; want errHostNotAllowed", u, err)

@@ -1,0 +1,167 @@
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/httpmirror/httpmirror/storage"
+)
+
+// sendObject acts on a Hit: the stored object's bytes, from memory with a
+// prebuilt header for a plain request, else through http.ServeContent
+// (Range, conditional requests, HEAD).
+func (p *Pipeline) sendObject(w *responseWriter, r *http.Request, d *Decision) step {
+	defer d.Close()
+	p.setAge(w.Header(), d)
+	if b, ok := d.Obj.(storage.InMemory); ok && plainHeader(r.Header) {
+		copyHeader(w.Header(), p.hot.entry(d.Target.key, d.Info, int64(len(b.Bytes())), d.Fresh).header)
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(b.Bytes())
+		}
+	} else {
+		p.serveBytes(w, r, d.Obj, d.Info)
+	}
+	return step{outcome: OutcomeHit}
+}
+
+// sendRedirect acts on a Redirect: 302 to the signed URL of the stored object.
+func (p *Pipeline) sendRedirect(w *responseWriter, r *http.Request, d *Decision) step {
+	p.setAge(w.Header(), d)
+	http.Redirect(w, r, d.URL, http.StatusFound)
+	return step{outcome: OutcomeHit}
+}
+
+// setAge adds the Age header to the answer of a stored object whose
+// freshness the origin stated: downstream caches count the time the object
+// spent here (RFC 9111 section 5.1).
+func (p *Pipeline) setAge(h http.Header, d *Decision) {
+	if d.Fresh.Explicit {
+		h["Age"] = []string{strconv.FormatInt(int64(p.age(d)/time.Second), 10)}
+	}
+}
+
+func (p *Pipeline) age(d *Decision) time.Duration { return max(p.now().Sub(d.Info.StoredAt), 0) }
+
+// HitRequest is a request as a serving loop outside net/http parsed it,
+// for ServeHit.
+type HitRequest struct {
+	// Method is the request method.
+	Method string
+	// Path is the request target's path, escaped as the client sent it;
+	// RawQuery is what followed '?', without it.
+	Path, RawQuery string
+	// Host is the Host header.
+	Host string
+	// Header holds the request's header fields in canonical form.
+	Header http.Header
+	// RemoteAddr is the client's address, for the access log.
+	RemoteAddr string
+}
+
+// HitResponse is the answer ServeHit gives: a 200 whose header fields
+// (without Date and Connection, which the serving loop adds) are in
+// Header, in wire form, and whose body is Body. Body is shared with the
+// cache and must not be modified; it is nil for HEAD. Reset it (or use a
+// new one) for each request.
+type HitResponse struct {
+	Header []byte
+	Body   []byte
+
+	// What the access log needs once the response has been sent.
+	start   time.Time
+	host    string
+	outcome Outcome
+
+	req Request  // the request, as the pipeline sees it
+	d   Decision // its decision
+}
+
+// Reset empties r for the next request, keeping its buffer.
+func (r *HitResponse) Reset() {
+	*r = HitResponse{Header: r.Header[:0]}
+}
+
+// ServeHit answers req when its decision is a plain hit, for a serving
+// loop that answers such requests without net/http (cmd/httpmirror's
+// public listener does, see internal/server): a GET or HEAD without
+// conditions or ranges, of a stored object whose body is in memory, that
+// the client may have as it is. It fills resp and reports true; the loop
+// then sends the response and calls HitSent. Otherwise it reports false,
+// has answered nothing and counted nothing, and the loop hands the
+// request to net/http: resp keeps the decision (Declined), so that
+// ServeHTTP acts on it rather than deciding again.
+//
+// Its answers are those ServeHTTP gives the same requests, byte for byte
+// but for the order of header fields.
+func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
+	ctx := context.Background()
+	var start time.Time
+	if p.obs.Timed(ctx) {
+		start = time.Now()
+	}
+	resp.req = Request{Method: hr.Method, Path: hr.Path, RawQuery: hr.RawQuery, Host: hr.Host, Header: hr.Header, Remote: hr.RemoteAddr}
+	d := &resp.d
+	*d = Decision{Req: &resp.req}
+	p.lookup(ctx, d)
+	b, inMemory := d.Obj.(storage.InMemory)
+	if d.Action != Hit || !inMemory || !resp.req.plain() {
+		return false
+	}
+	e := p.hot.entry(d.Target.key, d.Info, int64(len(b.Bytes())), d.Fresh)
+	resp.Header = append(resp.Header, e.wire()...)
+	if d.Fresh.Explicit {
+		resp.Header = append(resp.Header, "Age: "...)
+		resp.Header = strconv.AppendInt(resp.Header, int64(p.age(d)/time.Second), 10)
+		resp.Header = append(resp.Header, "\r\n"...)
+	}
+	if hr.Method == http.MethodGet {
+		resp.Body = b.Bytes()
+	}
+	resp.start, resp.host, resp.outcome = start, d.Target.host, OutcomeHit
+	// The body stays valid: an in-memory object's bytes are immutable.
+	d.Close()
+	return true
+}
+
+// Declined returns the decision of a request ServeHit declined, for
+// ServeHTTP to act on (see TakeDeclined); nil when ServeHit answered it.
+// The decision holds what the lookup opened until it is acted on or
+// closed.
+func (r *HitResponse) Declined() *Decision {
+	if r.d.Req == nil {
+		return nil
+	}
+	d := new(Decision)
+	*d = r.d
+	req := r.req
+	req.Header = r.req.Header.Clone() // the loop reuses its header map
+	d.Req = &req
+	r.d = Decision{}
+	return d
+}
+
+// HitSent records a response of ServeHit once the serving loop has sent
+// it (sent body bytes; aborted when the connection failed): in the metrics
+// and the access log, as ServeHTTP records its responses.
+func (p *Pipeline) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
+	e := Exchange{
+		Method: req.Method, Host: resp.host, Status: http.StatusOK, Bytes: sent,
+		Outcome: resp.outcome, Remote: req.RemoteAddr, Aborted: aborted,
+	}
+	if !resp.start.IsZero() {
+		// The path as net/http's URL.Path has it: unescaped.
+		path := req.Path
+		if strings.IndexByte(path, '%') >= 0 {
+			if p, err := url.PathUnescape(path); err == nil {
+				path = p
+			}
+		}
+		e.Path, e.Duration = LogPath(path), time.Since(resp.start)
+	}
+	p.obs.Exchange(context.Background(), &e)
+}
