@@ -1,6 +1,7 @@
 package fill_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -354,5 +357,112 @@ func readFrom(t *testing.T, f *fill.Fill, off int64, data []byte) {
 	got, err := io.ReadAll(r)
 	if err != nil || testutil.SHA256(got) != testutil.SHA256(data[off:]) {
 		t.Fatalf("bytes from %d: %d bytes, err %v; want the right bytes", off, len(got), err)
+	}
+}
+
+// rangedSource serves data from memory as an origin that serves byte
+// ranges under a strong ETag does, recording the Range of every request.
+type rangedSource struct {
+	data []byte
+	mu   sync.Mutex
+	got  []string // the Range header of each request, "" for none
+}
+
+func (s *rangedSource) source() fill.Source {
+	file := &testutil.File{Data: s.data, ETag: `"` + testutil.SHA256(s.data)[:16] + `"`}
+	return fill.Source{URL: "mem://ranged", Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		s.mu.Lock()
+		s.got = append(s.got, h.Get("Range"))
+		s.mu.Unlock()
+		rec := httptest.NewRecorder()
+		testutil.ServeFile(rec, req, file)
+		return rec.Result(), nil
+	}}
+}
+
+// A reader that asks for a byte ahead of the prefix again and again, from
+// the moment the fill starts, reaches segmented fills while they start
+// their fetchers and while those run: every fill completes with the right
+// bytes and asks for no byte twice. Under -race it also checks that a
+// fetcher a reader starts is ordered with the fill's wait for its
+// fetchers: when a reader could start one before the first ones were
+// counted, the race detector reported this test (in most runs, not all:
+// the reader has to arrive in that window).
+func TestSegmentedFillWantedWhileStarting(t *testing.T) {
+	data := testutil.Payload(25, 64<<10)
+	far := int64(len(data) - 100)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	g := fill.NewGroup(memory.New(), fill.Options{Connections: 4, SegmentSize: 4 << 10, SpoolDir: t.TempDir()})
+	for i := range 100 {
+		src := &rangedSource{data: data}
+		f, _ := g.Miss("example.com/w"+strconv.Itoa(i), src.source())
+		asking := make(chan struct{})
+		go func() {
+			defer close(asking)
+			// With a done context Available never blocks: it asks for
+			// the byte (once the fill is segmented) and returns. It asks
+			// without pause, to meet the fill while it starts its
+			// fetchers, yielding now and then so that a single CPU
+			// still runs the fill.
+			for n := 0; !f.Has(far); n++ {
+				select {
+				case <-f.Done():
+					return
+				default:
+				}
+				f.Available(cancelled, far)
+				if n%64 == 63 {
+					runtime.Gosched()
+				}
+			}
+		}()
+		if got := readAll(t, f); !bytes.Equal(got, data) {
+			t.Fatalf("fill %d: read %d bytes; want the object", i, len(got))
+		}
+		<-asking
+		if err := f.Wait(context.Background()); err != nil {
+			t.Fatalf("fill %d: %v", i, err)
+		}
+		f.Release()
+		if err := g.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		src.mu.Lock()
+		checkRangesOnce(t, src.got, int64(len(data)))
+		src.mu.Unlock()
+	}
+}
+
+// checkRangesOnce checks requests (the Range headers an origin got, ""
+// for none) as Origin.CheckFetchedOnce does: one request for the whole
+// object and ranges that do not overlap.
+func checkRangesOnce(t *testing.T, requests []string, size int64) {
+	t.Helper()
+	whole := 0
+	var ranges [][2]int64
+	for _, rg := range requests {
+		if rg == "" {
+			whole++
+			continue
+		}
+		var a, b int64
+		if _, err := fmt.Sscanf(rg, "bytes=%d-%d", &a, &b); err != nil || a > b || a >= size {
+			t.Errorf("Range %q; want bytes=A-B within the object", rg)
+			continue
+		}
+		for _, c := range ranges {
+			if a <= c[1] && c[0] <= b {
+				t.Errorf("ranges %d-%d and %d-%d overlap: bytes fetched twice", a, b, c[0], c[1])
+			}
+		}
+		ranges = append(ranges, [2]int64{a, b})
+	}
+	if whole != 1 {
+		t.Errorf("%d requests for the whole object; want 1", whole)
 	}
 }
