@@ -290,24 +290,33 @@ func TestReplicasRenewWhileProgressing(t *testing.T) {
 	o := newOrigin(t)
 	data := payload(162, 2<<20)
 	o.Put("/slow.bin", data)
-	const lease = time.Second
+	// Renewals go to versitygw every third of a lease: two seconds leave
+	// them room on a loaded machine.
+	const lease = 2 * time.Second
 	slowDone, gate := make(chan struct{}), newGate(t)
 	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
 		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
 		w.Header().Set("ETag", f.ETag)
-		// 3 lease durations of steady progress, a chunk every 50ms.
+		// Steady progress, a chunk every 50ms: for 2 lease durations,
+		// then on until the second replica has joined (the gate), so
+		// that its request, however long it takes to reach the lease,
+		// finds the lease renewed, not lapsed for want of progress.
 		const chunk = 4 << 10
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		off := 0
-		for range 3 * lease / (50 * time.Millisecond) {
+		for i := 0; !gate.IsOpen() && off+chunk < len(f.Data); i++ {
+			if i == int(2*lease/(50*time.Millisecond)) {
+				close(slowDone)
+			}
 			w.Write(f.Data[off : off+chunk])
 			w.(http.Flusher).Flush()
 			off += chunk
-			<-tick.C
+			select {
+			case <-tick.C:
+			case <-gate.Chan():
+			}
 		}
-		close(slowDone)
-		gate.Wait()
 		w.Write(f.Data[off:])
 		return true
 	})
