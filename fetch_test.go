@@ -44,7 +44,7 @@ func stallingHook(at int, reached func(), g *testutil.Gate) testutil.Hook {
 
 func TestCoalescing50Clients(t *testing.T) {
 	o := newOrigin(t)
-	data := payload(3, 2<<20)
+	data := payload(3, 512<<10)
 	o.Put("/pkg.tar", data)
 	const clients = 50
 	allIn := newGate(t)

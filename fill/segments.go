@@ -61,15 +61,21 @@ type segmenter struct {
 	conns     int
 	ctx       context.Context
 	cancel    context.CancelCauseFunc
-	wg        sync.WaitGroup
+	stopped   chan struct{} // closed when the last fetcher has returned
 
+	// The fetchers are counted under mu, not with a sync.WaitGroup: a
+	// reader starts one (want) at any time, even while fetchSegments is
+	// still starting the first ones or waits for the last, and done must
+	// be set in the same step as the count drops to zero, so that no
+	// fetcher starts after the fill stopped waiting for them.
 	mu       sync.Mutex
 	pending  intervals // bytes no fetcher has taken
 	takenEnd int64     // the end of the range take took last
 	wants    []int64   // offsets readers wait for, in the order they asked
+	running  int       // fetchers started that have not returned
 	extra    int       // range-first fetchers running beyond conns
 	err      error     // the first error that stops the fill
-	done     bool      // no new fetcher may start
+	done     bool      // no new fetcher may start, nor take a range
 }
 
 // fetchSegments downloads the object of resp, whose headers are known and
@@ -81,43 +87,40 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info stor
 	s := &segmenter{
 		f: f, sw: sw, info: info, size: info.Size, segSize: o.segmentSize(),
 		validator: policy.IfRange(info), conns: o.Connections,
+		stopped: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(ctx)
 	defer s.cancel(nil)
 	head := min(s.segSize, s.size)
 	s.pending.add(head, s.size)
+
+	// Readers may ask for bytes (want) as soon as the segmenter is
+	// published; holding s.mu until every first fetcher is counted keeps
+	// a fetcher they start, or one that returns at once, from seeing the
+	// count at zero and ending the fill before it began.
+	s.mu.Lock()
 	f.mu.Lock()
 	f.seg = s
 	f.mu.Unlock()
+	s.startLocked(func() { s.head(resp, head) })
+	workers := s.conns - 1
+	if start, end, ok := spec.claimLocked(s); ok {
+		// The speculative range is one of the fetchers.
+		workers--
+		s.startLocked(func() { s.speculated(spec, start, end) })
+	}
+	for range workers {
+		s.startLocked(func() { s.work(false) })
+	}
+	s.mu.Unlock()
 
 	feeding := sw.w != nil && sw.wa == nil
 	feedErr := make(chan error, 1)
 	if feeding {
 		go func() { feedErr <- s.feed() }()
 	}
-	s.wg.Add(s.conns)
-	go func() {
-		defer s.wg.Done()
-		s.head(resp, head)
-	}()
-	workers := s.conns - 1
-	if start, end, ok := spec.claim(s); ok {
-		// The speculative range is one of the fetchers.
-		workers--
-		go func() {
-			defer s.wg.Done()
-			s.speculated(spec, start, end)
-		}()
-	}
-	for range workers {
-		go func() {
-			defer s.wg.Done()
-			s.work(false)
-		}()
-	}
-	s.wg.Wait()
+	<-s.stopped
 	s.mu.Lock()
-	s.done = true
 	err := s.err
 	s.mu.Unlock()
 	if err == nil && !f.hasAll(s.size) {
@@ -135,6 +138,28 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info stor
 		return f.Arrived(), f.cause(ctx, err)
 	}
 	return s.size, nil
+}
+
+// startLocked starts fetch as a fetcher of the fill; s.mu must be held
+// and s.done false. The last fetcher to return sets done and closes
+// stopped.
+func (s *segmenter) startLocked(fetch func()) {
+	s.running++
+	go func() {
+		defer s.exit()
+		fetch()
+	}()
+}
+
+// exit records that a fetcher returned.
+func (s *segmenter) exit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running--
+	if s.running == 0 {
+		s.done = true
+		close(s.stopped)
+	}
 }
 
 // hasAll reports whether every byte of an object of size bytes arrived.
@@ -161,11 +186,7 @@ func (s *segmenter) want(off int64) {
 	s.wants = append(s.wants, off)
 	if s.extra < s.conns {
 		s.extra++
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.work(true)
-		}()
+		s.startLocked(func() { s.work(true) })
 	}
 }
 

@@ -41,14 +41,13 @@ func (f *Fill) speculate(ctx context.Context) *speculation {
 	return sp
 }
 
-// claim takes the speculative range from pending, cut to the object, if
-// the fill has one and nobody else fetches it.
-func (sp *speculation) claim(s *segmenter) (start, end int64, ok bool) {
+// claimLocked takes the speculative range from pending, cut to the
+// object, if the fill has one and nobody else fetches it. s.mu must be
+// held.
+func (sp *speculation) claimLocked(s *segmenter) (start, end int64, ok bool) {
 	if sp == nil || sp.want >= s.size {
 		return 0, 0, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !s.pending.contains(sp.want) {
 		return 0, 0, false
 	}

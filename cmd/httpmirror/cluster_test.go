@@ -140,9 +140,12 @@ func getStream(u string, first func()) stream {
 	return s
 }
 
-// holdAfter makes o's first GET send `at` bytes, then wait for gate
-// before the rest; reached is closed once the bytes are out. Later
-// requests are served normally.
+// holdAfter makes o's first GET send `at` bytes, then trickle a little
+// more every 50ms until gate opens, before the rest; reached is closed once
+// the `at` bytes are out. The trickle is progress, for which the owner
+// renews its lease: a hold that sent nothing would let a short lease lapse
+// while the other replicas' clients, slow on a loaded machine, are still on
+// their way to it. Later requests are served normally.
 func holdAfter(t *testing.T, o *testutil.Origin, at int, gate *testutil.Gate) (reached chan struct{}) {
 	reached = make(chan struct{})
 	var once sync.Once
@@ -157,9 +160,28 @@ func holdAfter(t *testing.T, o *testutil.Origin, at int, gate *testutil.Gate) (r
 		w.Write(f.Data[:at])
 		w.(http.Flusher).Flush()
 		close(reached)
-		gate.Wait()
-		w.Write(f.Data[at:])
-		return true
+		const chunk = 1 << 10
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		off := at
+		for {
+			select {
+			case <-gate.Chan():
+				w.Write(f.Data[off:])
+				return true
+			case <-r.Context().Done():
+				return true
+			case <-tick.C:
+			}
+			if off+chunk >= len(f.Data) {
+				continue // nothing left to trickle: wait for the gate
+			}
+			if _, err := w.Write(f.Data[off : off+chunk]); err != nil {
+				return true
+			}
+			w.(http.Flusher).Flush()
+			off += chunk
+		}
 	})
 	return reached
 }
