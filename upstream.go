@@ -64,63 +64,10 @@ func NewUpstreamClient(o UpstreamOptions) *http.Client {
 		header = 30 * time.Second
 	}
 	guard := netguard.Guard{Allow: o.AllowNetworks}
-	plain := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
-	dialer := plain
-	if !o.AllowPrivate {
-		guarded := *plain
-		guarded.Control = guard.Control
-		dialer = &guarded
-	}
 	proxy, proxyAddrs := proxyConfig(o)
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		// The proxy itself may well live on a private network; what the
-		// guard protects is the origin behind it, checked in the Proxy
-		// function below.
-		if proxyAddrs[addr] {
-			return plain.DialContext(ctx, network, addr)
-		}
-		return dialer.DialContext(ctx, network, addr)
-	}
-	if o.ProxyDial != nil {
-		pd := o.ProxyDial
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if !o.AllowPrivate {
-				if err := guard.CheckHost(addr); err != nil {
-					return nil, err
-				}
-			}
-			return pd(ctx, network, addr)
-		}
-	}
-	var proxyFunc func(*http.Request) (*url.URL, error)
-	if proxy != nil {
-		resolver := o.Resolver
-		if resolver == nil {
-			resolver = net.DefaultResolver
-		}
-		proxyFunc = func(req *http.Request) (*url.URL, error) {
-			u, err := proxy(req.URL)
-			if u != nil && err == nil && !o.AllowPrivate {
-				if err := checkProxiedTarget(req.Context(), guard, resolver, req.URL.Host); err != nil {
-					return nil, err
-				}
-			}
-			return u, err
-		}
-	}
-	t := &http.Transport{
-		Proxy:                 proxyFunc,
-		DialContext:           dial,
-		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   connect,
-		ResponseHeaderTimeout: header,
-		ExpectContinueTimeout: time.Second,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   32,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     true,
-	}
+	t := upstreamTransport(o.RootCAs, connect, header,
+		upstreamDial(o, guard, connect, proxyAddrs),
+		guardedProxy(o, guard, proxy))
 	// Redirects are followed up to MaxRedirects, to http and https URLs
 	// only; MirrorHandler adds its host rules (withRedirectPolicy).
 	return &http.Client{
@@ -134,6 +81,90 @@ func NewUpstreamClient(o UpstreamOptions) *http.Client {
 			}
 			return nil
 		},
+	}
+}
+
+// upstreamDial returns the transport's dial function. Unless
+// o.AllowPrivate, the address guard checks every address dialled, after
+// resolution (netguard.Guard.Control), so that a name resolving to a
+// private address is refused too; the dials to proxyAddrs, the proxies'
+// own addresses, are not guarded. With o.ProxyDial every connection is
+// made through it instead, and the guard checks only IP literals, since
+// the proxy resolves names.
+func upstreamDial(o UpstreamOptions, guard netguard.Guard, connect time.Duration, proxyAddrs map[string]bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if o.ProxyDial != nil {
+		pd := o.ProxyDial
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if !o.AllowPrivate {
+				if err := guard.CheckHost(addr); err != nil {
+					return nil, err
+				}
+			}
+			return pd(ctx, network, addr)
+		}
+	}
+	plain := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
+	dialer := plain
+	if !o.AllowPrivate {
+		guarded := *plain
+		guarded.Control = guard.Control
+		dialer = &guarded
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// The proxy itself may well live on a private network; what the
+		// guard protects is the origin behind it, checked in the Proxy
+		// function (guardedProxy).
+		if proxyAddrs[addr] {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
+}
+
+// guardedProxy returns the transport's Proxy function: proxy (nil for no
+// proxy, then so is the result), with, unless o.AllowPrivate, the address
+// guard applied to each request's origin whenever it goes through a
+// proxy (checkProxiedTarget), since the proxy, not the dialer, then
+// connects to it. The transport calls it for the first request and for
+// every redirect.
+func guardedProxy(o UpstreamOptions, guard netguard.Guard, proxy func(*url.URL) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	if proxy == nil {
+		return nil
+	}
+	resolver := o.Resolver
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	return func(req *http.Request) (*url.URL, error) {
+		u, err := proxy(req.URL)
+		if u != nil && err == nil && !o.AllowPrivate {
+			if err := checkProxiedTarget(req.Context(), guard, resolver, req.URL.Host); err != nil {
+				return nil, err
+			}
+		}
+		return u, err
+	}
+}
+
+// upstreamTransport is the transport to origins: it never asks for
+// compression, so that stored bytes are the origin's; connect bounds the
+// TLS handshake (the dialer bounds the TCP connect) and header the wait
+// for response headers; rootCAs, when non-nil, replaces the system roots.
+func upstreamTransport(rootCAs *x509.CertPool, connect, header time.Duration,
+	dial func(ctx context.Context, network, addr string) (net.Conn, error),
+	proxy func(*http.Request) (*url.URL, error)) *http.Transport {
+	return &http.Transport{
+		Proxy:                 proxy,
+		DialContext:           dial,
+		TLSClientConfig:       &tls.Config{RootCAs: rootCAs, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   connect,
+		ResponseHeaderTimeout: header,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   32,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     true,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -42,6 +43,12 @@ func main() {
 // run returns the exit status: 0 after a clean shutdown, 2 for a bad
 // command line or configuration, 1 when serving fails. "httpmirror cache
 // ..." is the client of the admin API instead (cache.go).
+//
+// The steps follow one another in the order they must: storage is
+// opened and checked before anything is built on it, every part is wired
+// into the handler before it is validated, and the public listener starts
+// serving last, so that a supervisor that sees "listening" finds
+// everything ready.
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "cache" {
 		return runCache(args[1:], os.Stdout, os.Stderr, os.LookupEnv)
@@ -60,28 +67,86 @@ func run(args []string) int {
 	logOut := logbuf.New(os.Stderr, 0, 0)
 	defer logOut.Close()
 	log := newLogger(cfg, logOut)
+	m := &mirror{log: log, logOut: logOut}
+	defer m.release()
 
 	store, closer, err := openStorage(cfg.StorageURL, cfg.CacheMaxSize, log)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
+		return startFailed(err)
+	}
+	m.storage = closer
+	if err := checkStorage(store); err != nil {
+		log.Error("storage not usable", "storage", redact(cfg.StorageURL), "err", err)
 		return 2
 	}
-	if closer != nil {
-		defer closer.Close()
+	upstream, err := upstreamOptions(cfg)
+	if err != nil {
+		return startFailed(err)
 	}
-	// A bucket that is missing or refuses the credentials is a
-	// configuration error: say so now, not at the first request.
-	if c, ok := store.(storage.Checker); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := c.Check(ctx)
-		cancel()
-		if err != nil {
-			log.Error("storage not usable", "storage", redact(cfg.StorageURL), "err", err)
-			return 2
+	reg := newRegistry()
+	h := newHandler(cfg, store, upstream, reg, log, logOut)
+	m.handler = h
+	if cfg.CIDNEnabled() {
+		if m.cidn, err = openCIDN(cfg, store, reg, log); err != nil {
+			return startFailed(err)
+		}
+		h.CIDN, h.CIDNNoWait, h.CIDNWaitTimeout = m.cidn, !cfg.CIDNWait, cfg.CIDNWaitTimeout
+	}
+	if cfg.ClusterEnabled() {
+		if m.node, m.peer, err = openCluster(cfg, store, h, reg, log); err != nil {
+			return startFailed(err)
 		}
 	}
+	if err := h.Validate(); err != nil {
+		return startFailed(err)
+	}
+	warnConfig(cfg, store, log)
 
-	upstream := httpmirror.UpstreamOptions{
+	ln, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		return startFailed(fmt.Errorf("listen: %w", err))
+	}
+	m.admin = &admin.Server{Gatherer: reg, Logger: log, Ready: h.Check, Mirror: h, Tokens: cfg.AdminTokens, MetricsAuth: cfg.AdminMetricsAuth}
+	if m.adminSrv, err = listenAdmin(cfg, m.admin, log); err != nil {
+		return startFailed(err)
+	}
+	m.public = newPublicServer(h, log)
+	if err := m.serve(ln, cfg.StorageURL); err != nil {
+		log.Error("serving failed", "err", err)
+		return 1
+	}
+	m.shutdown(cfg.ShutdownTimeout)
+	return 0
+}
+
+// startFailed reports err, which stopped the mirror before it served, and
+// returns exit status 2: such errors are the configuration's (a flag the
+// handler refuses, storage or CIDN that cannot be reached, an address
+// that cannot be listened on).
+func startFailed(err error) int {
+	fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
+	return 2
+}
+
+// checkStorage checks a backend that can be checked (storage.Checker).
+// A bucket that is missing or refuses the credentials is a configuration
+// error: say so now, not at the first request.
+func checkStorage(store storage.Backend) error {
+	c, ok := store.(storage.Checker)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.Check(ctx)
+}
+
+// upstreamOptions are the options of the client that reaches origins. A
+// proxy given by --upstream-proxy replaces the environment's
+// (HTTPS_PROXY, ...); the certificates of --upstream-ca-file join the
+// system roots.
+func upstreamOptions(cfg *config.Config) (httpmirror.UpstreamOptions, error) {
+	o := httpmirror.UpstreamOptions{
 		AllowPrivate:          cfg.AllowPrivateUpstreams,
 		ProxyURL:              cfg.UpstreamProxy,
 		ProxyFromEnvironment:  cfg.UpstreamProxy == nil,
@@ -91,28 +156,30 @@ func run(args []string) int {
 	if cfg.UpstreamCAFile != "" {
 		pem, err := os.ReadFile(cfg.UpstreamCAFile)
 		if err == nil {
-			upstream.RootCAs, err = httpmirror.CertPoolFromPEM(pem)
+			o.RootCAs, err = httpmirror.CertPoolFromPEM(pem)
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "httpmirror: --upstream-ca-file: %v\n", err)
-			return 2
+			return o, fmt.Errorf("--upstream-ca-file: %w", err)
 		}
 	}
-	negativeTTL := cfg.NegativeTTL
-	if negativeTTL == 0 {
-		negativeTTL = -1 // the flag's 0 disables it
-	}
-	idle := cfg.UpstreamIdleTimeout
-	if idle == 0 {
-		idle = -1 // the flag's 0 means no limit
-	}
-	minRate := cfg.UpstreamMinRate
-	if minRate == 0 {
-		minRate = -1 // the flag's 0 disables it
-	}
+	return o, nil
+}
+
+// newRegistry is the registry /metrics of the admin listener shows: the
+// mirror's collectors, registered by the parts as they are built, and the
+// Go runtime's and the process's.
+func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := &httpmirror.MirrorHandler{
+	return reg
+}
+
+// newHandler builds the mirror's handler from the configuration, before
+// CIDN and the cluster are wired into it. Where a flag's 0 means "off" or
+// "no limit" the handler's field takes -1, since the handler's 0 means
+// its default.
+func newHandler(cfg *config.Config, store storage.Backend, upstream httpmirror.UpstreamOptions, reg prometheus.Registerer, log *slog.Logger, logOut *logbuf.Writer) *httpmirror.MirrorHandler {
+	return &httpmirror.MirrorHandler{
 		Metrics:                 httpmirror.NewMetrics(reg),
 		RemoteCache:             store,
 		LinkExpires:             cfg.LinkExpires,
@@ -130,50 +197,36 @@ func run(args []string) int {
 		ContinuationGetRetry:    cfg.ContinuationGetRetry,
 		ContinuationGetInterval: cfg.ContinuationGetInterval,
 		UpstreamScheme:          cfg.UpstreamScheme,
-		UpstreamIdleTimeout:     idle,
+		UpstreamIdleTimeout:     zeroOff(cfg.UpstreamIdleTimeout),
 		MaxPathLength:           cfg.MaxPathLength,
 		MaxObjectSize:           cfg.MaxObjectSize,
 		FillConnections:         cfg.FillConnections,
 		FillSegmentSize:         cfg.FillSegmentSize,
-		UpstreamMinRate:         minRate,
+		UpstreamMinRate:         zeroOff(cfg.UpstreamMinRate),
 		SpoolDir:                cfg.SpoolDir,
 		MaxRanges:               cfg.MaxRanges,
 		MaxVariants:             cfg.MaxVariants,
 		RevalidatePatterns:      cfg.RevalidatePatterns,
-		NegativeTTL:             negativeTTL,
+		NegativeTTL:             zeroOff(cfg.NegativeTTL),
 		CacheQuery:              cfg.CacheQuery,
 		PrefetchConcurrency:     cfg.PrefetchConcurrency,
 		AuthCache:               cfg.AuthCache,
 		AuthCacheTTL:            cfg.AuthCacheTTL,
 	}
-	var cidnClient *cidn.Client
-	if cfg.CIDNEnabled() {
-		cidnClient, err = openCIDN(cfg, store, reg, log)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
-			return 2
-		}
-		defer cidnClient.Close()
-		h.CIDN = cidnClient
-		h.CIDNNoWait = !cfg.CIDNWait
-		h.CIDNWaitTimeout = cfg.CIDNWaitTimeout
+}
+
+// zeroOff maps a flag's 0 (off, or no limit) to -1, the handler's value
+// for it.
+func zeroOff[T time.Duration | int64](v T) T {
+	if v == 0 {
+		return -1
 	}
-	var (
-		node    *cluster.Node
-		peerSrv *http.Server
-	)
-	if cfg.ClusterEnabled() {
-		node, peerSrv, err = openCluster(cfg, store, h, reg, log)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
-			return 2
-		}
-		defer peerSrv.Close()
-	}
-	if err := h.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "httpmirror: %v\n", err)
-		return 2
-	}
+	return v
+}
+
+// warnConfig logs what the configuration allows but the operator likely
+// did not mean.
+func warnConfig(cfg *config.Config, store storage.Backend, log *slog.Logger) {
 	if store == nil && (cfg.CheckSyncTimeout > 0) {
 		log.Warn("--check-sync-timeout has no effect without a cache")
 	}
@@ -181,89 +234,133 @@ func run(args []string) int {
 		log.Warn("OPEN MIRROR: anyone who reaches this port can make the mirror fetch from any host and fill its storage; " +
 			"restrict the origins with --allow-host, e.g. --allow-host 'huggingface.co,*.huggingface.co,*.hf.co,github.com,*.githubusercontent.com'")
 	}
+}
 
-	ln, err := net.Listen("tcp", cfg.Address)
+// listenAdmin listens on --admin-address and serves adm there, with the
+// public listener's limits; without an admin address it returns nil.
+func listenAdmin(cfg *config.Config, adm *admin.Server, log *slog.Logger) (*http.Server, error) {
+	if cfg.AdminAddress == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.AdminAddress)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "httpmirror: listen: %v\n", err)
-		return 2
+		return nil, fmt.Errorf("admin listen: %w", err)
 	}
-	adm := &admin.Server{Gatherer: reg, Logger: log, Ready: h.Check, Mirror: h, Tokens: cfg.AdminTokens, MetricsAuth: cfg.AdminMetricsAuth}
-	var adminSrv *http.Server
-	if cfg.AdminAddress != "" {
-		aln, err := net.Listen("tcp", cfg.AdminAddress)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "httpmirror: admin listen: %v\n", err)
-			return 2
-		}
-		adminSrv = &http.Server{Handler: adm.Handler()}
-		server.Configure(adminSrv) // the public listener's limits
-		go adminSrv.Serve(aln)
-		log.Info("admin listening", "address", aln.Addr().String(), "tokens", len(cfg.AdminTokens))
-		if cfg.AdminExposed() {
-			log.Warn("ADMIN API OPEN: the admin listener is off loopback without tokens (--admin-insecure); whoever reaches it can purge the cache and make the mirror fetch")
-		}
+	srv := &http.Server{Handler: adm.Handler()}
+	server.Configure(srv) // the public listener's limits
+	go srv.Serve(ln)
+	log.Info("admin listening", "address", ln.Addr().String(), "tokens", len(cfg.AdminTokens))
+	if cfg.AdminExposed() {
+		log.Warn("ADMIN API OPEN: the admin listener is off loopback without tokens (--admin-insecure); whoever reaches it can purge the cache and make the mirror fetch")
 	}
+	return srv, nil
+}
+
+// newPublicServer is the server of the public listener. Plain hits of
+// small cached files are answered on a loop of their own; everything
+// else goes to h through net/http (see server.Server).
+func newPublicServer(h *httpmirror.MirrorHandler, log *slog.Logger) *server.Server {
 	srv := &http.Server{
 		Handler:  h,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	server.Configure(srv)
-	// Plain hits of small cached files are answered on a loop of their
-	// own; everything else goes to srv (see server.Server).
-	pub := &server.Server{HTTP: srv, Hits: h}
+	return &server.Server{HTTP: srv, Hits: h}
+}
 
+// mirror holds the parts run has started, to stop them in order. A nil
+// part is one the configuration leaves out or run has not reached.
+type mirror struct {
+	log     *slog.Logger
+	logOut  *logbuf.Writer
+	storage io.Closer // releases the storage backend
+	handler *httpmirror.MirrorHandler
+	cidn    *cidn.Client  // when misses go to CIDN
+	node    *cluster.Node // when replicas share fills
+	peer    *http.Server  // the peer listener's, with node
+	admin   *admin.Server
+	// adminSrv serves admin on the admin listener, when there is one.
+	adminSrv *http.Server
+	public   *server.Server
+}
+
+// serve serves the public listener ln until SIGINT or SIGTERM arrives
+// (nil) or serving fails (the error). storageURL is logged, redacted.
+func (m *mirror) serve(ln net.Listener, storageURL string) error {
+	// The signals are caught before "listening" is logged: a supervisor
+	// may send one as soon as it reads the line.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- pub.Serve(ln) }()
-	log.Info("listening", "address", ln.Addr().String(), "storage", redact(cfg.StorageURL))
-	logOut.Flush() // start-up lines go out at once: supervisors wait for them
+	go func() { serveErr <- m.public.Serve(ln) }()
+	m.log.Info("listening", "address", ln.Addr().String(), "storage", redact(storageURL))
+	m.logOut.Flush() // start-up lines go out at once: supervisors wait for them
 
 	select {
 	case err := <-serveErr:
-		log.Error("serving failed", "err", err)
-		return 1
+		return err
 	case <-ctx.Done():
+		return nil
 	}
-	stop()
-	adm.Drain()
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	logOut.Flush()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+}
+
+// shutdown stops a mirror that serves, waiting at most timeout for the
+// responses in flight. /readyz fails first, so that load balancers stop
+// sending requests; then the listeners stop accepting and the responses
+// finish, and only then are the fills aborted that nobody waits for.
+func (m *mirror) shutdown(timeout time.Duration) {
+	m.admin.Drain()
+	m.log.Info("shutting down", "timeout", timeout)
+	m.logOut.Flush()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := pub.Shutdown(sctx); err != nil {
-		log.Warn("responses still in flight at the shutdown deadline; aborting them", "err", err)
+	if err := m.public.Shutdown(sctx); err != nil {
+		m.log.Warn("responses still in flight at the shutdown deadline; aborting them", "err", err)
 	}
-	if peerSrv != nil {
+	if m.peer != nil {
 		// Other replicas streaming from this one get what has arrived;
 		// past the deadline their transfers abort.
-		peerSrv.Shutdown(sctx)
+		m.peer.Shutdown(sctx)
 	}
-	if cidnClient != nil {
+	if m.cidn != nil {
 		// Requests still waiting for CIDN transfers stop waiting; the
 		// transfers go on in CIDN.
-		cidnClient.Close()
+		m.cidn.Close()
 	}
 	// Abort fills nobody waits for any more, and clean up their temporary
 	// files, then cut what is left.
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
-	if err := h.Close(cctx); err != nil {
-		log.Warn("fills did not stop in time", "err", err)
+	if err := m.handler.Close(cctx); err != nil {
+		m.log.Warn("fills did not stop in time", "err", err)
 	}
-	if node != nil {
+	if m.node != nil {
 		// Leases of the aborted fills are released, so other replicas
 		// need not wait for them to expire.
-		if err := node.Close(cctx); err != nil {
-			log.Warn("leases not released in time; they expire by themselves", "err", err)
+		if err := m.node.Close(cctx); err != nil {
+			m.log.Warn("leases not released in time; they expire by themselves", "err", err)
 		}
 	}
-	pub.Close()
-	if adminSrv != nil {
-		adminSrv.Close()
+	m.public.Close()
+	if m.adminSrv != nil {
+		m.adminSrv.Close()
 	}
-	log.Info("stopped")
-	return 0
+	m.log.Info("stopped")
+}
+
+// release closes what is left open when run returns, whatever the path:
+// the peer listener, the CIDN client (a second Close does nothing) and
+// the storage backend, in that order.
+func (m *mirror) release() {
+	if m.peer != nil {
+		m.peer.Close()
+	}
+	if m.cidn != nil {
+		m.cidn.Close()
+	}
+	if m.storage != nil {
+		m.storage.Close()
+	}
 }
 
 // accessLog is the access log, written in the logger's format without

@@ -151,53 +151,125 @@ func (l listFlag) Set(s string) error {
 // for.
 func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
 	c := &Config{}
+	var text textFlags
 	fs := flag.NewFlagSet("httpmirror", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	defineFlags(fs, c, &text)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(fs, out)
+			return nil, ErrHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set, err := applyEnv(fs, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.convert(text, set["storage-url"]); err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
+// textFlags are the flags kept as text until the command line and the
+// environment have both been read; convert turns them into Config fields.
+type textFlags struct {
+	storageURL    string
+	upstreamProxy string
+	revalidate    string
+	logLevel      string
+}
+
+// defineFlags defines every flag on fs, each setting a field of c or of
+// text. The grouping is for the reader: the usage lists the flags by
+// name.
+func defineFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
+	defineListenerFlags(fs, c)
+	defineOriginFlags(fs, c)
+	defineUpstreamFlags(fs, c, text)
+	defineCacheFlags(fs, c, text)
+	defineLogFlags(fs, c, text)
+	defineCIDNFlags(fs, c)
+	defineClusterFlags(fs, c)
+}
+
+// defineListenerFlags defines the flags of the public and admin listeners.
+func defineListenerFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Address, "address", ":8080", "Address to listen on for mirror requests.")
 	fs.StringVar(&c.AdminAddress, "admin-address", "", "Address of the admin listener: /metrics, /healthz, /readyz, the cache API (/cache/, /prefetch), the status page (/) and /debug/pprof/; empty disables it.")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "File of the admin listener's bearer tokens, one per line as TOKEN [NAME] (# comments and blank lines ignored); with it every admin endpoint but /healthz, /readyz and /metrics needs \"Authorization: Bearer TOKEN\", and the audit log names the token.")
 	fs.BoolVar(&c.AdminMetricsAuth, "admin-metrics-auth", false, "Require an admin token for /metrics too (needs --admin-token-file).")
 	fs.BoolVar(&c.AdminInsecure, "admin-insecure", false, "Allow an --admin-address off loopback without --admin-token-file: anyone who reaches it can purge the cache and make the mirror fetch; only behind a firewall or network policy.")
-	storage := fs.String("storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
-	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
+	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
+}
+
+// defineOriginFlags defines the flags that say which origin a request is
+// for and which origins are served.
+func defineOriginFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Host, "host", "", "Fixed origin host (with optional :port) for every request.")
 	fs.BoolVar(&c.HostFromFirstPath, "host-from-first-path", false, "Take the origin host from the first path segment: /example.com/a/b fetches https://example.com/a/b.")
 	fs.StringVar(&c.BaseDomain, "base-domain", "", "Domain suffix removed from the Host header to get the origin host.")
-	fs.DurationVar(&c.CheckSyncTimeout, "check-sync-timeout", 0, "On a hit, ask the origin for the file size within this time and refetch if it changed; 0 disables.")
-	fs.DurationVar(&c.ContinuationGetInterval, "continuation-get-interval", time.Second, "Pause before resuming a broken upstream download.")
-	fs.IntVar(&c.ContinuationGetRetry, "continuation-get-retry", 0, "How many times a broken upstream download is resumed with a Range request; 0 disables.")
 	fs.Var(listFlag{&c.BlockSuffix}, "block-suffix", "Path suffix answered with 403 (repeatable, comma-separated).")
 	fs.Var(listFlag{&c.AllowHost}, "allow-host", "Origin host served, a glob such as *.huggingface.co ('*' matches any run of characters; with a ':' it matches host:port), repeatable and comma-separated; other hosts and redirects to them get 403, and without the flag every host is served.")
-	fs.BoolVar(&c.NoRedirect, "no-redirect", false, "Serve cached bytes through the mirror instead of redirecting to signed URLs.")
-	fs.BoolVar(&c.TeeResponse, "tee-response", true, "Stream files to clients while they are being fetched; false makes clients wait until the file is stored.")
+}
+
+// defineUpstreamFlags defines the flags of the connections to origins
+// and of the downloads over them.
+func defineUpstreamFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 	fs.StringVar(&c.UpstreamScheme, "upstream-scheme", "https", "Scheme used to reach origins: https or http.")
-	upstreamProxy := fs.String("upstream-proxy", "", "Proxy for upstream connections: http://host:port, https://…, socks5://host:port; when absent HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply.")
+	fs.StringVar(&text.upstreamProxy, "upstream-proxy", "", "Proxy for upstream connections: http://host:port, https://…, socks5://host:port; when absent HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply.")
 	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM file of extra root certificates trusted for origins.")
 	fs.BoolVar(&c.AllowPrivateUpstreams, "allow-private-upstreams", false, "Allow origins on loopback, private, link-local and other internal addresses.")
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", 10*time.Second, "Limit for connecting to an origin, TLS handshake included.")
 	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-header-timeout", 30*time.Second, "Limit for an origin's response headers to arrive.")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 2*time.Minute, "Limit for an origin's body to stay silent before the download is aborted or resumed.")
+	c.UpstreamMinRate = 1 << 10
+	fs.Var((*sizeFlag)(&c.UpstreamMinRate), "upstream-min-rate", "Slowest origin body accepted, in bytes per second over each --upstream-idle-timeout period, e.g. 1KiB; slower ones are aborted (or resumed); 0 disables.")
+	fs.DurationVar(&c.ContinuationGetInterval, "continuation-get-interval", time.Second, "Pause before resuming a broken upstream download.")
+	fs.IntVar(&c.ContinuationGetRetry, "continuation-get-retry", 0, "How many times a broken upstream download is resumed with a Range request; 0 disables.")
 	fs.IntVar(&c.FillConnections, "fill-connections", 4, "Connections one download may use: larger files whose origin serves ranges are fetched in parallel segments; 1 fetches over one connection.")
 	c.FillSegmentSize = 8 << 20
 	fs.Var((*sizeFlag)(&c.FillSegmentSize), "fill-segment-size", "Size of the segments of a parallel download, e.g. 8MiB.")
-	fs.Var((*sizeFlag)(&c.MaxObjectSize), "max-object-size", "Largest file fetched through the cache, e.g. 50GiB; larger ones are proxied to their client without being stored; 0 means no limit.")
-	c.UpstreamMinRate = 1 << 10
-	fs.Var((*sizeFlag)(&c.UpstreamMinRate), "upstream-min-rate", "Slowest origin body accepted, in bytes per second over each --upstream-idle-timeout period, e.g. 1KiB; slower ones are aborted (or resumed); 0 disables.")
-	fs.StringVar(&c.SpoolDir, "spool-dir", "", "Directory for temporary spool files (unstored responses, fills whose cache writes failed); best on another file system than the cache; empty means the system temporary directory.")
+}
+
+// defineCacheFlags defines the flags of the storage and of what is
+// stored, revalidated and served from it.
+func defineCacheFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
+	fs.StringVar(&text.storageURL, "storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
 	fs.Var((*sizeFlag)(&c.CacheMaxSize), "cache-max-size", "Size limit of the local disk cache, e.g. 20GiB or 500MB; least recently used files are evicted; 0 means no limit.")
-	fs.IntVar(&c.PrefetchConcurrency, "prefetch-concurrency", 4, "How many URLs of admin prefetch jobs (POST /prefetch, httpmirror cache warm) are fetched at once, all jobs together.")
-	revalidate := fs.String("revalidate-pattern", strings.Join(httpmirror.DefaultRevalidatePatterns, ","), "Comma-separated globs ('*' spans '/') of cache keys (host/path) revalidated on every request when the origin sends no freshness headers; empty for none.")
+	fs.Var((*sizeFlag)(&c.MaxObjectSize), "max-object-size", "Largest file fetched through the cache, e.g. 50GiB; larger ones are proxied to their client without being stored; 0 means no limit.")
+	fs.StringVar(&c.SpoolDir, "spool-dir", "", "Directory for temporary spool files (unstored responses, fills whose cache writes failed); best on another file system than the cache; empty means the system temporary directory.")
+	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
+	fs.BoolVar(&c.NoRedirect, "no-redirect", false, "Serve cached bytes through the mirror instead of redirecting to signed URLs.")
+	fs.BoolVar(&c.TeeResponse, "tee-response", true, "Stream files to clients while they are being fetched; false makes clients wait until the file is stored.")
+	fs.DurationVar(&c.CheckSyncTimeout, "check-sync-timeout", 0, "On a hit, ask the origin for the file size within this time and refetch if it changed; 0 disables.")
+	fs.StringVar(&text.revalidate, "revalidate-pattern", strings.Join(httpmirror.DefaultRevalidatePatterns, ","), "Comma-separated globs ('*' spans '/') of cache keys (host/path) revalidated on every request when the origin sends no freshness headers; empty for none.")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 30*time.Second, "How long an origin's 404 or 410 is remembered; 0 disables.")
 	fs.BoolVar(&c.CacheQuery, "cache-query", false, "Include the query string in the cache key and the upstream request.")
 	fs.BoolVar(&c.AuthCache, "auth-cache", false, "Store responses to requests with Authorization that the origin did not mark public, and serve them only to clients whose credential the origin accepts (checked with a HEAD, remembered for --auth-cache-ttl); without it they are streamed, not stored.")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", httpmirror.DefaultAuthCacheTTL, "How long an origin's answer about a credential (allowed or denied) is trusted by --auth-cache.")
-	fs.IntVar(&c.MaxPathLength, "max-path-length", 8192, "Longest request path served; longer ones get 414.")
 	fs.IntVar(&c.MaxRanges, "max-ranges", httpmirror.DefaultMaxRanges, "Most ranges one request may ask for, once overlapping and adjacent ones are merged; a request for more gets the whole file (200).")
 	fs.IntVar(&c.MaxVariants, "max-variants", httpmirror.DefaultMaxVariants, "Most variants of one URL stored when its origin negotiates (Vary), the first included; responses for more are served but not stored.")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "On SIGTERM or SIGINT, how long responses in flight may take to finish.")
+	fs.IntVar(&c.PrefetchConcurrency, "prefetch-concurrency", 4, "How many URLs of admin prefetch jobs (POST /prefetch, httpmirror cache warm) are fetched at once, all jobs together.")
+}
+
+// defineLogFlags defines the flags of the log.
+func defineLogFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "Log format: text or json.")
-	logLevel := fs.String("log-level", "info", "Log level: debug, info, warn or error.")
+	fs.StringVar(&text.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
+}
+
+// defineCIDNFlags defines the flags of CIDN, which stores misses for the
+// mirror.
+func defineCIDNFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "Kubeconfig file of the CIDN API server; with it (or --master) misses are stored by CIDN, which needs s3:// storage.")
 	fs.StringVar(&c.Master, "master", "", "URL of the CIDN API server; overrides the kubeconfig's server.")
 	fs.BoolVar(&c.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "Do not verify the CIDN API server's certificate.")
@@ -207,33 +279,35 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs.Var((*sizeFlag)(&c.CIDNMinimumChunkSize), "cidn-minimum-chunk-size", "Smallest chunk CIDN splits a file into (the Blob's minimumChunkSize), e.g. 128MiB; 0 leaves it to CIDN.")
 	fs.BoolVar(&c.CIDNWait, "cidn-wait", true, "Misses wait until CIDN has stored the file; false proxies them from the origin while CIDN stores it.")
 	fs.DurationVar(&c.CIDNWaitTimeout, "cidn-wait-timeout", 10*time.Minute, "Longest wait for a CIDN transfer; past it the request is proxied from the origin; 0 means no limit.")
+}
+
+// defineClusterFlags defines the flags of replicas sharing fills.
+func defineClusterFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.PeerAddress, "peer-address", "", "Address of the peer listener, e.g. :8081; set, replicas sharing one s3:// bucket fetch each file from its origin once, the others streaming it from the one that does; never the public --address.")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "URL other replicas reach this one's peer listener at, e.g. http://$(POD_IP):8081; required with --peer-address.")
 	fs.StringVar(&c.PeerSecret, "peer-secret", "", "Secret shared by the replicas, required on peer requests; prefer --peer-secret-file or the environment.")
 	fs.StringVar(&c.PeerSecretFile, "peer-secret-file", "", "File holding the peer secret (surrounding whitespace ignored).")
 	fs.DurationVar(&c.LeaseDuration, "lease-duration", 30*time.Second, "How long a replica's claim on a fill holds without renewal: the wait before another replica takes over the fills of a crashed one.")
+}
 
-	usage := func() {
-		fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
-		fs.VisitAll(func(f *flag.Flag) {
-			def := ""
-			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
-				def = fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-			fmt.Fprintf(out, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
-		})
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage()
-			return nil, ErrHelp
+// usage writes the help: every flag in name order, with its default and
+// its environment variable.
+func usage(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
 		}
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+		fmt.Fprintf(out, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
+	})
+}
 
+// applyEnv sets each flag that the command line did not from its
+// environment variable (EnvName), and returns the names of the flags set
+// either way. Its error is that of the first bad variable in flag name
+// order; it names the variable.
+func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) (map[string]bool, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
@@ -255,35 +329,69 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	if envErr != nil {
 		return nil, envErr
 	}
+	return set, nil
+}
 
-	if set["storage-url"] {
-		c.StorageURL = *storage
+// convert sets the fields that come from text flags. storageSet says
+// whether --storage-url was given at all: absent, the cache goes under
+// the user's cache directory, while given empty it means no cache.
+func (c *Config) convert(text textFlags, storageSet bool) error {
+	if storageSet {
+		c.StorageURL = text.storageURL
 	} else {
 		dir, err := os.UserCacheDir()
 		if err != nil {
-			return nil, fmt.Errorf("no user cache directory (%v); set --storage-url", err)
+			return fmt.Errorf("no user cache directory (%v); set --storage-url", err)
 		}
 		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(dir, "httpmirror"))
 	}
+	// Empty, not nil: an empty flag means no pattern, not the default
+	// ones.
 	c.RevalidatePatterns = []string{}
-	for p := range strings.SplitSeq(*revalidate, ",") {
+	for p := range strings.SplitSeq(text.revalidate, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			c.RevalidatePatterns = append(c.RevalidatePatterns, p)
 		}
 	}
-	if *upstreamProxy != "" {
-		u, err := url.Parse(*upstreamProxy)
+	if text.upstreamProxy != "" {
+		u, err := url.Parse(text.upstreamProxy)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5" && u.Scheme != "socks5h") {
-			return nil, fmt.Errorf("invalid value for flag --upstream-proxy: want http://, https:// or socks5://host:port")
+			return fmt.Errorf("invalid value for flag --upstream-proxy: want http://, https:// or socks5://host:port")
 		}
 		c.UpstreamProxy = u
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return nil, fmt.Errorf("invalid value %q for flag --log-level", *logLevel)
+	if err := c.LogLevel.UnmarshalText([]byte(text.logLevel)); err != nil {
+		return fmt.Errorf("invalid value %q for flag --log-level", text.logLevel)
 	}
+	if c.CIDNEnabled() && c.CIDNDestination == "" {
+		// checkCIDN requires the scheme to be s3.
+		scheme, _, _ := strings.Cut(c.StorageURL, "://")
+		c.CIDNDestination = strings.ToLower(scheme)
+	}
+	return nil
+}
+
+// validate checks the configuration and returns the first error found,
+// the checks taken in the order below.
+func (c *Config) validate() error {
+	for _, check := range []func() error{c.checkLogFormat, c.checkDurations, c.checkLimits, c.checkCIDN, c.checkCluster, c.checkAdmin} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLogFormat checks --log-format.
+func (c *Config) checkLogFormat() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return nil, fmt.Errorf("invalid value %q for flag --log-format: want text or json", c.LogFormat)
+		return fmt.Errorf("invalid value %q for flag --log-format: want text or json", c.LogFormat)
 	}
+	return nil
+}
+
+// checkDurations checks that no duration flag is negative.
+func (c *Config) checkDurations() error {
 	for name, d := range map[string]time.Duration{
 		"link-expires": c.LinkExpires, "check-sync-timeout": c.CheckSyncTimeout,
 		"continuation-get-interval": c.ContinuationGetInterval, "upstream-connect-timeout": c.UpstreamConnectTimeout,
@@ -292,40 +400,41 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		"auth-cache-ttl": c.AuthCacheTTL,
 	} {
 		if d < 0 {
-			return nil, fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
+			return fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
 		}
 	}
+	return nil
+}
+
+// checkLimits checks the counts and sizes that must be positive.
+func (c *Config) checkLimits() error {
 	if c.FillConnections < 1 || c.FillSegmentSize < 64<<10 {
-		return nil, errors.New("--fill-connections must be >= 1 and --fill-segment-size at least 64KiB")
+		return errors.New("--fill-connections must be >= 1 and --fill-segment-size at least 64KiB")
 	}
 	if c.PrefetchConcurrency < 1 {
-		return nil, errors.New("--prefetch-concurrency must be >= 1")
+		return errors.New("--prefetch-concurrency must be >= 1")
 	}
 	if c.AuthCacheTTL == 0 {
-		return nil, errors.New("--auth-cache-ttl must be more than 0")
+		return errors.New("--auth-cache-ttl must be more than 0")
 	}
 	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 || c.MaxVariants < 1 {
-		return nil, errors.New("--continuation-get-retry must be >= 0, --max-path-length, --max-ranges and --max-variants >= 1")
+		return errors.New("--continuation-get-retry must be >= 0, --max-path-length, --max-ranges and --max-variants >= 1")
 	}
+	return nil
+}
+
+// checkCIDN checks the CIDN flags.
+func (c *Config) checkCIDN() error {
 	if c.CIDNEnabled() {
 		scheme, _, _ := strings.Cut(c.StorageURL, "://")
 		if !strings.EqualFold(scheme, "s3") {
-			return nil, errors.New("CIDN (--kubeconfig or --master) needs s3:// storage: CIDN writes files into the bucket the mirror serves from")
-		}
-		if c.CIDNDestination == "" {
-			c.CIDNDestination = strings.ToLower(scheme)
+			return errors.New("CIDN (--kubeconfig or --master) needs s3:// storage: CIDN writes files into the bucket the mirror serves from")
 		}
 	}
 	if c.CIDNMaximumRunning < 0 {
-		return nil, errors.New("--cidn-maximum-running must be >= 0")
+		return errors.New("--cidn-maximum-running must be >= 0")
 	}
-	if err := c.checkCluster(); err != nil {
-		return nil, err
-	}
-	if err := c.checkAdmin(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return nil
 }
 
 // EnvName is the environment variable that sets flag name.

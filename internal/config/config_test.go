@@ -58,6 +58,35 @@ func TestEnvironmentAndPrecedence(t *testing.T) {
 	}
 }
 
+// A variable of a flag given on the command line is not read at all: a
+// bad value there is no error, and a repeatable flag does not get the
+// variable's values added to the command line's. Of several bad
+// variables, the one of the first flag by name is reported, so that the
+// error does not change from run to run.
+func TestEnvironmentOnlyForFlagsNotGiven(t *testing.T) {
+	c, err := Parse([]string{"--tee-response=false", "--block-suffix", ".exe"}, env(map[string]string{
+		"HTTPMIRROR_TEE_RESPONSE": "maybe",
+		"HTTPMIRROR_BLOCK_SUFFIX": ".msi",
+	}), io.Discard)
+	if err != nil {
+		t.Fatalf("bad variables of flags given: %v; want them ignored", err)
+	}
+	if c.TeeResponse || strings.Join(c.BlockSuffix, " ") != ".exe" {
+		t.Errorf("TeeResponse %v, BlockSuffix %q; want false and the command line's .exe only", c.TeeResponse, c.BlockSuffix)
+	}
+	bad := env(map[string]string{
+		"HTTPMIRROR_UPSTREAM_IDLE_TIMEOUT": "whenever",
+		"HTTPMIRROR_LINK_EXPIRES":          "never",
+		"HTTPMIRROR_CHECK_SYNC_TIMEOUT":    "soon",
+	})
+	for range 5 {
+		_, err := Parse(nil, bad, io.Discard)
+		if want := `invalid value "soon" for HTTPMIRROR_CHECK_SYNC_TIMEOUT: parse error`; err == nil || err.Error() != want {
+			t.Fatalf("several bad variables: error %v; want %q", err, want)
+		}
+	}
+}
+
 func TestBlockSuffixRepeatable(t *testing.T) {
 	c, err := Parse([]string{"--block-suffix", ".exe", "--block-suffix", ".msi, .bat"}, env(nil), io.Discard)
 	if err != nil || strings.Join(c.BlockSuffix, " ") != ".exe .msi .bat" {
