@@ -424,13 +424,15 @@ func TestSegmentedFillWantedWhileStarting(t *testing.T) {
 			// without pause, to meet the fill while it starts its
 			// fetchers, yielding now and then so that a single CPU
 			// still runs the fill.
-			for n := 0; !f.Has(far); n++ {
+			for n := 0; ; n++ {
 				select {
 				case <-f.Done():
 					return
 				default:
 				}
-				f.Available(cancelled, far)
+				if _, err := f.Available(cancelled, far); err == nil {
+					return // the byte has arrived
+				}
 				if n%64 == 63 {
 					runtime.Gosched()
 				}
