@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/httpmirror/httpmirror/internal/clock"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -87,7 +88,7 @@ func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool
 				n.log.Warn("cluster: the fill's owner stayed unreachable; fetching from the origin", "key", s.key, "waited", n.maxWait)
 				return s.fetchUnleased(ctx, h)
 			}
-			if err := pause(ctx, n.poll()); err != nil {
+			if err := clock.Sleep(ctx, n.poll()); err != nil {
 				return nil, false, context.Cause(ctx)
 			}
 		}
@@ -231,17 +232,6 @@ func (s *share) stored(ctx context.Context, h http.Header) *http.Response {
 // poll is the pause between two looks at a lease whose owner cannot serve.
 func (n *Node) poll() time.Duration {
 	return min(max(n.lease/20, 20*time.Millisecond), time.Second)
-}
-
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // held is a lease this replica holds for a fill.

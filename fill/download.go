@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/httpmirror/httpmirror/internal/clock"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -211,7 +212,7 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		for {
 			attempt++
 			g.log.Info("resuming upstream body", "key", f.key, "offset", n, "attempt", attempt, "err", err)
-			if err := sleep(ctx, g.opts.RetryInterval); err != nil {
+			if err := clock.Sleep(ctx, g.opts.RetryInterval); err != nil {
 				return n, f.cause(ctx, err)
 			}
 			body, err = f.resume(ctx, n, info, validator)
@@ -421,20 +422,6 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 		return 0, 0, 0, false
 	}
 	return start, end, total, true
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // drain reads a little of an unwanted body so the connection can be reused,

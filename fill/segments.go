@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/httpmirror/httpmirror/internal/clock"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -321,7 +322,7 @@ func (s *segmenter) fetch(start, end int64, buf []byte, attempt int) error {
 	sink := s.sink(&cur)
 	for ; ; attempt++ {
 		if attempt > 0 {
-			if err := sleep(s.ctx, f.g.opts.RetryInterval); err != nil {
+			if err := clock.Sleep(s.ctx, f.g.opts.RetryInterval); err != nil {
 				return context.Cause(s.ctx)
 			}
 		}
