@@ -54,6 +54,7 @@ type Decision struct {
 	Obj   storage.Object
 	Info  storage.Info
 	Fresh policy.Freshness
+	hot   *hotHeader // the object's prebuilt header, if it is hot
 	// URL is Redirect's signed link.
 	URL string
 	// Fill is Stream's fill, and Reopen's when it has one.
@@ -68,6 +69,8 @@ type Decision struct {
 	// own: a Miss the fill engine fetches from the origin itself, because
 	// the fetcher that should have (CIDN) could not (see fetcher).
 	own bool
+	// taken: the hit loop answered the request (see HitResponse).
+	taken bool
 }
 
 // fail makes d a Fail of err.

@@ -51,12 +51,17 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.obs.Timed(ctx) {
 		start = time.Now()
 	}
+	// The request's state lives in a pooled writer: a hit allocates
+	// nothing of its own here.
 	rw := writers.Get().(*responseWriter)
-	*rw = responseWriter{ResponseWriter: w}
-	req := FromHTTP(r)
+	rw.ResponseWriter, rw.status, rw.bytes = w, 0, 0
+	req := &rw.req
+	req.set(r)
 	d := takeHandover(ctx, req)
 	if d == nil {
-		d = p.Lookup(ctx, req)
+		d = &rw.d
+		*d = Decision{Req: req}
+		p.lookup(ctx, d)
 	}
 	host := d.Target.host
 	res := p.dispatch(rw, r, d)
@@ -64,7 +69,7 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.log.Warn("response aborted", "key", res.abort.what, "err", res.abort.err)
 	}
 	p.finish(rw, r, host, start, res)
-	*rw = responseWriter{}
+	rw.ResponseWriter, rw.req, rw.d = nil, Request{}, Decision{}
 	writers.Put(rw)
 	if res.abort != nil {
 		// net/http closes the connection without ending the body.
@@ -215,7 +220,8 @@ func (p *Pipeline) finish(w *responseWriter, r *http.Request, host string, start
 			status = StatusClientClosedRequest
 		}
 	}
-	e := Exchange{
+	e := &w.x
+	*e = Exchange{
 		Method: r.Method, Host: host, Status: status, Bytes: w.bytes,
 		Outcome: res.outcome, Remote: r.RemoteAddr, Aborted: res.abort != nil, Failure: res.failure,
 	}
@@ -225,7 +231,7 @@ func (p *Pipeline) finish(w *responseWriter, r *http.Request, host string, start
 	if !start.IsZero() {
 		e.Duration = time.Since(start)
 	}
-	p.obs.Exchange(r.Context(), &e)
+	p.obs.Exchange(r.Context(), e)
 }
 
 // responseWriter counts what a response sent: its status and body bytes,
@@ -236,6 +242,12 @@ type responseWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+
+	// The request's own state, kept with the writer so that the pool
+	// recycles it: the request, its decision, its exchange.
+	req Request
+	d   Decision
+	x   Exchange
 }
 
 var writers = sync.Pool{New: func() any { return new(responseWriter) }}

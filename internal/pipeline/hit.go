@@ -18,7 +18,7 @@ func (p *Pipeline) sendObject(w *responseWriter, r *http.Request, d *Decision) s
 	defer d.Close()
 	p.setAge(w.Header(), d)
 	if b, ok := d.Obj.(storage.InMemory); ok && plainHeader(r.Header) {
-		copyHeader(w.Header(), p.hot.entry(d.Target.key, d.Info, int64(len(b.Bytes())), d.Fresh).header)
+		copyHeader(w.Header(), p.hotEntry(d, b).header)
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			w.Write(b.Bytes())
@@ -27,6 +27,15 @@ func (p *Pipeline) sendObject(w *responseWriter, r *http.Request, d *Decision) s
 		p.serveBytes(w, r, d.Obj, d.Info)
 	}
 	return step{outcome: OutcomeHit}
+}
+
+// hotEntry returns the prebuilt header of d's object, whose body b is in
+// memory: the one lookup found, or a new one.
+func (p *Pipeline) hotEntry(d *Decision, b storage.InMemory) *hotHeader {
+	if d.hot != nil {
+		return d.hot
+	}
+	return p.hot.entry(d.Target.key, d.Info, int64(len(b.Bytes())), d.Fresh)
 }
 
 // sendRedirect acts on a Redirect: 302 to the signed URL of the stored object.
@@ -79,11 +88,13 @@ type HitResponse struct {
 
 	req Request  // the request, as the pipeline sees it
 	d   Decision // its decision
+	x   Exchange // what the observer receives once the response is sent
 }
 
-// Reset empties r for the next request, keeping its buffer.
+// Reset empties r for the next request, keeping its buffer. ServeHit sets
+// everything else.
 func (r *HitResponse) Reset() {
-	*r = HitResponse{Header: r.Header[:0]}
+	r.Header, r.Body = r.Header[:0], nil
 }
 
 // ServeHit answers req when its decision is a plain hit, for a serving
@@ -104,15 +115,17 @@ func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
 	if p.obs.Timed(ctx) {
 		start = time.Now()
 	}
+	resp.start, resp.host, resp.outcome = start, "", OutcomeNone
 	resp.req = Request{Method: hr.Method, Path: hr.Path, RawQuery: hr.RawQuery, Host: hr.Host, Header: hr.Header, Remote: hr.RemoteAddr}
 	d := &resp.d
 	*d = Decision{Req: &resp.req}
 	p.lookup(ctx, d)
 	b, inMemory := d.Obj.(storage.InMemory)
 	if d.Action != Hit || !inMemory || !resp.req.plain() {
+		d.taken = false
 		return false
 	}
-	e := p.hot.entry(d.Target.key, d.Info, int64(len(b.Bytes())), d.Fresh)
+	e := p.hotEntry(d, b)
 	resp.Header = append(resp.Header, e.wire()...)
 	if d.Fresh.Explicit {
 		resp.Header = append(resp.Header, "Age: "...)
@@ -125,6 +138,7 @@ func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
 	resp.start, resp.host, resp.outcome = start, d.Target.host, OutcomeHit
 	// The body stays valid: an in-memory object's bytes are immutable.
 	d.Close()
+	d.taken = true
 	return true
 }
 
@@ -133,7 +147,7 @@ func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
 // The decision holds what the lookup opened until it is acted on or
 // closed.
 func (r *HitResponse) Declined() *Decision {
-	if r.d.Req == nil {
+	if r.d.Req == nil || r.d.taken {
 		return nil
 	}
 	d := new(Decision)
@@ -149,7 +163,8 @@ func (r *HitResponse) Declined() *Decision {
 // it (sent body bytes; aborted when the connection failed): in the metrics
 // and the access log, as ServeHTTP records its responses.
 func (p *Pipeline) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
-	e := Exchange{
+	e := &resp.x
+	*e = Exchange{
 		Method: req.Method, Host: resp.host, Status: http.StatusOK, Bytes: sent,
 		Outcome: resp.outcome, Remote: req.RemoteAddr, Aborted: aborted,
 	}
@@ -163,5 +178,5 @@ func (p *Pipeline) HitSent(req *HitRequest, resp *HitResponse, sent int64, abort
 		}
 		e.Path, e.Duration = LogPath(path), time.Since(resp.start)
 	}
-	p.obs.Exchange(context.Background(), &e)
+	p.obs.Exchange(context.Background(), e)
 }

@@ -69,7 +69,8 @@ func (p *Pipeline) lookupStored(ctx context.Context, d *Decision) *Decision {
 		d.Action = Miss
 		return d
 	}
-	vt, other := p.variant(d.Req, d.Target, obj.Info())
+	info := obj.Info()
+	vt, other := p.variant(d.Req, d.Target, info)
 	d.Target = vt
 	if other {
 		// The request selects another variant than the one stored under
@@ -77,15 +78,16 @@ func (p *Pipeline) lookupStored(ctx context.Context, d *Decision) *Decision {
 		obj.Close()
 		return p.lookupStored(ctx, d)
 	}
-	return p.decideStored(ctx, d, obj)
+	d.Obj, d.Info = obj, info
+	return p.decideStored(ctx, d)
 }
 
-// decideStored decides d by the stored object obj of its target: whether
-// the client may have it, whether it is fresh, whether the origin still
-// has one of its size (CheckSyncTimeout), and how it is sent.
-func (p *Pipeline) decideStored(ctx context.Context, d *Decision, obj storage.Object) *Decision {
-	req, info := d.Req, obj.Info()
-	d.Obj, d.Info = obj, info
+// decideStored decides d by the stored object of its target (d.Obj, with
+// its metadata d.Info): whether the client may have it, whether it is
+// fresh, whether the origin still has one of its size (CheckSyncTimeout),
+// and how it is sent.
+func (p *Pipeline) decideStored(ctx context.Context, d *Decision) *Decision {
+	req, info := d.Req, d.Info
 	if req.Kind == Prefetch {
 		d.Action = Hit // stored: the prefetch is done
 		return d
@@ -100,7 +102,7 @@ func (p *Pipeline) decideStored(ctx context.Context, d *Decision, obj storage.Ob
 			return d
 		}
 	}
-	d.Fresh = p.freshness(d.Target, info)
+	d.Fresh, d.hot = p.freshness(d.Target, info)
 	if d.Fresh.Mutable && d.Fresh.Stale(info.StoredAt, p.now()) {
 		d.Action = Revalidate
 		return d
@@ -197,12 +199,12 @@ func (p *Pipeline) LookupPeer(ctx context.Context, req *Request, key string) *De
 var PeerJoined func(key string)
 
 // freshness returns how the stored object of t, with metadata info, may be
-// used. For small hot objects it is kept with their prebuilt header, so
-// their hits do not parse Cache-Control and match the revalidate patterns
-// every time.
-func (p *Pipeline) freshness(t Target, info storage.Info) policy.Freshness {
+// used, and its prebuilt header when it is a small hot object: the
+// freshness is kept with it, so that its hits do not parse Cache-Control
+// and match the revalidate patterns every time.
+func (p *Pipeline) freshness(t Target, info storage.Info) (policy.Freshness, *hotHeader) {
 	if e := p.hot.get(t.key, info); e != nil {
-		return e.fresh
+		return e.fresh, e
 	}
-	return p.cfg.Rules.Freshness(t.ruleKey(), info)
+	return p.cfg.Rules.Freshness(t.ruleKey(), info), nil
 }

@@ -41,7 +41,14 @@ type Request struct {
 
 // FromHTTP is the Request of r.
 func FromHTTP(r *http.Request) *Request {
-	return &Request{
+	req := new(Request)
+	req.set(r)
+	return req
+}
+
+// set makes req the Request of r.
+func (req *Request) set(r *http.Request) {
+	*req = Request{
 		Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Host: r.Host,
 		Header: r.Header, Remote: r.RemoteAddr, fragment: strings.IndexByte(r.RequestURI, '#') >= 0,
 	}

@@ -54,7 +54,7 @@ func (p *Pipeline) stale(ctx context.Context, d *Decision, err error, outcome Ou
 			}
 		}
 		d.Obj, d.Info = withInfo{d.Obj, info}, info
-		d.Fresh = p.freshness(t, info)
+		d.Fresh, d.hot = p.freshness(t, info)
 	case errors.As(err, &se) && se.Code < 500:
 		return nil // the origin answered: 404 and others go to the client
 	case errors.Is(err, fill.ErrShutdown), errors.Is(err, fill.ErrCancelled):
