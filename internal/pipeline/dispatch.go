@@ -48,7 +48,7 @@ const maxSteps = 8
 func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var start time.Time
-	if p.obs.Timed(ctx) {
+	if p.timed {
 		start = time.Now()
 	}
 	// The request's state lives in a pooled writer: a hit allocates
@@ -209,29 +209,6 @@ func (f Failure) recorded() *Failure {
 		return nil
 	}
 	return &f
-}
-
-// finish reports a finished (or aborted) request to the observer.
-func (p *Pipeline) finish(w *responseWriter, r *http.Request, host string, start time.Time, res result) {
-	status := w.status
-	if status == 0 {
-		status = http.StatusOK
-		if r.Context().Err() != nil {
-			status = StatusClientClosedRequest
-		}
-	}
-	e := &w.x
-	*e = Exchange{
-		Method: r.Method, Host: host, Status: status, Bytes: w.bytes,
-		Outcome: res.outcome, Remote: r.RemoteAddr, Aborted: res.abort != nil, Failure: res.failure,
-	}
-	if !start.IsZero() || res.failure != nil {
-		e.Path = LogPath(r.URL.Path)
-	}
-	if !start.IsZero() {
-		e.Duration = time.Since(start)
-	}
-	p.obs.Exchange(r.Context(), e)
 }
 
 // responseWriter counts what a response sent: its status and body bytes,

@@ -3,9 +3,7 @@ package pipeline
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/httpmirror/httpmirror/storage"
@@ -112,7 +110,7 @@ func (r *HitResponse) Reset() {
 func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
 	ctx := context.Background()
 	var start time.Time
-	if p.obs.Timed(ctx) {
+	if p.timed {
 		start = time.Now()
 	}
 	resp.start, resp.host, resp.outcome = start, "", OutcomeNone
@@ -157,26 +155,4 @@ func (r *HitResponse) Declined() *Decision {
 	d.Req = &req
 	r.d = Decision{}
 	return d
-}
-
-// HitSent records a response of ServeHit once the serving loop has sent
-// it (sent body bytes; aborted when the connection failed): in the metrics
-// and the access log, as ServeHTTP records its responses.
-func (p *Pipeline) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
-	e := &resp.x
-	*e = Exchange{
-		Method: req.Method, Host: resp.host, Status: http.StatusOK, Bytes: sent,
-		Outcome: resp.outcome, Remote: req.RemoteAddr, Aborted: aborted,
-	}
-	if !resp.start.IsZero() {
-		// The path as net/http's URL.Path has it: unescaped.
-		path := req.Path
-		if strings.IndexByte(path, '%') >= 0 {
-			if p, err := url.PathUnescape(path); err == nil {
-				path = p
-			}
-		}
-		e.Path, e.Duration = LogPath(path), time.Since(resp.start)
-	}
-	p.obs.Exchange(context.Background(), e)
 }

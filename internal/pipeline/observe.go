@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
@@ -46,7 +49,8 @@ type Exchange struct {
 type Observer interface {
 	fill.Observer
 	// Timed reports whether requests are timed (Exchange.Duration): the
-	// clock is read for nothing else on the hit path.
+	// clock is read for nothing else on the hit path. It is asked once,
+	// when the pipeline is built.
 	Timed(ctx context.Context) bool
 	// Exchange is called once for every request served.
 	Exchange(ctx context.Context, e *Exchange)
@@ -78,6 +82,51 @@ func (nopObserver) UpstreamError(string)                               {}
 func (nopObserver) AuthCheck(string)                                   {}
 func (nopObserver) FetcherFallback()                                   {}
 func (nopObserver) VariantNotStored()                                  {}
+
+// finish reports a finished (or aborted) request to the observer.
+func (p *Pipeline) finish(w *responseWriter, r *http.Request, host string, start time.Time, res result) {
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+		if r.Context().Err() != nil {
+			status = StatusClientClosedRequest
+		}
+	}
+	e := &w.x
+	*e = Exchange{
+		Method: r.Method, Host: host, Status: status, Bytes: w.bytes,
+		Outcome: res.outcome, Remote: r.RemoteAddr, Aborted: res.abort != nil, Failure: res.failure,
+	}
+	if !start.IsZero() || res.failure != nil {
+		e.Path = LogPath(r.URL.Path)
+	}
+	if !start.IsZero() {
+		e.Duration = time.Since(start)
+	}
+	p.obs.Exchange(r.Context(), e)
+}
+
+// HitSent records a response of ServeHit once the serving loop has sent
+// it (sent body bytes; aborted when the connection failed): in the metrics
+// and the access log, as ServeHTTP records its responses.
+func (p *Pipeline) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
+	e := &resp.x
+	*e = Exchange{
+		Method: req.Method, Host: resp.host, Status: http.StatusOK, Bytes: sent,
+		Outcome: resp.outcome, Remote: req.RemoteAddr, Aborted: aborted,
+	}
+	if !resp.start.IsZero() {
+		// The path as net/http's URL.Path has it: unescaped.
+		path := req.Path
+		if strings.IndexByte(path, '%') >= 0 {
+			if p, err := url.PathUnescape(path); err == nil {
+				path = p
+			}
+		}
+		e.Path, e.Duration = LogPath(path), time.Since(resp.start)
+	}
+	p.obs.Exchange(context.Background(), e)
+}
 
 // LogPath shortens a request path for logs: a hostile client must not be
 // able to write 64 KiB lines into them.

@@ -5,20 +5,21 @@
 //
 // A request passes through the files in this order:
 //
-//	request.go   the request, as net/http or the hit loop parsed it
-//	target.go    its origin host, path and cache key (and the checks on them)
-//	lookup.go    the one decision: what to send (decision.go lists them)
-//	dispatch.go  the one dispatcher, acting on the decision
-//	hit.go       a stored object: bytes, memory, or a signed redirect
+//	request.go    the request, as net/http or the hit loop parsed it
+//	target.go     its origin host, path and cache key (and the checks on them)
+//	lookup.go     the one decision: what the request gets (the Decision)
+//	dispatch.go   the one dispatcher, acting on the decision
+//	hit.go        a stored object: bytes, memory, or a signed redirect
 //	revalidate.go a stale stored object, asked about at the origin
-//	fetch.go     a miss: who fetches it (fetchers.go), the fill, its clients
-//	respond.go   bytes of a fill, ranges, headers, aborts
-//	direct.go    a request proxied to its origin, nothing kept
-//	errors.go    one classifier of errors into statuses
+//	fetch.go      a miss: who fetches it (fetchers.go), the fill, its clients
+//	respond.go    bytes of a fill, ranges, headers, aborts
+//	direct.go     a request proxied to its origin, nothing kept
+//	observe.go    what the observer receives of the finished request
 //
-// beside the rules lookup asks (auth.go, vary.go, memo.go), the one way out
-// to origins (upstream.go), the peer endpoint (peer.go) and what observers
-// receive (observe.go).
+// beside the rules lookup asks (auth.go, vary.go, memo.go), the one
+// classifier of errors into statuses (errors.go), the one way out to
+// origins (upstream.go), the peer endpoint (peer.go) and the seam the
+// operator features use (seam.go).
 //
 // Every stage returns what it did (an Outcome, an error) and, at most, the
 // next decision; none calls back into an earlier stage. The dispatcher
@@ -96,6 +97,7 @@ type Pipeline struct {
 	client *http.Client
 	log    *slog.Logger
 	obs    Observer
+	timed  bool // obs.Timed: requests are timed for the access log
 	now    func() time.Time
 	fills  *fill.Group
 
@@ -124,6 +126,7 @@ func New(cfg Config) *Pipeline {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	p.timed = p.obs.Timed(context.Background())
 	p.cfg.Scheme = cmp.Or(cfg.Scheme, "https")
 	p.client = p.upstreamClient(cfg.Client)
 	if p.store != nil {

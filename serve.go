@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
@@ -59,6 +60,73 @@ func (m *MirrorHandler) Validate() error {
 		return errors.New("the number of ranges must not be negative")
 	}
 	return nil
+}
+
+// ServeHTTP implements http.Handler.
+//
+// Only GET and HEAD are served (405 otherwise). The request is resolved to
+// an origin and a path (404 when it names none, 400 when it is malformed,
+// 414 when too long, 403 for a blocked suffix, a host not in AllowHosts or
+// a forbidden upstream address). Without a cache the request is proxied;
+// with one, a hit is served from storage or redirected to a signed URL,
+// and a miss is fetched, stored and streamed. See package
+// internal/pipeline for the path a request takes.
+func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := m.setup(); err != nil {
+		http.Error(w, "mirror misconfigured", http.StatusInternalServerError)
+		return
+	}
+	m.p.ServeHTTP(w, r)
+}
+
+// ServeHit answers req when it is a plain hit, for a serving loop that
+// answers such requests without net/http (cmd/httpmirror's public
+// listener does, see internal/server): a GET or HEAD without conditions or
+// ranges, of a stored object whose body is in memory, that the client may
+// have as it is. It fills resp and reports true; the loop then sends the
+// response and calls HitSent. Otherwise it reports false, has answered
+// nothing and counted nothing, and req must be served by ServeHTTP; resp
+// keeps the decision made for it, which the loop hands over with the
+// connection (see pipeline.Handover), so that ServeHTTP acts on it rather
+// than deciding again.
+//
+// Its answers are those ServeHTTP gives the same requests, byte for byte
+// but for the order of header fields.
+func (m *MirrorHandler) ServeHit(req *HitRequest, resp *HitResponse) bool {
+	if m.setup() != nil {
+		return false
+	}
+	return m.p.ServeHit(req, resp)
+}
+
+// HitSent records a response of ServeHit once the serving loop has sent
+// it (sent body bytes; aborted when the connection failed): in the metrics
+// and the access log, as ServeHTTP records its responses.
+func (m *MirrorHandler) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
+	m.p.HitSent(req, resp, sent, aborted)
+}
+
+// PeerHandler returns the handler other replicas of a shared store read
+// objects from (see Coordinator): GET or HEAD /peer/<key> answers the
+// object of cache key key from this replica's fill in progress, as it
+// arrives, with the Range and conditional rules clients get, or from
+// storage once it is committed; never with a redirect, and never by
+// starting a fill. A fill that this replica itself streams from another
+// replica is not served on (so peers never chase each other), and a key
+// neither filled nor stored is answered StatusNotFilling. The origin's
+// error statuses (404, 410, 5xx) of a fill are passed on.
+//
+// The handler does not authenticate: serve it on a listener of its own,
+// never the public one, behind an authenticating handler (package
+// cluster's Node.Handler).
+func (m *MirrorHandler) PeerHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := m.setup(); err != nil {
+			http.Error(w, "mirror misconfigured", http.StatusInternalServerError)
+			return
+		}
+		m.p.ServePeer(w, r)
+	})
 }
 
 // setup validates the handler's configuration and builds its request
