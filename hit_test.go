@@ -79,8 +79,8 @@ func TestServeHitMatchesServeHTTP(t *testing.T) {
 		}
 		// The decision made for it goes to ServeHTTP with the connection;
 		// here nobody takes it.
-		if d := resp.Declined(); d != nil {
-			d.Close()
+		if h := resp.Handover(); h != nil {
+			h.Close()
 		}
 	}
 	// One decision for both paths: a client with a credential gets a

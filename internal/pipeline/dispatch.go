@@ -265,19 +265,10 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // Handover carries the decision of a request the hit loop declined to
 // net/http, which serves the connection from then on: the decision, with
 // what its lookup opened, serves the request, so that nothing is resolved
-// or opened twice. The loop creates it with the connection it hands over;
+// or opened twice. The loop takes it from its response
+// (HitResponse.Handover) with the connection it hands over;
 // the connection's context carries it (Context); the connection closes it.
 type Handover struct{ d atomic.Pointer[Decision] }
-
-// NewHandover returns the Handover of d (nil for a nil d).
-func NewHandover(d *Decision) *Handover {
-	if d == nil {
-		return nil
-	}
-	h := new(Handover)
-	h.d.Store(d)
-	return h
-}
 
 type handoverKey struct{}
 

@@ -20,7 +20,7 @@ func (p *Pipeline) fetch(w *responseWriter, r *http.Request, d *Decision) step {
 	if d.Action == Refetch {
 		f, joined = p.fills.Refetch(d.Target.key, src)
 	} else {
-		pl := p.fetcher(d)(r.Context(), d, src)
+		pl := p.plan(r.Context(), d, src)
 		if pl.next != Miss {
 			// Not the fill engine's: the object is stored now, or the
 			// request is proxied, or it failed.

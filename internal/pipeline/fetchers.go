@@ -48,23 +48,23 @@ type plan struct {
 	err     error
 }
 
-// fetcher returns who fetches the miss of d, whose fill would otherwise
-// read src (the origin): a request with a credential fetches for itself
-// (CIDN's runners fetch without it, and another replica's peer endpoint
-// would hand the bytes to anyone holding the peer secret, without the
-// origin's word on this credential), as does one that CIDN or another
-// replica failed to serve (d.own); otherwise CIDN, for objects without
-// variants, or the replicas.
-func (p *Pipeline) fetcher(d *Decision) func(context.Context, *Decision, fill.Source) plan {
+// plan decides who fetches the miss of d, whose fill would otherwise
+// read src (the origin), and returns that fetcher's plan: a request with a
+// credential fetches for itself (CIDN's runners fetch without it, and
+// another replica's peer endpoint would hand the bytes to anyone holding
+// the peer secret, without the origin's word on this credential), as does
+// one that CIDN or another replica failed to serve (d.own); otherwise CIDN,
+// for objects without variants, or the replicas.
+func (p *Pipeline) plan(ctx context.Context, d *Decision, src fill.Source) plan {
 	fs := &p.cfg.Fetchers
 	switch {
 	case d.own || d.Req.Authenticated():
 	case fs.CIDN != nil && d.Target.base == "":
-		return p.viaCIDN
+		return p.viaCIDN(ctx, d, src)
 	case fs.Coordinator != nil && fs.CIDN == nil:
-		return p.viaReplicas
+		return p.viaReplicas(ctx, d, src)
 	}
-	return fromOrigin
+	return fromOrigin(ctx, d, src)
 }
 
 // fromOrigin: the fill engine fetches from the origin.

@@ -102,7 +102,7 @@ func (r *HitResponse) Reset() {
 // the client may have as it is. It fills resp and reports true; the loop
 // then sends the response and calls HitSent. Otherwise it reports false,
 // has answered nothing and counted nothing, and the loop hands the
-// request to net/http: resp keeps the decision (Declined), so that
+// request to net/http: resp keeps the decision (HitResponse.Handover), so that
 // ServeHTTP acts on it rather than deciding again.
 //
 // Its answers are those ServeHTTP gives the same requests, byte for byte
@@ -140,11 +140,11 @@ func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
 	return true
 }
 
-// Declined returns the decision of a request ServeHit declined, for
-// ServeHTTP to act on (see TakeDeclined); nil when ServeHit answered it.
-// The decision holds what the lookup opened until it is acted on or
-// closed.
-func (r *HitResponse) Declined() *Decision {
+// Handover returns the decision of a request ServeHit declined, for the
+// loop to hand to net/http with the connection (see Handover); nil when
+// ServeHit answered it. The decision holds what the lookup opened until
+// it is acted on or closed.
+func (r *HitResponse) Handover() *Handover {
 	if r.d.Req == nil || r.d.taken {
 		return nil
 	}
@@ -154,5 +154,7 @@ func (r *HitResponse) Declined() *Decision {
 	req.Header = r.req.Header.Clone() // the loop reuses its header map
 	d.Req = &req
 	r.d = Decision{}
-	return d
+	h := new(Handover)
+	h.d.Store(d)
+	return h
 }

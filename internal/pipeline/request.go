@@ -61,6 +61,13 @@ func (r *Request) Authenticated() bool { return len(r.Header["Authorization"]) >
 // condition.
 func (r *Request) plain() bool { return plainHeader(r.Header) }
 
+// plainHeader reports whether a request with header h asks for the whole
+// body with no condition.
+func plainHeader(h http.Header) bool {
+	return len(h["Range"]) == 0 && len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
+		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["If-Range"]) == 0
+}
+
 // rangeStart returns the first byte a request for one range from a known
 // offset ("bytes=N-" or "bytes=N-M") asks for, else 0: a cold miss for
 // such a range has the fill ask for it at once (fill.Source.Want).

@@ -71,13 +71,6 @@ func (p *Pipeline) serveFill(w *responseWriter, r *http.Request, t Target, f *fi
 	return nil
 }
 
-// plainHeader reports whether a request with header h asks for the whole
-// body with no condition.
-func plainHeader(h http.Header) bool {
-	return len(h["Range"]) == 0 && len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
-		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["If-Range"]) == 0
-}
-
 // rangeRequest returns the request that http.ServeContent answers in place
 // of r, which has a Range header, for an object of size bytes: r itself when
 // its header already names the normalised set of ranges (see parseRange),

@@ -149,7 +149,7 @@ func (p *Pipeline) Prefetch(ctx context.Context, t Target) (Prefetched, error) {
 			d.Close()
 			return Prefetched{Stored: &info}, nil
 		}
-		pl := p.fetcher(d)(ctx, d, p.source(t, req))
+		pl := p.plan(ctx, d, p.source(t, req))
 		switch pl.next {
 		case Miss:
 			f, joined := p.fills.Miss(t.key, pl.src)

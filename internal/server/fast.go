@@ -259,7 +259,7 @@ func (c *conn) loop() bool {
 		c.resp.Reset()
 		if !c.s.Hits.ServeHit(&c.req, &c.resp) {
 			// The decision made for the request serves it on net/http.
-			return c.handOff(pipeline.NewHandover(c.resp.Declined()))
+			return c.handOff(c.resp.Handover())
 		}
 		c.br.Discard(n)
 		sent, err := c.write(close)
