@@ -190,3 +190,22 @@ func TestValidatorsAndIfRange(t *testing.T) {
 		}
 	}
 }
+
+func TestStoredSHA256(t *testing.T) {
+	sum := make([]byte, 32)
+	for i := range sum {
+		sum[i] = byte(i)
+	}
+	info := storage.Info{Header: http.Header{DigestHeader: {FormatSHA256(sum)}}}
+	if got, ok := StoredSHA256(info); !ok || string(got) != string(sum) {
+		t.Errorf("StoredSHA256 of FormatSHA256: %x, %v", got, ok)
+	}
+	for _, v := range []string{"", "sha-512=:AAAA:", "sha-256=:not base64:", "sha-256=:AAAA:", "sha-256=AAAA"} {
+		if _, ok := StoredSHA256(storage.Info{Header: http.Header{DigestHeader: {v}}}); ok {
+			t.Errorf("StoredSHA256(%q) reports a digest", v)
+		}
+	}
+	if !Internal(DigestHeader) {
+		t.Errorf("%s is not internal", DigestHeader)
+	}
+}
