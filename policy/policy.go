@@ -4,8 +4,9 @@
 // a revalidation sends (RFC 9110 section 13.1), which origin response
 // headers are kept with an object and replayed to clients, how Vary
 // selects a stored variant (RFC 9110 section 12.5.5, RFC 9111 section
-// 4.1), and when a response to an authenticated request may be shared
-// (RFC 9111 section 3.5).
+// 4.1), when a response to an authenticated request may be shared
+// (RFC 9111 section 3.5), and which digests of an object its URL and its
+// origin publish (RFC 9530 and the stores' own headers).
 //
 // The handler and the fill engine ask this package; neither decides header
 // policy itself. Everything here is a pure function of headers, metadata and
