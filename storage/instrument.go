@@ -39,7 +39,8 @@ type OpObserver func(op string, d time.Duration, err error)
 //   - Claimer: b's claims, or ErrNotSupported; a claim lost to another
 //     writer (ErrClaimed, ErrClaimChanged) is reported as a success;
 //   - StatsReporter: implemented exactly when b implements it;
-//   - writers keep Spooler, FileSpooler and WriterAt, objects keep InMemory.
+//   - writers keep Spooler, FileSpooler, WriterAt (with FileSpooler) and
+//     InfoUpdater, objects keep InMemory.
 //
 // Unwrap returns b. A nil observe reports nothing and costs nothing.
 func Instrument(b Backend, observe OpObserver) Backend {
@@ -142,19 +143,40 @@ func (s *instrumented) Create(ctx context.Context, key string, info Info) (Write
 		s.writeFailed(err)
 		return nil, err
 	}
+	return s.wrapWriter(w), nil
+}
+
+// wrapWriter returns w instrumented, with the same capabilities.
+func (s *instrumented) wrapWriter(w Writer) Writer {
 	iw := &instrumentedWriter{Writer: w, s: s}
+	u, updates := w.(InfoUpdater)
 	switch sp := w.(type) {
 	case interface {
 		FileSpooler
 		WriterAt
 	}:
-		return &fileSpoolingWriterAt{fileSpoolingWriter: &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}, wa: sp}, nil
+		fw := &fileSpoolingWriterAt{fileSpoolingWriter: &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}, wa: sp}
+		if updates {
+			return &updatingFileSpoolingWriterAt{fw, u}
+		}
+		return fw
 	case FileSpooler:
-		return &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}, nil
+		fw := &fileSpoolingWriter{instrumentedWriter: iw, FileSpooler: sp}
+		if updates {
+			return &updatingFileSpoolingWriter{fw, u}
+		}
+		return fw
 	case Spooler:
-		return &spoolingWriter{instrumentedWriter: iw, Spooler: sp}, nil
+		sw := &spoolingWriter{instrumentedWriter: iw, Spooler: sp}
+		if updates {
+			return &updatingSpoolingWriter{sw, u}
+		}
+		return sw
 	}
-	return iw, nil
+	if updates {
+		return &updatingWriter{iw, u}
+	}
+	return iw
 }
 
 // SignedURL implements Redirector; without a Redirector underneath it
@@ -283,3 +305,25 @@ func (w *fileSpoolingWriterAt) WriteAt(p []byte, off int64) (int, error) {
 	}
 	return n, err
 }
+
+// The updating writers keep the inner writer's InfoUpdater visible, beside
+// each of the shapes above. UpdateInfo only records metadata for Commit:
+// it is not an operation of the store, and is not observed.
+type (
+	updatingWriter struct {
+		*instrumentedWriter
+		InfoUpdater
+	}
+	updatingSpoolingWriter struct {
+		*spoolingWriter
+		InfoUpdater
+	}
+	updatingFileSpoolingWriter struct {
+		*fileSpoolingWriter
+		InfoUpdater
+	}
+	updatingFileSpoolingWriterAt struct {
+		*fileSpoolingWriterAt
+		InfoUpdater
+	}
+)

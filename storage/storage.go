@@ -36,6 +36,11 @@ var (
 	// other object is in use). It is the store's policy at work, not a
 	// failure: the object is served without being cached.
 	ErrNoSpace = errors.New("storage: object does not fit in the cache size limit")
+
+	// ErrWriterFinished is returned by InfoUpdater.UpdateInfo, and by the
+	// Commit of this module's backends, called after Commit, Cancel or
+	// Close, which end a writer's object for good.
+	ErrWriterFinished = errors.New("storage: writer already committed or cancelled")
 )
 
 // MaxKeyLength is the longest key any backend accepts. Keys are an upstream
@@ -157,6 +162,21 @@ type FileSpooler interface {
 // the object before Commit.
 type WriterAt interface {
 	WriteAt(p []byte, off int64) (int, error)
+}
+
+// InfoUpdater is implemented by Writers whose object's metadata can be
+// completed after Create: a digest of the body is known only once its last
+// byte is written, while Create needs the metadata before the first (the
+// S3 backend sends it when it starts a multipart upload).
+type InfoUpdater interface {
+	// UpdateInfo replaces the metadata the object is committed with by
+	// info. info.Key and info.Size are ignored: the size stays what Create
+	// was given (a negative one still becomes Written at Commit). A zero
+	// StoredAt means the time of the commit, as it does for Create. The
+	// last call before Commit wins; after Commit, Cancel or Close,
+	// UpdateInfo changes nothing and returns ErrWriterFinished. The writer
+	// keeps a copy of info.Header.
+	UpdateInfo(info Info) error
 }
 
 // Checker is implemented by backends that can verify they are usable (the

@@ -21,6 +21,14 @@ const (
 	cancelled
 )
 
+// The fill engine reads back, writes segments and completes the metadata
+// through these.
+var (
+	_ storage.FileSpooler = (*writer)(nil)
+	_ storage.WriterAt    = (*writer)(nil)
+	_ storage.InfoUpdater = (*writer)(nil)
+)
+
 // writer writes a new object to a temporary file.
 type writer struct {
 	info storage.Info
@@ -85,11 +93,25 @@ func (w *writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p,
 // until Close.
 func (w *writer) SpoolFile() *os.File { return w.f }
 
+// UpdateInfo implements storage.InfoUpdater: the metadata lives in the
+// trailer that Commit writes after the body, so it can change until then.
+func (w *writer) UpdateInfo(info storage.Info) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != open || w.closed {
+		return fmt.Errorf("file: update of %s: %w", w.info.Key, storage.ErrWriterFinished)
+	}
+	info.Key, info.Size = w.info.Key, w.info.Size
+	info.Header = info.Header.Clone()
+	w.info = info
+	return nil
+}
+
 func (w *writer) Commit(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state != open || w.closed {
-		return errors.New("file: commit of a finished writer")
+		return fmt.Errorf("file: commit of %s: %w", w.info.Key, storage.ErrWriterFinished)
 	}
 	info := w.info
 	if info.Size >= 0 && info.Size != w.n {

@@ -5,7 +5,6 @@ package memory
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -77,7 +76,8 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Create implements storage.Backend. The writer implements storage.Spooler.
+// Create implements storage.Backend. The writer implements storage.Spooler
+// and storage.InfoUpdater.
 func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (storage.Writer, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return nil, err
@@ -151,6 +151,11 @@ type object struct {
 func (o *object) Info() storage.Info { return o.info }
 func (o *object) Close() error       { return nil }
 
+var (
+	_ storage.Spooler     = (*writer)(nil)
+	_ storage.InfoUpdater = (*writer)(nil)
+)
+
 type writer struct {
 	b    *Backend
 	key  string
@@ -165,7 +170,7 @@ func (w *writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
-		return 0, errors.New("memory: write to a finished writer")
+		return 0, fmt.Errorf("memory: write to %s: %w", w.key, storage.ErrWriterFinished)
 	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil
@@ -183,11 +188,24 @@ func (w *writer) ReadAt(p []byte, off int64) (int, error) {
 	return bytes.NewReader(w.buf).ReadAt(p, off)
 }
 
+// UpdateInfo implements storage.InfoUpdater.
+func (w *writer) UpdateInfo(info storage.Info) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return fmt.Errorf("memory: update of %s: %w", w.key, storage.ErrWriterFinished)
+	}
+	info.Key, info.Size = w.key, w.info.Size
+	info.Header = info.Header.Clone()
+	w.info = info
+	return nil
+}
+
 func (w *writer) Commit(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
-		return errors.New("memory: commit of a finished writer")
+		return fmt.Errorf("memory: commit of %s: %w", w.key, storage.ErrWriterFinished)
 	}
 	info := w.info
 	n := int64(len(w.buf))

@@ -25,9 +25,37 @@ import (
 type opCounter struct {
 	mu  sync.Mutex
 	ops map[string]int
+
+	// before, when set, is called before each request is sent; a
+	// response it returns is the answer, and the request is not sent.
+	before func(op string) *http.Response
+	// after, when set, is called once each response arrived.
+	after func(op string)
 }
 
 func (c *opCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	op := opName(r)
+	c.mu.Lock()
+	if c.ops == nil {
+		c.ops = map[string]int{}
+	}
+	c.ops[op]++
+	c.mu.Unlock()
+	if c.before != nil {
+		if resp := c.before(op); resp != nil {
+			resp.Request = r
+			return resp, nil
+		}
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if c.after != nil {
+		c.after(op)
+	}
+	return resp, err
+}
+
+// opName names the S3 operation r sends.
+func opName(r *http.Request) string {
 	q := r.URL.Query()
 	var op string
 	switch {
@@ -43,6 +71,8 @@ func (c *opCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 		op = "CompleteMultipartUpload"
 	case r.Method == http.MethodPut && q.Has("partNumber"):
 		op = "UploadPart"
+	case r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "":
+		op = "CopyObject"
 	case r.Method == http.MethodPut:
 		op = "PutObject"
 	case r.Method == http.MethodDelete && q.Has("uploadId"):
@@ -50,13 +80,7 @@ func (c *opCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 	default:
 		op = r.Method
 	}
-	c.mu.Lock()
-	if c.ops == nil {
-		c.ops = map[string]int{}
-	}
-	c.ops[op]++
-	c.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
+	return op
 }
 
 func (c *opCounter) count(op string) int {

@@ -9,3 +9,7 @@ func (b *Backend) WaitSweep() {
 		<-done
 	}
 }
+
+// SetCopyLimit lowers the size over which objects' metadata is not
+// replaced (5 GiB, CopyObject's limit), so that tests reach it.
+func SetCopyLimit(b *Backend, n int64) { b.copyLimit = n }

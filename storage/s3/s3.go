@@ -30,6 +30,13 @@
 // multipart upload. Uploads orphaned by a crash are aborted by a sweep
 // that the first successful Check starts when Config.StaleUploadAge is set.
 //
+// Writers implement storage.InfoUpdater. A single PutObject carries the
+// updated metadata. A multipart upload's metadata is fixed when it is
+// created, so when it changed since, Commit copies the completed object
+// onto itself with the new metadata (one CopyObject, conditional on the
+// completed object's S3 ETag); a failure of that copy is logged and the
+// object keeps its first metadata. Objects over 5 GiB always keep it.
+//
 // # Reading
 //
 // Open fetches the metadata (HEAD); the returned Object downloads lazily
@@ -84,9 +91,12 @@ type Backend struct {
 	bucket    string
 	prefix    string // RootDir + "/", or empty
 	chunkSize int64
+	copyLimit int64 // the largest object replaceMeta copies: maxCopySize
 	cfg       Config
 	log       *slog.Logger
 	bufs      sync.Pool // *[]byte of cap chunkSize
+
+	bigMetaWarning sync.Once // the metadata of a large upload was not completed
 
 	sweepMu   sync.Mutex
 	sweeping  bool          // a sweep was started (by the first good Check)
@@ -158,6 +168,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		presign:   presign,
 		bucket:    cfg.Bucket,
 		chunkSize: cfg.ChunkSize,
+		copyLimit: maxCopySize,
 		cfg:       cfg,
 		log:       cfg.Logger,
 	}
@@ -336,11 +347,13 @@ func isNotFound(err error) bool {
 // maxCopySize is the largest object a single CopyObject may copy.
 const maxCopySize = 5 << 30
 
-// Refresh implements storage.Refresher with a server-side copy of the
-// object onto itself that replaces its metadata; the copy is conditional on
-// the S3 ETag seen, so an object replaced meanwhile is left alone. Objects
-// over 5 GiB, which CopyObject cannot copy, are not refreshed (the caller
-// revalidates them again next time).
+// errCopyTooLarge is returned by replaceMeta for an object CopyObject
+// cannot copy.
+var errCopyTooLarge = errors.New("s3: the metadata of objects over 5 GiB is not replaced")
+
+// Refresh implements storage.Refresher with replaceMeta, conditional on the
+// S3 ETag seen, so an object replaced meanwhile is left alone. Objects over
+// 5 GiB are not refreshed (the caller revalidates them again next time).
 func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) error {
 	cur, etag, err := b.head(ctx, key)
 	if err != nil {
@@ -349,13 +362,29 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 	if cur.Size != info.Size || cur.ETag != info.ETag {
 		return storage.ErrNotFound
 	}
-	if info.Size > maxCopySize {
-		return fmt.Errorf("s3: refresh of %s: objects over 5 GiB are not refreshed", key)
-	}
 	info.Key = key
-	put := b.putInput(mustObjectKey(b, key), info)
-	source := b.bucket + "/" + url.PathEscape(*put.Key)
-	_, err = b.client.CopyObject(ctx, &s3.CopyObjectInput{
+	return b.replaceMeta(ctx, mustObjectKey(b, key), info, etag)
+}
+
+// replaceMeta replaces the metadata of the object okey, of info.Size bytes,
+// by info: a server-side copy of the object onto itself with
+// MetadataDirective REPLACE (S3 has no other way to change an object's
+// metadata). The copy is conditional on the object's S3 ETag etag: when
+// the object was replaced or removed meanwhile it changes nothing and
+// returns storage.ErrNotFound. A single CopyObject copies at most 5 GiB:
+// larger objects keep their metadata and errCopyTooLarge is returned.
+//
+// The copy is a new version of the object, with a new S3 ETag: readers
+// that opened it before read on only until their next ranged GET, which
+// is conditional on the old ETag and fails. On most stores the copy takes
+// time in proportion to the object's size.
+func (b *Backend) replaceMeta(ctx context.Context, okey string, info storage.Info, etag string) error {
+	if info.Size > b.copyLimit {
+		return errCopyTooLarge
+	}
+	put := b.putInput(okey, info)
+	source := b.bucket + "/" + url.PathEscape(okey)
+	_, err := b.client.CopyObject(ctx, &s3.CopyObjectInput{
 		Bucket:               put.Bucket,
 		Key:                  put.Key,
 		CopySource:           &source,
@@ -377,7 +406,7 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 		if errors.As(err, &pf) && pf.ErrorCode() == "PreconditionFailed" {
 			return storage.ErrNotFound
 		}
-		return fmt.Errorf("s3: refresh %s: %w", key, err)
+		return fmt.Errorf("s3: replacing the metadata of %s: %w", okey, err)
 	}
 	return nil
 }

@@ -89,7 +89,9 @@ type Config struct {
 	// HTTPClient sends the SDK's requests. Nil means the SDK's default
 	// client (with SkipVerify applied).
 	HTTPClient *http.Client
-	// Logger receives the sweep's report. Nil discards it.
+	// Logger receives the sweep's report and the warnings of writers whose
+	// metadata could not be completed (storage.InfoUpdater). Nil discards
+	// them.
 	Logger *slog.Logger
 }
 

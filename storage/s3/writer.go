@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -15,9 +16,9 @@ import (
 	"github.com/httpmirror/httpmirror/storage"
 )
 
-// errFinished is returned by Write and Commit on a writer that was already
-// committed, cancelled or closed.
-var errFinished = errors.New("s3: writer already finished")
+// errFinished is returned by Write, UpdateInfo and Commit on a writer that
+// was already committed, cancelled or closed.
+var errFinished = fmt.Errorf("s3: %w", storage.ErrWriterFinished)
 
 type writerState int
 
@@ -30,6 +31,8 @@ const (
 // abortTimeout bounds the abort of a multipart upload when the writer is
 // closed without a context.
 const abortTimeout = 30 * time.Second
+
+var _ storage.InfoUpdater = (*writer)(nil)
 
 // writer streams an object to S3 with at most one part in memory. It is
 // not a storage.Spooler: the fill engine spools to a temporary file.
@@ -49,6 +52,9 @@ type writer struct {
 	n        int64
 	uploadID string
 	parts    []types.CompletedPart
+	// started is the metadata the multipart upload was created with;
+	// Commit replaces it when UpdateInfo changed it since.
+	started *s3.PutObjectInput
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -124,6 +130,11 @@ func (w *writer) flushPart() error {
 		return fmt.Errorf("s3: %s: body of unknown size exceeds %d parts of %d bytes", w.okey, maxParts, w.partSize)
 	}
 	if w.uploadID == "" {
+		// The upload fixes the metadata; StoredAt is pinned so that Commit
+		// can tell whether UpdateInfo changed it since.
+		if w.info.StoredAt.IsZero() {
+			w.info.StoredAt = time.Now()
+		}
 		p := w.b.putInput(w.okey, w.info)
 		out, err := w.b.client.CreateMultipartUpload(w.ctx, &s3.CreateMultipartUploadInput{
 			Bucket:               p.Bucket,
@@ -143,6 +154,7 @@ func (w *writer) flushPart() error {
 			return fmt.Errorf("s3: starting upload of %s: %w", w.okey, err)
 		}
 		w.uploadID = aws.ToString(out.UploadId)
+		w.started = p
 	}
 	num := int32(len(w.parts) + 1)
 	out, err := w.b.client.UploadPart(w.ctx, &s3.UploadPartInput{
@@ -167,9 +179,33 @@ func (w *writer) Written() int64 {
 	return w.n
 }
 
+// UpdateInfo implements storage.InfoUpdater. A body that fits in one part
+// is sent with the updated metadata by Commit's PutObject. A larger one is a
+// multipart upload, whose metadata S3 fixes when it is created: if
+// UpdateInfo changed it since, Commit replaces it after completing the
+// upload (see completeMeta), at the cost of one more request.
+func (w *writer) UpdateInfo(info storage.Info) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != open || w.closed {
+		return errFinished
+	}
+	info.Key, info.Size = w.key, w.info.Size
+	if info.StoredAt.IsZero() {
+		// Zero means the time of the commit, which a started upload has
+		// pinned already (it is in its metadata).
+		info.StoredAt = w.info.StoredAt
+	}
+	info.Header = info.Header.Clone()
+	w.info = info
+	return nil
+}
+
 // Commit publishes the object: one PutObject for a body that fits in a
-// part, else the last part and CompleteMultipartUpload. Any failure aborts
-// the upload, so a failed Commit leaves nothing behind.
+// part, else the last part and CompleteMultipartUpload (and, when
+// UpdateInfo changed the metadata the upload was created with, a copy of
+// the object onto itself that replaces it: see completeMeta). Any failure
+// to publish aborts the upload, so a failed Commit leaves nothing behind.
 func (w *writer) Commit(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -211,7 +247,7 @@ func (w *writer) commit(ctx context.Context) error {
 			return err
 		}
 	}
-	_, err := w.b.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	out, err := w.b.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          &w.b.bucket,
 		Key:             &w.okey,
 		UploadId:        &w.uploadID,
@@ -220,7 +256,59 @@ func (w *writer) commit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("s3: completing upload of %s: %w", w.okey, err)
 	}
+	w.completeMeta(ctx, aws.ToString(out.ETag))
 	return nil
+}
+
+// completeMeta gives the object that a multipart upload just published,
+// whose S3 ETag is etag, the metadata of the last UpdateInfo, when that
+// differs from what the upload was created with. It does not fail the
+// commit: the object is published, whole and correct, and only the
+// metadata given after Create (a digest of the body) would be missing, so
+// a failure is logged at WARN and the object keeps the metadata it was
+// created with. The replacement is conditional on etag (see replaceMeta):
+// an object another writer published meanwhile is left alone, with its
+// own metadata, and that is no failure. Objects over 5 GiB, which one
+// CopyObject cannot copy, keep the metadata they were created with, with
+// one WARN for the backend's life: a multipart copy (UploadPartCopy) could
+// copy them, but its completion cannot be made conditional on the object
+// still being ours on every store, so it could put this version back over
+// one that another writer published meanwhile.
+//
+// Until the replacement is done, readers see the object with the metadata
+// it was created with.
+func (w *writer) completeMeta(ctx context.Context, etag string) {
+	if w.started == nil || sameMeta(w.started, w.b.putInput(w.okey, w.info)) {
+		return
+	}
+	if etag == "" {
+		// Without the completed ETag, the copy could clobber another
+		// writer's object.
+		w.b.log.Warn("s3: completed upload returned no ETag; metadata left as the upload started", "key", w.key)
+		return
+	}
+	err := w.b.replaceMeta(ctx, w.okey, w.info, etag)
+	switch {
+	case err == nil:
+	case errors.Is(err, storage.ErrNotFound):
+		w.b.log.Debug("s3: object replaced before its metadata was completed", "key", w.key)
+	case errors.Is(err, errCopyTooLarge):
+		w.b.bigMetaWarning.Do(func() {
+			w.b.log.Warn("s3: objects over 5 GiB keep the metadata their upload started with (a digest known at the end is not recorded); logged once", "key", w.key, "bytes", w.n)
+		})
+	default:
+		w.b.log.Warn("s3: object stored, but its metadata could not be completed", "key", w.key, "err", err)
+	}
+}
+
+// sameMeta reports whether a and b give an object the same metadata.
+func sameMeta(a, b *s3.PutObjectInput) bool {
+	return maps.Equal(a.Metadata, b.Metadata) &&
+		aws.ToString(a.ContentType) == aws.ToString(b.ContentType) &&
+		aws.ToString(a.ContentDisposition) == aws.ToString(b.ContentDisposition) &&
+		aws.ToString(a.ContentEncoding) == aws.ToString(b.ContentEncoding) &&
+		aws.ToString(a.ContentLanguage) == aws.ToString(b.ContentLanguage) &&
+		aws.ToString(a.CacheControl) == aws.ToString(b.CacheControl)
 }
 
 // Cancel aborts the multipart upload, if one was started.

@@ -19,7 +19,9 @@ import (
 )
 
 // Run runs the suite against backends made by newBackend, including the
-// suites of the optional capabilities the backends implement.
+// suites of the optional capabilities the backends implement. A backend
+// that sends large bodies in parts should be configured with parts of at
+// most 5 MiB, so that the bodies of PartedSize take that path.
 func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 	tests := []struct {
 		name string
@@ -40,6 +42,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"DirectoryKeyDistinct", testDirectoryKeyDistinct},
 		{"Spool", testSpool},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"UpdateInfo", testUpdateInfo},
+		{"UpdateInfoCancelled", testUpdateInfoCancelled},
 		{"Refresh", testRefresh},
 		{"List", testList},
 	}
