@@ -189,6 +189,14 @@ type MirrorHandler struct {
 	// store one copy per distinct query.
 	CacheQuery bool
 
+	// DigestPaths are patterns of cache keys (host + path) that name an
+	// object by its digest, beyond the ones httpmirror knows (OCI blobs,
+	// apt by-hash, Hugging Face blobs): Go regular expressions with the
+	// named groups alg (sha256, sha512, …) and hex. Every fill checks its
+	// bytes against the digests the URL and the origin's headers publish
+	// (see policy.DigestRules). Nil means the built-in patterns only.
+	DigestPaths []string
+
 	// MaxVariants is how many variants of one URL (responses that vary,
 	// Vary, each stored under a key of its own) are stored, the first one
 	// included; a response for another variant is served but not stored.

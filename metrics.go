@@ -25,6 +25,7 @@ type Metrics struct {
 	prefetches    *prometheus.CounterVec
 	authChecks    *prometheus.CounterVec
 	variantsCut   prometheus.Counter
+	mismatches    *prometheus.CounterVec
 
 	requests        *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
@@ -67,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		upstreamErrors: counters("httpmirror_upstream_errors_total",
 			"Failed upstream fetches, by kind: timeout, refused, connect, status_4xx, status_5xx, short_body, changed, other.", "kind"),
 		fills: counters("httpmirror_fills_total",
-			"Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated), abandoned (not storable and no client left), too_large (over --max-object-size), spool_failed (no local disk: clients continued from the origin), cancelled (by a purge) or failed.", "result"),
+			"Finished fills, by result: stored, not_stored (not storable, or storage failed: clients served from the spool), not_modified (revalidated), abandoned (not storable and no client left), too_large (over --max-object-size), spool_failed (no local disk: clients continued from the origin), cancelled (by a purge), digest_mismatch (the bytes did not match a published digest: nothing stored) or failed.", "result"),
 		storageErrors: counters("httpmirror_storage_errors_total",
 			"Storage backend errors (not-found excluded), by operation.", "op"),
 		storageLatency: histograms("httpmirror_storage_operation_seconds",
@@ -79,6 +80,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored, failed or cancelled.", "result"),
+		mismatches: counters("httpmirror_digest_mismatches_total",
+			"Fills whose bytes did not match a digest the URL or the origin published, by the digest's source (url, digest-path, repr-digest, content-digest, linked-etag, etag, amz-checksum, goog-hash, content-md5): nothing was stored, every transfer was aborted.", "source"),
 		variantsCut: counters("httpmirror_variants_not_stored_total",
 			"Responses for a variant of a URL that varies (Vary) served without being stored, because --max-variants variants of the URL are stored.").WithLabelValues(),
 		authChecks: counters("httpmirror_auth_checks_total",
@@ -248,6 +251,7 @@ func (o fillObserver) FillDone(key string, bytes int64, stored bool, err error, 
 	if o.m == nil {
 		return
 	}
+	var de *fill.DigestError
 	switch {
 	case errors.Is(err, fill.ErrNotModified):
 		o.m.fills.WithLabelValues("not_modified").Inc()
@@ -259,6 +263,9 @@ func (o fillObserver) FillDone(key string, bytes int64, stored bool, err error, 
 		o.m.fills.WithLabelValues("spool_failed").Inc()
 	case errors.Is(err, fill.ErrCancelled):
 		o.m.fills.WithLabelValues("cancelled").Inc()
+	case errors.As(err, &de):
+		o.m.fills.WithLabelValues("digest_mismatch").Inc()
+		o.m.mismatches.WithLabelValues(de.Source).Inc()
 	case err == nil && stored:
 		o.m.fills.WithLabelValues("stored").Inc()
 	case err == nil:

@@ -59,7 +59,23 @@ func (m *MirrorHandler) Validate() error {
 	if m.MaxRanges < 0 {
 		return errors.New("the number of ranges must not be negative")
 	}
+	if _, err := m.digestRules(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// digestRules compiles DigestPaths.
+func (m *MirrorHandler) digestRules() (policy.DigestRules, error) {
+	var r policy.DigestRules
+	for _, p := range m.DigestPaths {
+		re, err := policy.ParseDigestPath(p)
+		if err != nil {
+			return r, fmt.Errorf("digest path %q: %w", p, err)
+		}
+		r.Paths = append(r.Paths, re)
+	}
+	return r, nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -173,6 +189,7 @@ func (m *MirrorHandler) pipelineConfig() pipeline.Config {
 	case m.HostFromFirstPath:
 		hosts.Mode = pipeline.HostFromFirstPath
 	}
+	digests, _ := m.digestRules() // Validate checked them
 	rules := policy.Rules{RevalidatePatterns: m.RevalidatePatterns}
 	if m.RevalidatePatterns == nil {
 		rules.RevalidatePatterns = DefaultRevalidatePatterns
@@ -191,6 +208,7 @@ func (m *MirrorHandler) pipelineConfig() pipeline.Config {
 		Scheme:           cmp.Or(m.UpstreamScheme, "https"),
 		Hosts:            hosts,
 		Rules:            rules,
+		Digests:          digests,
 		LinkExpires:      cmp.Or(m.LinkExpires, 24*time.Hour),
 		NoRedirect:       m.NoRedirect,
 		TeeResponse:      m.TeeResponse,

@@ -33,11 +33,16 @@ func (f *Fill) run() {
 	start := time.Now()
 	n, stored, err := f.fetch(ctx, log)
 	g.opts.Observer.FillDone(f.key, n, stored, err, time.Since(start))
+	var de *DigestError
 	switch {
 	case errors.Is(err, ErrAbandoned):
 		log.Debug("fill stopped: no reader left and nothing to store", "upstream", f.src.URL, "bytes", n)
 	case errors.Is(err, ErrTooLarge):
 		log.Info("object larger than the size limit; not fetched through the cache", "upstream", f.src.URL)
+	case errors.As(err, &de):
+		// The one line that says the origin served wrong bytes.
+		log.Error("digest mismatch: nothing stored, every transfer aborted", "upstream", f.src.URL,
+			"source", de.Source, "alg", de.Alg, "expected", fmt.Sprintf("%x", de.Expected), "got", fmt.Sprintf("%x", de.Got))
 	case err != nil:
 		if !errors.Is(err, ErrNotOK) && !errors.Is(err, ErrNotModified) {
 			log.Warn("fill failed", "upstream", f.src.URL, "bytes", n, "err", err)
@@ -117,6 +122,18 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 	storable := g.opts.Storable == nil || g.opts.Storable(f.key, resp)
 	segmented := f.segmentable(resp, info)
+	var published []policy.Expected
+	if g.opts.Digests != nil {
+		published = g.opts.Digests(f.key, resp)
+	}
+	v := newVerifier(published, storable)
+	if v.checking() {
+		// Before any byte is visible: readers wait for the verdict to
+		// take the last one.
+		f.mu.Lock()
+		f.holdLast = true
+		f.mu.Unlock()
+	}
 
 	spool, err := f.openSpool(ctx, info, storable, segmented)
 	if err != nil {
@@ -125,9 +142,18 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 
 	if segmented {
-		n, err = f.fetchSegments(ctx, resp, info, spool, spec)
+		n, err = f.fetchSegments(ctx, resp, info, spool, spec, v)
 	} else {
-		n, err = f.copyBody(ctx, resp, info, spool)
+		n, err = f.copyBody(ctx, resp, info, spool, v)
+	}
+	if err == nil && v != nil {
+		var sum []byte
+		if sum, err = v.verdict(); err == nil && sum != nil {
+			if info.Header == nil {
+				info.Header = http.Header{}
+			}
+			info.Header.Set(policy.DigestHeader, policy.FormatSHA256(sum))
+		}
 	}
 	// spool.w is nil when storage failed: the clients are served from the
 	// spool and nothing is cached.
@@ -140,6 +166,12 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 	if w == nil {
 		return n, false, nil
+	}
+	if u, ok := w.(storage.InfoUpdater); ok && info.Header.Get(policy.DigestHeader) != "" {
+		// The object's digest is part of its metadata.
+		if err := u.UpdateInfo(info); err != nil {
+			g.log.Warn("recording the object's digest failed", "key", f.key, "err", err)
+		}
 	}
 	if err := w.Commit(ctx); err != nil {
 		// Every client got its bytes from the spool; only the cache
@@ -164,9 +196,10 @@ const bufSize = 256 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-// copyBody copies the origin's body into the spool, resuming broken bodies
-// as the options allow. It returns the number of bytes written.
-func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter) (int64, error) {
+// copyBody copies the origin's body into the spool (and the verifier v,
+// when not nil), resuming broken bodies as the options allow. It returns
+// the number of bytes written.
+func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier) (int64, error) {
 	g := f.g
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -180,6 +213,9 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		}
 		if err := sw.write(f, n, p); err != nil {
 			return err
+		}
+		if v != nil {
+			v.Write(p) // in order, resumed bodies included
 		}
 		n += int64(len(p))
 		f.advance(int64(len(p)))

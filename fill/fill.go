@@ -27,14 +27,18 @@ type Fill struct {
 	done chan struct{} // closed when the fill has finished
 
 	mu       sync.Mutex
-	n        int64          // bytes of the object's prefix in the spool
-	filled   intervals      // a segmented fill's bytes in the spool, prefix included
-	seg      *segmenter     // the segment scheduler, nil unless segmented
-	size     int64          // final size once known, else -1
-	err      error          // final error, valid once done is closed
-	stored   bool           // committed to storage
-	progress chan struct{}  // closed and replaced when n grows (if waiting) or the fill ends
-	waiting  bool           // a reader waits on progress
+	n        int64         // bytes of the object's prefix in the spool
+	filled   intervals     // a segmented fill's bytes in the spool, prefix included
+	seg      *segmenter    // the segment scheduler, nil unless segmented
+	size     int64         // final size once known, else -1
+	err      error         // final error, valid once done is closed
+	stored   bool          // committed to storage
+	progress chan struct{} // closed and replaced when n grows (if waiting) or the fill ends
+	waiting  bool          // a reader waits on progress
+	// holdLast keeps the object's last byte from readers until the fill
+	// has ended: the bytes are checked against a published digest, and no
+	// reader may finish a response before the verdict (see verifier).
+	holdLast bool
 	spool    io.ReaderAt    // where the bytes are; replaced when storage fails (see spoolWriter)
 	gen      int            // counts spool replacements
 	closers  []func() error // spool resources, run when the last reference goes
@@ -143,7 +147,18 @@ func (f *Fill) Arrived() int64 {
 // off, and the fill's error (or ctx's) when they will never come. A
 // segmented fill asked for a byte ahead of its prefix fetches the segment
 // from that byte next (see segmenter.want).
+//
+// While the bytes are checked against a published digest, the object's
+// last byte is available only once the fill has ended without error: no
+// reader finishes a response before the verdict, and on a mismatch every
+// reader gets the fill's error instead.
 func (f *Fill) Available(ctx context.Context, off int64) (int64, error) {
+	return f.available(ctx, off, true)
+}
+
+// available is Available; hold says whether the last byte is held back
+// while the bytes are verified (see holdLast).
+func (f *Fill) available(ctx context.Context, off int64, hold bool) (int64, error) {
 	for {
 		f.mu.Lock()
 		n, err, ch, seg := f.n, f.err, f.progress, f.seg
@@ -151,6 +166,11 @@ func (f *Fill) Available(ctx context.Context, off int64) (int64, error) {
 			n = f.filled.runFrom(off)
 		}
 		finished := f.isDone()
+		if hold && f.holdLast && (!finished || err != nil) && f.size > 0 {
+			// Until the fill ended well: on a mismatch (or any failure)
+			// the last byte never comes.
+			n = min(n, f.size-1)
+		}
 		if off >= n && !finished {
 			f.waiting = true
 		}

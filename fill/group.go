@@ -103,6 +103,16 @@ type Options struct {
 	// clients from a temporary spool. Nil means every response is
 	// storable.
 	Storable func(key string, resp *http.Response) bool
+	// Digests returns the digests published for the object of key that
+	// resp brings (see policy.DigestRules.Digests), most trusted first.
+	// The fill checks its bytes against them, hashing them as they arrive
+	// (the growing prefix, for a segmented fill), and fails with a
+	// *DigestError (ErrDigestMismatch) at the first that does not match,
+	// storing nothing; readers get the object's last byte only after the
+	// verdict. The SHA-256 of every object it stores is kept in the
+	// object's metadata (policy.DigestHeader), published or not. Nil means
+	// no digest is published.
+	Digests func(key string, resp *http.Response) []policy.Expected
 	// Logger receives fill events. Nil discards them.
 	Logger *slog.Logger
 	// Observer receives events for metrics. Nil means none.

@@ -83,7 +83,7 @@ type segmenter struct {
 // published, with parallel ranged requests, into sw. It returns the
 // object's size and nil when every byte arrived, else the error that
 // stopped it (every fetcher has stopped by then).
-func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, spec *speculation) (int64, error) {
+func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, spec *speculation, v *verifier) (int64, error) {
 	o := f.g.opts
 	s := &segmenter{
 		f: f, sw: sw, info: info, size: info.Size, segSize: o.segmentSize(),
@@ -115,10 +115,13 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info stor
 	}
 	s.mu.Unlock()
 
+	// The bytes go to the verifier, and to a storage writer that cannot
+	// take them at offsets, in order: as the prefix grows.
 	feeding := sw.w != nil && sw.wa == nil
+	following := feeding || v != nil
 	feedErr := make(chan error, 1)
-	if feeding {
-		go func() { feedErr <- s.feed() }()
+	if following {
+		go func() { feedErr <- s.follow(v, feeding) }()
 	}
 	<-s.stopped
 	s.mu.Lock()
@@ -130,7 +133,7 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info stor
 	if err != nil {
 		s.cancel(err)
 	}
-	if feeding {
+	if following {
 		if ferr := <-feedErr; err == nil && ferr != nil {
 			err = ferr
 		}
@@ -389,38 +392,4 @@ func (s *segmenter) sink(cur *int64) func([]byte) error {
 		*cur += int64(len(p))
 		return nil
 	}
-}
-
-// feed hands the storage writer the object's prefix in order, as it
-// grows, when the writer is not the spool (an S3 upload): from the fill's
-// spool file. A writer that fails is dropped; the fill goes on serving.
-func (s *segmenter) feed() error {
-	sw, f := s.sw, s.f
-	buf := bufPool.Get().(*[]byte)
-	defer bufPool.Put(buf)
-	var fed int64
-	for fed < s.size {
-		n, err := f.Available(s.ctx, fed)
-		if err != nil {
-			return nil // the fill failed; it says why
-		}
-		for fed < n {
-			m := min(int64(len(*buf)), n-fed)
-			sw.mu.RLock()
-			file, w := sw.file, sw.w
-			sw.mu.RUnlock()
-			if w == nil {
-				return nil
-			}
-			if _, err := file.ReadAt((*buf)[:m], fed); err != nil {
-				return fmt.Errorf("%w: reading the spool: %w", ErrSpool, err)
-			}
-			if _, err := w.Write((*buf)[:m]); err != nil {
-				sw.dropFed(f, err)
-				return nil
-			}
-			fed += m
-		}
-	}
-	return nil
 }

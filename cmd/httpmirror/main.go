@@ -206,6 +206,7 @@ func newHandler(cfg *config.Config, store storage.Backend, upstream httpmirror.U
 		SpoolDir:                cfg.SpoolDir,
 		MaxRanges:               cfg.MaxRanges,
 		MaxVariants:             cfg.MaxVariants,
+		DigestPaths:             cfg.DigestPaths,
 		RevalidatePatterns:      cfg.RevalidatePatterns,
 		NegativeTTL:             zeroOff(cfg.NegativeTTL),
 		CacheQuery:              cfg.CacheQuery,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/admin"
+	"github.com/httpmirror/httpmirror/policy"
 )
 
 // EnvPrefix starts the name of every environment variable that sets a flag.
@@ -78,6 +79,7 @@ type Config struct {
 	MaxPathLength      int
 	MaxRanges          int
 	MaxVariants        int
+	DigestPaths        []string // extra URL patterns that name objects by digest
 	ShutdownTimeout    time.Duration
 	LogFormat          string
 	LogLevel           slog.Level
@@ -129,6 +131,22 @@ var ErrHelp = flag.ErrHelp
 
 // listFlag is a flag that may be repeated and takes comma-separated values.
 type listFlag struct{ v *[]string }
+
+// repeatFlag is a flag given once per value: its values may hold commas
+// (regular expressions).
+type repeatFlag struct{ v *[]string }
+
+func (r repeatFlag) String() string {
+	if r.v == nil {
+		return ""
+	}
+	return strings.Join(*r.v, " ")
+}
+
+func (r repeatFlag) Set(s string) error {
+	*r.v = append(*r.v, s)
+	return nil
+}
 
 func (l listFlag) String() string {
 	if l.v == nil {
@@ -257,6 +275,7 @@ func defineCacheFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 	fs.BoolVar(&c.AuthCache, "auth-cache", false, "Store responses to requests with Authorization that the origin did not mark public, and serve them only to clients whose credential the origin accepts (checked with a HEAD, remembered for --auth-cache-ttl); without it they are streamed, not stored.")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", httpmirror.DefaultAuthCacheTTL, "How long an origin's answer about a credential (allowed or denied) is trusted by --auth-cache.")
 	fs.IntVar(&c.MaxRanges, "max-ranges", httpmirror.DefaultMaxRanges, "Most ranges one request may ask for, once overlapping and adjacent ones are merged; a request for more gets the whole file (200).")
+	fs.Var(repeatFlag{&c.DigestPaths}, "digest-path", "A regular expression matched against cache keys (host/path) whose named groups alg (sha256, sha512, md5, crc32c) and hex name the object's digest, repeatable, e.g. 'releases\\.example\\.com/.*/(?P<alg>sha256)/(?P<hex>[0-9a-f]{64})$'; fills check their bytes against it (OCI blobs, apt by-hash and Hugging Face blobs are known without it).")
 	fs.IntVar(&c.MaxVariants, "max-variants", httpmirror.DefaultMaxVariants, "Most variants of one URL stored when its origin negotiates (Vary), the first included; responses for more are served but not stored.")
 	fs.IntVar(&c.PrefetchConcurrency, "prefetch-concurrency", 4, "How many URLs of admin prefetch jobs (POST /prefetch, httpmirror cache warm) are fetched at once, all jobs together.")
 }
@@ -374,7 +393,7 @@ func (c *Config) convert(text textFlags, storageSet bool) error {
 // validate checks the configuration and returns the first error found,
 // the checks taken in the order below.
 func (c *Config) validate() error {
-	for _, check := range []func() error{c.checkLogFormat, c.checkDurations, c.checkLimits, c.checkCIDN, c.checkCluster, c.checkAdmin} {
+	for _, check := range []func() error{c.checkLogFormat, c.checkDurations, c.checkLimits, c.checkDigestPaths, c.checkCIDN, c.checkCluster, c.checkAdmin} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -401,6 +420,16 @@ func (c *Config) checkDurations() error {
 	} {
 		if d < 0 {
 			return fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
+		}
+	}
+	return nil
+}
+
+// checkDigestPaths checks every --digest-path.
+func (c *Config) checkDigestPaths() error {
+	for _, p := range c.DigestPaths {
+		if _, err := policy.ParseDigestPath(p); err != nil {
+			return fmt.Errorf("--digest-path %q: %w", p, err)
 		}
 	}
 	return nil

@@ -92,6 +92,8 @@ func Classify(ctx context.Context, err error) Failure {
 		return Failure{http.StatusGatewayTimeout, OutcomeError, "upstream timed out", "timeout"}
 	case errors.Is(err, fill.ErrOriginChanged):
 		return Failure{http.StatusBadGateway, OutcomeError, "upstream unavailable", "changed"}
+	case errors.Is(err, fill.ErrDigestMismatch):
+		return Failure{http.StatusBadGateway, OutcomeError, "upstream sent corrupt data", "digest"}
 	case errors.Is(err, fill.ErrShortBody):
 		return Failure{http.StatusBadGateway, OutcomeError, "upstream unavailable", "short_body"}
 	}

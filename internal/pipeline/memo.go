@@ -210,7 +210,10 @@ func wholeBodyHeader(info storage.Info, size int64) http.Header {
 		"Content-Type":   nil,
 	}
 	for k, v := range info.Header {
-		if !policy.Internal(k) {
+		switch {
+		case k == policy.DigestHeader:
+			hdr["Repr-Digest"] = v // the stored bytes' SHA-256 (RFC 9530)
+		case !policy.Internal(k):
 			hdr[k] = v
 		}
 	}

@@ -60,6 +60,9 @@ type Config struct {
 	Hosts HostRules
 	// Rules decide freshness.
 	Rules policy.Rules
+	// Digests find the digests published for an object, which fills
+	// check (see fill.Options.Digests).
+	Digests policy.DigestRules
 
 	LinkExpires      time.Duration // lifetime of signed redirect URLs
 	NoRedirect       bool          // serve bytes where the store could redirect
@@ -109,6 +112,9 @@ type Pipeline struct {
 	// replica's copy (key -> its Coordination): the peer endpoint does not
 	// serve those on.
 	relayedKeys sync.Map
+	// unknownDigests holds the digest algorithms found published but not
+	// checkable, each logged once.
+	unknownDigests sync.Map
 }
 
 // New returns the pipeline of cfg.
@@ -137,6 +143,7 @@ func New(cfg Config) *Pipeline {
 		opts.Storable = func(key string, resp *http.Response) bool {
 			return p.storable(key, resp) && !fromPeer(resp)
 		}
+		opts.Digests = p.published
 		p.fills = fill.NewGroup(p.store, opts)
 	}
 	return p

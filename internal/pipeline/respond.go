@@ -30,9 +30,10 @@ func (p *Pipeline) serveBytes(w *responseWriter, r *http.Request, obj storage.Ob
 // it.
 func (p *Pipeline) serveFill(w *responseWriter, r *http.Request, t Target, f *fill.Fill, info storage.Info) error {
 	ctx := r.Context()
-	if info.Size < 0 && r.Header.Get("Range") != "" {
+	if (info.Size < 0 && r.Header.Get("Range") != "") || info.Size == 0 {
 		// A range of a body of unknown length can only be answered once
-		// the length is known.
+		// the length is known; an empty body, whose answer has no last
+		// byte to hold back, once the fill's verdict is in.
 		if err := f.Wait(ctx); err != nil {
 			return err
 		}
@@ -50,6 +51,11 @@ func (p *Pipeline) serveFill(w *responseWriter, r *http.Request, t Target, f *fi
 				return nil
 			}
 			if err := s.Send(ctx, w, size, flush); err != nil {
+				if f.Checked() {
+					// Bytes checked against a published digest are
+					// not completed with bytes nobody checks.
+					return &abortError{t.key, err}
+				}
 				return p.continueFromOrigin(w, r, t, info, w.bytes, size, err)
 			}
 			return nil
@@ -162,6 +168,8 @@ func setObjectHeaders(w *responseWriter, info storage.Info) http.ResponseWriter 
 		switch {
 		case k == "Content-Encoding":
 			enc = v
+		case k == policy.DigestHeader:
+			h["Repr-Digest"] = v // the stored bytes' SHA-256 (RFC 9530)
 		case !policy.Internal(k):
 			h[k] = v
 		}

@@ -141,3 +141,17 @@ func (p *Pipeline) variantsFull(base, key string) bool {
 
 // variantListTimeout bounds the listing variantsFull makes.
 const variantListTimeout = 10 * time.Second
+
+// published returns the digests published for the object of key that
+// resp brings (see policy.DigestRules), for the fill to check. A digest
+// of an algorithm the mirror cannot check is logged once, at debug level,
+// and the object stored as without it.
+func (p *Pipeline) published(key string, resp *http.Response) []policy.Expected {
+	exp, unknown := p.cfg.Digests.Digests(key, resp)
+	for _, alg := range unknown {
+		if _, seen := p.unknownDigests.LoadOrStore(alg, true); !seen {
+			p.log.Debug("digest of an unknown algorithm not checked", "alg", alg, "key", key)
+		}
+	}
+	return exp
+}
