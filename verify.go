@@ -79,7 +79,8 @@ type VerifyOptions struct {
 	// starts at the beginning of the listing.
 	From string
 	// Done, when set, is called with the job's last status once it has
-	// ended, from the job's goroutine.
+	// ended, from the job's goroutine, before WaitVerify and CancelVerify
+	// report the end; it must not block.
 	Done func(VerifyStatus)
 }
 
@@ -330,11 +331,10 @@ pages:
 	}
 	j.st.Finished = m.now()
 	j.mu.Unlock()
-	st := j.status()
-	close(j.done)
 	if j.opts.Done != nil {
-		j.opts.Done(st)
+		j.opts.Done(j.status())
 	}
+	close(j.done)
 }
 
 func listsKey(objs []storage.Info, key string) bool {
