@@ -405,8 +405,11 @@ func (m *MirrorHandler) verifyOne(j *verifyJob, key string, buf []byte) bool {
 				return false
 			}
 		}
-		m.log.Error("verify: a stored object does not match its digest", "job", j.st.ID, "key", key,
-			"expected", mm.Expected, "got", mm.Got, "reason", mm.Reason, "purged", mm.Purged)
+		args := []any{"job", j.st.ID, "key", key, "expected", mm.Expected, "got", mm.Got, "purged", mm.Purged}
+		if mm.Reason != "" {
+			args = append(args, "reason", mm.Reason)
+		}
+		m.log.Error("verify: a stored object does not match its digest", args...)
 		j.mu.Lock()
 		j.st.Checked++
 		j.st.Mismatched++
