@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/pipeline"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
@@ -204,7 +205,8 @@ func decodeResumeToken(s, prefix string) (resumeToken, error) {
 // recorded through the backend's storage.Refresher; one replaced or
 // removed while it was read is counted Changed. A job cancelled or stopped
 // early can be resumed from its status's Next. Backends without
-// storage.Lister give storage.ErrNotSupported.
+// storage.Lister give storage.ErrNotSupported; a mirror closed (Close)
+// gives fill.ErrShutdown.
 func (m *MirrorHandler) Verify(opts VerifyOptions) (string, error) {
 	if err := m.adminReady(); err != nil {
 		return "", err
@@ -237,6 +239,11 @@ func (m *MirrorHandler) Verify(opts VerifyOptions) (string, error) {
 	v.mu.Lock()
 	if v.jobs == nil {
 		v.jobs = map[string]*verifyJob{}
+	}
+	if a.ctx.Err() != nil {
+		// Closed: stopVerifies may be waiting for the jobs already.
+		v.mu.Unlock()
+		return "", fill.ErrShutdown
 	}
 	if len(v.jobs) >= maxVerifyJobs && !v.dropEndedLocked() {
 		v.mu.Unlock()
@@ -614,5 +621,9 @@ func (m *MirrorHandler) verifyJob(id string) *verifyJob {
 func (m *MirrorHandler) stopVerifies() {
 	a := m.adminInit()
 	a.stop()
+	// A Verify that saw the context alive has added its job by the time
+	// the lock is free; later ones see it ended and start none.
+	a.verifies.mu.Lock()
+	a.verifies.mu.Unlock()
 	a.verifies.wg.Wait()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/file"
@@ -300,7 +301,7 @@ func TestVerifyBadInput(t *testing.T) {
 }
 
 // Close stops a running verify job; its status says so and where to
-// resume.
+// resume. No job starts after Close.
 func TestVerifyStopsOnClose(t *testing.T) {
 	store := newHoldStore(t, "example.com/k0")
 	putObject(t, store.Backend, "example.com/k0", []byte("zero"), true)
@@ -325,5 +326,8 @@ func TestVerifyStopsOnClose(t *testing.T) {
 	st, err := h.VerifyProgress(id)
 	if err != nil || st.State != httpmirror.VerifyCancelled || st.Error != "stopped: the mirror is shutting down" || st.Checked != 0 || st.Next == "" {
 		t.Errorf("job after Close: %+v, %v; want cancelled by the shutdown, with next", st, err)
+	}
+	if _, err := h.Verify(httpmirror.VerifyOptions{}); !errors.Is(err, fill.ErrShutdown) {
+		t.Errorf("Verify after Close: %v; want fill.ErrShutdown", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -103,6 +104,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, httpmirror.ErrTooManyPrefetches), errors.Is(err, httpmirror.ErrTooManyVerifies):
 		writeError(w, http.StatusTooManyRequests, err.Error())
+	case errors.Is(err, fill.ErrShutdown):
+		writeError(w, http.StatusServiceUnavailable, "the mirror is shutting down")
 	case errors.Is(err, httpmirror.ErrNoCache):
 		writeError(w, http.StatusNotImplemented, "the mirror runs without a cache (--storage-url is empty)")
 	case errors.Is(err, storage.ErrNotSupported):
