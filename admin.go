@@ -42,6 +42,8 @@ type adminState struct {
 	order   []string // job ids, oldest first
 	errors  errorRing
 	largest largestCache
+	// verifies are the verify jobs (verify.go); they stop with ctx too.
+	verifies verifyJobs
 }
 
 func (m *MirrorHandler) adminInit() *adminState {
