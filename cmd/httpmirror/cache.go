@@ -449,6 +449,7 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 	line("size", fmt.Sprintf("%d (%s)", st.Size, humanBytes(st.Size)))
 	line("stored at", st.StoredAt.Local().Format(time.RFC3339))
 	line("etag", st.ETag)
+	line("sha256", st.SHA256)
 	if !st.LastModified.IsZero() {
 		line("last modified", st.LastModified.UTC().Format(http.TimeFormat))
 	}
