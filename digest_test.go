@@ -216,6 +216,14 @@ func TestDigestMismatchAbortsEveryClient(t *testing.T) {
 			if o.Gets.Load() == before {
 				t.Errorf("the next request did not fetch again")
 			}
+			// Repaired, it is stored with its digest.
+			o.Put(path, good)
+			get(t, u)
+			waitFills(t, m)
+			r := get(t, u)
+			if want := "sha-256=:" + b64(sum256(good)) + ":"; r.err != nil || r.Header.Get("Repr-Digest") != want || sha(r.body) != sha(good) {
+				t.Errorf("after the repair: err %v, Repr-Digest %q; want %q and the good bytes", r.err, r.Header.Get("Repr-Digest"), want)
+			}
 		})
 	}
 }

@@ -210,6 +210,16 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 	var n int64
 	body := resp.Body
 	max := g.opts.MaxObjectSize
+	var hash io.Writer
+	switch {
+	case v == nil:
+	case info.Size >= 0 && info.Size <= 4*bufSize:
+		hash = v // hashed in a moment: no goroutine for it
+	default:
+		w, wait := v.behind()
+		defer wait() // before the caller takes the verdict
+		hash = w
+	}
 	sink := func(p []byte) error {
 		if max > 0 && n+int64(len(p)) > max {
 			return ErrTooLarge
@@ -217,11 +227,14 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		if err := sw.write(f, n, p); err != nil {
 			return err
 		}
-		if v != nil {
-			v.Write(p) // in order, resumed bodies included
-		}
 		n += int64(len(p))
+		// Readers take the chunk while it is hashed beside the copy (the
+		// last byte waits for the verdict when a digest is checked: see
+		// holdLast).
 		f.advance(int64(len(p)))
+		if hash != nil {
+			hash.Write(p) // in order, resumed bodies included
+		}
 		return nil
 	}
 	for attempt := 0; ; {

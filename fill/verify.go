@@ -91,6 +91,43 @@ func (v *verifier) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// behind returns a writer that feeds v on a goroutine of its own, so that
+// a body copied by one goroutine is hashed beside it rather than between
+// its reads, and the function that waits for that goroutine to finish,
+// after which v's verdict may be taken. Each write is copied into a
+// buffer of the pool (bufSize at most, as pump's are); at most a few
+// chunks wait.
+func (v *verifier) behind() (io.Writer, func()) {
+	ch := make(chan *[]byte, 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range ch {
+			v.Write(*b)
+			*b = (*b)[:cap(*b)] // whole again for the pool's other users
+			bufPool.Put(b)
+		}
+	}()
+	w := writerFunc(func(p []byte) (int, error) {
+		for rest := p; len(rest) > 0; {
+			b := bufPool.Get().(*[]byte)
+			m := copy(*b, rest)
+			*b = (*b)[:m]
+			ch <- b
+			rest = rest[m:]
+		}
+		return len(p), nil
+	})
+	return w, func() {
+		close(ch)
+		<-done
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
 // verdict returns the SHA-256 of the bytes written (nil when not computed)
 // and a *DigestError for the first published digest they do not match, in
 // the order of trust the digests were given in.
