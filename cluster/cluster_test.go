@@ -369,7 +369,8 @@ func TestClaimAfterCommitServesStored(t *testing.T) {
 }
 
 // Peer requests need the secret: none is 401, a wrong one 403, and paths
-// outside /peer/ are 404 whatever the secret.
+// outside /peer/ are 404 whatever the secret. The scheme's name is
+// matched in any case.
 func TestPeerListenerAuthenticates(t *testing.T) {
 	a := newReplica(t, memory.New(), newClock(), []byte("x"))
 	for _, tc := range []struct {
@@ -380,6 +381,13 @@ func TestPeerListenerAuthenticates(t *testing.T) {
 		{"/peer/" + key, "Bearer wrong", http.StatusForbidden},
 		{"/peer/" + key, "Basic " + secret, http.StatusUnauthorized},
 		{"/peer/" + key, "Bearer " + secret, http.StatusOK},
+		// The scheme is case-insensitive (RFC 9110 section 11.1).
+		{"/peer/" + key, "bearer " + secret, http.StatusOK},
+		{"/peer/" + key, "BEARER " + secret, http.StatusOK},
+		{"/peer/" + key, "Bearer  " + secret, http.StatusOK},
+		{"/peer/" + key, "bearer wrong", http.StatusForbidden},
+		{"/peer/" + key, "Bearer", http.StatusUnauthorized},
+		{"/peer/" + key, "Bearerx " + secret, http.StatusUnauthorized},
 		{"/metrics", "Bearer " + secret, http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, a.srv.URL+tc.path, nil)
