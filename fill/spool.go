@@ -2,8 +2,10 @@ package fill
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sync"
@@ -73,6 +75,47 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable, rando
 		f.dropKeep()
 	}
 	return sw, nil
+}
+
+// store makes a fill that relayed another party's copy (and spooled it in
+// a file of its own, storing nothing) store the object after all: the
+// party is gone, and this fill fetches the rest from the origin (see
+// Options.Relayed). The storage writer is created with info and given the
+// n bytes that arrived, read back from the spool file, as is the SHA-256
+// that the stored object keeps (v's, unless it already hashes them); then
+// write feeds it every later byte. A store that refuses or fails leaves
+// the fill as it was: its clients are served, nothing is kept.
+func (s *spoolWriter) store(ctx context.Context, f *Fill, info storage.Info, n int64, v *verifier) {
+	if s.w != nil || s.file == nil {
+		return
+	}
+	w, err := f.g.store.Create(ctx, f.key, info)
+	if err != nil {
+		s.logDrop(f, err)
+		return
+	}
+	var sha hash.Hash
+	if v.sha == nil {
+		sha = sha256.New()
+	}
+	dst := io.Writer(w)
+	if sha != nil {
+		dst = io.MultiWriter(w, sha)
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(s.file, 0, n)); err != nil {
+		w.Cancel(context.Background())
+		w.Close()
+		s.logDrop(f, err)
+		return
+	}
+	f.addCloser(w.Close)
+	if sha != nil {
+		v.sha = sha
+	}
+	s.w = w
+	f.mu.Lock()
+	f.keep = true // the fill now stores: it completes without readers
+	f.mu.Unlock()
 }
 
 // newSpoolFile creates an anonymous spool file in the spool directory.
