@@ -216,6 +216,21 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // is stored if it may be (keepable). It returns the number of bytes
 // written.
 func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier, relayed, keepable bool) (int64, error) {
+	var fd *feeder
+	n, err := f.copyBodyFrom(ctx, resp, info, sw, v, relayed, func() {
+		if keepable {
+			fd = sw.store(ctx, f, info, v)
+		}
+	})
+	if fd != nil {
+		err = fd.wait(err)
+	}
+	return n, err
+}
+
+// copyBodyFrom is copyBody; takeover is called when a resume of a relayed
+// body came from the origin.
+func (f *Fill) copyBodyFrom(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier, relayed bool, takeover func()) (int64, error) {
 	g := f.g
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -289,9 +304,7 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		if relayed && !g.opts.Relayed(next) {
 			// The origin answered: this fill took the fetch over.
 			relayed = false
-			if keepable {
-				sw.store(ctx, f, info, n, v)
-			}
+			takeover()
 		}
 	}
 }
