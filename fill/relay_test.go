@@ -14,6 +14,7 @@ import (
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/memory"
 )
 
@@ -147,6 +148,61 @@ func TestRelayedBodiesResumedWhileTheyProgress(t *testing.T) {
 			}
 			if _, err := store.Stat(context.Background(), "example.com/r"); err == nil {
 				t.Errorf("the store holds the relayed object")
+			}
+		})
+	}
+}
+
+// brittle is a store whose writers fail once they took limit bytes.
+type brittle struct {
+	storage.Backend
+	limit int64
+}
+
+func (b brittle) Create(ctx context.Context, key string, info storage.Info) (storage.Writer, error) {
+	w, err := b.Backend.Create(ctx, key, info)
+	if err != nil {
+		return nil, err
+	}
+	return &brittleWriter{Writer: w, left: b.limit}, nil
+}
+
+type brittleWriter struct {
+	storage.Writer
+	left int64
+}
+
+func (w *brittleWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > w.left {
+		return 0, errors.New("disk on fire")
+	}
+	w.left -= int64(len(p))
+	return w.Writer.Write(p)
+}
+
+// A fill that takes a relayed fetch over and cannot store the object
+// (the store refuses it, or fails while taking the prefix) still serves
+// every byte to its readers, and stores nothing.
+func TestRelayedTakeoverStoreFails(t *testing.T) {
+	data := testutil.Payload(9, 1<<20)
+	for name, store := range map[string]storage.Backend{
+		"refused":        failing{memory.New()},
+		"fails mid-feed": brittle{memory.New(), 100 << 10},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := fill.NewGroup(store, relayOpts)
+			src := &scripted{data: data, steps: []step{{relayed: true, cut: 300 << 10}, {relayed: false, cut: -1}}}
+			f, _ := g.Miss("example.com/s", src.source())
+			defer f.Release()
+			if got := readAll(t, f); !bytes.Equal(got, data) {
+				t.Fatalf("read %d bytes; want the object's %d", len(got), len(data))
+			}
+			<-f.Done()
+			if f.Err() != nil || f.Stored() {
+				t.Fatalf("Err %v, Stored %v; want nil, false", f.Err(), f.Stored())
+			}
+			if _, err := store.Stat(context.Background(), "example.com/s"); err == nil {
+				t.Errorf("the store holds the object")
 			}
 		})
 	}
