@@ -64,8 +64,10 @@ type Config struct {
 	// from others. Every replica must have the same.
 	Secret string
 	// LeaseDuration is how long a lease holds without renewal: how long a
-	// crashed owner's fills wait before another replica takes them over.
-	// Zero means DefaultLeaseDuration.
+	// crashed owner's fills wait before another replica takes them over,
+	// unless its death is certain sooner (it refuses connections at the
+	// address that was serving a stream of them). Zero means
+	// DefaultLeaseDuration.
 	LeaseDuration time.Duration
 	// MaxWait bounds how long a fill waits for an owner it cannot reach
 	// while the owner keeps its lease alive; past it, the replica fetches
