@@ -85,6 +85,12 @@ func (s *share) Get(ctx context.Context, h http.Header) (*http.Response, bool, e
 func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool, error) {
 	n := s.n
 	giveUp := time.Now().Add(n.maxWait)
+	s.mu.Lock()
+	streamed := s.streamed
+	s.mu.Unlock()
+	// quick counts the rounds that pause briefly: after another replica
+	// took the lease over, it serves as soon as its origin answers.
+	quick, taken := 0, false
 	for round, wait := 0, false; ; round++ {
 		if round > 0 {
 			if resp := s.stored(ctx, h); resp != nil {
@@ -98,7 +104,12 @@ func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool
 				n.log.Warn("cluster: the fill's owner stayed unreachable; fetching from the origin", "key", s.key, "waited", n.maxWait)
 				return s.fetchUnleased(ctx, h)
 			}
-			if err := clock.Sleep(ctx, n.poll()); err != nil {
+			pause := n.poll()
+			if quick > 0 {
+				quick--
+				pause = min(pause, quickPoll)
+			}
+			if err := clock.Sleep(ctx, pause); err != nil {
 				return nil, false, context.Cause(ctx)
 			}
 		}
@@ -134,8 +145,17 @@ func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool
 			if ctx.Err() != nil {
 				return nil, false, context.Cause(ctx)
 			}
-			if why = s.gone(l.Owner, err); why == "" {
+			if why = gone(streamed, l.Owner, err); why == "" {
 				n.log.Debug("cluster: the fill's owner cannot serve it; waiting", "key", s.key, "owner", l.Owner, "err", err)
+				if streamed != "" && !taken {
+					// Look again soon: another replica took the
+					// lease over from the owner this fill streamed
+					// from and serves once its origin answers, or
+					// that owner's failure came on a pooled
+					// connection (reset), and a new one tells
+					// whether it refuses connections.
+					taken, quick = true, quickRounds
+				}
 				continue
 			}
 		}
@@ -149,7 +169,9 @@ func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool
 			n.abortUploads(ctx, s.key)
 			return s.own(ctx, h, won, "takeover")
 		case errors.Is(err, storage.ErrClaimChanged):
-			wait = false // another replica took it first: stream from it
+			// Another replica took it first: stream from it, once it
+			// serves (its origin answered).
+			wait, quick, taken = false, quickRounds, true
 			continue
 		}
 		return s.storeFailed(ctx, h, err)
@@ -158,11 +180,9 @@ func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool
 
 // gone says why the lease of owner, which failed to serve this fill with
 // err, is certainly dead although its deadline has not passed, or "" when
-// that is not certain (see decide).
-func (s *share) gone(owner string, err error) string {
-	s.mu.Lock()
-	streamed := s.streamed
-	s.mu.Unlock()
+// that is not certain (see decide); streamed is the owner whose stream
+// the fill was reading, if any.
+func gone(streamed, owner string, err error) string {
 	switch {
 	case owner != streamed:
 		return ""
@@ -266,6 +286,17 @@ func (s *share) stored(ctx context.Context, h http.Header) *http.Response {
 	}
 	return objectResponse(obj, h.Get("Range"))
 }
+
+// When a stream from the owner broke, or a takeover was lost to another
+// replica, the first quickRounds looks at the lease pause quickPoll only:
+// a replica that took the lease over serves the fill to the others as
+// soon as its origin answers (until then it says it does not fill the
+// key), a dead owner's pooled connection fails otherwise than a new one
+// (reset, not refused), and the streams that broke are waiting.
+const (
+	quickRounds = 10
+	quickPoll   = 20 * time.Millisecond
+)
 
 // poll is the pause between two looks at a lease whose owner cannot serve.
 func (n *Node) poll() time.Duration {
