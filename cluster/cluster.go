@@ -17,14 +17,18 @@
 // for the committed object to appear in the bucket or for the lease to
 // expire. An expired lease (its owner crashed or stalled) is taken over
 // with a conditional write against the version read, which exactly one
-// replica wins: a crashed owner costs one lease period, never a corrupt
-// or duplicated object (objects are only ever published whole).
+// replica wins; objects are only ever published whole.
 //
-// A replica streaming from an owner that dies mid-body aborts its clients'
-// transfers (they never see a short body as a whole one); it resumes only
-// from the committed object or from a live owner, never from the origin,
-// so the origin still sends the file once more at most, to the replica
-// that takes the lease over.
+// When a stream from the owner breaks, the fill resumes it (Range and
+// If-Range, checked as every resume) through the same decision: from the
+// committed object, from the owner if it still fills the key, from the
+// replica that took it over; and once the owner's lease is dead (expired,
+// or, at once, its owner refuses connections at the address that served
+// the stream: its process died), this replica takes the lease over,
+// aborts the uploads the dead owner left, and the origin sends only the
+// rest, from the byte the fill's clients have. Their transfers go on; the
+// fill stores the object. Replicas racing for the takeover stream from the
+// winner, each from where it stands.
 package cluster
 
 import (
@@ -60,8 +64,10 @@ type Config struct {
 	// from others. Every replica must have the same.
 	Secret string
 	// LeaseDuration is how long a lease holds without renewal: how long a
-	// crashed owner's fills wait before another replica takes them over.
-	// Zero means DefaultLeaseDuration.
+	// crashed owner's fills wait before another replica takes them over,
+	// unless its death is certain sooner (it refuses connections at the
+	// address that was serving a stream of them). Zero means
+	// DefaultLeaseDuration.
 	LeaseDuration time.Duration
 	// MaxWait bounds how long a fill waits for an owner it cannot reach
 	// while the owner keeps its lease alive; past it, the replica fetches
@@ -223,8 +229,9 @@ func (n *Node) Start() {
 }
 
 // Sweep removes the leases that expired more than one lease duration ago,
-// and returns how many it removed. Claims that are no leases are left
-// alone.
+// and aborts the incomplete uploads of their keys (the crashed owner's,
+// see storage.UploadAborter), and returns how many leases it removed.
+// Claims that are no leases are left alone.
 func (n *Node) Sweep(ctx context.Context) (int, error) {
 	names, err := n.claims.Claims(ctx)
 	if err != nil {
@@ -247,11 +254,31 @@ func (n *Node) Sweep(ctx context.Context) (int, error) {
 		case err == nil:
 			removed++
 			n.metrics.swept()
+			n.abortUploads(ctx, l.Key)
 		case !errors.Is(err, storage.ErrClaimChanged):
 			return removed, err
 		}
 	}
 	return removed, nil
+}
+
+// abortUploads aborts the incomplete uploads of key, which a crashed owner
+// left (see storage.UploadAborter): they cost bucket space, not
+// correctness, so a failure is logged and the uploads are left to the
+// store's own sweep. A key cut short in its lease names no object.
+func (n *Node) abortUploads(ctx context.Context, key string) {
+	a, ok := n.store.(storage.UploadAborter)
+	if !ok || key == "" || len(key) >= maxLeaseKey {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortUploadsTimeout)
+	defer cancel()
+	switch k, err := a.AbortUploads(ctx, key); {
+	case err != nil && !errors.Is(err, storage.ErrNotSupported):
+		n.log.Warn("cluster: aborting the uploads of a dead owner's fill failed", "key", key, "err", err)
+	case k > 0:
+		n.log.Info("cluster: aborted the uploads of a dead owner's fill", "key", key, "count", k)
+	}
 }
 
 // Wait blocks until this node holds no lease (every fill it owned has

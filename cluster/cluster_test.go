@@ -53,6 +53,16 @@ type replica struct {
 	srv     *httptest.Server
 	origins atomic.Int64
 	body    []byte
+
+	mu     sync.Mutex
+	ranges []string // the Range of each origin request
+}
+
+// originRanges returns the Range header of each origin request so far.
+func (r *replica) originRanges() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ranges...)
 }
 
 // newReplica starts a replica on store whose peer listener serves
@@ -88,6 +98,9 @@ func newReplica(t *testing.T, store storage.Backend, clk *clock, peerBody []byte
 // origin is the replica's origin: it counts requests and answers body.
 func (r *replica) origin(ctx context.Context, h http.Header) (*http.Response, error) {
 	r.origins.Add(1)
+	r.mu.Lock()
+	r.ranges = append(r.ranges, h.Get("Range"))
+	r.mu.Unlock()
 	body := []byte("from the origin")
 	return &http.Response{
 		StatusCode: http.StatusOK, ContentLength: int64(len(body)),
@@ -316,9 +329,11 @@ func writeLease(t *testing.T, store storage.Claimer, owner string, deadline time
 }
 
 // A stream from another replica that breaks is resumed from the live
-// owner with the fill's Range, or from the stored object; with neither it
-// fails (the clients' transfers abort) and the origin is not asked.
-func TestResumeNeverAsksTheOrigin(t *testing.T) {
+// owner with the fill's Range, or from the stored object; once the
+// owner's fill ended without storing the object (its lease is gone), the
+// replica takes the fill over: the origin is asked for the rest, from the
+// fill's offset.
+func TestResumeFromOwnerStoredOrOrigin(t *testing.T) {
 	store, clk := memory.New(), newClock()
 	a := newReplica(t, store, clk, []byte("0123456789"))
 	b := newReplica(t, store, clk, nil)
@@ -332,19 +347,165 @@ func TestResumeNeverAsksTheOrigin(t *testing.T) {
 	if body, fromOrigin, status := get(t, b, cb, rng); fromOrigin || status != 206 || body != "456789" {
 		t.Fatalf("resume from the owner: %d %q (fromOrigin %v); want 206 \"456789\"", status, body, fromOrigin)
 	}
-	ca.Done() // the owner's fill failed: nothing stored, no lease
-	if _, _, err := cb.Get(context.Background(), rng); !errors.Is(err, cluster.ErrOwnerGone) {
-		t.Fatalf("resume with the owner gone: %v; want ErrOwnerGone", err)
-	}
 	w, _ := store.Create(context.Background(), key, storage.Info{Size: 10, ETag: `"peer"`})
 	w.Write([]byte("0123456789"))
 	w.Commit(context.Background())
 	w.Close()
-	if body, _, status := get(t, b, cb, rng); status != 206 || body != "456789" {
-		t.Fatalf("resume from storage: %d %q; want 206 \"456789\"", status, body)
+	if body, fromOrigin, status := get(t, b, cb, rng); fromOrigin || status != 206 || body != "456789" {
+		t.Fatalf("resume from storage: %d %q (fromOrigin %v); want 206 \"456789\"", status, body, fromOrigin)
 	}
 	if n := b.origins.Load(); n != 0 {
 		t.Errorf("the streaming replica asked its origin %d times; want 0", n)
+	}
+	store.Delete(context.Background(), key)
+	ca.Done() // the owner's fill failed: nothing stored, no lease
+	if _, fromOrigin, _ := get(t, b, cb, rng); !fromOrigin {
+		t.Fatalf("resume with the owner's fill gone: not from the origin")
+	}
+	if got := b.originRanges(); len(got) != 1 || got[0] != "bytes=4-" {
+		t.Errorf("origin requests with Range %q; want one, bytes=4-", got)
+	}
+	if owner, _, ok := readLease(t, store); !ok || owner != b.srv.URL {
+		t.Errorf("lease owner %q (present %v); want the replica that took over", owner, ok)
+	}
+}
+
+// killable is a store that counts AbortUploads calls.
+type killable struct {
+	*memory.Backend
+	aborts atomic.Int64
+}
+
+func (k *killable) AbortUploads(context.Context, string) (int, error) {
+	k.aborts.Add(1)
+	return 1, nil
+}
+
+// When the owner whose stream broke refuses connections (its process
+// died), its lease is dead at once, long before its deadline: of the
+// replicas that streamed from it, exactly one takes the fill over (it
+// aborts the dead owner's uploads, and the origin is asked for the rest
+// once), and the other resumes from that one, from its own offset.
+func TestDeadOwnerTakenOverBeforeItsDeadline(t *testing.T) {
+	store, clk := &killable{Backend: memory.New()}, newClock()
+	a := newReplica(t, store, clk, []byte("0123456789"))
+	b := newReplica(t, store, clk, []byte("0123456789"))
+	c := newReplica(t, store, clk, []byte("0123456789"))
+	ca := a.node.Coordinate(key, a.origin)
+	get(t, a, ca, nil)
+	defer ca.Done()
+	cb, cc := b.node.Coordinate(key, b.origin), c.node.Coordinate(key, c.origin)
+	defer cb.Done()
+	defer cc.Done()
+	get(t, b, cb, nil)
+	get(t, c, cc, nil)
+	a.srv.Close() // kill -9: nothing listens at the owner's address
+
+	type answer struct {
+		fromOrigin bool
+		status     int
+		body       string
+	}
+	answers := make([]answer, 2)
+	var wg sync.WaitGroup
+	for i, tc := range []struct {
+		r *replica
+		c httpmirror.Coordination
+		h http.Header
+	}{
+		{b, cb, http.Header{"Range": {"bytes=3-"}, "If-Range": {`"peer"`}}},
+		{c, cc, http.Header{"Range": {"bytes=6-"}, "If-Range": {`"peer"`}}},
+	} {
+		wg.Go(func() {
+			resp, fromOrigin, err := tc.c.Get(context.Background(), tc.h)
+			if err != nil {
+				t.Errorf("resume %d: %v", i, err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers[i] = answer{fromOrigin, resp.StatusCode, string(body)}
+		})
+	}
+	wg.Wait()
+	if answers[0].fromOrigin == answers[1].fromOrigin {
+		t.Fatalf("answers %+v; want one from the origin, one from the replica that took over", answers)
+	}
+	winner, other, otherBody := b, c, "6789"
+	if answers[1].fromOrigin {
+		winner, other, otherBody = c, b, "3456789"
+	}
+	if i := map[*replica]int{b: 1, c: 0}[winner]; answers[i].status != 206 || answers[i].body != otherBody {
+		t.Errorf("the other replica's resume: %d %q; want 206 %q from the new owner", answers[i].status, answers[i].body, otherBody)
+	}
+	if n := winner.origins.Load() + other.origins.Load(); n != 1 {
+		t.Errorf("origins asked %d times; want 1", n)
+	}
+	if owner, deadline, _ := readLease(t, store); owner != winner.srv.URL || !deadline.Equal(clk.Now().Add(lease)) {
+		t.Errorf("lease %q until %v; want the new owner's, a lease duration from now", owner, deadline)
+	}
+	if n := store.aborts.Load(); n != 1 {
+		t.Errorf("%d aborts of the dead owner's uploads; want 1", n)
+	}
+}
+
+// counting is a store that closes reached at its at-th Claim.
+type counting struct {
+	*memory.Backend
+	claims  atomic.Int64
+	at      int64
+	reached chan struct{}
+}
+
+func (c *counting) Claim(ctx context.Context, name string, data []byte) (storage.Claim, error) {
+	if c.claims.Add(1) == c.at {
+		close(c.reached)
+	}
+	return c.Backend.Claim(ctx, name, data)
+}
+
+// An owner this fill never streamed from that refuses connections may be
+// alive (a wrong --advertise-url): its lease is waited out, not taken
+// over, and the stored object is served when it comes.
+func TestRefusingOwnerNotStreamedFromIsWaitedOut(t *testing.T) {
+	store, clk := &counting{Backend: memory.New(), at: 4, reached: make(chan struct{})}, newClock()
+	a := newReplica(t, store, clk, []byte("0123456789"))
+	b := newReplica(t, store, clk, nil)
+	ca := a.node.Coordinate(key, a.origin)
+	get(t, a, ca, nil)
+	defer ca.Done()
+	cb := b.node.Coordinate(key, b.origin)
+	defer cb.Done()
+	get(t, b, cb, nil)
+	a.srv.Close()
+	// The lease now names another owner, one that refuses connections.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := "http://" + ln.Addr().String()
+	ln.Close()
+	cl, _ := store.ReadClaim(context.Background(), cluster.LeaseName(key))
+	data, _ := json.Marshal(map[string]any{"owner": elsewhere, "key": key, "deadline": clk.Now().Add(lease)})
+	if _, err := store.Swap(context.Background(), cluster.LeaseName(key), data, cl.Version); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		// The first two claims were the fills' first requests; the
+		// resume's first round found the owner refusing, the second
+		// comes after a pause.
+		<-store.reached
+		w, _ := store.Create(context.Background(), key, storage.Info{Size: 10, ETag: `"peer"`})
+		w.Write([]byte("0123456789"))
+		w.Commit(context.Background())
+		w.Close()
+	}()
+	rng := http.Header{"Range": {"bytes=4-"}, "If-Range": {`"peer"`}}
+	if body, fromOrigin, status := get(t, b, cb, rng); fromOrigin || status != 206 || body != "456789" {
+		t.Fatalf("resume: %d %q (fromOrigin %v); want 206 \"456789\" from storage", status, body, fromOrigin)
+	}
+	if n := b.origins.Load(); n != 0 {
+		t.Errorf("origin asked %d times; want 0", n)
 	}
 }
 
@@ -369,7 +530,8 @@ func TestClaimAfterCommitServesStored(t *testing.T) {
 }
 
 // Peer requests need the secret: none is 401, a wrong one 403, and paths
-// outside /peer/ are 404 whatever the secret.
+// outside /peer/ are 404 whatever the secret. The scheme's name is
+// matched in any case.
 func TestPeerListenerAuthenticates(t *testing.T) {
 	a := newReplica(t, memory.New(), newClock(), []byte("x"))
 	for _, tc := range []struct {
@@ -380,6 +542,13 @@ func TestPeerListenerAuthenticates(t *testing.T) {
 		{"/peer/" + key, "Bearer wrong", http.StatusForbidden},
 		{"/peer/" + key, "Basic " + secret, http.StatusUnauthorized},
 		{"/peer/" + key, "Bearer " + secret, http.StatusOK},
+		// The scheme is case-insensitive (RFC 9110 section 11.1).
+		{"/peer/" + key, "bearer " + secret, http.StatusOK},
+		{"/peer/" + key, "BEARER " + secret, http.StatusOK},
+		{"/peer/" + key, "Bearer  " + secret, http.StatusOK},
+		{"/peer/" + key, "bearer wrong", http.StatusForbidden},
+		{"/peer/" + key, "Bearer", http.StatusUnauthorized},
+		{"/peer/" + key, "Bearerx " + secret, http.StatusUnauthorized},
 		{"/metrics", "Bearer " + secret, http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, a.srv.URL+tc.path, nil)

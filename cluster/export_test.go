@@ -28,6 +28,3 @@ func Progressed(c httpmirror.Coordination) bool { return heldOf(c).progressed() 
 
 // LeaseName is the claim name of key's lease.
 func LeaseName(key string) string { return leaseName(key) }
-
-// ErrOwnerGone is the error of a resume with nowhere to resume from.
-var ErrOwnerGone = errOwnerGone

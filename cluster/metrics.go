@@ -21,11 +21,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return &Metrics{
 		fills: counters("httpmirror_cluster_fills_total",
-			"Coordinated fills, by where their bytes came from: origin (this replica won the lease), takeover (it took an expired lease over), peer (streamed from the lease's owner), stored (the owner had committed the object), unleased (from the origin without a lease: the store failed, or the owner stayed unreachable).", "source"),
+			"Coordinated fills, by where their bytes came from: origin (this replica won the lease), takeover (it took a dead owner's lease over: at a miss, or when the owner's stream broke), peer (streamed from the lease's owner), stored (the owner had committed the object), unleased (from the origin without a lease: the store failed, or the owner stayed unreachable).", "source"),
 		renewals: counters("httpmirror_cluster_lease_renewals_total",
 			"Lease renewals, by result: renewed, stalled (skipped: the fill made no progress), lost (another replica took the lease over), failed (store error).", "result"),
 		peerErrors: counters("httpmirror_cluster_peer_errors_total",
-			"Failed requests to other replicas, by kind: unreachable, not_filling, refused (secret), owner_gone (a stream could not be resumed).", "kind"),
+			"Failed requests to other replicas, by kind: unreachable, not_filling, refused (secret).", "kind"),
 		peerRequests: counters("httpmirror_cluster_peer_requests_total",
 			"Requests from other replicas on the peer listener, by result: served, unauthorized (no secret), forbidden (wrong secret).", "result"),
 		sweeps: counters("httpmirror_cluster_leases_swept_total",

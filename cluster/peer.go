@@ -105,8 +105,8 @@ func (n *Node) Handler(peer http.Handler) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" {
+		token, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
 			n.metrics.peerRequest("unauthorized")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="httpmirror-peer"`)
 			http.Error(w, "peer secret required", http.StatusUnauthorized)
@@ -121,6 +121,19 @@ func (n *Node) Handler(peer http.Handler) http.Handler {
 		n.metrics.peerRequest("served")
 		peer.ServeHTTP(w, r)
 	})
+}
+
+// bearer returns the token of an Authorization header of the Bearer
+// scheme, whose name is matched in any case and may be followed by more
+// than one space (RFC 9110 section 11.4: auth-scheme 1*SP token68; section
+// 11.1: the scheme is case-insensitive).
+func bearer(v string) (string, bool) {
+	scheme, rest, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token := strings.TrimLeft(rest, " ")
+	return token, token != ""
 }
 
 // objectResponse is a response of the stored object obj in place of a

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/httpmirror/httpmirror/internal/clock"
@@ -31,9 +32,10 @@ type share struct {
 	name   string // the lease's claim name
 	origin func(context.Context, http.Header) (*http.Response, error)
 
-	mu   sync.Mutex
-	src  source
-	held *held // while src is fromOrigin
+	mu       sync.Mutex
+	src      source
+	held     *held  // while src is fromOrigin
+	streamed string // the owner whose stream the fill last read, if any
 }
 
 func (s *share) source() source {
@@ -60,8 +62,7 @@ func (s *share) Get(ctx context.Context, h http.Header) (*http.Response, bool, e
 		resp, err := s.origin(ctx, h)
 		return resp, true, err
 	case fromPeer:
-		resp, err := s.resume(ctx, h)
-		return resp, false, err
+		return s.resume(ctx, h)
 	case finished:
 		return nil, false, errors.New("cluster: fill already ended")
 	}
@@ -69,29 +70,50 @@ func (s *share) Get(ctx context.Context, h http.Header) (*http.Response, bool, e
 }
 
 // decide finds out who fills the key: this replica if it creates the
-// lease or takes an expired one over, else the live owner, whose copy is
+// lease or takes a dead one over, else the live owner, whose copy is
 // streamed; the stored object once it is there. It loops (pausing between
 // rounds) while the owner cannot be reached, at most MaxWait; past it,
 // and when the store fails to keep leases, the origin is asked without a
 // lease: duplicate fetches are better than none.
+//
+// A lease is dead when its deadline passed, or, sooner, when it is
+// certain that its owner's fill is gone: the owner whose stream this fill
+// was reading (so its advertised address was right) now refuses
+// connections (its process died) or says it does not fill the key (it
+// restarted). An owner that merely cannot be reached (a partition, a wrong
+// --advertise-url) may be alive and renewing: its lease is waited out.
 func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool, error) {
 	n := s.n
 	giveUp := time.Now().Add(n.maxWait)
-	for round := 0; ; round++ {
+	s.mu.Lock()
+	streamed := s.streamed
+	s.mu.Unlock()
+	// quick counts the rounds that pause briefly: after another replica
+	// took the lease over, it serves as soon as its origin answers.
+	quick, taken := 0, false
+	for round, wait := 0, false; ; round++ {
 		if round > 0 {
 			if resp := s.stored(ctx, h); resp != nil {
 				n.metrics.fill("stored")
 				s.set(fromPeer)
 				return resp, false, nil
 			}
+		}
+		if wait {
 			if time.Now().After(giveUp) {
 				n.log.Warn("cluster: the fill's owner stayed unreachable; fetching from the origin", "key", s.key, "waited", n.maxWait)
 				return s.fetchUnleased(ctx, h)
 			}
-			if err := clock.Sleep(ctx, n.poll()); err != nil {
+			pause := n.poll()
+			if quick > 0 {
+				quick--
+				pause = min(pause, quickPoll)
+			}
+			if err := clock.Sleep(ctx, pause); err != nil {
 				return nil, false, context.Cause(ctx)
 			}
 		}
+		wait = true
 		now := n.now()
 		mine := lease{Owner: n.self, Key: s.key, Started: now, Deadline: now.Add(n.lease)}
 		cur, err := n.claims.Claim(ctx, s.name, mine.encode())
@@ -102,34 +124,79 @@ func (s *share) decide(ctx context.Context, h http.Header) (*http.Response, bool
 			return s.storeFailed(ctx, h, err)
 		}
 		if cur.Version == "" {
-			continue // released meanwhile
+			wait = false // released meanwhile: claim it
+			continue
 		}
 		l, ok := decodeLease(cur.Data)
-		if !ok || l.Owner == n.self || !l.live(now) {
-			// Expired (or this replica's own, left by an earlier run or
-			// a fill that ended without releasing it): take it over.
-			won, err := n.claims.Swap(ctx, s.name, mine.encode(), cur.Version)
-			switch {
-			case err == nil:
-				n.log.Warn("cluster: took over an expired lease (its owner stopped renewing it)", "key", s.key, "owner", l.Owner, "deadline", l.Deadline)
-				return s.own(ctx, h, won, "takeover")
-			case errors.Is(err, storage.ErrClaimChanged):
-				continue // another replica took it first
+		// Expired (or this replica's own, left by an earlier run or a
+		// fill that ended without releasing it): taken over.
+		why := "expired"
+		if ok && l.Owner != n.self && l.live(now) {
+			resp, err := n.peerGet(ctx, l.Owner, s.key, h)
+			if err == nil {
+				n.metrics.fill("peer")
+				s.mu.Lock()
+				if s.src != finished {
+					s.src, s.streamed = fromPeer, l.Owner
+				}
+				s.mu.Unlock()
+				return resp, false, nil
 			}
-			return s.storeFailed(ctx, h, err)
+			if ctx.Err() != nil {
+				return nil, false, context.Cause(ctx)
+			}
+			if why = gone(streamed, l.Owner, err); why == "" {
+				n.log.Debug("cluster: the fill's owner cannot serve it; waiting", "key", s.key, "owner", l.Owner, "err", err)
+				if streamed != "" && !taken {
+					// Look again soon: another replica took the
+					// lease over from the owner this fill streamed
+					// from and serves once its origin answers, or
+					// that owner's failure came on a pooled
+					// connection (reset), and a new one tells
+					// whether it refuses connections.
+					taken, quick = true, quickRounds
+				}
+				continue
+			}
 		}
-		resp, err := n.peerGet(ctx, l.Owner, s.key, h)
-		if err == nil {
-			n.metrics.fill("peer")
-			s.set(fromPeer)
-			return resp, false, nil
+		won, err := n.claims.Swap(ctx, s.name, mine.encode(), cur.Version)
+		switch {
+		case err == nil:
+			n.log.Warn("cluster: took over the lease of a fill whose owner is gone", "key", s.key, "owner", l.Owner, "deadline", l.Deadline, "why", why, "offset", h.Get("Range"))
+			// The dead owner's upload is aborted before this
+			// replica's own can begin: the others' streams store
+			// nothing.
+			n.abortUploads(ctx, s.key)
+			return s.own(ctx, h, won, "takeover")
+		case errors.Is(err, storage.ErrClaimChanged):
+			// Another replica took it first: stream from it, once it
+			// serves (its origin answered).
+			wait, quick, taken = false, quickRounds, true
+			continue
 		}
-		if ctx.Err() != nil {
-			return nil, false, context.Cause(ctx)
-		}
-		n.log.Debug("cluster: the fill's owner cannot serve it; waiting", "key", s.key, "owner", l.Owner, "err", err)
+		return s.storeFailed(ctx, h, err)
 	}
 }
+
+// gone says why the lease of owner, which failed to serve this fill with
+// err, is certainly dead although its deadline has not passed, or "" when
+// that is not certain (see decide); streamed is the owner whose stream
+// the fill was reading, if any.
+func gone(streamed, owner string, err error) string {
+	switch {
+	case owner != streamed:
+		return ""
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, errNotFilling):
+		return "not_filling"
+	}
+	return ""
+}
+
+// abortUploadsTimeout bounds the abort of a dead owner's uploads, which
+// a takeover's origin request waits for.
+const abortUploadsTimeout = 10 * time.Second
 
 // storeFailed fetches from the origin without a lease after the store
 // failed a lease operation with err.
@@ -186,28 +253,19 @@ func (s *share) fetch(ctx context.Context, h http.Header) (*http.Response, bool,
 	return resp, true, nil
 }
 
-// resume answers a resume of a stream from another replica: from the
-// committed object, else from the lease's live owner (the same, or one
-// that took over; the fill checks that it continues the same object).
-// Never from the origin: an owner that died costs its readers their
-// transfers, not a second download.
-func (s *share) resume(ctx context.Context, h http.Header) (*http.Response, error) {
+// resume answers the resume of a stream from another replica (h holds
+// the fill's Range and If-Range): from the committed object; else, as the
+// fill's first request was decided, from the replica that fills the key
+// now (the same owner, or one that took it over), or, once the owner's
+// lease is dead (see decide), from the origin, this replica having taken
+// the fill over: the origin then sends only what this fill lacks, and the
+// fill checks that it continues the same object, as every resume.
+func (s *share) resume(ctx context.Context, h http.Header) (*http.Response, bool, error) {
 	if resp := s.stored(ctx, h); resp != nil {
-		return resp, nil
+		return resp, false, nil
 	}
-	cur, err := s.n.claims.ReadClaim(ctx, s.name)
-	if err == nil {
-		if l, ok := decodeLease(cur.Data); ok && l.Owner != s.n.self && l.live(s.n.now()) {
-			return s.n.peerGet(ctx, l.Owner, s.key, h)
-		}
-	}
-	s.n.metrics.peerError("owner_gone")
-	return nil, errOwnerGone
+	return s.decide(ctx, h)
 }
-
-// errOwnerGone ends a stream from another replica that can be continued
-// from nowhere.
-var errOwnerGone = errors.New("cluster: the replica that filled this object is gone and it is not stored")
 
 // Done implements httpmirror.Coordination: a lease held is released.
 func (s *share) Done() {
@@ -228,6 +286,17 @@ func (s *share) stored(ctx context.Context, h http.Header) *http.Response {
 	}
 	return objectResponse(obj, h.Get("Range"))
 }
+
+// When a stream from the owner broke, or a takeover was lost to another
+// replica, the first quickRounds looks at the lease pause quickPoll only:
+// a replica that took the lease over serves the fill to the others as
+// soon as its origin answers (until then it says it does not fill the
+// key), a dead owner's pooled connection fails otherwise than a new one
+// (reset, not refused), and the streams that broke are waiting.
+const (
+	quickRounds = 10
+	quickPoll   = 20 * time.Millisecond
+)
 
 // poll is the pause between two looks at a lease whose owner cannot serve.
 func (n *Node) poll() time.Duration {

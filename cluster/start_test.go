@@ -36,9 +36,10 @@ func TestProbe(t *testing.T) {
 }
 
 // The sweep removes leases more than a lease duration past their
-// deadline, and leaves live leases and other claims alone.
+// deadline, and aborts the uploads their owners left, and leaves live
+// leases and other claims alone.
 func TestSweepRemovesAbandonedLeases(t *testing.T) {
-	store, clk := memory.New(), newClock()
+	store, clk := &killable{Backend: memory.New()}, newClock()
 	n := newReplica(t, store, clk, nil).node
 	writeLease(t, store, "http://10.0.0.1:8081", clk.Now().Add(-lease-time.Second))
 	other := "example.com/other"
@@ -52,6 +53,9 @@ func TestSweepRemovesAbandonedLeases(t *testing.T) {
 	names, _ := store.Claims(context.Background())
 	if len(names) != 2 {
 		t.Errorf("claims left: %q; want the recently expired lease and the other claim", names)
+	}
+	if n := store.aborts.Load(); n != 1 {
+		t.Errorf("%d aborts of uploads; want 1, for the lease removed", n)
 	}
 }
 

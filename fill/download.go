@@ -120,13 +120,23 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 		resp.Body.Close()
 		return 0, false, ErrTooLarge
 	}
-	storable := g.opts.Storable == nil || g.opts.Storable(f.key, resp)
+	// keepable: the object may be stored, by this fill unless another
+	// party's copy is relayed (then by this fill only if it takes the
+	// fetch over, see Options.Relayed).
+	keepable := g.opts.Storable == nil || g.opts.Storable(f.key, resp)
+	relayed := g.opts.Relayed != nil && g.opts.Relayed(resp)
+	storable := keepable && !relayed
 	segmented := f.segmentable(resp, info)
 	var published []policy.Expected
 	if g.opts.Digests != nil {
 		published = g.opts.Digests(f.key, resp)
 	}
 	v := newVerifier(published, storable)
+	if v == nil && relayed && keepable {
+		// Computes nothing unless the fill takes the fetch over and
+		// stores the object: it then hashes the prefix (see store).
+		v = &verifier{}
+	}
 	if v.checking() {
 		// Before any byte is visible: readers wait for the verdict to
 		// take the last one.
@@ -144,7 +154,7 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	if segmented {
 		n, err = f.fetchSegments(ctx, resp, info, spool, spec, v)
 	} else {
-		n, err = f.copyBody(ctx, resp, info, spool, v)
+		n, err = f.copyBody(ctx, resp, info, spool, v, relayed, keepable)
 	}
 	if err == nil && v != nil {
 		var sum []byte
@@ -200,9 +210,27 @@ const bufSize = 256 << 10
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // copyBody copies the origin's body into the spool (and the verifier v,
-// when not nil), resuming broken bodies as the options allow. It returns
-// the number of bytes written.
-func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier) (int64, error) {
+// when not nil), resuming broken bodies as the options allow. A relayed
+// body (another party's copy, see Options.Relayed) is resumed as long as
+// it brings bytes; once a resume comes from the origin itself, the object
+// is stored if it may be (keepable). It returns the number of bytes
+// written.
+func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier, relayed, keepable bool) (int64, error) {
+	var fd *feeder
+	n, err := f.copyBodyFrom(ctx, resp, info, sw, v, relayed, func() {
+		if keepable {
+			fd = sw.store(ctx, f, info, v)
+		}
+	})
+	if fd != nil {
+		err = fd.wait(err)
+	}
+	return n, err
+}
+
+// copyBodyFrom is copyBody; takeover is called when a resume of a relayed
+// body came from the origin.
+func (f *Fill) copyBodyFrom(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier, relayed bool, takeover func()) (int64, error) {
 	g := f.g
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -237,6 +265,7 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		}
 		return nil
 	}
+	var from int64 // where the current body started
 	for attempt := 0; ; {
 		err := f.pump(ctx, body, body, buf, sink)
 		body.Close()
@@ -252,7 +281,12 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		if errors.Is(err, ErrSpool) || errors.Is(err, ErrTooLarge) {
 			return n, err
 		}
-		if attempt >= g.opts.Retry {
+		// A relayed body that brought bytes is resumed once more at
+		// once, beyond Retry: the party it came from may be gone, and the
+		// source finds where the rest is (see Options.Relayed). A resume
+		// that brings nothing counts as an attempt.
+		free := relayed && n > from
+		if !free && attempt >= g.opts.Retry {
 			return n, err
 		}
 		validator := policy.IfRange(info)
@@ -261,19 +295,29 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 		}
 		// Attempts that fail before any body arrives count too, so a dead
 		// origin ends the fill after Retry tries.
+		var next *http.Response
 		for {
-			attempt++
-			g.log.Info("resuming upstream body", "key", f.key, "offset", n, "attempt", attempt, "err", err)
-			if err := clock.Sleep(ctx, g.opts.RetryInterval); err != nil {
-				return n, f.cause(ctx, err)
+			if !free {
+				attempt++
+				if err := clock.Sleep(ctx, g.opts.RetryInterval); err != nil {
+					return n, f.cause(ctx, err)
+				}
 			}
-			body, err = f.resume(ctx, n, info, validator)
+			g.log.Info("resuming upstream body", "key", f.key, "offset", n, "attempt", attempt, "relayed", relayed, "err", err)
+			next, err = f.resume(ctx, n, info, validator)
 			if err == nil {
 				break
 			}
+			free = false
 			if errors.Is(err, ErrOriginChanged) || attempt >= g.opts.Retry || ctx.Err() != nil {
 				return n, f.cause(ctx, err)
 			}
+		}
+		body, from = next.Body, n
+		if relayed && !g.opts.Relayed(next) {
+			// The origin answered: this fill took the fetch over.
+			relayed = false
+			takeover()
 		}
 	}
 }
@@ -360,8 +404,9 @@ func (r *rateCheck) slow(n int) bool {
 }
 
 // resume requests the rest of the object from offset and checks that the
-// origin continues the same object there.
-func (f *Fill) resume(ctx context.Context, offset int64, info storage.Info, validator string) (io.ReadCloser, error) {
+// origin continues the same object there. The response's body is the
+// rest.
+func (f *Fill) resume(ctx context.Context, offset int64, info storage.Info, validator string) (*http.Response, error) {
 	h := http.Header{}
 	h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
 	h.Set("If-Range", validator)
@@ -384,7 +429,7 @@ func (f *Fill) resume(ctx context.Context, offset int64, info storage.Info, vali
 		drain(resp.Body)
 		return nil, err
 	}
-	return resp.Body, nil
+	return resp, nil
 }
 
 // Continues reports, with an error matching ErrOriginChanged, whether resp,

@@ -103,6 +103,19 @@ type Options struct {
 	// clients from a temporary spool. Nil means every response is
 	// storable.
 	Storable func(key string, resp *http.Response) bool
+	// Relayed reports whether resp, a response of a fill's Source, relays
+	// a copy of the object that another party fetches from the origin and
+	// stores (another replica's, package cluster): the fill streams it
+	// without storing it. When such a body breaks, the fill resumes it
+	// (Range and If-Range, checked as every resume is) whatever Retry
+	// says and without RetryInterval's pause, as long as the broken body
+	// brought bytes: the Source knows where the rest is and how long to
+	// wait for it. A resume that the origin itself answers (Relayed is
+	// false: the other party is gone and this fill took the fetch over)
+	// makes the fill store the object after all: the bytes that arrived
+	// are written to storage first, read back from the spool. Nil means
+	// no response is relayed.
+	Relayed func(resp *http.Response) bool
 	// Digests returns the digests published for the object of key that
 	// resp brings (see policy.DigestRules.Digests), most trusted first.
 	// The fill checks its bytes against them, hashing them as they arrive

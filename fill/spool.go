@@ -2,6 +2,7 @@ package fill
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ type spoolWriter struct {
 	// mu shared while they write, and moving the spool holds it alone.
 	mu sync.RWMutex
 	wa storage.WriterAt // w, when it is the spool of a segmented fill
+	// fed: w is fed from the spool file by a follower, not by write (see
+	// store); set before the follower starts.
+	fed bool
 }
 
 // openSpool creates the storage writer and the spool readers read from,
@@ -75,6 +79,68 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable, rando
 	return sw, nil
 }
 
+// store makes a fill that relayed another party's copy (and spooled it in
+// a file of its own, storing nothing) store the object after all: the
+// party is gone, and this fill fetches the rest from the origin (see
+// Options.Relayed). It creates the storage writer with info and returns a
+// feeder that gives it the object's bytes, in order, read back from the
+// spool file (the n that arrived first, then the rest as it arrives:
+// the clients' bytes do not wait for the store to take the prefix), and
+// the SHA-256 that the stored object keeps, unless v already hashes the
+// bytes. The spool file stays the fill's spool. nil means the store
+// refused: the fill goes on as it was, its clients served, nothing kept.
+func (s *spoolWriter) store(ctx context.Context, f *Fill, info storage.Info, v *verifier) *feeder {
+	if s.w != nil || s.file == nil || info.Size < 0 {
+		return nil
+	}
+	w, err := f.g.store.Create(ctx, f.key, info)
+	if err != nil {
+		s.logDrop(f, err)
+		return nil
+	}
+	f.addCloser(w.Close)
+	s.mu.Lock()
+	s.w, s.fed = w, true
+	s.mu.Unlock()
+	f.mu.Lock()
+	f.keep = true // the fill now stores: it completes without readers
+	f.mu.Unlock()
+	fd := &feeder{v: v, done: make(chan error, 1)}
+	if v.sha == nil {
+		fd.sha = &verifier{sha: sha256.New()}
+	}
+	var fctx context.Context
+	fctx, fd.cancel = context.WithCancelCause(ctx)
+	go func() { fd.done <- follow(fctx, f, s, info.Size, fd.sha, true) }()
+	return fd
+}
+
+// feeder feeds a storage writer from the spool (see spoolWriter.store).
+type feeder struct {
+	v      *verifier
+	sha    *verifier // the SHA-256 computed beside the feed, when v has none
+	cancel context.CancelCauseFunc
+	done   chan error
+}
+
+// wait waits for the feed to end, after the fill's body ended with err
+// (the feed is stopped at once when err is not nil), and returns err or,
+// failing that, the feed's error. The SHA-256 it computed is then v's.
+func (fd *feeder) wait(err error) error {
+	if err != nil {
+		fd.cancel(err)
+	}
+	ferr := <-fd.done
+	fd.cancel(nil)
+	if fd.sha != nil {
+		fd.v.sha = fd.sha.sha
+	}
+	if err == nil {
+		err = ferr
+	}
+	return err
+}
+
 // newSpoolFile creates an anonymous spool file in the spool directory.
 func (f *Fill) newSpoolFile() (*os.File, error) {
 	file, err := os.CreateTemp(f.g.opts.SpoolDir, "httpmirror-spool-*")
@@ -94,7 +160,7 @@ func (f *Fill) newSpoolFile() (*os.File, error) {
 // bytes the writer held when the writer was the spool. Only a spool file
 // that cannot be written fails the fill, with ErrSpool.
 func (s *spoolWriter) write(f *Fill, off int64, p []byte) error {
-	if s.w != nil {
+	if !s.fed && s.w != nil {
 		if _, err := s.w.Write(p); err != nil {
 			return s.dropWriter(f, off, p, err)
 		}

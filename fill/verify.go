@@ -151,16 +151,25 @@ func (v *verifier) verdict() ([]byte, error) {
 // follow feeds the object's bytes, in order, to the verifier v (when not
 // nil) and, when the storage writer cannot take bytes at offsets (feed),
 // to the storage writer, reading each part of the prefix back from the
-// spool as the segments complete it. It returns once all size bytes are
-// fed, or the fill failed (which says why), or the spool cannot be read
-// (ErrSpool).
+// spool as the segments complete it.
 func (s *segmenter) follow(v *verifier, feed bool) error {
-	sw, f := s.sw, s.f
+	return follow(s.ctx, s.f, s.sw, s.size, v, feed)
+}
+
+// follow feeds the first size bytes of f's object, in order, to the
+// verifier v (when not nil) and, when feed is set, to sw's storage writer,
+// reading each part of the prefix back from the spool as it grows: the
+// prefix of a segmented fill, or of a fill that took another party's
+// fetch over (see spoolWriter.store). It returns once all size bytes are
+// fed, or the fill failed or ctx ended (the fill says why), or the spool
+// cannot be read (ErrSpool). A writer that fails is dropped: the object
+// is not stored.
+func follow(ctx context.Context, f *Fill, sw *spoolWriter, size int64, v *verifier, feed bool) error {
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	var fed int64
-	for fed < s.size {
-		n, err := f.arrivedFrom(s.ctx, fed)
+	for fed < size {
+		n, err := f.arrivedFrom(ctx, fed)
 		if err != nil {
 			return nil // the fill failed; it says why
 		}

@@ -98,3 +98,14 @@ func ValidateClaim(name string, data []byte) error {
 	}
 	return nil
 }
+
+// UploadAborter is implemented by backends whose writers leave incomplete
+// uploads behind when their process dies (S3's multipart uploads, which
+// the bucket keeps, and bills, until they are aborted). Replicas that take
+// over a crashed replica's fill (package cluster) abort what it left.
+type UploadAborter interface {
+	// AbortUploads aborts every incomplete upload of the object of key and
+	// returns how many it aborted. Writers of key still running in other
+	// processes fail at their Commit; their object is not stored.
+	AbortUploads(ctx context.Context, key string) (int, error)
+}

@@ -19,7 +19,7 @@ var ErrNotSupported = errors.New("storage: operation not supported by this backe
 // per writer, on its first error, with no duration: writes go at the
 // body's pace, not the store's), "refresh", "sign", "check", "list", or
 // one of the Claimer's "claim", "swap", "release", "read_claim" and
-// "list_claims".
+// "list_claims", or "abort_uploads" (UploadAborter).
 type OpObserver func(op string, d time.Duration, err error)
 
 // Instrument returns b with every operation reported to observe. The
@@ -38,6 +38,7 @@ type OpObserver func(op string, d time.Duration, err error)
 //   - Locator: b's Location, or "" (no location to show);
 //   - Claimer: b's claims, or ErrNotSupported; a claim lost to another
 //     writer (ErrClaimed, ErrClaimChanged) is reported as a success;
+//   - UploadAborter: b's AbortUploads, or ErrNotSupported;
 //   - StatsReporter: implemented exactly when b implements it;
 //   - writers keep Spooler, FileSpooler, WriterAt (with FileSpooler) and
 //     InfoUpdater, objects keep InMemory.

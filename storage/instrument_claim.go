@@ -69,3 +69,15 @@ func (s *instrumented) Claims(ctx context.Context) ([]string, error) {
 	s.done("list_claims", start, err)
 	return names, err
 }
+
+// AbortUploads implements UploadAborter.
+func (s *instrumented) AbortUploads(ctx context.Context, key string) (int, error) {
+	a, ok := s.b.(UploadAborter)
+	if !ok {
+		return 0, ErrNotSupported
+	}
+	start := time.Now()
+	n, err := a.AbortUploads(ctx, key)
+	s.done("abort_uploads", start, err)
+	return n, err
+}

@@ -75,15 +75,24 @@ func fromOrigin(_ context.Context, _ *Decision, src fill.Source) plan {
 // viaReplicas shares the miss with the other replicas: the fill's source
 // is the Coordination's, which decides at the fill's first request whether
 // the bytes come from the origin (this replica owns the fill) or from the
-// replica that does.
+// replica that does, and, when a stream from that replica breaks, where
+// the rest comes from: the replica that fills it now, or the origin once
+// this replica took the fill over (the fill then stores the object, see
+// fill.Options.Relayed, and serves it to the other replicas).
 func (p *Pipeline) viaReplicas(_ context.Context, d *Decision, src fill.Source) plan {
 	key := d.Target.key
 	c := p.cfg.Fetchers.Coordinator.Coordinate(key, src.Get)
 	origin := src.URL
 	src.Get = func(ctx context.Context, h http.Header) (*http.Response, error) {
 		resp, fromOrigin, err := c.Get(ctx, h)
-		if err != nil || fromOrigin {
+		if err != nil {
 			return resp, err
+		}
+		if fromOrigin {
+			// This replica fetches the object: the peer endpoint serves
+			// its fill to the others from now on.
+			p.relayedKeys.CompareAndDelete(key, c)
+			return resp, nil
 		}
 		// The response is judged as the origin's answer to this client's
 		// request (anonymous: credentialed requests are not shared), not
@@ -291,7 +300,10 @@ type Coordination interface {
 	// same extra headers (Range and If-Range when a broken body is
 	// resumed). fromOrigin reports whether the response is the origin's;
 	// one that is not (another replica's copy, or the stored object) is
-	// streamed to the fill's clients and not stored again.
+	// streamed to the fill's clients and not stored again. A resume of
+	// such a stream may be answered by the origin (this replica took the
+	// fill over from a replica that died): the fill then stores the
+	// object, and serves it to the other replicas.
 	Get(ctx context.Context, h http.Header) (resp *http.Response, fromOrigin bool, err error)
 	// Done is called once, after the fill has ended and its object was
 	// committed (or the fill failed). Whatever the coordination holds for

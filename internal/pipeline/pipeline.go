@@ -140,9 +140,8 @@ func New(cfg Config) *Pipeline {
 		opts.Logger = p.log
 		opts.Observer = p.obs
 		opts.Info = p.objectInfo
-		opts.Storable = func(key string, resp *http.Response) bool {
-			return p.storable(key, resp) && !fromPeer(resp)
-		}
+		opts.Storable = p.storable
+		opts.Relayed = fromPeer
 		opts.Digests = p.published
 		p.fills = fill.NewGroup(p.store, opts)
 	}

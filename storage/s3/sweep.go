@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 // sweepPages bounds the start-up sweep (1000 uploads a page).
@@ -88,4 +90,41 @@ func (b *Backend) AbortStaleUploads(ctx context.Context, age time.Duration) (int
 func isNoSuchUpload(err error) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
+}
+
+var _ storage.UploadAborter = (*Backend)(nil)
+
+// AbortUploads implements storage.UploadAborter: it aborts the multipart
+// uploads of key's object, such as the one a replica that crashed
+// mid-fill left (looking at no more than 100000 uploads).
+func (b *Backend) AbortUploads(ctx context.Context, key string) (int, error) {
+	okey, err := b.ObjectKey(key)
+	if err != nil {
+		return 0, err
+	}
+	in := &s3.ListMultipartUploadsInput{Bucket: &b.bucket, Prefix: &okey}
+	aborted := 0
+	for range sweepPages {
+		out, err := b.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return aborted, fmt.Errorf("s3: listing multipart uploads of %s: %w", okey, err)
+		}
+		for _, u := range out.Uploads {
+			if aws.ToString(u.Key) != okey {
+				continue // another key that okey is a prefix of
+			}
+			_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+				Bucket: &b.bucket, Key: u.Key, UploadId: u.UploadId,
+			})
+			if err != nil && !isNoSuchUpload(err) {
+				return aborted, fmt.Errorf("s3: aborting upload of %s: %w", okey, err)
+			}
+			aborted++
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
+	return aborted, nil
 }

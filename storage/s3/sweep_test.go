@@ -49,3 +49,24 @@ func TestCheckStartsSweep(t *testing.T) {
 		t.Errorf("%d uploads left after the sweep; want 0", n)
 	}
 }
+
+// AbortUploads aborts the uploads of one object only: not those of a key
+// it is a prefix of, nor those of other keys.
+func TestAbortUploadsOfOneKey(t *testing.T) {
+	b, srv, bucket := newBackend(t, func(c *s3.Config) { c.RootDir = "mirror" })
+	ctx := context.Background()
+	for _, key := range []string{"mirror/example.com/a", "mirror/example.com/a", "mirror/example.com/ab", "mirror/example.com/b"} {
+		if _, err := srv.Client().CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &bucket, Key: aws.String(key)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := b.AbortUploads(ctx, "example.com/a"); err != nil || n != 2 {
+		t.Fatalf("AbortUploads: %d, %v; want 2 aborted", n, err)
+	}
+	if n := openUploads(t, srv, bucket); n != 2 {
+		t.Errorf("%d uploads left; want the other keys' 2", n)
+	}
+	if n, err := b.AbortUploads(ctx, "example.com/a"); err != nil || n != 0 {
+		t.Errorf("AbortUploads again: %d, %v; want 0", n, err)
+	}
+}
