@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage/file"
 )
@@ -20,12 +21,22 @@ import (
 // newGate returns a testutil.Gate opened at the latest when the test ends.
 func newGate(t testing.TB) *testutil.Gate { return testutil.NewGate(t) }
 
-// stallingHook serves the first `at` bytes of each file, flushes, calls
-// reached, waits for g, then serves the rest. Range requests are served
+// firstRequest reports whether r is a fill's first request for its
+// object: for the whole object, or for its first segment only (Range from
+// byte 0, without If-Range), as a fill that may use several connections
+// asks.
+func firstRequest(r *http.Request) bool {
+	rg := r.Header.Get("Range")
+	return r.Header.Get("If-Range") == "" && (rg == "" || rg == "bytes=0-"+strconv.Itoa(fill.DefaultSegmentSize-1))
+}
+
+// stallingHook answers a fill's first request with the whole file: it
+// serves the first `at` bytes, flushes, calls reached, waits for g, then
+// serves the rest. Resumes and segments (with If-Range) are served
 // normally.
 func stallingHook(at int, reached func(), g *testutil.Gate) testutil.Hook {
 	return func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
-		if f == nil || r.Header.Get("Range") != "" || r.Method != http.MethodGet {
+		if f == nil || r.Header.Get("If-Range") != "" || r.Method != http.MethodGet {
 			return false
 		}
 		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))

@@ -102,7 +102,7 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	spec := f.speculate(ctx)
 	// The speculative range is used by the segments, or dropped here.
 	defer spec.drop()
-	resp, err := f.src.Get(ctx, f.validators.Clone())
+	resp, end, err := f.first(ctx)
 	if err != nil {
 		return 0, false, f.cause(ctx, err)
 	}
@@ -110,7 +110,7 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 		drain(resp.Body)
 		return 0, false, &NotModifiedError{Header: resp.Header}
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && end < 0 {
 		drain(resp.Body)
 		return 0, false, &StatusError{Code: resp.StatusCode, Header: resp.Header}
 	}
@@ -126,7 +126,7 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	keepable := g.opts.Storable == nil || g.opts.Storable(f.key, resp)
 	relayed := g.opts.Relayed != nil && g.opts.Relayed(resp)
 	storable := keepable && !relayed
-	segmented := f.segmentable(resp, info)
+	segmented := f.segmentable(info, end, relayed)
 	var published []policy.Expected
 	if g.opts.Digests != nil {
 		published = g.opts.Digests(f.key, resp)
@@ -152,9 +152,9 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 
 	if segmented {
-		n, err = f.fetchSegments(ctx, resp, info, spool, spec, v)
+		n, err = f.fetchSegments(ctx, resp, end, info, spool, spec, v)
 	} else {
-		n, err = f.copyBody(ctx, resp, info, spool, v, relayed, keepable)
+		n, err = f.copyBody(ctx, resp, end, info, spool, v, relayed, keepable)
 	}
 	if err == nil && v != nil {
 		var sum []byte
@@ -213,11 +213,13 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // when not nil), resuming broken bodies as the options allow. A relayed
 // body (another party's copy, see Options.Relayed) is resumed as long as
 // it brings bytes; once a resume comes from the origin itself, the object
-// is stored if it may be (keepable). It returns the number of bytes
-// written.
-func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier, relayed, keepable bool) (int64, error) {
+// is stored if it may be (keepable). A first body that brings the
+// object's first end bytes only (end not -1, see first) is followed by
+// the rest, asked for as a resume is, without counting as one. It returns
+// the number of bytes written.
+func (f *Fill) copyBody(ctx context.Context, resp *http.Response, end int64, info storage.Info, sw *spoolWriter, v *verifier, relayed, keepable bool) (int64, error) {
 	var fd *feeder
-	n, err := f.copyBodyFrom(ctx, resp, info, sw, v, relayed, func() {
+	n, err := f.copyBodyFrom(ctx, resp, end, info, sw, v, relayed, func() {
 		if keepable {
 			fd = sw.store(ctx, f, info, v)
 		}
@@ -230,7 +232,7 @@ func (f *Fill) copyBody(ctx context.Context, resp *http.Response, info storage.I
 
 // copyBodyFrom is copyBody; takeover is called when a resume of a relayed
 // body came from the origin.
-func (f *Fill) copyBodyFrom(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, v *verifier, relayed bool, takeover func()) (int64, error) {
+func (f *Fill) copyBodyFrom(ctx context.Context, resp *http.Response, end int64, info storage.Info, sw *spoolWriter, v *verifier, relayed bool, takeover func()) (int64, error) {
 	g := f.g
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -271,6 +273,12 @@ func (f *Fill) copyBodyFrom(ctx context.Context, resp *http.Response, info stora
 	for attempt := 0; ; {
 		err := f.pump(ctx, body, body, buf, sink)
 		body.Close()
+		// part: the body was the object's first part, and brought it.
+		part := err == nil && end >= 0 && n == end && n < info.Size
+		end = -1
+		if part {
+			err = errFirstPart
+		}
 		if err == nil {
 			if info.Size >= 0 && n != info.Size {
 				return n, ErrShortBody
@@ -287,7 +295,7 @@ func (f *Fill) copyBodyFrom(ctx context.Context, resp *http.Response, info stora
 		// once, beyond Retry: the party it came from may be gone, and the
 		// source finds where the rest is (see Options.Relayed). A resume
 		// that brings nothing counts as an attempt.
-		free := relayed && n > from
+		free := relayed && n > from || part
 		if !free && attempt >= g.opts.Retry {
 			return n, err
 		}
@@ -305,7 +313,10 @@ func (f *Fill) copyBodyFrom(ctx context.Context, resp *http.Response, info stora
 					return n, f.cause(ctx, err)
 				}
 			}
-			g.log.Info("resuming upstream body", "key", f.key, "offset", n, "attempt", attempt, "relayed", relayed, "err", err)
+			if !part {
+				g.log.Info("resuming upstream body", "key", f.key, "offset", n, "attempt", attempt, "relayed", relayed, "err", err)
+			}
+			part = false
 			next, err = f.resume(ctx, n, info, validator)
 			if err == nil {
 				break

@@ -43,8 +43,9 @@ type Source struct {
 	// URL names the origin object; it is used in logs only.
 	URL string
 	// Get sends a GET for the object with the given extra request headers
-	// (validators when revalidating, Range and If-Range when resuming) and
-	// returns the response.
+	// (validators when revalidating; Range for the first segment only, see
+	// Options.Connections; Range and If-Range for other segments and when
+	// resuming) and returns the response.
 	Get func(ctx context.Context, h http.Header) (*http.Response, error)
 	// Want, when positive, is the byte offset the client that starts the
 	// fill wants first (the start of its Range). When the fill may use
@@ -80,8 +81,11 @@ type Options struct {
 	// of SegmentSize over that many connections, every segment checked
 	// against the first response's validators and length; a reader waiting
 	// for bytes ahead of what has arrived gets the segment it needs next,
-	// on one more connection if all are busy. Zero or one means one
-	// connection per fill.
+	// on one more connection if all are busy. The first request then asks
+	// for the first segment only (Range: bytes=0-SegmentSize-1): no
+	// response is ever cut short, so the origin sends no byte the fill
+	// does not keep. Zero or one means one connection per fill, and a
+	// first request for the whole object.
 	Connections int
 	// SegmentSize is the size of those segments. Zero means
 	// DefaultSegmentSize.

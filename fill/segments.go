@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/httpmirror/httpmirror/internal/clock"
@@ -30,16 +29,16 @@ func (o Options) segmentSize() int64 {
 	return DefaultSegmentSize
 }
 
-// segmentable reports whether the object of resp is fetched in parallel
-// segments: Options allow more than one connection, its length is known
-// and larger than one segment, the origin serves byte ranges, and it has a
-// validator that makes every segment provably part of the same object (a
-// strong ETag, or Last-Modified, each checked on every segment along with
-// the total length).
-func (f *Fill) segmentable(resp *http.Response, info storage.Info) bool {
-	o := f.g.opts
-	return o.Connections > 1 && info.Size > o.segmentSize() &&
-		strings.EqualFold(strings.TrimSpace(resp.Header.Get("Accept-Ranges")), "bytes") &&
+// segmentable reports whether an object is fetched in parallel segments
+// after the first response brought its first end bytes (see first; end is
+// -1 when that response brings the whole object): Options allow more than
+// one connection, the first response is such a part, whose validator (a
+// strong ETag, or Last-Modified, checked on every segment along with the
+// total length) makes every segment provably part of the same object, and
+// it is not relayed: the party that relays it fetches it once, and
+// streams it (see Options.Relayed).
+func (f *Fill) segmentable(info storage.Info, end int64, relayed bool) bool {
+	return f.g.opts.Connections > 1 && end >= 0 && end < info.Size && !relayed &&
 		policy.IfRange(info) != ""
 }
 
@@ -47,9 +46,8 @@ func (f *Fill) segmentable(resp *http.Response, info storage.Info) bool {
 // for are pending; up to Connections fetchers take them a segment at a
 // time, lowest offset first, so readers of the whole object see a prefix
 // that grows about as fast as all connections together bring bytes in.
-// The first response's body is one of the fetchers (the head): it goes on
-// reading for as long as the bytes after it are still pending, so it is
-// never wasted. A reader that waits for a byte ahead of everything
+// The first response's body, the object's first part, is one of the
+// fetchers (the head), which then fetches as the others do. A reader that waits for a byte ahead of everything
 // fetched makes the segment starting at that byte the next one fetched,
 // on an extra connection when every fetcher is busy (range-first).
 type segmenter struct {
@@ -80,10 +78,11 @@ type segmenter struct {
 }
 
 // fetchSegments downloads the object of resp, whose headers are known and
-// published, with parallel ranged requests, into sw. It returns the
-// object's size and nil when every byte arrived, else the error that
-// stopped it (every fetcher has stopped by then).
-func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info storage.Info, sw *spoolWriter, spec *speculation, v *verifier) (int64, error) {
+// published and whose body brings its first head bytes, with parallel
+// ranged requests, into sw. It returns the object's size and nil when
+// every byte arrived, else the error that stopped it (every fetcher has
+// stopped by then).
+func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, head int64, info storage.Info, sw *spoolWriter, spec *speculation, v *verifier) (int64, error) {
 	o := f.g.opts
 	s := &segmenter{
 		f: f, sw: sw, info: info, size: info.Size, segSize: o.segmentSize(),
@@ -92,7 +91,6 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, info stor
 	}
 	s.ctx, s.cancel = context.WithCancelCause(ctx)
 	defer s.cancel(nil)
-	head := min(s.segSize, s.size)
 	s.pending.add(head, s.size)
 
 	// Readers may ask for bytes (want) as soon as the segmenter is
@@ -262,41 +260,26 @@ func (s *segmenter) fail(err error) {
 	s.cancel(err)
 }
 
-// head reads the first response's body, which already delivers
-// [0, end): it goes on while the bytes after it are pending, taking them a
-// segment at a time, and stops (closing the body) where another fetcher
-// took over. It then fetches like any other fetcher.
+// head reads the first response's body, the object's bytes [0, end),
+// then fetches like any other fetcher.
 func (s *segmenter) head(resp *http.Response, end int64) {
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	var cur int64
-	lr := &io.LimitedReader{R: resp.Body, N: end}
-	sink := s.sink(&cur)
-	for {
-		err := s.f.pump(s.ctx, lr, resp.Body, *buf, sink)
-		if err == nil && cur < end {
+	err := s.f.pump(s.ctx, io.LimitReader(resp.Body, end), resp.Body, *buf, s.sink(&cur))
+	if err == nil {
+		// Read the end of the body, so the connection is reused.
+		resp.Body.Read((*buf)[:1])
+		if cur < end {
 			err = ErrShortBody // the body ended before the range did
 		}
-		if err != nil {
-			resp.Body.Close()
-			if err := s.resume(cur, end, *buf, err); err != nil {
-				s.fail(err)
-				return
-			}
-			break
+	}
+	resp.Body.Close()
+	if err != nil {
+		if err := s.resume(cur, end, *buf, err); err != nil {
+			s.fail(err)
+			return
 		}
-		s.mu.Lock()
-		more := !s.done && len(s.pending) > 0 && s.pending[0].start == cur
-		if more {
-			s.take(cur)
-			end = s.takenEnd
-		}
-		s.mu.Unlock()
-		if !more {
-			resp.Body.Close()
-			break
-		}
-		lr.N = end - cur
 	}
 	s.work(false)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -234,8 +235,11 @@ func authAnswer(resp *http.Response, now time.Time) (e authEntry, ok bool) {
 // allows it for that response's object (see covers), so that the client
 // that started the fill, and others with the same credential, need no
 // check; 401 and 403 deny it. A 404 says nothing: in a repository scope, a
-// missing file is no denial of the repository. Ranged answers (resumes,
-// segments) and 304s add nothing to what the first response said.
+// missing file is no denial of the repository. The first response may be
+// the object's first part (a 206 from byte 0, asked for without If-Range:
+// see fill.Options.Connections), which counts as the whole; other ranged
+// answers (resumes, segments) and 304s add nothing to what the first
+// response said.
 func (p *Pipeline) learnAuth(k authKey, resp *http.Response) {
 	now := p.now()
 	switch code := resp.StatusCode; {
@@ -245,5 +249,32 @@ func (p *Pipeline) learnAuth(k authKey, resp *http.Response) {
 		p.auths.put(k, e, now)
 	case code == http.StatusOK && policy.NeedsAuthorization(resp):
 		p.auths.put(k, authEntry{proof: policy.Info(resp, now), expires: now.Add(p.cfg.AuthCacheTTL)}, now)
+	case code == http.StatusPartialContent && policy.NeedsAuthorization(resp):
+		total, ok := firstPartTotal(resp)
+		if !ok {
+			return
+		}
+		proof := policy.Info(resp, now)
+		proof.Size = total
+		p.auths.put(k, authEntry{proof: proof, expires: now.Add(p.cfg.AuthCacheTTL)}, now)
 	}
+}
+
+// firstPartTotal returns the object's length when resp is a fill's first
+// response that brings the object's first part: a 206 from byte 0 to a
+// request without If-Range.
+func firstPartTotal(resp *http.Response) (int64, bool) {
+	if resp.Request != nil && resp.Request.Header.Get("If-Range") != "" {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(resp.Header.Get("Content-Range"), "bytes 0-")
+	if !ok {
+		return 0, false
+	}
+	_, total, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	return n, err == nil && n > 0
 }
