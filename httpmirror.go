@@ -127,12 +127,13 @@ type MirrorHandler struct {
 	// DefaultUpstreamMinRate; negative means no minimum.
 	UpstreamMinRate int64
 
-	// FillConnections is how many connections one download may use: a
-	// file larger than FillSegmentSize whose origin serves byte ranges and
-	// gives a validator (a strong ETag or Last-Modified) is fetched as
-	// segments over that many connections at once, each segment checked
-	// against the first response; a client asking for a range ahead of
-	// what has arrived gets its segment next. Zero means
+	// FillConnections is how many connections one download may use at
+	// most: a file larger than FillSegmentSize whose origin serves byte
+	// ranges and gives a validator (a strong ETag or Last-Modified) is
+	// fetched as segments, each checked against the first response, over
+	// two connections at first, doubled while the download's rate grows
+	// with them, up to FillConnections; a client asking for a range ahead
+	// of what has arrived gets its segment next. Zero means
 	// DefaultFillConnections; 1 fetches every file over one connection.
 	FillConnections int
 

@@ -31,10 +31,11 @@ const (
 	DefaultMaxPathLength = 8 << 10
 
 	// DefaultFillConnections is MirrorHandler.FillConnections' default:
-	// four connections per download, as many as a model hub's or a
-	// release site's CDN serves one client at full speed without treating
-	// it as abuse.
-	DefaultFillConnections = 4
+	// at most eight connections per download, as many as a download
+	// accelerator (aria2c -x8) opens to a CDN that caps each connection.
+	// A download starts with two and uses more only while they add to its
+	// rate, so an origin whose link is the limit sees no more than help.
+	DefaultFillConnections = 8
 
 	// DefaultUpstreamMinRate is MirrorHandler.UpstreamMinRate's default:
 	// 1 KiB per second, far below any origin worth mirroring, far above

@@ -78,10 +78,12 @@ type Options struct {
 	// Connections is how many connections a fill may use at once: objects
 	// larger than SegmentSize whose origin serves byte ranges and gives a
 	// validator (a strong ETag or Last-Modified) are fetched as segments
-	// of SegmentSize over that many connections, every segment checked
-	// against the first response's validators and length; a reader waiting
-	// for bytes ahead of what has arrived gets the segment it needs next,
-	// on one more connection if all are busy. The first request then asks
+	// of SegmentSize, every segment checked against the first response's
+	// validators and length, over two connections at first, doubled (up
+	// to Connections) as long as the aggregate rate grows with them and
+	// taken back when it did not; a reader waiting for bytes ahead of what
+	// has arrived gets the segment it needs next, on one more connection
+	// if all are busy. The first request then asks
 	// for the first segment only (Range: bytes=0-SegmentSize-1): no
 	// response is ever cut short, so the origin sends no byte the fill
 	// does not keep. Zero or one means one connection per fill, and a

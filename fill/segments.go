@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/httpmirror/httpmirror/internal/clock"
 	"github.com/httpmirror/httpmirror/policy"
@@ -43,13 +44,21 @@ func (f *Fill) segmentable(info storage.Info, end int64, relayed bool) bool {
 }
 
 // segmenter schedules a segmented fill. The object's bytes not yet asked
-// for are pending; up to Connections fetchers take them a segment at a
-// time, lowest offset first, so readers of the whole object see a prefix
-// that grows about as fast as all connections together bring bytes in.
-// The first response's body, the object's first part, is one of the
-// fetchers (the head), which then fetches as the others do. A reader that waits for a byte ahead of everything
-// fetched makes the segment starting at that byte the next one fetched,
-// on an extra connection when every fetcher is busy (range-first).
+// for are pending; fetchers take them a segment at a time, lowest offset
+// first, so readers of the whole object see a prefix that grows about as
+// fast as all connections together bring bytes in. The first response's
+// body, the object's first part, is one of the fetchers (the head), which
+// then fetches as the others do. A reader that waits for a byte ahead of
+// everything fetched makes the segment starting at that byte the next one
+// fetched, on an extra connection when every fetcher is busy
+// (range-first).
+//
+// How many fetchers run is found out as the fill goes (see adapt): it
+// starts with startConnections and doubles while the aggregate rate grows
+// with them, up to Connections. An origin that caps each connection gets
+// as many as help; one whose link, disk or CPU is the limit gets no more
+// than it started with, or those it had before a doubling that did not
+// pay.
 type segmenter struct {
 	f         *Fill
 	sw        *spoolWriter
@@ -57,10 +66,11 @@ type segmenter struct {
 	size      int64
 	segSize   int64
 	validator string
-	conns     int
+	max       int // Options.Connections
 	ctx       context.Context
 	cancel    context.CancelCauseFunc
 	stopped   chan struct{} // closed when the last fetcher has returned
+	adapted   chan struct{} // closed when adapt has returned
 
 	// The fetchers are counted under mu, not with a sync.WaitGroup: a
 	// reader starts one (want) at any time, even while fetchSegments is
@@ -68,13 +78,18 @@ type segmenter struct {
 	// be set in the same step as the count drops to zero, so that no
 	// fetcher starts after the fill stopped waiting for them.
 	mu       sync.Mutex
-	pending  intervals // bytes no fetcher has taken
-	takenEnd int64     // the end of the range take took last
-	wants    []int64   // offsets readers wait for, in the order they asked
-	running  int       // fetchers started that have not returned
-	extra    int       // range-first fetchers running beyond conns
-	err      error     // the first error that stops the fill
-	done     bool      // no new fetcher may start, nor take a range
+	pending  intervals     // bytes no fetcher has taken
+	takenEnd int64         // the end of the range take took last
+	wants    []int64       // offsets readers wait for, in the order they asked
+	running  int           // fetchers started that have not returned
+	extra    int           // range-first fetchers running beyond conns
+	conns    int           // how many fetchers may take ranges (besides extra)
+	workers  int           // fetchers that take ranges until none is left
+	fresh    int           // fetchers started by adapt that have not brought bytes yet
+	flowing  chan struct{} // closed when fresh drops to zero
+	got      atomic.Int64  // bytes arrived, for adapt's measure
+	err      error         // the first error that stops the fill
+	done     bool          // no new fetcher may start, nor take a range
 }
 
 // fetchSegments downloads the object of resp, whose headers are known and
@@ -86,8 +101,9 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, head int6
 	o := f.g.opts
 	s := &segmenter{
 		f: f, sw: sw, info: info, size: info.Size, segSize: o.segmentSize(),
-		validator: policy.IfRange(info), conns: o.Connections,
-		stopped: make(chan struct{}),
+		validator: policy.IfRange(info), max: o.Connections,
+		conns:   min(o.Connections, startConnections),
+		stopped: make(chan struct{}), adapted: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(ctx)
 	defer s.cancel(nil)
@@ -101,17 +117,22 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, head int6
 	f.mu.Lock()
 	f.seg = s
 	f.mu.Unlock()
+	s.workers++
 	s.startLocked(func() { s.head(resp, head) })
 	workers := s.conns - 1
 	if start, end, ok := spec.claimLocked(s); ok {
 		// The speculative range is one of the fetchers.
 		workers--
+		s.workers++
 		s.startLocked(func() { s.speculated(spec, start, end) })
 	}
-	for range workers {
-		s.startLocked(func() { s.work(false) })
-	}
+	s.addLocked(workers)
 	s.mu.Unlock()
+	if s.conns < s.max {
+		go s.adapt()
+	} else {
+		close(s.adapted)
+	}
 
 	// The bytes go to the verifier, and to a storage writer that cannot
 	// take them at offsets, in order: as the prefix grows.
@@ -122,6 +143,7 @@ func (f *Fill) fetchSegments(ctx context.Context, resp *http.Response, head int6
 		go func() { feedErr <- s.follow(v, feeding) }()
 	}
 	<-s.stopped
+	<-s.adapted
 	s.mu.Lock()
 	err := s.err
 	s.mu.Unlock()
@@ -186,18 +208,27 @@ func (s *segmenter) want(off int64) {
 		}
 	}
 	s.wants = append(s.wants, off)
-	if s.extra < s.conns {
+	if s.extra < s.max {
 		s.extra++
-		s.startLocked(func() { s.work(true) })
+		s.startLocked(func() { s.work(true, nil) })
 	}
 }
 
 // next takes the next range to fetch: from a wanted offset if there is
-// one, else from the lowest pending offset; at most a segment long.
-func (s *segmenter) next() (start, end int64, ok bool) {
+// one, else from the lowest pending offset; at most a segment long. A
+// fetcher that is not range-first (once false) stops when next returns
+// false: it is no longer counted among the workers then, and it is told
+// to stop when there are more workers than conns (adapt took a doubling
+// back).
+func (s *segmenter) next(once bool) (start, end int64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done {
+	defer func() {
+		if !ok && !once {
+			s.workers--
+		}
+	}()
+	if s.done || !once && s.workers > s.conns {
 		return 0, 0, false
 	}
 	for len(s.wants) > 0 {
@@ -223,8 +254,12 @@ func (s *segmenter) take(off int64) int64 {
 }
 
 // work fetches ranges until none is left (or, for a range-first fetcher,
-// after one range).
-func (s *segmenter) work(once bool) {
+// after one range). arrived, when not nil, is called once the fetcher's
+// first bytes arrived, or it stops without any.
+func (s *segmenter) work(once bool, arrived func()) {
+	if arrived != nil {
+		defer arrived()
+	}
 	if once {
 		defer func() {
 			s.mu.Lock()
@@ -235,11 +270,11 @@ func (s *segmenter) work(once bool) {
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	for {
-		start, end, ok := s.next()
+		start, end, ok := s.next(once)
 		if !ok {
 			return
 		}
-		if err := s.fetch(start, end, *buf, 0); err != nil {
+		if err := s.fetch(start, end, *buf, 0, arrived); err != nil {
 			s.fail(err)
 			return
 		}
@@ -266,7 +301,7 @@ func (s *segmenter) head(resp *http.Response, end int64) {
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	var cur int64
-	err := s.f.pump(s.ctx, io.LimitReader(resp.Body, end), resp.Body, *buf, s.sink(&cur))
+	err := s.f.pump(s.ctx, io.LimitReader(resp.Body, end), resp.Body, *buf, s.sink(&cur, nil))
 	if err == nil {
 		// Read the end of the body, so the connection is reused.
 		resp.Body.Read((*buf)[:1])
@@ -281,7 +316,7 @@ func (s *segmenter) head(resp *http.Response, end int64) {
 			return
 		}
 	}
-	s.work(false)
+	s.work(false, nil)
 }
 
 // resume finishes [cur, end) after err broke the body that was bringing
@@ -290,7 +325,7 @@ func (s *segmenter) resume(cur, end int64, buf []byte, err error) error {
 	if !retryable(s.ctx, err) || s.f.g.opts.Retry == 0 {
 		return err
 	}
-	return s.fetch(cur, end, buf, 1)
+	return s.fetch(cur, end, buf, 1, nil)
 }
 
 // retryable reports whether a fetch that failed with err may be tried
@@ -301,11 +336,12 @@ func retryable(ctx context.Context, err error) bool {
 
 // fetch brings [start, end) with a ranged request guarded by If-Range,
 // resuming where a broken body stopped, up to the Group's Retry attempts
-// in all (attempt counts those made already).
-func (s *segmenter) fetch(start, end int64, buf []byte, attempt int) error {
+// in all (attempt counts those made already). arrived, when not nil, is
+// called as bytes arrive.
+func (s *segmenter) fetch(start, end int64, buf []byte, attempt int, arrived func()) error {
 	f := s.f
 	cur := start
-	sink := s.sink(&cur)
+	sink := s.sink(&cur, arrived)
 	for ; ; attempt++ {
 		if attempt > 0 {
 			if err := clock.Sleep(s.ctx, f.g.opts.RetryInterval); err != nil {
@@ -366,13 +402,18 @@ func (s *segmenter) request(start, end int64) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
-// sink returns the function that writes a fetcher's bytes at *cur.
-func (s *segmenter) sink(cur *int64) func([]byte) error {
+// sink returns the function that writes a fetcher's bytes at *cur (and
+// calls arrived, when not nil).
+func (s *segmenter) sink(cur *int64, arrived func()) func([]byte) error {
 	return func(p []byte) error {
 		if err := s.sw.writeAt(s.f, *cur, p); err != nil {
 			return err
 		}
 		*cur += int64(len(p))
+		s.got.Add(int64(len(p)))
+		if arrived != nil {
+			arrived()
+		}
 		return nil
 	}
 }

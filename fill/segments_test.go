@@ -66,9 +66,9 @@ func inFlight(t *testing.T, hook testutil.Hook, n int64, most *atomic.Int64) tes
 }
 
 // A 16 MiB object from an origin that caps each connection is fetched as
-// segments over four connections at once, read whole and correct by 20
-// readers of the one fill, stored, and each byte range leaves the origin
-// once. Both kinds of storage writers: one that is the spool and takes
+// segments over two connections at once, then four (the rate grows with
+// them), read whole and correct by 20 readers of the one fill, stored,
+// and each byte range leaves the origin once. Both kinds of storage writers: one that is the spool and takes
 // bytes at any offset (local disk), and one fed in order from a spool file
 // (an in-memory store, standing for S3).
 func TestSegmentedFill(t *testing.T) {
@@ -90,7 +90,7 @@ func TestSegmentedFill(t *testing.T) {
 			o.Put("/model.bin", data)
 			fast := make(chan struct{})
 			var most atomic.Int64
-			o.SetHook(inFlight(t, testutil.Throttled(32<<20, fast), 4, &most))
+			o.SetHook(inFlight(t, testutil.Throttled(4<<20, fast), 2, &most))
 			store := newStore(t)
 			g := fill.NewGroup(store, fill.Options{Connections: 4, SegmentSize: 1 << 20, SpoolDir: t.TempDir()})
 			const readers = 20

@@ -100,7 +100,7 @@ func (s *segmenter) speculated(sp *speculation, start, end int64) {
 	err := errors.New("speculative range unusable")
 	cur := start
 	if body != nil {
-		err = s.f.pump(s.ctx, io.LimitReader(body, end-cur), body, *buf, s.sink(&cur))
+		err = s.f.pump(s.ctx, io.LimitReader(body, end-cur), body, *buf, s.sink(&cur, nil))
 		if err == nil {
 			body.Read((*buf)[:1]) // to the end, so the connection is reused
 		}
@@ -114,12 +114,12 @@ func (s *segmenter) speculated(sp *speculation, start, end int64) {
 			s.fail(err)
 			return
 		}
-		if err := s.fetch(cur, end, *buf, 0); err != nil {
+		if err := s.fetch(cur, end, *buf, 0, nil); err != nil {
 			s.fail(err)
 			return
 		}
 	}
-	s.work(false)
+	s.work(false, nil)
 }
 
 // retryableSpeculation reports whether [cur, end) may still be fetched

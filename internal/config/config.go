@@ -253,7 +253,7 @@ func defineUpstreamFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 	fs.Var((*sizeFlag)(&c.UpstreamMinRate), "upstream-min-rate", "Slowest origin body accepted, in bytes per second over each --upstream-idle-timeout period, e.g. 1KiB; slower ones are aborted (or resumed); 0 disables.")
 	fs.DurationVar(&c.ContinuationGetInterval, "continuation-get-interval", time.Second, "Pause before resuming a broken upstream download.")
 	fs.IntVar(&c.ContinuationGetRetry, "continuation-get-retry", 0, "How many times a broken upstream download is resumed with a Range request; 0 disables.")
-	fs.IntVar(&c.FillConnections, "fill-connections", 4, "Connections one download may use: larger files whose origin serves ranges are fetched in parallel segments; 1 fetches over one connection.")
+	fs.IntVar(&c.FillConnections, "fill-connections", 8, "Most connections one download may use: larger files whose origin serves ranges are fetched in parallel segments, over two connections at first, more while they add to the rate; 1 fetches over one connection.")
 	c.FillSegmentSize = 8 << 20
 	fs.Var((*sizeFlag)(&c.FillSegmentSize), "fill-segment-size", "Size of the segments of a parallel download, e.g. 8MiB.")
 }

@@ -254,10 +254,11 @@ type throttledWriter struct {
 	done  <-chan struct{}
 }
 
-// Write sends p in slices of a tenth of a second's worth, pausing so the
-// average stays at the rate.
+// Write sends p in slices of a fiftieth of a second's worth (64 KiB at
+// most), pausing so the average stays at the rate: a rate measured over a
+// fraction of a second is about the rate.
 func (t *throttledWriter) Write(p []byte) (int, error) {
-	slice := max(t.rate/10, 1)
+	slice := min(max(t.rate/50, 1), 64<<10)
 	var n int
 	for len(p) > 0 {
 		m := int(min(int64(len(p)), slice))
