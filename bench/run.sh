@@ -4,13 +4,14 @@
 #
 # Usage: ./bench/run.sh [ARGS...] [-- LOGGING-ARGS...]
 #
-# Installs nginx and wrk from Debian when they are missing, builds httpmirror
-# and the harness into a temporary directory, and runs the harness twice:
+# Installs nginx, wrk and aria2c from Debian when they are missing, builds
+# httpmirror and the harness into a temporary directory, and runs the
+# harness twice:
 #
-#  1. today's configuration: access logs off, wrk -t2, scenarios a,b,c,e,f,
-#     with a deadline of 14 minutes (-timeout 14m);
+#  1. today's configuration: access logs off, wrk -t2, scenarios
+#     a,b,c,e,f,g,h, with a deadline of 20 minutes (-timeout 20m);
 #  2. the logging configuration: access logs on on both servers
-#     (-access-log), wrk -t1, scenarios a and b only (-timeout 4m).
+#     (-access-log), wrk -t1, scenarios a, b, g and h (-timeout 8m).
 #
 # ARGS go to the first run and LOGGING-ARGS to the second, after each run's
 # own defaults, so they override them (for example -rounds 5, -only a,b,
@@ -93,13 +94,13 @@ runharness() {
 status=0
 if [ "$skip1" = false ]; then
 	echo "run 1 of 2: access logs off, wrk -t2" >&2
-	eval "set -- -timeout 14m $first"
+	eval "set -- -timeout 20m $first"
 	runharness 1 "$@" || status=$?
 fi
 if [ "$skip2" = false ] && [ -z "$interrupted" ]; then
 	[ "$skip1" = true ] || echo
-	echo "run 2 of 2: access logs on, wrk -t1, scenarios a and b" >&2
-	eval "set -- -access-log -wrk-threads 1 -only a,b -timeout 4m $second"
+	echo "run 2 of 2: access logs on, wrk -t1, scenarios a, b, g and h" >&2
+	eval "set -- -access-log -wrk-threads 1 -only a,b,g,h -timeout 8m $second"
 	runharness 2 "$@" || status=$?
 fi
 

@@ -265,6 +265,7 @@ func firstErr(rs []result) error {
 // wrkResult is what one wrk run reported.
 type wrkResult struct {
 	rps     float64
+	mibps   float64 // with runWrkScript only
 	non2xx  int64
 	sockErr string
 	out     string
@@ -278,11 +279,17 @@ var (
 
 // runWrk runs wrk against url and parses its summary.
 func runWrk(ctx context.Context, bin, url string, threads, conns int, d time.Duration) (wrkResult, error) {
+	return runWrkArgs(ctx, bin, url, threads, conns, d)
+}
+
+// runWrkArgs is runWrk with more arguments for wrk.
+func runWrkArgs(ctx context.Context, bin, url string, threads, conns int, d time.Duration, extra ...string) (wrkResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := exec.CommandContext(ctx, bin, "-t"+strconv.Itoa(threads), "-c"+strconv.Itoa(conns),
-		"-d"+strconv.Itoa(secs)+"s", "--timeout", "10s", url)
+	args := append([]string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns),
+		"-d" + strconv.Itoa(secs) + "s", "--timeout", "10s"}, extra...)
+	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
 	out, err := cmd.CombinedOutput()
 	var w wrkResult
 	w.out = string(out)

@@ -13,8 +13,12 @@
 //	    first and last byte, origin GETs
 //	(d) peak RSS (VmHWM) during (b) and (c)
 //	(e) a burst on a cold 1 GiB object: peak RSS, times, origin GETs
-//	(f) an origin capped per connection: a lone client's cold download,
-//	    and a Range request for the end of a cold object (scenario_f.go)
+//	(f) an origin capped per connection: a lone client's cold download
+//	    (and aria2c -x8 -s8's straight from the origin), and a Range
+//	    request for the end of a cold object (scenario_f.go)
+//	(g) warm hits of many distinct files of 1 KiB–512 KiB, a random one
+//	    per request (scenario_gh.go)
+//	(h) misses of many small files by many keep-alive clients
 //
 // With -access-log both proxies write an access log line per request
 // (httpmirror at --log-level info, nginx's access_log), which bench/run.sh
@@ -61,6 +65,11 @@ type config struct {
 	capMBps       float64 // origin's rate for capped objects, 10^6 bytes/s
 	fSize         int64
 	fRangeSize    int64
+	aria2c        string
+	manyFiles     int
+	coldFiles     int
+	coldFileSize  int64
+	coldClients   int
 }
 
 // has reports whether scenario name is among those to run.
@@ -82,9 +91,9 @@ func main() {
 	flag.StringVar(&cfg.wrk, "wrk", "wrk", "wrk binary")
 	flag.StringVar(&cfg.dir, "dir", "", "work directory (created, then removed); empty means a new temporary directory")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, caches) at the end")
-	flag.DurationVar(&cfg.timeout, "timeout", 14*time.Minute, "deadline for the whole run")
+	flag.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "deadline for the whole run")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of each scenario")
-	flag.StringVar(&cfg.only, "only", "a,b,c,e,f", "scenarios to run, comma-separated ((d) is measured during b and c)")
+	flag.StringVar(&cfg.only, "only", "a,b,c,e,f,g,h", "scenarios to run, comma-separated ((d) is measured during b and c)")
 	flag.IntVar(&cfg.wrkThreads, "wrk-threads", 2, "wrk threads for (a)")
 	flag.IntVar(&cfg.wrkConns, "wrk-conns", 64, "wrk connections for (a)")
 	flag.DurationVar(&cfg.wrkDuration, "wrk-duration", 10*time.Second, "wrk duration for (a)")
@@ -100,10 +109,16 @@ func main() {
 	flag.Float64Var(&cfg.capMBps, "cap", 25, "rate limit of the origin's capped objects in (f), MB/s (10^6 bytes/s) per connection")
 	flag.Int64Var(&cfg.fSize, "f-size", 512<<20, "size of the cold object downloaded whole in (f), bytes")
 	flag.Int64Var(&cfg.fRangeSize, "f-range-size", 1<<30, "size of the cold object whose last MiB (f) asks for with a Range request, bytes")
+	flag.StringVar(&cfg.aria2c, "aria2c", "aria2c", "aria2c binary, for (f)'s reference download")
+	flag.IntVar(&cfg.manyFiles, "many-files", 2000, "(g): distinct cached files")
+	flag.IntVar(&cfg.coldFiles, "cold-files", 600, "(h): never-seen files per round")
+	flag.Int64Var(&cfg.coldFileSize, "cold-file-size", 16<<10, "(h): their size, bytes")
+	flag.IntVar(&cfg.coldClients, "cold-clients", 24, "(h): keep-alive clients")
 	flag.Parse()
 	if cfg.httpmirror == "" || cfg.rounds < 1 || cfg.burst < 1 || cfg.parallel < 1 ||
 		cfg.coldSize < 1 || cfg.coldSize > maxObject || cfg.bigSize < 1 || cfg.bigSize > maxObject ||
-		cfg.fSize < 1 || cfg.fSize > maxObject || cfg.fRangeSize <= rangeLen || cfg.fRangeSize > maxObject || cfg.capMBps <= 0 {
+		cfg.fSize < 1 || cfg.fSize > maxObject || cfg.fRangeSize <= rangeLen || cfg.fRangeSize > maxObject || cfg.capMBps <= 0 ||
+		cfg.manyFiles < 1 || cfg.coldFiles < 1 || cfg.coldFileSize < 1 || cfg.coldFileSize > maxObject || cfg.coldClients < 1 {
 		fmt.Fprintln(os.Stderr, "harness: -httpmirror is required; counts, sizes and -cap must be positive, sizes at most 1 GiB, -f-range-size above 1 MiB")
 		os.Exit(2)
 	}
@@ -130,6 +145,12 @@ type bench struct {
 	warmGets map[string]int64
 	// fDirect: the TTLB (ms) of (f)'s direct download, by round
 	fDirect map[int]float64
+	// fAria: the time (ms) of (f)'s aria2c download, by round
+	fAria map[int]float64
+	// many: (g)'s files per proxy, once stored; manyGets: the origin's
+	// GETs of them then
+	many     map[string][]*object
+	manyGets map[string]int64
 }
 
 func run(cfg *config) (err error) {
@@ -176,7 +197,7 @@ func run(cfg *config) (err error) {
 	}
 	env := machineFacts(cfg.nginx, cfg.wrk)
 
-	b := &bench{cfg: cfg, dir: dir, res: newResults(), warmSmall: map[string]*object{}, warmLarge: map[string]*object{}, warmGets: map[string]int64{}, fDirect: map[int]float64{}}
+	b := &bench{cfg: cfg, dir: dir, res: newResults(), warmSmall: map[string]*object{}, warmLarge: map[string]*object{}, warmGets: map[string]int64{}, fDirect: map[int]float64{}, fAria: map[int]float64{}, many: map[string][]*object{}, manyGets: map[string]int64{}}
 	for _, d := range []string{"origin", "httpmirror", "nginx"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
@@ -227,6 +248,8 @@ func run(cfg *config) (err error) {
 		{"c", b.scenarioC},
 		{"e", b.scenarioE},
 		{"f", b.scenarioF},
+		{"g", b.scenarioG},
+		{"h", b.scenarioH},
 	}
 	// stopped is why the run ended early (deadline, signal, a proxy that
 	// died); what was measured until then is still reported.
@@ -327,7 +350,13 @@ func checkSpace(dir string, cfg *config) error {
 		// (httpmirror goes on filling it after the client leaves).
 		perRound += cfg.fSize + cfg.fRangeSize
 	}
+	if cfg.has("h") {
+		perRound += int64(cfg.coldFiles) * cfg.coldFileSize
+	}
 	perProxy := cfg.coldSize + int64(cfg.rounds)*perRound + 1<<20
+	if cfg.has("g") {
+		perProxy += int64(cfg.manyFiles) * 100 << 10 // about 95 KiB on average
+	}
 	need := dataSize + 2*perProxy + 1<<30
 	if cfg.accessLog {
 		// Some 200 bytes per request; wrk makes tens of thousands per

@@ -119,18 +119,19 @@ func generateData(path string) error {
 type originStats struct {
 	Gets    map[string]int64      `json:"gets"`    // GET requests per path
 	Fetched map[string]fetchStats `json:"fetched"` // how each path was asked for
+	Sent    map[string]int64      `json:"sent"`    // body bytes written per path
 	Active  int64                 `json:"active"`  // requests being answered
 }
 
 // fetchStats tells whether a proxy fetched an object once. A proxy that
 // fetches in ranged segments (httpmirror) makes many GETs for one object:
-// one without Range, whose body it reads until a segment fetched elsewhere
-// begins, and ranged ones. It fetched each byte once when there was one
-// whole GET and no two ranges overlap. (Counting the bytes the origin
-// wrote would not tell: the whole GET's connection is closed with bytes
-// the origin already wrote into socket buffers.)
+// a first one, without If-Range, for the whole object or from its first
+// byte (its first segment), and ranged ones. It fetched each byte once
+// when there was one first GET and no two ranges overlap. (The bytes the
+// origin wrote, Sent, tell what it cost: a body cut short has had bytes
+// written into socket buffers that nobody reads.)
 type fetchStats struct {
-	Whole   int64 `json:"whole"`   // GETs without Range
+	Whole   int64 `json:"whole"`   // first GETs: without If-Range, whole or from byte 0
 	Ranged  int64 `json:"ranged"`  // GETs with a Range
 	Overlap bool  `json:"overlap"` // two ranges asked for the same bytes
 	ranges  [][2]int64
@@ -147,6 +148,7 @@ type origin struct {
 	mu      sync.Mutex
 	gets    map[string]int64
 	fetched map[string]*fetchStats
+	sent    map[string]*atomic.Int64
 	active  atomic.Int64
 }
 
@@ -155,7 +157,7 @@ func (o *origin) serve(w http.ResponseWriter, r *http.Request) {
 	defer o.active.Add(-1)
 	name, size, capped, ok := parseObjectPath(r.URL.Path)
 	if r.Method == http.MethodGet {
-		o.count(r, size)
+		w = &sentWriter{ResponseWriter: w, n: o.count(r, size)}
 	}
 	if !ok {
 		http.NotFound(w, r)
@@ -170,42 +172,68 @@ func (o *origin) serve(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", o.modTime, io.NewSectionReader(o.data, start, size))
 }
 
-// count records a GET of an object of size bytes.
-func (o *origin) count(r *http.Request, size int64) {
+// sentWriter counts the body bytes written.
+type sentWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (s *sentWriter) Write(p []byte) (int, error) {
+	n, err := s.ResponseWriter.Write(p)
+	s.n.Add(int64(n))
+	return n, err
+}
+
+// count records a GET of an object of size bytes and returns the counter
+// of the bytes sent for its path.
+func (o *origin) count(r *http.Request, size int64) *atomic.Int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.gets[r.URL.Path]++
+	sent := o.sent[r.URL.Path]
+	if sent == nil {
+		sent = &atomic.Int64{}
+		o.sent[r.URL.Path] = sent
+	}
 	f := o.fetched[r.URL.Path]
 	if f == nil {
 		f = &fetchStats{}
 		o.fetched[r.URL.Path] = f
 	}
 	rg := r.Header.Get("Range")
-	if rg == "" {
+	if r.Header.Get("If-Range") == "" && (rg == "" || strings.HasPrefix(rg, "bytes=0-")) {
 		f.Whole++
-		return
+		if rg == "" {
+			return sent
+		}
+	} else {
+		f.Ranged++
 	}
-	f.Ranged++
 	var a, b int64
 	if n, _ := fmt.Sscanf(rg, "bytes=%d-%d", &a, &b); n == 1 {
 		b = size - 1 // bytes=a-
 	} else if n != 2 {
 		f.Overlap = true // not a single range: cannot tell, so say so
-		return
+		return sent
 	}
+	b = min(b, size-1)
 	for _, c := range f.ranges {
 		if a <= c[1] && c[0] <= b {
 			f.Overlap = true
 		}
 	}
 	f.ranges = append(f.ranges, [2]int64{a, b})
+	return sent
 }
 
 func (o *origin) stats(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
-	s := originStats{Gets: make(map[string]int64, len(o.gets)), Fetched: make(map[string]fetchStats, len(o.fetched)), Active: o.active.Load()}
+	s := originStats{Gets: make(map[string]int64, len(o.gets)), Fetched: make(map[string]fetchStats, len(o.fetched)), Sent: make(map[string]int64, len(o.sent)), Active: o.active.Load()}
 	for k, v := range o.gets {
 		s.Gets[k] = v
+	}
+	for k, v := range o.sent {
+		s.Sent[k] = v.Load()
 	}
 	for k, v := range o.fetched {
 		s.Fetched[k] = *v
@@ -240,7 +268,7 @@ func runOrigin(args []string) error {
 	if err != nil {
 		return err
 	}
-	o := &origin{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), capRate: *capRate, gets: map[string]int64{}, fetched: map[string]*fetchStats{}}
+	o := &origin{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), capRate: *capRate, gets: map[string]int64{}, fetched: map[string]*fetchStats{}, sent: map[string]*atomic.Int64{}}
 
 	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -401,4 +429,14 @@ func (o *originProc) waitIdle(limit time.Duration) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
+}
+
+// sent returns the body bytes the origin wrote for path (-1 if the origin
+// could not be asked).
+func (o *originProc) sent(path string) int64 {
+	s, err := o.stats()
+	if err != nil {
+		return -1
+	}
+	return s.Sent[path]
 }

@@ -142,6 +142,30 @@ func fasterTarget(key string, factor float64) func(*results) (string, string) {
 	}
 }
 
+// atLeastTarget: httpmirror's key (a ratio of its own) at least want.
+func atLeastTarget(key string, want float64, name string) func(*results) (string, string) {
+	return func(r *results) (string, string) {
+		h, ok := r.median(key, hm)
+		text := fmt.Sprintf("%s ≥ %.2f", name, want)
+		if !ok {
+			return text, "n/a"
+		}
+		return fmt.Sprintf("%s (is %.2f)", text, h), yesNo(h >= want)
+	}
+}
+
+// notAboveTarget: httpmirror's key at most limit in every round.
+func notAboveTarget(key string, limit float64, unit string) func(*results) (string, string) {
+	return func(r *results) (string, string) {
+		v := r.vals[key][hm]
+		text := fmt.Sprintf("≤ %.0f %s (every round)", limit, unit)
+		if len(v) == 0 {
+			return text, "n/a"
+		}
+		return text, yesNo(slices.Max(v) <= limit)
+	}
+}
+
 // exactTarget: httpmirror's key equal to want in every round.
 func exactTarget(key string, want float64) func(*results) (string, string) {
 	return func(r *results) (string, string) {
@@ -198,7 +222,8 @@ func summaryRows(cfg *config) []row {
 		{"", "origin GETs", "e.gets", "%.0f", nil, true},
 		{"", "fetched once (1: yes)", "e.once", "%.0f", exactTarget("e.once", 1), true},
 	}
-	return append(rows, fRows(cfg)...)
+	rows = append(rows, fRows(cfg)...)
+	return append(rows, ghRows(cfg)...)
 }
 
 func sizeName(n int64) string {

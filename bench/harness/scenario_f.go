@@ -1,11 +1,14 @@
 package main
 
-// Scenario (f): an origin that sends each connection at most -cap MB/s
-// (issue 15). httpmirror fetches a large cold object over several ranged
-// connections (--fill-connections, 4 by default) and fetches first the
-// segment a client's Range request is waiting for; nginx proxy_cache
-// fetches the whole object over one connection and has the bytes a Range
-// request asks for only once all bytes before them have arrived.
+// Scenario (f): an origin that sends each connection at most -cap MB/s.
+// httpmirror fetches a large cold object over several ranged connections
+// (two at first, more while they add to the rate, up to
+// --fill-connections, 8 by default) and fetches first the segment a
+// client's Range request is waiting for; nginx proxy_cache fetches the
+// whole object over one connection and has the bytes a Range request asks
+// for only once all bytes before them have arrived. As a reference, a
+// download accelerator, aria2c -x8 -s8, fetches the same size straight
+// from the origin.
 
 import (
 	"bytes"
@@ -13,6 +16,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"time"
 )
 
@@ -28,6 +34,9 @@ func fRows(cfg *config) []row {
 		{fmt.Sprintf("(f) lone client, cold %s, origin %s", whole, capName), "TTFB ms", "f.whole.ttfb", "%.1f", nil, false},
 		{"", "TTLB ms", "f.whole.ttlb", "%.0f", fasterTarget("f.whole.ttlb", 3.5), false},
 		{"", "TTLB / direct TTLB", "f.whole.vsdirect", "%.2f", nil, true},
+		{fmt.Sprintf("(f) reference: aria2c -x8 -s8 straight from the origin, cold %s %s (once per round, for both)", whole, capName), "TTLB ms", "f.aria2.ttlb", "%.0f", nil, true},
+		{"", "aria2c TTLB / TTLB", "f.whole.vsaria2", "%.2f", atLeastTarget("f.whole.vsaria2", 1.0, "aria2c TTLB / TTLB"), true},
+		{"", "origin bytes beyond the object", "f.whole.over", "%.0f", notAboveTarget("f.whole.over", 64<<10, "bytes"), true},
 		{"", "origin requests for the object", "f.whole.gets", "%.0f", nil, true},
 		{"", "fetched once (1: yes)", "f.whole.once", "%.0f", exactTarget("f.whole.once", 1), true},
 		{"(f) reference: the origin's own answer to the same Range request, warm connection, just before each proxy's run", "TTFB ms", "f.ref.ttfb", "%.1f", nil, true},
@@ -63,10 +72,13 @@ func (b *bench) cappedObject(name string, size int64) (*object, error) {
 // a Range request for the last MiB of another one. The first proxy of a
 // round first measures the same download straight from the origin.
 func (b *bench) scenarioF(ctx context.Context, px *proxy, round int) error {
-	b.res.note("(f) \"origin requests\" counts every GET the origin answered for the object: httpmirror asks for the whole object on its first connection and for %s ranges on the others (its defaults: --fill-connections 4, --fill-segment-size 8MiB), and for the range a client waits for first; nginx makes one request. The cap applies to each request alike.", sizeName(8<<20))
+	b.res.note("(f) \"origin requests\" counts every GET the origin answered for the object: httpmirror asks for its first %s, then for %s ranges on up to 8 connections (its defaults: --fill-connections 8, --fill-segment-size 8MiB), and for the range a client waits for first; nginx makes one request. The cap applies to each request alike.", sizeName(8<<20), sizeName(8<<20))
 	if _, ok := b.fDirect[round]; !ok {
 		if err := b.fDirectRun(ctx, round); err != nil {
 			return err
+		}
+		if err := b.fAria2(ctx, round); err != nil {
+			b.res.problem("(f) round %d: aria2c: %v", round, err)
 		}
 	}
 	if err := b.fWhole(ctx, px, round); err != nil {
@@ -98,6 +110,54 @@ func (b *bench) fDirectRun(ctx context.Context, round int) error {
 	logf("(f) round %d direct from origin (capped): TTFB %.1f ms, TTLB %.0f ms", round, ms(r.ttfb), ms(r.ttlb))
 	if !b.origin.waitIdle(10 * time.Second) {
 		b.res.problem("(f) round %d: origin still busy 10s after the direct download", round)
+	}
+	return nil
+}
+
+// fAria2 downloads a new capped object straight from the origin with
+// aria2c -x8 -s8 (eight connections, eight pieces): the reference for
+// both proxies' whole downloads, a download accelerator.
+func (b *bench) fAria2(ctx context.Context, round int) error {
+	bin, err := exec.LookPath(b.cfg.aria2c)
+	if err != nil {
+		return fmt.Errorf("%s not found (bench/install.sh installs aria2)", b.cfg.aria2c)
+	}
+	o, err := b.cappedObject(fmt.Sprintf("faria2-r%d", round), b.cfg.fSize)
+	if err != nil {
+		return err
+	}
+	out, err := os.MkdirTemp(b.dir, "aria2-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(out)
+	ctx, cancel := context.WithTimeout(ctx, 2*b.capTime(o.size)+time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-x8", "-s8", "-k1M", "--ca-certificate="+b.origin.CAFile,
+		"--dir="+out, "--out=obj", "--file-allocation=none", "--allow-overwrite=true",
+		"--console-log-level=warn", "--summary-interval=0", "--download-result=hide",
+		b.origin.URL+o.path)
+	start := time.Now()
+	msg, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(msg))
+	}
+	got, err := os.Open(filepath.Join(out, "obj"))
+	if err != nil {
+		return err
+	}
+	defer got.Close()
+	if err := verifyFull(b.data, o, got); err != nil {
+		return fmt.Errorf("aria2c's file: %w", err)
+	}
+	for _, p := range []string{hm, ng} {
+		b.res.add("f.aria2.ttlb", p, ms(d))
+	}
+	b.fAria[round] = ms(d)
+	logf("(f) round %d aria2c -x8 -s8 from origin (capped): %.0f ms, origin requests %d", round, ms(d), b.origin.gets(o.path))
+	if !b.origin.waitIdle(10 * time.Second) {
+		b.res.problem("(f) round %d: origin still busy 10s after aria2c", round)
 	}
 	return nil
 }
@@ -136,6 +196,10 @@ func (b *bench) fWhole(ctx context.Context, px *proxy, round int) error {
 	if d := b.fDirect[round]; d > 0 {
 		b.res.add("f.whole.vsdirect", px.name, ms(rs[0].ttlb)/d)
 	}
+	if a := b.fAria[round]; a > 0 {
+		b.res.add("f.whole.vsaria2", px.name, a/ms(rs[0].ttlb))
+	}
+	b.res.add("f.whole.over", px.name, float64(b.origin.sent(o.path)-o.size))
 	logf("(f) round %d %-10s whole: TTFB %.1f ms, TTLB %.0f ms, origin requests %d", round, px.name, ms(rs[0].ttfb), ms(rs[0].ttlb), gets)
 	b.checkCold(ctx, px, round, "f", o)
 	return nil
