@@ -85,7 +85,7 @@ type segmenter struct {
 	extra    int           // range-first fetchers running beyond conns
 	conns    int           // how many fetchers may take ranges (besides extra)
 	workers  int           // fetchers that take ranges until none is left
-	fresh    int           // fetchers started by adapt that have not brought bytes yet
+	fresh    int           // fetchers started by addLocked that have brought no bytes yet
 	flowing  chan struct{} // closed when fresh drops to zero
 	got      atomic.Int64  // bytes arrived, for adapt's measure
 	err      error         // the first error that stops the fill
