@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,8 +246,10 @@ func openStore(ix *index) (*store, error) {
 	}
 	if fresh && !m.complete && emptyDir(ix.dir) {
 		// A new cache: there is nothing to index.
-		if err := s.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(metaComplete, u64(1))
+		if err := guard(func() error {
+			return s.db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put(metaComplete, u64(1))
+			})
 		}); err == nil {
 			m.complete = true
 		}
@@ -279,6 +282,10 @@ type dbMeta struct {
 // missing, damaged, of another format or no longer covered by its
 // journal. fresh says it was started anew.
 func (s *store) openDB() (m dbMeta, fresh bool, err error) {
+	if _, err := os.Stat(s.dbPath); errors.Is(err, fs.ErrNotExist) {
+		m, err = s.freshDB()
+		return m, true, err
+	}
 	db, err := openBolt(s.dbPath)
 	if err == nil {
 		s.db = db
@@ -304,65 +311,75 @@ func (s *store) freshDB() (dbMeta, error) {
 	if err != nil {
 		return dbMeta{}, fmt.Errorf("cache directory: index: %w", err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketKeys, bucketAge, bucketSize, bucketMeta} {
-			if _, err := tx.CreateBucket(b); err != nil {
-				return err
+	err = guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bucketKeys, bucketAge, bucketSize, bucketMeta} {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
 			}
-		}
-		return tx.Bucket(bucketMeta).Put(metaFormat, u64(indexFormat))
+			return tx.Bucket(bucketMeta).Put(metaFormat, u64(indexFormat))
+		})
 	})
 	if err != nil {
-		db.Close()
+		closeBolt(db)
 		return dbMeta{}, fmt.Errorf("cache directory: index: %w", err)
 	}
 	s.db = db
 	return dbMeta{}, nil
 }
 
-// openBolt opens the bbolt database at path. A damaged one may make bbolt
-// panic rather than fail: that is an error too.
+// openBolt opens the bbolt database at path.
 func openBolt(path string) (db *bolt.DB, err error) {
+	err = guard(func() error {
+		// NoSync: see stateName. The lock of the cache directory keeps
+		// other processes away, so bbolt's own lock never waits long.
+		db, err = bolt.Open(path, 0o644, &bolt.Options{
+			Timeout: 10 * time.Second, NoSync: true, NoGrowSync: true,
+			FreelistType: bolt.FreelistMapType,
+		})
+		return err
+	})
+	return db, err
+}
+
+// guard runs fn, which reads the index database, turning a panic of bbolt
+// on a page it cannot make sense of, or a fault on a page the file no
+// longer holds (it was truncated), into a damageError.
+func guard(fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
 	defer func() {
+		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("index damaged: %v", r)
+			err = &damageError{r}
 		}
 	}()
-	// NoSync: see stateName. The lock of the cache directory keeps other
-	// processes away, so bbolt's own lock never waits long.
-	return bolt.Open(path, 0o644, &bolt.Options{
-		Timeout: 10 * time.Second, NoSync: true, NoGrowSync: true,
-		FreelistType: bolt.FreelistMapType,
-	})
+	return fn()
 }
 
 func closeBolt(db *bolt.DB) {
-	defer func() { recover() }()
-	db.Close()
+	guard(db.Close)
 }
 
 func (s *store) readMeta() (m dbMeta, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("index damaged: %v", r)
-		}
-	}()
-	err = s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketKeys, bucketAge, bucketSize} {
-			if tx.Bucket(b) == nil {
-				return errors.New("index incomplete")
+	err = guard(func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bucketKeys, bucketAge, bucketSize} {
+				if tx.Bucket(b) == nil {
+					return errors.New("index incomplete")
+				}
 			}
-		}
-		mb := tx.Bucket(bucketMeta)
-		if mb == nil || getU64(mb, metaFormat) != indexFormat {
-			return errors.New("index of another format")
-		}
-		m = dbMeta{
-			complete: getU64(mb, metaComplete) == 1, lost: getU64(mb, metaLost) == 1,
-			bytes: int64(getU64(mb, metaBytes)), objects: int64(getU64(mb, metaObjects)),
-			jgen: getU64(mb, metaJGen), joff: int64(getU64(mb, metaJOff)),
-		}
-		return nil
+			mb := tx.Bucket(bucketMeta)
+			if mb == nil || getU64(mb, metaFormat) != indexFormat {
+				return errors.New("index of another format")
+			}
+			m = dbMeta{
+				complete: getU64(mb, metaComplete) == 1, lost: getU64(mb, metaLost) == 1,
+				bytes: int64(getU64(mb, metaBytes)), objects: int64(getU64(mb, metaObjects)),
+				jgen: getU64(mb, metaJGen), joff: int64(getU64(mb, metaJOff)),
+			}
+			return nil
+		})
 	})
 	return m, err
 }
@@ -399,14 +416,14 @@ func (s *store) view(fn func(tx *bolt.Tx) error) (err error) {
 	if s.db == nil {
 		return errIndexDamaged
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			s.damaged.Store(true)
-			s.kick()
-			err = errIndexDamaged
-		}
-	}()
-	return s.db.View(fn)
+	err = guard(func() error { return s.db.View(fn) })
+	var damaged *damageError
+	if errors.As(err, &damaged) {
+		s.damaged.Store(true)
+		s.kick()
+		return errIndexDamaged
+	}
+	return err
 }
 
 func (s *store) kick() {
@@ -479,10 +496,10 @@ func (s *store) run() {
 		batch, touches, stop := s.queue, s.touches, s.stopping
 		s.queue, s.touches = nil, nil
 		s.qmu.Unlock()
-		s.process(batch, touches)
 		if s.damaged.Load() && !stop {
-			s.reset(nil)
+			s.reset(nil) // before the batch, which may wait for it
 		}
+		s.process(batch, touches)
 		if stop {
 			if len(s.retry) > 0 {
 				s.process(nil, nil) // one last try
@@ -591,53 +608,48 @@ func (s *store) apply(batch []*op, touches map[string]int64) (err error) {
 		return nil
 	}
 	a := &applying{s: s, complete: s.ix.isComplete()}
-	defer func() {
-		if r := recover(); r != nil {
-			err = &damageError{r}
-		}
-		if err != nil {
-			s.ix.j.mark(a.entries, false)
-		}
-	}()
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		a.keys, a.age, a.size = tx.Bucket(bucketKeys), tx.Bucket(bucketAge), tx.Bucket(bucketSize)
-		mb := tx.Bucket(bucketMeta)
-		if a.keys == nil || a.age == nil || a.size == nil || mb == nil {
-			panic("index buckets missing")
-		}
-		for _, o := range batch {
-			if err := a.op(o, mb); err != nil {
-				return err
+	err = guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			a.keys, a.age, a.size = tx.Bucket(bucketKeys), tx.Bucket(bucketAge), tx.Bucket(bucketSize)
+			mb := tx.Bucket(bucketMeta)
+			if a.keys == nil || a.age == nil || a.size == nil || mb == nil {
+				panic("index buckets missing")
 			}
-		}
-		for k, t := range touches {
-			a.touch(k, t)
-		}
-		if a.complete && s.ix.maxSize > 0 {
-			a.evict(0, nil)
-		}
-		s.ix.j.mark(a.entries, true)
-		gen, off, lost := s.ix.j.position()
-		s.ix.mu.Lock()
-		bytes, objects := s.ix.bytes+a.d.bytes, s.ix.objects+a.d.objects
-		s.ix.mu.Unlock()
-		for _, kv := range []struct {
-			k []byte
-			v uint64
-		}{{metaBytes, uint64(bytes)}, {metaObjects, uint64(objects)}, {metaJGen, gen}, {metaJOff, uint64(off)}} {
-			if err := mb.Put(kv.k, u64(kv.v)); err != nil {
-				return err
+			for _, o := range batch {
+				if err := a.op(o, mb); err != nil {
+					return err
+				}
 			}
-		}
-		if lost {
-			if err := mb.Put(metaLost, u64(1)); err != nil {
-				return err
+			for k, t := range touches {
+				a.touch(k, t)
 			}
-		}
-		s.ix.point("apply-commit")
-		return nil
+			if a.complete && s.ix.maxSize > 0 {
+				a.evict(0, nil)
+			}
+			s.ix.j.mark(a.entries, true)
+			gen, off, lost := s.ix.j.position()
+			s.ix.mu.Lock()
+			bytes, objects := s.ix.bytes+a.d.bytes, s.ix.objects+a.d.objects
+			s.ix.mu.Unlock()
+			for _, kv := range []struct {
+				k []byte
+				v uint64
+			}{{metaBytes, uint64(bytes)}, {metaObjects, uint64(objects)}, {metaJGen, gen}, {metaJOff, uint64(off)}} {
+				if err := mb.Put(kv.k, u64(kv.v)); err != nil {
+					return err
+				}
+			}
+			if lost {
+				if err := mb.Put(metaLost, u64(1)); err != nil {
+					return err
+				}
+			}
+			s.ix.point("apply-commit")
+			return nil
+		})
 	})
 	if err != nil {
+		s.ix.j.mark(a.entries, false)
 		return err
 	}
 	s.ix.point("apply-committed")
@@ -930,6 +942,7 @@ func (s *store) checkLazily() {
 		select {
 		case key := <-s.lazy:
 			s.observeKey(key)
+			s.ix.point("checked")
 		case <-s.lazyStop:
 			return
 		}
