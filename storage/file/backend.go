@@ -360,14 +360,16 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	}
 	b.ix.point("delete-removed")
 	o := &op{kind: opDel, key: key, j: j, done: make(chan error, 1)}
-	queued := b.ix.st.submit(o)
+	queued, wait := b.ix.st.enqueue(o)
 	mu.Unlock()
 	b.ix.hotRemoved(name)
 	if !queued {
 		b.ix.j.done(j)
-		return nil
 	}
-	return <-o.done
+	if wait {
+		<-o.done
+	}
+	return nil
 }
 
 // Refresh implements storage.Refresher. The body is copied into a new file
@@ -397,8 +399,10 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 	return w.Commit(ctx)
 }
 
-// Stats implements storage.StatsReporter.
+// Stats implements storage.StatsReporter. The counters include every
+// commit and delete that has returned.
 func (b *Backend) Stats() storage.Stats {
+	b.ix.st.sync()
 	bytes, objects, evictions := b.ix.stats()
 	return storage.Stats{Bytes: bytes, Objects: objects, Evictions: evictions}
 }

@@ -77,7 +77,9 @@ func TestCrashChild(t *testing.T) {
 						key += "/" + strings.Repeat("x", 1500)
 					}
 					fmt.Println("commit", key)
-					if err := putKey(b, key); err != nil && !errors.Is(err, storage.ErrNoSpace) {
+					if err := putKey(b, key); err == nil {
+						fmt.Println("committed", key)
+					} else if !errors.Is(err, storage.ErrNoSpace) {
 						fmt.Println("error", err)
 					}
 					fmt.Println("progress", n.Add(1))
@@ -98,7 +100,9 @@ func TestCrashChild(t *testing.T) {
 			}
 			for _, o := range objs {
 				fmt.Println("delete", o.Key)
-				b.Delete(ctx, o.Key)
+				if b.Delete(ctx, o.Key) == nil {
+					fmt.Println("deleted", o.Key)
+				}
 			}
 		}
 	case "rebuild":
@@ -176,9 +180,9 @@ func TestCrashPoints(t *testing.T) {
 	}{
 		{name: "fill: journaled, before the rename", work: "fill", point: "commit-journaled", after: 20, present: ptr(false)},
 		{name: "fill: renamed, before the index", work: "fill", point: "commit-renamed", after: 20, present: ptr(true)},
-		{name: "fill: index transaction not committed", work: "fill", point: "apply-commit", after: 25, present: ptr(true)},
-		{name: "fill: index transaction committed", work: "fill", point: "apply-committed", after: 25, present: ptr(true)},
-		{name: "fill: journal started over", work: "long", point: "journal-rotated", after: 1, present: ptr(true)},
+		{name: "fill: index transaction not committed", work: "fill", point: "apply-commit", after: 25},
+		{name: "fill: index transaction committed", work: "fill", point: "apply-committed", after: 25},
+		{name: "fill: journal started over", work: "long", point: "journal-rotated", after: 1},
 		{name: "eviction: file removed, index not updated", work: "evict", point: "evict-removed", after: 15},
 		{name: "eviction: index transaction not committed", work: "evict", point: "apply-commit", after: 80},
 		{name: "purge: file removed, index not updated", work: "purge", point: "delete-removed", after: 12, present: ptr(false)},
@@ -195,6 +199,7 @@ func TestCrashPoints(t *testing.T) {
 				t.Fatalf("child not killed at %s: %q", c.point, tail(lines))
 			}
 			b, files := checkConsistent(t, dir, Options{MaxSize: limitFor(c.work)})
+			checkReturned(t, lines, files, c.work != "evict")
 			if c.present != nil {
 				key := last(lines, "commit")
 				if c.work == "purge" {
@@ -213,6 +218,25 @@ func TestCrashPoints(t *testing.T) {
 			b.Close()
 			checkConsistent(t, dir, Options{MaxSize: limitFor(c.work)})
 		})
+	}
+}
+
+// checkReturned checks that what the child's commits and deletes that
+// returned did holds after the crash: every object committed is stored
+// (unless evictions may have removed it since), every one deleted is gone.
+func checkReturned(t *testing.T, lines []string, files map[string]int64, committed bool) {
+	t.Helper()
+	for _, line := range lines {
+		if k, ok := strings.CutPrefix(line, "committed "); ok && committed {
+			if _, ok := files[k]; !ok {
+				t.Errorf("%q, whose commit returned, is not stored after the crash", k)
+			}
+		}
+		if k, ok := strings.CutPrefix(line, "deleted "); ok {
+			if _, ok := files[k]; ok {
+				t.Errorf("%q, whose delete returned, is stored after the crash", k)
+			}
+		}
 	}
 }
 
@@ -238,8 +262,9 @@ func TestCrashDuringFills(t *testing.T) {
 		t.Run(fmt.Sprintf("%s after %d", c.work, c.after), func(t *testing.T) {
 			dir := t.TempDir()
 			seed(t, dir, keysN("example.com/seed/", 10))
-			crashChild(t, dir, c.work, "", 0, c.after)
-			b, _ := checkConsistent(t, dir, Options{MaxSize: limitFor(c.work)})
+			lines := crashChild(t, dir, c.work, "", 0, c.after)
+			b, files := checkConsistent(t, dir, Options{MaxSize: limitFor(c.work)})
+			checkReturned(t, lines, files, c.work != "evict")
 			b.Close()
 			checkConsistent(t, dir, Options{MaxSize: limitFor(c.work)})
 		})

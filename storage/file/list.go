@@ -39,6 +39,7 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 		if !b.ix.waitComplete(ctx) {
 			return nil, "", ctx.Err()
 		}
+		b.ix.st.sync() // the commits and deletes that have returned
 		out, next = out[:0], ""
 		err := b.ix.st.view(func(tx *bolt.Tx) error {
 			keys := tx.Bucket(bucketKeys)
@@ -130,6 +131,7 @@ func readListed(path string) (meta, error) {
 // start, the objects are the largest of those indexed so far, and
 // complete is false.
 func (b *Backend) Largest(ctx context.Context, n int) ([]storage.Info, bool, error) {
+	b.ix.st.sync()
 	complete := b.ix.isComplete()
 	var out []listedRec
 	err := b.ix.st.view(func(tx *bolt.Tx) error {

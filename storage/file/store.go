@@ -50,6 +50,9 @@ const (
 	// buildBatch is how many files the build checks between waits for the
 	// applier, which keeps its queue short.
 	buildBatch = 512
+	// queueWait is the length of the applier's queue past which commits
+	// and deletes wait for their changes to be applied.
+	queueWait = 4096
 )
 
 var (
@@ -435,15 +438,30 @@ func (s *store) kick() {
 
 // submit queues o for the applier; false once the store is closed.
 func (s *store) submit(o *op) bool {
+	ok, _ := s.enqueue(o)
+	return ok
+}
+
+// enqueue queues o for the applier; false once the store is closed. wait
+// says the queue is long: a commit or delete then waits for its change
+// to be applied, which keeps the queue short when changes come faster
+// than the index takes them.
+func (s *store) enqueue(o *op) (ok, wait bool) {
 	s.qmu.Lock()
 	if s.stopping {
 		s.qmu.Unlock()
-		return false
+		return false, false
 	}
 	s.queue = append(s.queue, o)
+	wait = len(s.queue) >= queueWait
 	s.qmu.Unlock()
 	s.kick()
-	return true
+	return true, wait
+}
+
+// sync waits until the index holds every change queued before.
+func (s *store) sync() {
+	s.do(&op{kind: opSync})
 }
 
 // do queues o and waits until the index holds it.

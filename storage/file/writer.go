@@ -163,13 +163,17 @@ func (w *writer) Commit(ctx context.Context) error {
 	now := time.Now().UnixNano()
 	o := &op{kind: opPut, key: info.Key, j: j, reservation: w.reserved, done: make(chan error, 1),
 		r: rec{fileSize: size, size: info.Size, storedAt: info.StoredAt.UnixNano(), used: now, ino: inode(fi)}}
-	queued := j != nil && w.ix.st.submit(o)
+	queued, wait := false, false
+	if j != nil {
+		queued, wait = w.ix.st.enqueue(o)
+	}
 	mu.Unlock()
 	w.reserved = 0
 	w.ix.hotCommitted(name, size, inode(fi), info, now)
-	if queued {
+	if wait {
 		<-o.done
-	} else {
+	}
+	if !queued {
 		// The backend is closed: the object is indexed when it is next
 		// used, or by the next rebuild.
 		w.ix.j.done(j)
