@@ -2,6 +2,7 @@ package httpmirror
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -42,6 +43,8 @@ type adminState struct {
 	order   []string // job ids, oldest first
 	errors  errorRing
 	largest largestCache
+	// verifies are the verify jobs (verify.go); they stop with ctx too.
+	verifies verifyJobs
 }
 
 func (m *MirrorHandler) adminInit() *adminState {
@@ -135,7 +138,11 @@ type ObjectStatus struct {
 	LastModified time.Time   `json:"lastModified,omitzero"`
 	ContentType  string      `json:"contentType,omitempty"`
 	Header       http.Header `json:"header,omitempty"`
-	Freshness    *Freshness  `json:"freshness,omitempty"`
+	// SHA256 is the hex SHA-256 of the object's bytes kept with it
+	// (verified against what the origin published, or computed when it
+	// was stored); empty for objects stored before digests were kept.
+	SHA256    string     `json:"sha256,omitempty"`
+	Freshness *Freshness `json:"freshness,omitempty"`
 	// Location is where the backend keeps the object (a file path, an
 	// s3:// URL), when it can say.
 	Location string `json:"location,omitempty"`
@@ -193,6 +200,9 @@ func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, e
 	fr, fresh := m.p.Freshness(t, info)
 	st.Stored, st.Size, st.StoredAt, st.ETag = true, info.Size, info.StoredAt, info.ETag
 	st.LastModified, st.ContentType, st.Header = info.LastModified, info.ContentType, info.Header
+	if sum, ok := policy.StoredSHA256(info); ok {
+		st.SHA256 = hex.EncodeToString(sum)
+	}
 	st.Freshness = &Freshness{Rule: "immutable", Fresh: fresh, MustRevalidate: fr.MustRevalidate}
 	if fr.Mutable {
 		st.Freshness.Rule = "revalidate-pattern"

@@ -257,14 +257,15 @@ type MirrorHandler struct {
 	admin    adminState       // prefetch jobs, recent failures (admin.go)
 }
 
-// Close stops the prefetch jobs, aborts the fills in progress and waits,
-// until ctx is done, for them to clean up; nothing half-written stays in
-// storage. Requests still being served from an aborted fill are cut off.
+// Close stops the prefetch and verify jobs, aborts the fills in progress
+// and waits, until ctx is done, for them to clean up; nothing half-written
+// stays in storage. Requests still being served from an aborted fill are cut off.
 func (m *MirrorHandler) Close(ctx context.Context) error {
 	if err := m.setup(); err != nil {
 		return err
 	}
 	m.stopPrefetches()
+	m.stopVerifies()
 	return m.p.Shutdown(ctx)
 }
 

@@ -149,10 +149,13 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	if err == nil && v != nil {
 		var sum []byte
 		if sum, err = v.verdict(); err == nil && sum != nil {
-			if info.Header == nil {
-				info.Header = http.Header{}
+			// Readers hold the published header: the stored one is a copy.
+			h := info.Header.Clone()
+			if h == nil {
+				h = http.Header{}
 			}
-			info.Header.Set(policy.DigestHeader, policy.FormatSHA256(sum))
+			h.Set(policy.DigestHeader, policy.FormatSHA256(sum))
+			info.Header = h
 		}
 	}
 	// spool.w is nil when storage failed: the clients are served from the

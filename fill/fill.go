@@ -153,12 +153,24 @@ func (f *Fill) Arrived() int64 {
 // reader finishes a response before the verdict, and on a mismatch every
 // reader gets the fill's error instead.
 func (f *Fill) Available(ctx context.Context, off int64) (int64, error) {
-	return f.available(ctx, off, true)
+	return f.available(ctx, off, asReader)
 }
 
-// available is Available; hold says whether the last byte is held back
-// while the bytes are verified (see holdLast).
-func (f *Fill) available(ctx context.Context, off int64, hold bool) (int64, error) {
+// waiter is who waits for bytes of a fill.
+type waiter uint8
+
+const (
+	// asReader: a reader, who gets the last byte only after a verdict
+	// (see holdLast) and whose wait for a byte ahead of the prefix makes
+	// a segmented fill fetch it next (segmenter.want).
+	asReader waiter = iota
+	// asFollower: the fill itself, following its prefix (see follow):
+	// it neither waits for a verdict it makes nor changes the schedule.
+	asFollower
+)
+
+// available is Available for who.
+func (f *Fill) available(ctx context.Context, off int64, who waiter) (int64, error) {
 	for {
 		f.mu.Lock()
 		n, err, ch, seg := f.n, f.err, f.progress, f.seg
@@ -166,7 +178,7 @@ func (f *Fill) available(ctx context.Context, off int64, hold bool) (int64, erro
 			n = f.filled.runFrom(off)
 		}
 		finished := f.isDone()
-		if hold && f.holdLast && (!finished || err != nil) && f.size > 0 {
+		if who == asReader && f.holdLast && (!finished || err != nil) && f.size > 0 {
 			// Until the fill ended well: on a mismatch (or any failure)
 			// the last byte never comes.
 			n = min(n, f.size-1)
@@ -178,7 +190,7 @@ func (f *Fill) available(ctx context.Context, off int64, hold bool) (int64, erro
 		if off < n {
 			return n, nil
 		}
-		if seg != nil && !finished {
+		if seg != nil && !finished && who == asReader {
 			seg.want(off)
 		}
 		if finished {

@@ -171,10 +171,11 @@ func (f *Fill) Checked() bool {
 	return f.holdLast
 }
 
-// arrivedFrom is Available for the fill itself: it waits for the byte at
-// off without holding back the last one (see holdLast), so that what
-// follows the prefix (the verifier, the feed of a storage writer) reaches
-// the end.
+// arrivedFrom is Available for the fill itself (asFollower): it waits for
+// the byte at off without holding back the last one (see holdLast), so
+// that what follows the prefix (the verifier, the feed of a storage
+// writer) reaches the end, and without asking for the byte ahead of the
+// segments' order: it follows the prefix where the segments complete it.
 func (f *Fill) arrivedFrom(ctx context.Context, off int64) (int64, error) {
-	return f.available(ctx, off, false)
+	return f.available(ctx, off, asFollower)
 }

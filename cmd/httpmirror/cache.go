@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/config"
 )
 
 const cacheUsage = `Usage: httpmirror cache <command> [flags] [arguments]
@@ -31,6 +32,10 @@ Commands:
   rm --prefix PREFIX       purge every object under PREFIX
   warm URL...              prefetch URLs into the cache and show the progress;
                            --file FILE reads them one per line (- for stdin)
+  verify [PREFIX]          re-read the objects under PREFIX (all when absent),
+                           compare each with the SHA-256 kept when it was
+                           stored, and print those that no longer match;
+                           objects stored without one get it recorded
 
 Flags of every command:
   --admin URL              the admin listener (default $HTTPMIRROR_ADMIN,
@@ -43,10 +48,17 @@ Flags of ls: --limit N (stop after N objects).
 Flags of warm: --file FILE, --no-wait (print the job id and return),
   --timeout D (stop following the job after D, default 24h). Interrupted
   (Ctrl-C, SIGTERM) while following its job, warm cancels the job.
+Flags of verify: --purge (delete the objects that do not match, so that
+  the next request fetches them again), --rate R (bytes read per second,
+  such as 64MiB, the default), --from TOKEN (resume a job that stopped
+  early: the token it printed), --no-wait, --timeout D (as for warm).
+  Interrupted while following its job, verify cancels the job and prints
+  the command that resumes it.
 
 Exit status: 0 on success, 1 when the mirror says no (not cached, failed
-or cancelled URLs, a missing or wrong token), cannot be reached, or warm
-was interrupted, 2 for bad usage.
+or cancelled URLs, objects that do not match their digest or could not be
+verified, a missing or wrong token), cannot be reached, or warm or verify
+was interrupted or stopped early, 2 for bad usage.
 `
 
 // errUsage marks a command line to refuse with status 2.
@@ -136,16 +148,20 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 	file := fs.String("file", "", "")
 	noWait := fs.Bool("no-wait", false, "")
 	timeout := fs.Duration("timeout", 24*time.Hour, "")
+	purge := fs.Bool("purge", false, "")
+	rate := fs.String("rate", "", "")
+	from := fs.String("from", "", "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	allowed := map[string][]string{"ls": {"limit"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"}}
+	allowed := map[string][]string{"ls": {"limit"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"},
+		"verify": {"purge", "rate", "from", "no-wait", "timeout"}}
 	extra, known := allowed[cmd]
 	if !known {
-		return usageErr("unknown command %q; want ls, info, rm or warm", cmd)
+		return usageErr("unknown command %q; want ls, info, rm, warm or verify", cmd)
 	}
 	for name := range set {
 		if name != "admin" && name != "json" && name != "token-file" && !contains(extra, name) {
@@ -189,6 +205,25 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 			return c.rmPrefix(*prefix)
 		}
 		return c.rm(pos)
+	case "verify":
+		if len(pos) > 1 {
+			return usageErr("verify takes at most one prefix")
+		}
+		if *timeout <= 0 {
+			return usageErr("--timeout must be positive")
+		}
+		v := verifyArgs{purge: *purge, from: *from, noWait: *noWait, timeout: *timeout}
+		if len(pos) == 1 {
+			v.prefix = pos[0]
+		}
+		if set["rate"] {
+			n, err := config.ParseSize(strings.TrimSuffix(*rate, "/s"))
+			if err != nil || n < 1 {
+				return usageErr("--rate wants bytes per second, such as 64MiB or 100MB")
+			}
+			v.rate = n
+		}
+		return c.verify(v)
 	default: // warm
 		urls := pos
 		if *file != "" {
@@ -414,6 +449,7 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 	line("size", fmt.Sprintf("%d (%s)", st.Size, humanBytes(st.Size)))
 	line("stored at", st.StoredAt.Local().Format(time.RFC3339))
 	line("etag", st.ETag)
+	line("sha256", st.SHA256)
 	if !st.LastModified.IsZero() {
 		line("last modified", st.LastModified.UTC().Format(http.TimeFormat))
 	}

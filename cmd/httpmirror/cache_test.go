@@ -116,6 +116,8 @@ func TestCacheCommandUsage(t *testing.T) {
 		{}, {"frob"}, {"info"}, {"ls", "a.org", "b.org"}, {"rm"}, {"rm", "a.org/x", "--prefix", "a.org"},
 		{"warm"}, {"ls", "--limit", "x"}, {"info", "--prefix", "a.org", "a.org/x"}, {"ls", "--admin", "ftp://x"},
 		{"warm", "--file", "/nonexistent/list"}, {"ls", "--bogus"}, {"ls", "--token-file", "/nonexistent/token"},
+		{"verify", "a.org", "b.org"}, {"verify", "--rate", "fast"}, {"verify", "--rate", "0"}, {"verify", "--timeout", "0s"},
+		{"ls", "--purge"}, {"warm", "--from", "x", "a.org/x"},
 	} {
 		if code, out, errOut := cacheCLI(t, "", args...); code != 2 || errOut == "" {
 			t.Errorf("cache %q: exit %d, stderr %q, stdout %q; want 2 with a message", args, code, errOut, out)

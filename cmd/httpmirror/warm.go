@@ -144,6 +144,11 @@ func (p *progressLine) draw(st httpmirror.PrefetchStatus) {
 	if st.Failed > 0 {
 		line += fmt.Sprintf("  %d failed", st.Failed)
 	}
+	p.show(line)
+}
+
+// show replaces the line drawn last with line.
+func (p *progressLine) show(line string) {
 	pad := max(p.width-len(line), 0)
 	fmt.Fprintf(p.w, "\r%s%s", line, strings.Repeat(" ", pad))
 	p.width = len(line)

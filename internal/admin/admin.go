@@ -1,9 +1,9 @@
 // Package admin serves httpmirror's operator endpoints on their own
 // listener, never on the public one: Prometheus metrics, liveness,
 // readiness and pprof, and, over the mirror's handler, the cache API
-// (look up, list, purge, prefetch) and the status page. With tokens set,
-// every endpoint but the probes (and /metrics, unless MetricsAuth) needs
-// one (auth.go).
+// (look up, list, purge, prefetch, verify) and the status page. With
+// tokens set, every endpoint but the probes (and /metrics, unless
+// MetricsAuth) needs one (auth.go).
 package admin
 
 import (

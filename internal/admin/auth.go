@@ -87,6 +87,10 @@ func action(r *http.Request) string {
 		return "prefetch start"
 	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/prefetch/"):
 		return "prefetch cancel"
+	case r.Method == http.MethodPost && p == "/verify":
+		return "verify start"
+	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/verify/"):
+		return "verify cancel"
 	}
 	return ""
 }
@@ -108,10 +112,20 @@ func endpoint(r *http.Request) string {
 // auditRecord collects what an audited request asked for and what came of
 // it, for its one audit line.
 type auditRecord struct {
+	by    string // the token's name, "-" without tokens
 	attrs []any
 }
 
 type auditKey struct{}
+
+// auditedBy returns the name of the token of the audited request r ("-"
+// without tokens), or "" when r is not audited.
+func auditedBy(r *http.Request) string {
+	if rec, ok := r.Context().Value(auditKey{}).(*auditRecord); ok {
+		return rec.by
+	}
+	return ""
+}
 
 // audit adds key-value pairs to the audit line of r, if r is audited.
 func audit(r *http.Request, args ...any) {
@@ -142,7 +156,7 @@ func (w *statusRecorder) Write(p []byte) (int, error) {
 
 // wrap returns next behind the token check (when Tokens are set) and the
 // audit log. Every request that purges, or starts or cancels a prefetch
-// job, logs one line with the remote address, the token's name ("-"
+// or verify job, logs one line with the remote address, the token's name ("-"
 // without tokens), what it asked for and the status it got: at info level
 // when it succeeded, at warn level when it was refused or failed. A wrong
 // token on any endpoint is logged at warn level too; the token itself is
@@ -163,7 +177,7 @@ func (g *guard) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		rec := &auditRecord{}
+		rec := &auditRecord{by: by}
 		sw := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), auditKey{}, rec)))
 		if sw.status == 0 {

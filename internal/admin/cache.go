@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -30,6 +31,9 @@ const maxPrefetchBody = 8 << 20
 //	POST   /prefetch                  JSON array of URLs, or one per line: 202 with the job's id
 //	GET    /prefetch/<id>?wait=D      the job's per-URL state and bytes, once done or after D
 //	DELETE /prefetch/<id>             cancel the job; its status once its running URLs stopped
+//	POST   /verify?prefix=P&purge=B&rate=R&from=T   (or a JSON body) verify stored objects: 202 with the job's id
+//	GET    /verify/<id>?wait=D        the job's counts and mismatches, once ended or after D
+//	DELETE /verify/<id>               cancel the job; its status, with where to resume
 //	GET    /                          the status page; /status.json its data
 //
 // Paths under /cache/ hold URLs ("https://host/…"), which the mux would
@@ -37,6 +41,8 @@ const maxPrefetchBody = 8 << 20
 func (s *Server) mirrorHandler(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("/prefetch", s.prefetch)
 	mux.HandleFunc("/prefetch/{id}", s.prefetchJob)
+	mux.HandleFunc("/verify", s.verify)
+	mux.HandleFunc("/verify/{id}", s.verifyJob)
 	mux.HandleFunc("/{$}", s.statusPage)
 	mux.HandleFunc("/status.json", s.statusJSON)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -88,16 +94,18 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &pe):
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "invalid URLs in the list; nothing was prefetched", Invalid: pe.Invalid, Count: pe.Count})
-	case errors.Is(err, httpmirror.ErrInvalidRef):
+	case errors.Is(err, httpmirror.ErrInvalidRef), errors.Is(err, httpmirror.ErrInvalidResumeToken):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, storage.ErrInvalidToken):
 		writeError(w, http.StatusBadRequest, "invalid page token (next)")
 	case errors.Is(err, httpmirror.ErrTooManyURLs):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
-	case errors.Is(err, httpmirror.ErrUnknownPrefetch):
+	case errors.Is(err, httpmirror.ErrUnknownPrefetch), errors.Is(err, httpmirror.ErrUnknownVerify):
 		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, httpmirror.ErrTooManyPrefetches):
+	case errors.Is(err, httpmirror.ErrTooManyPrefetches), errors.Is(err, httpmirror.ErrTooManyVerifies):
 		writeError(w, http.StatusTooManyRequests, err.Error())
+	case errors.Is(err, fill.ErrShutdown):
+		writeError(w, http.StatusServiceUnavailable, "the mirror is shutting down")
 	case errors.Is(err, httpmirror.ErrNoCache):
 		writeError(w, http.StatusNotImplemented, "the mirror runs without a cache (--storage-url is empty)")
 	case errors.Is(err, storage.ErrNotSupported):
