@@ -179,6 +179,6 @@ func (s *store) observe(name, key string) *op {
 	}
 	return &op{kind: opObserve, key: m.Key, present: true, r: rec{
 		fileSize: fi.Size(), size: m.Size, storedAt: m.StoredAt,
-		used: fi.ModTime().UnixNano(), ino: inode(fi),
+		used: fi.ModTime().UnixNano(), ino: inode(fi), digest: indexedDigest(m.Header),
 	}}
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -665,4 +667,91 @@ func checkConsistentKeys(t *testing.T, dir string) (*Backend, map[string]int64) 
 	checkConsistentBodies(t, dir)
 	b := mustNew(t, dir, Options{})
 	return b, onDisk(t, dir)
+}
+
+// The digest kept in an object's metadata (storage.DigestHeader) is in
+// the index: a listing shows it without reading the object's trailer,
+// whether it was given at Create, completed by UpdateInfo, recorded
+// later by Refresh, or found by a rebuild of the index.
+func TestIndexHoldsDigest(t *testing.T) {
+	dir := t.TempDir()
+	var trailers atomic.Int64
+	opts := Options{testHook: func(p string) {
+		if p == "trailer" {
+			trailers.Add(1)
+		}
+	}}
+	b := mustNew(t, dir, opts)
+	ctx := context.Background()
+	digest := func(key string) string {
+		sum := sha256.Sum256(payloadFor(key))
+		return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+	}
+	put := func(key string, at, update http.Header) {
+		t.Helper()
+		data := payloadFor(key)
+		w, err := b.Create(ctx, key, storage.Info{Size: int64(len(data)), ETag: `"e"`, Header: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if update != nil {
+			if err := w.(storage.InfoUpdater).UpdateInfo(storage.Info{ETag: `"e"`, Header: update}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		atCreate = "example.com/digest/at-create"
+		updated  = "example.com/digest/updated"
+		later    = "example.com/digest/later"
+		none     = "example.com/digest/none"
+	)
+	put(atCreate, http.Header{storage.DigestHeader: {digest(atCreate)}}, nil)
+	put(updated, nil, http.Header{storage.DigestHeader: {digest(updated)}, "X-Other": {"x"}})
+	put(later, nil, nil)
+	put(none, nil, nil)
+	info, err := b.Stat(ctx, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info.Header = http.Header{storage.DigestHeader: {digest(later)}}
+	if err := b.Refresh(ctx, later, info); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	want := map[string]string{atCreate: digest(atCreate), updated: digest(updated), later: digest(later), none: ""}
+	check := func(b *Backend, when string) {
+		t.Helper()
+		before := trailers.Load()
+		objs := listAll(t, b, "example.com/digest/")
+		if len(objs) != len(want) {
+			t.Fatalf("%s: listed %d objects; want %d", when, len(objs), len(want))
+		}
+		for _, o := range objs {
+			if got := o.Header.Get(storage.DigestHeader); got != want[o.Key] {
+				t.Errorf("%s: %q listed with digest %q; want %q", when, o.Key, got, want[o.Key])
+			}
+			if o.Header.Get("X-Other") != "" {
+				t.Errorf("%s: %q listed with header %v; want the digest alone", when, o.Key, o.Header)
+			}
+		}
+		if n := trailers.Load() - before; n != 0 {
+			t.Errorf("%s: the listing read %d trailers; want 0", when, n)
+		}
+	}
+	check(b, "after the commits")
+	b.Close()
+	b = mustNew(t, dir, opts)
+	check(b, "after a restart")
+	b.Close()
+	os.Remove(filepath.Join(dir, dbName))
+	b = mustNew(t, dir, opts)
+	waitIndexed(t, b)
+	check(b, "after a rebuild")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ type listedRec struct {
 func (b *Backend) checkListed(ls []listedRec) []storage.Info {
 	out := make([]storage.Info, 0, len(ls))
 	for _, l := range ls {
-		size, storedAt := l.r.size, l.r.storedAt
+		size, storedAt, digest := l.r.size, l.r.storedAt, l.r.digest
 		p := b.ix.path(hexName(l.key))
 		fi, err := os.Lstat(p)
 		if err == nil && (fi.Size() != l.r.fileSize || l.r.ino != 0 && inode(fi) != l.r.ino) {
@@ -101,13 +102,17 @@ func (b *Backend) checkListed(ls []listedRec) []storage.Info {
 			if m, err = readListed(p); err == nil && m.Key != l.key {
 				err = errCorrupt
 			}
-			size, storedAt = m.Size, m.StoredAt
+			size, storedAt, digest = m.Size, m.StoredAt, indexedDigest(m.Header)
 		}
 		if err != nil {
 			b.ix.st.checkLater(l.key)
 			continue
 		}
-		out = append(out, storage.Info{Key: l.key, Size: size, StoredAt: time.Unix(0, storedAt)})
+		info := storage.Info{Key: l.key, Size: size, StoredAt: time.Unix(0, storedAt)}
+		if digest != "" {
+			info.Header = http.Header{storage.DigestHeader: {digest}}
+		}
+		out = append(out, info)
 	}
 	return out
 }

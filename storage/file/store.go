@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -18,12 +19,15 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 // The index database (bbolt, as etcd uses) holds, for every object, in
 // three orders:
 //
-//	k: key → record (file size, body size, StoredAt, last use, inode)
+//	k: key → record (file size, body size, StoredAt, last use, inode,
+//	   and the digest kept in the object's metadata, storage.DigestHeader)
 //	a: last use (8 bytes) | hash (16 bytes) → key, oldest first: eviction
 //	s: file size (8 bytes) | hash (16 bytes) → key: the largest objects
 //	m: meta: format, counters, how far the journal is covered, whether
@@ -82,22 +86,40 @@ type rec struct {
 	storedAt int64 // Unix nanoseconds
 	used     int64 // last use, Unix nanoseconds
 	ino      uint64
+	// digest is the object's storage.DigestHeader value, verbatim (the
+	// backend does not interpret it); empty when it has none, or one
+	// longer than maxDigest (the trailer still has it).
+	digest string
 }
 
+// recLen is the length of a record without digest, the digest follows.
 const recLen = 40
 
+// maxDigest bounds the digest a record holds: a SHA-256 in the form the
+// fill writes takes 54 bytes.
+const maxDigest = 128
+
+// indexedDigest returns the digest of info a record holds.
+func indexedDigest(h http.Header) string {
+	d := h.Get(storage.DigestHeader)
+	if len(d) > maxDigest {
+		return ""
+	}
+	return d
+}
+
 func (r rec) encode() []byte {
-	b := make([]byte, recLen)
+	b := make([]byte, recLen, recLen+len(r.digest))
 	binary.BigEndian.PutUint64(b[0:], uint64(r.fileSize))
 	binary.BigEndian.PutUint64(b[8:], uint64(r.size))
 	binary.BigEndian.PutUint64(b[16:], uint64(r.storedAt))
 	binary.BigEndian.PutUint64(b[24:], uint64(r.used))
 	binary.BigEndian.PutUint64(b[32:], r.ino)
-	return b
+	return append(b, r.digest...)
 }
 
 func decodeRec(b []byte) (rec, bool) {
-	if len(b) != recLen {
+	if len(b) < recLen || len(b) > recLen+maxDigest {
 		return rec{}, false
 	}
 	return rec{
@@ -106,6 +128,7 @@ func decodeRec(b []byte) (rec, bool) {
 		storedAt: int64(binary.BigEndian.Uint64(b[16:])),
 		used:     int64(binary.BigEndian.Uint64(b[24:])),
 		ino:      binary.BigEndian.Uint64(b[32:]),
+		digest:   string(b[recLen:]),
 	}, true
 }
 

@@ -162,7 +162,8 @@ func (w *writer) Commit(ctx context.Context) error {
 	w.ix.point("commit-renamed")
 	now := time.Now().UnixNano()
 	o := &op{kind: opPut, key: info.Key, j: j, reservation: w.reserved, done: make(chan error, 1),
-		r: rec{fileSize: size, size: info.Size, storedAt: info.StoredAt.UnixNano(), used: now, ino: inode(fi)}}
+		r: rec{fileSize: size, size: info.Size, storedAt: info.StoredAt.UnixNano(), used: now, ino: inode(fi),
+			digest: indexedDigest(info.Header)}}
 	queued, wait := false, false
 	if j != nil {
 		queued, wait = w.ix.st.enqueue(o)
