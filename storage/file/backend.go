@@ -26,12 +26,12 @@
 // objects/ on commit, followed by an fsync of the directory. Anything left in
 // tmp/ by a crash is removed when the next Backend opens the root.
 //
-// The object files are the truth. The index (key, size, last use of
-// each object, in key order, in order of use and in order of size) lets a
-// start open no object file, listings and purges by prefix read only what
-// they return, and eviction find the least recently used objects; it is
-// rebuilt from the files, in the background, whenever it cannot be
-// trusted (build.go).
+// The object files are the truth. The index (key, size, last use and kept
+// digest of each object, in key order, in order of use and in order of
+// size) lets a start open no object file, listings and purges by prefix
+// read only what they return, and eviction find the least recently used
+// objects; it is rebuilt from the files, in the background, whenever it
+// cannot be trusted (build.go).
 package file
 
 import (
