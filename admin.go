@@ -245,11 +245,19 @@ type ListedObject struct {
 	// VariantOf is, for a variant of an object that varies (Vary), the
 	// object's key; empty for every other object.
 	VariantOf string `json:"variantOf,omitempty"`
+	// SHA256 is the hex SHA-256 kept with the object (see
+	// ObjectStatus.SHA256), when the backend's listing has it (local disk
+	// and memory; not S3, whose listing holds no metadata).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 func listed(o storage.Info) ListedObject {
 	base, _ := policy.BaseKey(o.Key)
-	return ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt, VariantOf: base}
+	lo := ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt, VariantOf: base}
+	if sum, ok := policy.StoredSHA256(o); ok {
+		lo.SHA256 = hex.EncodeToString(sum)
+	}
+	return lo
 }
 
 // ListPage is a page of List.

@@ -74,13 +74,19 @@ func fillStatus(p fill.Progress, now time.Time) FillStatus {
 	return fs
 }
 
-// LargestObjects are the largest stored objects, as of a scan of the
-// listing that may have stopped early (Complete false) in a large cache.
+// LargestObjects are the largest stored objects: from the backend's index
+// when it keeps one in order of size (Indexed: the local disk), else as of
+// a scan of the listing that may have stopped early in a large cache.
 type LargestObjects struct {
-	Objects  []ListedObject `json:"objects"`
-	Scanned  int            `json:"scanned"`
-	Complete bool           `json:"complete"`
-	At       time.Time      `json:"at"`
+	Objects []ListedObject `json:"objects"`
+	// Scanned counts the objects the scan read; 0 when Indexed.
+	Scanned int `json:"scanned"`
+	// Complete is false when the scan stopped early, or when the index
+	// is still being built after a start (the objects are then the
+	// largest of those indexed so far).
+	Complete bool      `json:"complete"`
+	Indexed  bool      `json:"indexed,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // RecentError is a failed request, without its query string.
@@ -213,9 +219,22 @@ type largestCache struct {
 	last LargestObjects
 }
 
-// get returns the largest objects, scanning the listing again when the
-// last scan is older than largestMaxAge.
+// get returns the largest objects: from the backend's index when it has
+// one (reading a few entries: asked at every view), else from a scan of
+// the listing, done again when the last one is older than largestMaxAge.
 func (c *largestCache) get(ctx context.Context, l storage.Lister, now time.Time) LargestObjects {
+	if ll, ok := l.(storage.LargestLister); ok {
+		objs, complete, err := ll.Largest(ctx, largestCount)
+		if err == nil {
+			res := LargestObjects{Objects: []ListedObject{}, Complete: complete, Indexed: true, At: now}
+			for _, o := range objs {
+				res.Objects = append(res.Objects, listed(o))
+			}
+			return res
+		}
+		// ErrNotSupported (the decorator over a backend without an
+		// index), or the index failed: scan.
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.last.At.IsZero() && now.Sub(c.last.At) < largestMaxAge {

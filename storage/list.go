@@ -39,3 +39,15 @@ type Lister interface {
 type Locator interface {
 	Location(key string) (string, error)
 }
+
+// LargestLister is implemented by backends that keep their objects in
+// order of size, so that the largest can be named without reading the
+// whole listing (the local disk backend's index).
+type LargestLister interface {
+	// Largest returns up to n of the largest committed objects, largest
+	// first, each with at least Key, Size and StoredAt. complete is false
+	// when the backend does not know all its objects yet (it is still
+	// indexing them after a start): the objects are then the largest of
+	// those it knows.
+	Largest(ctx context.Context, n int) (objects []Info, complete bool, err error)
+}

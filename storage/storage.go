@@ -70,6 +70,12 @@ type Info struct {
 	StoredAt time.Time
 }
 
+// DigestHeader is the field of Info.Header in which a fill keeps the
+// SHA-256 of an object's bytes (policy.DigestHeader, which says its form).
+// Backends that index their objects keep it with the key, so that a
+// listing can show it without reading the object.
+const DigestHeader = "X-Httpmirror-Digest"
+
 // Object is an open, committed object.
 //
 // Read and Seek cover exactly the object's body: Seek(0, io.SeekEnd) returns

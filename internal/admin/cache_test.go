@@ -2,6 +2,8 @@ package admin_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/url"
@@ -183,16 +185,20 @@ func TestPurgePrefixExactSubtree(t *testing.T) {
 }
 
 // GET /cache/?prefix= lists the objects under a prefix, in pages, with
-// their sizes.
+// their sizes and, where the backend's listing has it, their SHA-256.
 func TestListPaged(t *testing.T) {
 	backends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
 		want := map[string]int64{}
+		sums := map[string]string{}
 		for i := range 5 {
 			p := "/files/" + string(rune('a'+i))
-			e.origin.Put(p, testutil.Payload(uint64(i), 1000*(i+1)))
+			body := testutil.Payload(uint64(i), 1000*(i+1))
+			e.origin.Put(p, body)
 			e.get(t, p)
 			want[e.key(p)] = int64(1000 * (i + 1))
+			sum := sha256.Sum256(body)
+			sums[e.key(p)] = hex.EncodeToString(sum[:])
 		}
 		e.origin.Put("/elsewhere", []byte("x"))
 		e.get(t, "/elsewhere")
@@ -212,6 +218,9 @@ func TestListPaged(t *testing.T) {
 			for _, o := range page.Objects {
 				got[o.Key] = o.Size
 				sum += o.Size
+				if backend != "s3" && o.SHA256 != sums[o.Key] {
+					t.Errorf("%s listed with sha256 %q; want %q", o.Key, o.SHA256, sums[o.Key])
+				}
 			}
 			if sum != page.Bytes {
 				t.Errorf("page bytes %d; objects sum to %d", page.Bytes, sum)
