@@ -365,7 +365,15 @@ func (j *verifyJob) moved(pos resumeToken, end bool) {
 // handled; false when the job's context ended first.
 func (m *MirrorHandler) verifyOne(j *verifyJob, key string, buf []byte) bool {
 	ctx, store := j.ctx, m.p.Store()
-	obj, err := store.Open(ctx, key)
+	// What the medium holds, not a copy in memory; not a use of the
+	// object either.
+	var obj storage.Object
+	var err error
+	if r, ok := store.(storage.Rereader); ok {
+		obj, err = r.Reread(ctx, key)
+	} else {
+		obj, err = store.Open(ctx, key)
+	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		j.count(&j.st.Changed) // removed since it was listed

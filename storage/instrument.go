@@ -41,6 +41,8 @@ type OpObserver func(op string, d time.Duration, err error)
 //   - Claimer: b's claims, or ErrNotSupported; a claim lost to another
 //     writer (ErrClaimed, ErrClaimChanged) is reported as a success;
 //   - UploadAborter: b's AbortUploads, or ErrNotSupported;
+//   - Rereader: b's Reread, or b's Open (a backend without copies beside
+//     its medium reads the medium), timed as "open";
 //   - StatsReporter: implemented exactly when b implements it;
 //   - writers keep Spooler, FileSpooler, WriterAt (with FileSpooler) and
 //     InfoUpdater, objects keep InMemory.
@@ -251,6 +253,18 @@ func (s *instrumented) Largest(ctx context.Context, n int) ([]Info, bool, error)
 	objs, complete, err := s.largest.Largest(ctx, n)
 	s.done("largest", start, err)
 	return objs, complete, err
+}
+
+// Reread implements Rereader.
+func (s *instrumented) Reread(ctx context.Context, key string) (Object, error) {
+	r, ok := s.b.(Rereader)
+	if !ok {
+		return s.Open(ctx, key)
+	}
+	start := time.Now()
+	obj, err := r.Reread(ctx, key)
+	s.done("open", start, err)
+	return obj, err
 }
 
 // Location implements Locator; without a Locator underneath it answers "".

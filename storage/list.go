@@ -51,3 +51,13 @@ type LargestLister interface {
 	// those it knows.
 	Largest(ctx context.Context, n int) (objects []Info, complete bool, err error)
 }
+
+// Rereader is implemented by backends that keep copies of objects beside
+// their medium (the local disk backend holds small bodies in memory).
+// Reread opens the object as the medium holds it, body and metadata,
+// without using or changing those copies, and without counting as a use
+// of the object: a verify job reads objects this way, so that it checks
+// what is stored and leaves the eviction order alone.
+type Rereader interface {
+	Reread(ctx context.Context, key string) (Object, error)
+}

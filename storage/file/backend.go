@@ -269,7 +269,25 @@ const checkBytes = 8 << 10
 
 // open opens the object file of key and returns it with its stat and
 // metadata, read from the trailer unless the index has it already.
+// Reread implements storage.Rereader: the object's file, its metadata read
+// from the file's trailer, neither the memory copy nor the index's use
+// order touched.
+func (b *Backend) Reread(ctx context.Context, key string) (storage.Object, error) {
+	f, _, info, err := b.openFile(key, false)
+	if err != nil {
+		return nil, err
+	}
+	return &object{f: f, info: info, ix: b.ix}, nil
+}
+
 func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) {
+	return b.openFile(key, true)
+}
+
+// openFile opens the object's file and returns its metadata: the index's
+// copy when cached allows it and the index holds one, else the file's
+// trailer.
+func (b *Backend) openFile(key string, cached bool) (*os.File, os.FileInfo, storage.Info, error) {
 	p, err := b.Path(key)
 	if err != nil {
 		return nil, nil, storage.Info{}, err
@@ -286,8 +304,10 @@ func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) 
 		f.Close()
 		return nil, nil, storage.Info{}, err
 	}
-	if info, ok := b.ix.cachedInfo(fi.Name(), fi); ok {
-		return f, fi, info, nil
+	if cached {
+		if info, ok := b.ix.cachedInfo(fi.Name(), fi); ok {
+			return f, fi, info, nil
+		}
 	}
 	info, err := readInfo(f, fi.Size(), key)
 	if err != nil {
