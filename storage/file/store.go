@@ -57,6 +57,9 @@ const (
 	// queueWait is the length of the applier's queue past which commits
 	// and deletes wait for their changes to be applied.
 	queueWait = 4096
+	// dropPagesTicks is how often, in the applier's one-second ticks, the
+	// index's pages leave the resident set (see dropPages).
+	dropPagesTicks = 15
 )
 
 var (
@@ -528,10 +531,13 @@ func (s *store) run() {
 	defer close(s.stopped)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for {
+	for ticks := 0; ; {
 		select {
 		case <-s.wake:
 		case <-tick.C:
+			if ticks++; ticks%dropPagesTicks == 0 {
+				s.dropPages()
+			}
 		}
 		s.qmu.Lock()
 		batch, touches, stop := s.queue, s.touches, s.stopping
