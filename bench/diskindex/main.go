@@ -507,7 +507,9 @@ func median(ds []float64) float64 {
 func idle(rss, anon, file *int64, heap *uint64) {
 	runtime.GC()
 	debug.FreeOSMemory()
-	time.Sleep(2 * time.Second) // the index's applier has nothing left to do
+	// The index's applier has nothing left to do, and has taken the
+	// index's pages out of the resident set (every 15 s).
+	time.Sleep(16 * time.Second)
 	*rss, *anon, *file = status("VmRSS"), status("RssAnon"), status("RssFile")
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
