@@ -308,18 +308,12 @@ func (s *Server) cancelPrefetch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// prefetchStatus answers with the job's status (see waitContext).
 func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
-	// ?wait=D answers once the job is done, or after D (at most a
-	// minute): a client follows a job without polling it in a loop.
-	var d time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		var err error
-		if d, err = time.ParseDuration(v); err != nil || d < 0 || d > time.Minute {
-			writeError(w, http.StatusBadRequest, "wait must be a duration from 0s to 1m")
-			return
-		}
+	ctx, cancel, ok := waitContext(w, r)
+	if !ok {
+		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
 	st, err := s.Mirror.WaitPrefetch(ctx, r.PathValue("id"))
 	if err != nil {
@@ -327,4 +321,21 @@ func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// waitContext is the context of a job status request: ?wait=D answers
+// once the job has ended, or after D (at most a minute), so that a client
+// follows a job without polling it in a loop. A bad D is answered 400 and
+// ok is false.
+func waitContext(w http.ResponseWriter, r *http.Request) (ctx context.Context, cancel context.CancelFunc, ok bool) {
+	var d time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil || d < 0 || d > time.Minute {
+			writeError(w, http.StatusBadRequest, "wait must be a duration from 0s to 1m")
+			return nil, nil, false
+		}
+	}
+	ctx, cancel = context.WithTimeout(r.Context(), d)
+	return ctx, cancel, true
 }
