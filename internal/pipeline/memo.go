@@ -210,11 +210,8 @@ func wholeBodyHeader(info storage.Info, size int64) http.Header {
 		"Content-Type":   nil,
 	}
 	for k, v := range info.Header {
-		switch {
-		case k == policy.DigestHeader:
-			hdr["Repr-Digest"] = v // the stored bytes' SHA-256 (RFC 9530)
-		case !policy.Internal(k):
-			hdr[k] = v
+		if name, ok := clientField(k); ok {
+			hdr[name] = v
 		}
 	}
 	if info.ETag != "" {
