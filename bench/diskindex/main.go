@@ -74,6 +74,9 @@ const (
 	pageSize = 100
 )
 
+// prefix is the prefix of the objects of pool p.
+func prefix(p int) string { return fmt.Sprintf("mirror.example/pool/%04d/", p) }
+
 func key(i int) string {
 	return fmt.Sprintf("mirror.example/pool/%04d/pkg-%07d.deb", i/perPool, i)
 }
@@ -138,7 +141,11 @@ type result struct {
 	AllMed     float64 `json:"allMedMs"`     // median over 20 pages deep in the listing
 	Purge      float64 `json:"purgeMs"`      // list and delete 10,000 objects under a prefix
 	Purged     int     `json:"purged"`
-	RSSAfter   int64   `json:"rssAfter"` // VmRSS after the listings and the purge
+	PurgeTx    int64   `json:"purgeTx"`      // index transactions the purge committed
+	PurgePages int64   `json:"purgePages"`   // index pages the purge wrote
+	PurgeWrite float64 `json:"purgeWriteMs"` // time the index spent writing them
+	Unlink     float64 `json:"unlinkMs"`     // mode unlink: os.Remove of 10,000 object files, no index
+	RSSAfter   int64   `json:"rssAfter"`     // VmRSS after the listings and the purge
 	AfterAnon  int64   `json:"rssAfterAnon"`
 	AfterFile  int64   `json:"rssAfterFile"`
 	HWM        int64   `json:"hwm"` // VmHWM at the end
@@ -179,6 +186,7 @@ func run(ns []int, dir string, keep bool, timeout time.Duration, writers int, re
 		build                    time.Duration
 		dbSize                   int64
 		clean, crashed, rebuilt  result
+		unlink                   result
 		crashChecked, rebuiltRan bool
 	}
 	var rows []row
@@ -218,6 +226,13 @@ func run(ns []int, dir string, keep bool, timeout time.Duration, writers int, re
 			p("page of 100 of the whole cache, first, ms", func(x result) float64 { return x.AllCold }, "%.2f")
 			p("page of 100 of the whole cache, median of 20, ms", func(x result) float64 { return x.AllMed }, "%.2f")
 			p("purge of 10,000 under a prefix, ms", func(x result) float64 { return x.Purge }, "%.0f")
+			p("purge: index transactions", func(x result) float64 { return float64(x.PurgeTx) }, "%.0f")
+			p("purge: index pages written per object purged", func(x result) float64 {
+				return float64(x.PurgePages) / float64(max(x.Purged, 1))
+			}, "%.2f")
+			p("purge: index write time, ms", func(x result) float64 { return x.PurgeWrite }, "%.0f")
+			fmt.Printf("| %d | bare os.Remove of 10,000 of the cache's files, no index (the file system's part of a purge), ms | %.0f | | |\n",
+				r.n, r.unlink.Unlink)
 			p("RSS after listings and purge, MiB", func(x result) float64 { return mib(x.RSSAfter) }, "%.1f")
 			p("RSS after listings and purge over the empty cache, bytes/object", func(x result) float64 {
 				return float64(x.RSSAfter-base.RSS) / float64(x.Objects)
@@ -270,6 +285,12 @@ func run(ns []int, dir string, keep bool, timeout time.Duration, writers int, re
 			rows[len(rows)-1].rebuiltRan = true
 			logf("restart with the index deleted: %+v", rows[len(rows)-1].rebuilt)
 		}
+		// The file system's part of a purge: the files of the last pool
+		// (no measurement touched it), removed without the index.
+		if rows[len(rows)-1].unlink, err = measure(ctx, self, d, "unlink", n, n/perPool-1); err != nil {
+			return fmt.Errorf("%d objects, bare unlink: %w", n, err)
+		}
+		logf("bare unlink: %.0f ms", rows[len(rows)-1].unlink.Unlink)
 		if !keep {
 			logf("removing %s", d)
 			os.RemoveAll(d)
@@ -414,6 +435,42 @@ func child(mode string, args []string) error {
 		}
 		return errors.New("not killed")
 	}
+	if mode == "unlink" {
+		// The file system's part of a purge: the files of one pool,
+		// removed with os.Remove after the store is closed.
+		var paths []string
+		token := ""
+		for {
+			objs, next, err := b.List(ctx, prefix(purge), token, storage.DefaultListLimit)
+			if err != nil {
+				return err
+			}
+			for _, o := range objs {
+				p, err := b.Path(o.Key)
+				if err != nil {
+					return err
+				}
+				paths = append(paths, p)
+			}
+			if token = next; token == "" {
+				break
+			}
+		}
+		if err := b.Close(); err != nil {
+			return err
+		}
+		t := time.Now()
+		for _, p := range paths {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+		}
+		r.Unlink, r.Purged = ms(time.Since(t)), len(paths)
+		if r.Purged != perPool {
+			return fmt.Errorf("unlink of %s: %d files; want %d", prefix(purge), r.Purged, perPool)
+		}
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
 	if n > 0 {
 		k := key(n - 1)
 		o, err := b.Open(ctx, k)
@@ -448,7 +505,6 @@ func child(mode string, args []string) error {
 		}
 		return d
 	}
-	prefix := func(p int) string { return fmt.Sprintf("mirror.example/pool/%04d/", p) }
 	// Pools 0 to 2 are purged, one by each measurement.
 	r.PrefixCold = page(prefix(3), "")
 	var ds []float64
@@ -467,6 +523,7 @@ func child(mode string, args []string) error {
 	}
 
 	// A purge by prefix: list and delete, as the admin API does.
+	w0 := b.IndexWrites()
 	t := time.Now()
 	token := ""
 	for {
@@ -484,7 +541,10 @@ func child(mode string, args []string) error {
 			break
 		}
 	}
+	b.Stats() // waits for the index to hold the deletes
 	r.Purge = ms(time.Since(t))
+	w1 := b.IndexWrites()
+	r.PurgeTx, r.PurgePages, r.PurgeWrite = w1.Transactions-w0.Transactions, w1.Pages-w0.Pages, ms(w1.Time-w0.Time)
 	if r.Purged != perPool {
 		return fmt.Errorf("purge of %s: %d objects; want %d", prefix(purge), r.Purged, perPool)
 	}

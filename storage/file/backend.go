@@ -35,6 +35,7 @@
 package file
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -95,6 +96,8 @@ type Options struct {
 	// testHook, when set, is called at named points of the index's work,
 	// so that tests can stop a process there or hold the build.
 	testHook func(point string)
+	// testGather, when set, replaces gatherWait.
+	testGather time.Duration
 }
 
 // Defaults for Options.
@@ -135,7 +138,7 @@ func New(root string, opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("cache directory %s: %w", root, err)
 	}
 	ix := &index{dir: filepath.Join(root, objectsDir), root: root, maxSize: opts.MaxSize,
-		noSync: opts.NoSync, hook: opts.testHook, hot: map[string]*entry{},
+		noSync: opts.NoSync, hook: opts.testHook, gather: cmp.Or(opts.testGather, gatherWait), hot: map[string]*entry{},
 		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize}
 	if ix.memMax == 0 {
 		ix.memMax = DefaultMemoryCacheSize
@@ -199,6 +202,23 @@ func (b *Backend) WaitIndexed(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// IndexWrites is what the index has written since the backend opened.
+type IndexWrites struct {
+	// Transactions is the number of index transactions committed.
+	Transactions int64
+	// Pages is the number of index pages written, Time the time spent
+	// writing them.
+	Pages int64
+	Time  time.Duration
+}
+
+// IndexWrites reports what the index has written since the backend
+// opened: with the object files' own cost, what a purge, a listing or a
+// stream of commits costs.
+func (b *Backend) IndexWrites() IndexWrites {
+	return b.ix.st.writes()
 }
 
 // removeTemps deletes everything in tmp/: with the lock held, no other

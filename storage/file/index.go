@@ -65,6 +65,7 @@ type index struct {
 	memMax    int64 // bytes of small object bodies kept in memory
 	memObject int64 // largest body kept in memory
 	hook      func(point string)
+	gather    time.Duration // how long the applier holds changes (see holdable)
 
 	mu        sync.Mutex
 	hot       map[string]*entry

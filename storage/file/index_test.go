@@ -755,3 +755,73 @@ func TestIndexHoldsDigest(t *testing.T) {
 	waitIndexed(t, b)
 	check(b, "after a rebuild")
 }
+
+// TestChangesShareTransactions checks the applier's hold: commits and
+// deletes nobody waits for are applied together, yet a change is applied
+// on its own when no other follows, and anything that waits for the
+// index ends the hold at once.
+func TestChangesShareTransactions(t *testing.T) {
+	dir := t.TempDir()
+	keys := keysN("example.com/purge/", 200)
+	seed(t, dir, keys)
+	committed := make(chan struct{}, 1000)
+	b := mustNew(t, dir, Options{testHook: func(p string) {
+		if p == "apply-committed" {
+			committed <- struct{}{}
+		}
+	}})
+	ctx := context.Background()
+	if err := b.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.Stats()
+	for len(committed) > 0 {
+		<-committed
+	}
+
+	// One delete and nothing after it: the index takes it without a
+	// sync (it is not held for ever waiting for company).
+	if err := b.Delete(ctx, keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-committed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone delete was not applied to the index within 10 s")
+	}
+	if objs, _, err := b.List(ctx, keys[0], "", 1); err != nil || len(objs) != 0 {
+		t.Fatalf("List after the lone delete: %v, %v; want nothing", objs, err)
+	}
+
+	// A purge, each unlink slow (as in a large file system), with a hold
+	// that only a sync or gatherMax ends: the deletes share one
+	// transaction, and every one is in the index when Stats returns.
+	dir = t.TempDir()
+	seed(t, dir, keys)
+	b = mustNew(t, dir, Options{testGather: time.Hour, testHook: func(p string) {
+		if p == "delete-removed" {
+			time.Sleep(time.Millisecond) // a slow unlink, not a synchronisation
+		}
+	}})
+	if err := b.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.Stats()
+	before := b.IndexWrites()
+	for _, k := range keys {
+		if err := b.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := b.Stats(); st.Objects != 0 {
+		t.Fatalf("Stats after the purge: %d objects; want 0", st.Objects)
+	}
+	after := b.IndexWrites()
+	if tx := after.Transactions - before.Transactions; tx != 1 {
+		t.Fatalf("the purge of %d objects took %d index transactions; want 1", len(keys), tx)
+	}
+	if pages := after.Pages - before.Pages; pages > 20 {
+		t.Errorf("the purge of %d objects wrote %d index pages; want at most 20", len(keys), pages)
+	}
+	t.Logf("purge of %d objects: %d pages written", len(keys), after.Pages-before.Pages)
+}
