@@ -147,7 +147,7 @@ func TestStatusJSONFieldsAreCamelCase(t *testing.T) {
 		t.Errorf("version %+v; want the build's, %+v", v, version.Get())
 	}
 	if u := parts.Uptime; u.Seconds == nil || *u.Seconds < 0 || u.Since.IsZero() || u.Since.After(parts.Time) ||
-		(parts.Time.Sub(u.Since) - time.Duration(*u.Seconds)*time.Second).Abs() > 2*time.Second {
+		(parts.Time.Sub(u.Since)-time.Duration(*u.Seconds)*time.Second).Abs() > 2*time.Second {
 		t.Errorf("uptime %v since %v at %v; want seconds since a start before now", u.Seconds, u.Since, parts.Time)
 	}
 
