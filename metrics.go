@@ -40,6 +40,8 @@ type Metrics struct {
 	storageOps   sync.Map // op -> prometheus.Observer of storage latency
 	servedCache  prometheus.Counter
 	servedOrigin prometheus.Counter
+
+	origins *originMetrics // per origin host (origins.go)
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -89,6 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.servedCache = m.servedBytes.WithLabelValues("cache")
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
+	m.origins = newOriginMetrics(reg)
 	return m
 }
 
@@ -133,6 +136,7 @@ func (m *Metrics) watch(h *MirrorHandler) {
 	if m == nil {
 		return
 	}
+	m.origins.setAllow(h.AllowHosts)
 	register := func(c prometheus.Collector) {
 		if err := m.reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

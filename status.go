@@ -12,6 +12,7 @@ import (
 
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/pipeline"
+	"github.com/httpmirror/httpmirror/internal/version"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -28,6 +29,30 @@ type Status struct {
 	Largest    *LargestObjects  `json:"largest,omitempty"`
 	Errors     []RecentError    `json:"errors"`
 	Prefetches []PrefetchStatus `json:"prefetches"`
+	// Origins is the traffic by origin, busiest first (see
+	// MaxOriginLabels); empty without Metrics.
+	Origins []OriginStatus `json:"origins"`
+	// Version is the running build.
+	Version version.Info `json:"version"`
+	// Uptime is how long the process has run.
+	Uptime Uptime `json:"uptime"`
+}
+
+// Uptime is how long the process has run: since it started, in whole
+// seconds.
+type Uptime struct {
+	Seconds int64     `json:"seconds"`
+	Since   time.Time `json:"since"`
+}
+
+// started is when the process started, as near as the package can tell:
+// when it was initialised.
+var started = time.Now()
+
+// uptime returns the process's Uptime at now, on the wall clock: the
+// handler's clock may be a test's.
+func uptime() Uptime {
+	return Uptime{Seconds: int64(max(time.Since(started), 0) / time.Second), Since: started}
 }
 
 // Traffic counts the requests answered since the start, by outcome, and
@@ -63,6 +88,9 @@ type FillStatus struct {
 	Rate float64 `json:"bytesPerSecond"`
 	// Readers counts the requests and prefetches using the download.
 	Readers int `json:"readers"`
+	// Prefetch is the id of a prefetch job the download is for (one it
+	// started or joined); empty when only clients read it.
+	Prefetch string `json:"prefetch,omitempty"`
 }
 
 func fillStatus(p fill.Progress, now time.Time) FillStatus {
@@ -103,7 +131,7 @@ type RecentError struct {
 // progress, largest objects (rescanned at most once a minute), recent
 // failures and prefetch jobs.
 func (m *MirrorHandler) Status(ctx context.Context) Status {
-	st := Status{Time: time.Now(), Fills: []FillStatus{}}
+	st := Status{Time: time.Now(), Fills: []FillStatus{}, Origins: []OriginStatus{}, Version: version.Get(), Uptime: uptime()}
 	if m.setup() != nil {
 		return st
 	}
@@ -113,8 +141,14 @@ func (m *MirrorHandler) Status(ctx context.Context) Status {
 		stats := s.Stats()
 		st.Cache = &stats
 	}
+	prefetching := m.prefetchingKeys()
 	for _, p := range m.p.Progress() {
-		st.Fills = append(st.Fills, fillStatus(p, now))
+		fs := fillStatus(p, now)
+		fs.Prefetch = prefetching[p.Key]
+		st.Fills = append(st.Fills, fs)
+	}
+	if o := m.Metrics.originStatus(); o != nil {
+		st.Origins = o
 	}
 	if _, ok := m.RemoteCache.(storage.Lister); ok {
 		l := m.admin.largest.get(ctx, m.p.Store().(storage.Lister), now)
@@ -122,6 +156,34 @@ func (m *MirrorHandler) Status(ctx context.Context) Status {
 	}
 	st.Prefetches = m.prefetchSummaries()
 	return st
+}
+
+// prefetchingKeys maps the keys the running prefetch jobs are fetching
+// to a job's id. Only running jobs are read, and of them only the items
+// being fetched have a fill.
+func (m *MirrorHandler) prefetchingKeys() map[string]string {
+	a := &m.admin
+	a.mu.Lock()
+	jobs := make([]*prefetchJob, 0, len(a.order))
+	for _, id := range a.order {
+		jobs = append(jobs, a.jobs[id])
+	}
+	a.mu.Unlock()
+	keys := map[string]string{}
+	for _, j := range jobs {
+		j.mu.Lock()
+		if j.finished.IsZero() {
+			for i := range j.items {
+				if it := &j.items[i]; it.f != nil {
+					if _, ok := keys[it.Key]; !ok {
+						keys[it.Key] = j.id
+					}
+				}
+			}
+		}
+		j.mu.Unlock()
+	}
+	return keys
 }
 
 // traffic reads the request and byte counters; nil without metrics.

@@ -220,11 +220,11 @@ func ValidateKey(key string) error {
 // Stats describes how much a backend holds.
 type Stats struct {
 	// Bytes is the space used, objects being written included.
-	Bytes int64
+	Bytes int64 `json:"bytes"`
 	// Objects is the number of committed objects.
-	Objects int64
+	Objects int64 `json:"objects"`
 	// Evictions counts objects removed to respect a size limit.
-	Evictions int64
+	Evictions int64 `json:"evictions"`
 }
 
 // StatsReporter is implemented by backends that know their size.
