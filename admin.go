@@ -45,6 +45,9 @@ type adminState struct {
 	largest largestCache
 	// verifies are the verify jobs (verify.go); they stop with ctx too.
 	verifies verifyJobs
+	// invalidations are the marks waiting for downloads to end
+	// (invalidate.go); they stop with ctx too.
+	invalidations pendingMarks
 }
 
 func (m *MirrorHandler) adminInit() *adminState {
