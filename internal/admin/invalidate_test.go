@@ -414,3 +414,99 @@ func TestInvalidateHotObject(t *testing.T) {
 		t.Errorf("origin GETs %d, conditional %d; want 2 and 1", gets["/dists/stable/Index"], cond["/dists/stable/Index"])
 	}
 }
+
+// An invalidation needs a token like a purge, and leaves one audit line
+// naming the token, the remote address, what was asked and the count; a
+// refused one is logged too, without the token.
+func TestInvalidateAuditLog(t *testing.T) {
+	e := newEnv(t, "file")
+	host := e.origin.HostPort()
+	e.origin.Put("/pool/a.deb", testutil.Payload(1, 1000))
+	e.get(t, "/pool/a.deb")
+	e.waitFills(t)
+	base, log := adminServer(t, e, twoTokens, false)
+	body := []byte(jsonBody("glob", host+"/pool/*.deb"))
+	if resp, b := send(t, "POST", base+"/cache/invalidate", "", body); resp.StatusCode != 401 {
+		t.Fatalf("without a token: %d %q; want 401", resp.StatusCode, b)
+	}
+	if resp, b := send(t, "POST", base+"/cache/invalidate", "Bearer wrong-token-0123456789abcdef", body); resp.StatusCode != 403 {
+		t.Fatalf("with a wrong token: %d %q; want 403", resp.StatusCode, b)
+	}
+	if info, _ := e.store.Stat(context.Background(), e.key("/pool/a.deb")); info.Header[policy.InvalidatedHeader] != nil {
+		t.Fatal("an unauthenticated invalidation marked the object")
+	}
+	if resp, b := send(t, "POST", base+"/cache/invalidate", "Bearer "+aliceToken, body); resp.StatusCode != 200 {
+		t.Fatalf("invalidate: %d %q", resp.StatusCode, b)
+	}
+	if resp, b := send(t, "POST", base+"/cache/invalidate", "Bearer "+ciToken, []byte(jsonBody("key", host+"/pool/absent.deb"))); resp.StatusCode != 404 {
+		t.Fatalf("invalidate of an absent key: %d %q; want 404", resp.StatusCode, b)
+	}
+	lines := log.lines(`msg="admin invalidate"`)
+	want := [][]string{
+		{"level=WARN", "remote=127.0.0.1:", "by=-", "method=POST", "status=401"},
+		{"level=WARN", "remote=127.0.0.1:", "by=-", "status=403"},
+		{"level=INFO", "remote=127.0.0.1:", "by=alice", "kind=glob", "glob=" + host + "/pool/*.deb", "objects=1", "fills=0", "status=200"},
+		{"by=ci", "kind=key", "key=" + host + "/pool/absent.deb", "objects=0", "status=404"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d audit lines; want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
+	}
+	for i, parts := range want {
+		for _, p := range parts {
+			if !strings.Contains(lines[i], p) {
+				t.Errorf("audit line %q lacks %q", lines[i], p)
+			}
+		}
+	}
+	if strings.Contains(log.String(), aliceToken) || strings.Contains(log.String(), "wrong-token") {
+		t.Error("a token reached the log")
+	}
+}
+
+// While the origin fails, an invalidated object follows the stale rules
+// of any stale object: served as stored when its origin allows serving
+// it stale, 504 when it said must-revalidate. Either way the mark stays,
+// and the next request once the origin is back revalidates.
+func TestInvalidateOriginDown(t *testing.T) {
+	e := newEnv(t, "file")
+	plain := testutil.Payload(5, 3000)
+	strict := testutil.Payload(6, 3000)
+	e.origin.Put("/plain.bin", plain)
+	e.origin.Put("/strict.bin", strict).Header = http.Header{"Cache-Control": {"max-age=3600, must-revalidate"}}
+	for _, p := range []string{"/plain.bin", "/strict.bin"} {
+		if code, _ := e.get(t, p); code != 200 {
+			t.Fatalf("GET %s: %d", p, code)
+		}
+	}
+	e.waitFills(t)
+	if code, res := e.invalidate(t, jsonBody("glob", e.key("/*.bin"))); code != 200 || res.Invalidated != 2 {
+		t.Fatalf("invalidate: %d %+v", code, res)
+	}
+	e.origin.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return true
+	})
+	if code, body := e.get(t, "/plain.bin"); code != 200 || !bytes.Equal(body, plain) {
+		t.Errorf("plain object while the origin fails: %d, %d bytes; want the stored bytes", code, len(body))
+	}
+	if code, _ := e.get(t, "/strict.bin"); code != 504 {
+		t.Errorf("must-revalidate object while the origin fails: %d; want 504", code)
+	}
+	e.waitFills(t)
+	for _, p := range []string{"/plain.bin", "/strict.bin"} {
+		if info, err := e.store.Stat(context.Background(), e.key(p)); err != nil || info.Header[policy.InvalidatedHeader] == nil {
+			t.Errorf("%s after the failed revalidation: %v, %v; want still marked", p, info.Header, err)
+		}
+	}
+	e.origin.SetHook(nil)
+	before := len(e.origin.Received())
+	for _, p := range []string{"/plain.bin", "/strict.bin", "/plain.bin", "/strict.bin"} {
+		if code, _ := e.get(t, p); code != 200 {
+			t.Errorf("GET %s once the origin is back: %d", p, code)
+		}
+		e.waitFills(t)
+	}
+	if n := len(e.origin.Received()) - before; n != 2 {
+		t.Errorf("origin got %d requests once back; want 2 (one revalidation each, then hits)", n)
+	}
+}
