@@ -390,3 +390,23 @@ func (p *pendingMarks) idle() <-chan struct{} {
 	}
 	return p.zero
 }
+
+// invalidatedAt returns when the object of info was invalidated, and
+// whether it carries the mark (an unreadable time is the zero time).
+func invalidatedAt(info storage.Info) (time.Time, bool) {
+	v := info.Header[policy.InvalidatedHeader]
+	if len(v) == 0 {
+		return time.Time{}, false
+	}
+	at, _ := time.Parse(time.RFC3339, v[0])
+	return at, true
+}
+
+// unmarked returns info without the invalidation mark.
+func unmarked(info storage.Info) storage.Info {
+	if _, ok := info.Header[policy.InvalidatedHeader]; ok {
+		info.Header = info.Header.Clone()
+		delete(info.Header, policy.InvalidatedHeader)
+	}
+	return info
+}

@@ -84,7 +84,7 @@ func (r Rules) Freshness(key string, info storage.Info) Freshness {
 	case r.matchesRevalidate(key):
 		f.Mutable = true
 	}
-	if info.Header[InvalidatedHeader] != nil {
+	if len(info.Header[InvalidatedHeader]) > 0 {
 		// Invalidated by an operator: stale whatever the origin said,
 		// until a revalidation replaces the metadata (Refreshed drops the
 		// mark, a new object has none). Whether it may be served stale

@@ -475,6 +475,9 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 			s += " until " + f.StaleAt.Local().Format(time.RFC3339)
 		}
 		line("freshness", s)
+		if !f.Invalidated.IsZero() {
+			line("invalidated", f.Invalidated.Local().Format(time.RFC3339))
+		}
 	}
 	line("location", st.Location)
 	if st.Variants > 0 {

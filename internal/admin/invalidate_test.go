@@ -69,8 +69,9 @@ func TestInvalidateRevalidates(t *testing.T) {
 			t.Fatalf("invalidate: %d %+v; want 1 invalidated", code, res)
 		}
 		var st httpmirror.ObjectStatus
-		if e.api(t, "GET", "/cache/"+e.key("/pkg/a.tgz"), nil, &st); st.Freshness == nil || st.Freshness.Fresh || st.Size != int64(len(data)) {
-			t.Errorf("lookup after the invalidation: %+v, freshness %+v; want the object, stale", st, st.Freshness)
+		if e.api(t, "GET", "/cache/"+e.key("/pkg/a.tgz"), nil, &st); st.Freshness == nil || st.Freshness.Fresh || st.Size != int64(len(data)) ||
+			st.Freshness.Rule != "immutable" || st.Freshness.Invalidated.IsZero() {
+			t.Errorf("lookup after the invalidation: %+v, freshness %+v; want the object, immutable but stale, with the time of the invalidation", st, st.Freshness)
 		}
 		sent := e.origin.BodyBytes.Load()
 		for i := range 2 {
@@ -486,8 +487,19 @@ func TestInvalidateOriginDown(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return true
 	})
-	if code, body := e.get(t, "/plain.bin"); code != 200 || !bytes.Equal(body, plain) {
-		t.Errorf("plain object while the origin fails: %d, %d bytes; want the stored bytes", code, len(body))
+	resp, err := http.Get(e.public.URL + "/" + e.key("/plain.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, plain) {
+		t.Errorf("plain object while the origin fails: %d, %d bytes; want the stored bytes", resp.StatusCode, len(body))
+	}
+	for k := range resp.Header {
+		if strings.HasPrefix(k, "X-Httpmirror") {
+			t.Errorf("the client got the mirror's own header %s", k)
+		}
 	}
 	if code, _ := e.get(t, "/strict.bin"); code != 504 {
 		t.Errorf("must-revalidate object while the origin fails: %d; want 504", code)

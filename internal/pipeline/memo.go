@@ -161,7 +161,7 @@ func (h *hotHeaders) entry(key string, info storage.Info, size int64, fresh poli
 }
 
 // invalidated reports whether info carries an operator's invalidation mark.
-func invalidated(info storage.Info) bool { return info.Header[policy.InvalidatedHeader] != nil }
+func invalidated(info storage.Info) bool { return len(info.Header[policy.InvalidatedHeader]) > 0 }
 
 // wire returns the entry's header fields in wire form ("Name: value\r\n",
 // sorted by name, as net/http writes them), built once.
