@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/s3test"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
@@ -520,5 +522,84 @@ func TestInvalidateOriginDown(t *testing.T) {
 	}
 	if n := len(e.origin.Received()) - before; n != 2 {
 		t.Errorf("origin got %d requests once back; want 2 (one revalidation each, then hits)", n)
+	}
+}
+
+// Closing the mirror while an invalidation waits for a download to end
+// does not wait for the download: Close aborts it, the pending mark is
+// dropped with it, and nothing half-stored is left marked.
+func TestInvalidatePendingFillAtClose(t *testing.T) {
+	e := newEnv(t, "file")
+	data := testutil.Payload(4, 1<<20)
+	e.origin.Put("/held.bin", data)
+	release := testutil.NewGate(t) // opened by the test's cleanup only
+	e.origin.SetHook(holdAfter(64<<10, release))
+	resp, err := http.Get(e.public.URL + "/" + e.key("/held.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if code, res := e.invalidate(t, jsonBody("prefix", e.key("/"))); code != 200 || res.Fills != 1 || res.Invalidated != 0 {
+		t.Fatalf("invalidate: %d %+v; want 1 fill waited for", code, res)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.h.Close(ctx); err != nil {
+		t.Fatalf("Close with an invalidation waiting for a held download: %v", err)
+	}
+	if release.IsOpen() {
+		t.Fatal("the download was released before Close returned")
+	}
+	if _, err := e.store.Stat(context.Background(), e.key("/held.bin")); err == nil {
+		t.Error("the aborted download was stored")
+	}
+}
+
+// Replicas sharing a bucket see an invalidation made through any of
+// them: an object another replica has been serving revalidates there at
+// its next request too, once for the bucket.
+func TestInvalidateSeenByReplicas(t *testing.T) {
+	srv := s3test.Shared(t)
+	bucket := srv.Bucket(t)
+	a := newEnv(t, "s3", func(h *httpmirror.MirrorHandler) { h.RemoteCache = srv.Backend(t, bucket, "mirror") })
+	b := newEnv(t, "s3", func(h *httpmirror.MirrorHandler) {
+		h.RemoteCache = srv.Backend(t, bucket, "mirror")
+		h.Client = httpmirror.NewUpstreamClient(httpmirror.UpstreamOptions{RootCAs: a.origin.CertPool(), AllowPrivate: true})
+	})
+	data := []byte("a small index\n")
+	a.origin.Put("/dists/Index", data)
+	getB := func() {
+		t.Helper()
+		resp, err := http.Get(b.public.URL + "/" + a.key("/dists/Index"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Equal(body, data) {
+			t.Fatalf("replica b: %d %q", resp.StatusCode, body)
+		}
+		b.waitFills(t)
+	}
+	if code, _ := a.get(t, "/dists/Index"); code != 200 {
+		t.Fatalf("replica a: %d", code)
+	}
+	a.waitFills(t)
+	for range 3 {
+		getB()
+	}
+	if n := a.origin.Gets.Load(); n != 1 {
+		t.Fatalf("origin GETs before the invalidation: %d; want 1 (b serves what a stored)", n)
+	}
+	if code, res := a.invalidate(t, jsonBody("key", a.key("/dists/Index"))); code != 200 || res.Invalidated != 1 {
+		t.Fatalf("invalidate through a: %d %+v", code, res)
+	}
+	getB()
+	getB()
+	if gets, cond := originGets(a.origin); gets["/dists/Index"] != 2 || cond["/dists/Index"] != 1 {
+		t.Errorf("origin GETs %d, conditional %d; want 2 and 1 (b revalidated once)", gets["/dists/Index"], cond["/dists/Index"])
 	}
 }
