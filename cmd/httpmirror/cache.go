@@ -63,10 +63,10 @@ Flags of verify: --purge (delete the objects that do not match, so that
   the command that resumes it.
 
 Exit status: 0 on success, 1 when the mirror says no (not cached, nothing
-invalidated, failed
-or cancelled URLs, objects that do not match their digest or could not be
-verified, a missing or wrong token), cannot be reached, or warm or verify
-was interrupted or stopped early, 2 for bad usage.
+invalidated, failed or cancelled URLs, objects that do not match their
+digest or could not be verified, a missing or wrong token), cannot be
+reached, or warm or verify was interrupted or stopped early, 2 for bad
+usage.
 `
 
 // errUsage marks a command line to refuse with status 2.

@@ -120,9 +120,9 @@ const maxHotHeaders = 4096
 // from memory, so that a plain GET of one builds nothing: the hit path of
 // small hot files is what a mirror of package indexes and metadata spends
 // its time on. An entry is used only while the object it was built for
-// (same size, ETag and StoredAt, and as invalidated as it was: another
-// replica may mark it, see policy.InvalidatedHeader) is the one being
-// served.
+// (same size, ETag and StoredAt, and as invalidated as it was: an
+// operator's invalidation changes nothing else, see
+// policy.InvalidatedHeader) is the one being served.
 type hotHeaders struct{ b bounded[string, *hotHeader] }
 
 func newHotHeaders() hotHeaders { return hotHeaders{bounded[string, *hotHeader]{limit: maxHotHeaders}} }
