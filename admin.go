@@ -45,6 +45,9 @@ type adminState struct {
 	largest largestCache
 	// verifies are the verify jobs (verify.go); they stop with ctx too.
 	verifies verifyJobs
+	// invalidations are the marks waiting for downloads to end
+	// (invalidate.go); they stop with ctx too.
+	invalidations pendingMarks
 }
 
 func (m *MirrorHandler) adminInit() *adminState {
@@ -168,6 +171,10 @@ type Freshness struct {
 	// objects.
 	StaleAt        time.Time `json:"staleAt,omitzero"`
 	MustRevalidate bool      `json:"mustRevalidate,omitempty"`
+	// Invalidated is when an operator invalidated the object (see
+	// Invalidate): it is stale until the origin confirms or replaces it,
+	// whatever Rule says. Zero when it is not invalidated.
+	Invalidated time.Time `json:"invalidated,omitzero"`
 }
 
 // Lookup reports the stored object that ref (see CacheKey) names, and the
@@ -197,13 +204,19 @@ func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, e
 	if err != nil {
 		return st, err
 	}
-	fr, fresh := m.p.Freshness(t, info)
+	_, fresh := m.p.Freshness(t, info)
+	// The rule is the origin's: an invalidation only makes it stale.
+	invalidated, marked := invalidatedAt(info)
+	fr, _ := m.p.Freshness(t, unmarked(info))
 	st.Stored, st.Size, st.StoredAt, st.ETag = true, info.Size, info.StoredAt, info.ETag
 	st.LastModified, st.ContentType, st.Header = info.LastModified, info.ContentType, info.Header
 	if sum, ok := policy.StoredSHA256(info); ok {
 		st.SHA256 = hex.EncodeToString(sum)
 	}
 	st.Freshness = &Freshness{Rule: "immutable", Fresh: fresh, MustRevalidate: fr.MustRevalidate}
+	if marked {
+		st.Freshness.Invalidated = invalidated
+	}
 	if fr.Mutable {
 		st.Freshness.Rule = "revalidate-pattern"
 		if fr.Explicit {

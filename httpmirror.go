@@ -266,17 +266,22 @@ func (m *MirrorHandler) Close(ctx context.Context) error {
 	}
 	m.stopPrefetches()
 	m.stopVerifies()
+	m.stopInvalidations()
 	return m.p.Shutdown(ctx)
 }
 
 // WaitFills blocks until no upstream download is in progress, or ctx is
 // done. Downloads continue after their clients leave; this waits for them
-// to be committed (or to fail).
+// to be committed (or to fail), and for invalidations waiting for them to
+// mark what they stored (see Invalidate).
 func (m *MirrorHandler) WaitFills(ctx context.Context) error {
 	if err := m.setup(); err != nil {
 		return err
 	}
-	return m.p.Wait(ctx)
+	if err := m.p.Wait(ctx); err != nil {
+		return err
+	}
+	return m.waitInvalidations(ctx)
 }
 
 // Check reports whether the cache can serve and store: nil without a

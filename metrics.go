@@ -22,6 +22,7 @@ type Metrics struct {
 
 	cidnFallbacks prometheus.Counter
 	purgedObjects prometheus.Counter
+	invalidations *prometheus.CounterVec
 	prefetches    *prometheus.CounterVec
 	authChecks    *prometheus.CounterVec
 	variantsCut   prometheus.Counter
@@ -80,6 +81,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Misses fetched by the built-in fill engine because CIDN could not be asked to store them.").WithLabelValues(),
 		purgedObjects: counters("httpmirror_purged_objects_total",
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
+		invalidations: counters("httpmirror_invalidations_total",
+			"Stored objects marked stale by invalidations on the admin API (the next request for each revalidates it with the origin), by kind: key, prefix, glob or all.", "kind"),
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored, failed or cancelled.", "result"),
 		mismatches: counters("httpmirror_digest_mismatches_total",

@@ -30,6 +30,13 @@ Commands:
   info URL|KEY...          show the stored object of each URL or cache key
   rm URL|KEY...            purge objects (a download in progress is cancelled)
   rm --prefix PREFIX       purge every object under PREFIX
+  invalidate URL|KEY...    mark objects stale without deleting them: the next
+                           request for each asks the origin (304 keeps the
+                           stored bytes, 200 replaces them); variants included
+  invalidate --prefix PREFIX | --glob GLOB | --all
+                           invalidate every object under PREFIX, whose key
+                           matches GLOB ('*' matches any characters, '/'
+                           included: example.com/dists/*/InRelease), or all
   warm URL...              prefetch URLs into the cache and show the progress;
                            --file FILE reads them one per line (- for stdin)
   verify [PREFIX]          re-read the objects under PREFIX (all when absent),
@@ -55,10 +62,11 @@ Flags of verify: --purge (delete the objects that do not match, so that
   Interrupted while following its job, verify cancels the job and prints
   the command that resumes it.
 
-Exit status: 0 on success, 1 when the mirror says no (not cached, failed
-or cancelled URLs, objects that do not match their digest or could not be
-verified, a missing or wrong token), cannot be reached, or warm or verify
-was interrupted or stopped early, 2 for bad usage.
+Exit status: 0 on success, 1 when the mirror says no (not cached, nothing
+invalidated, failed or cancelled URLs, objects that do not match their
+digest or could not be verified, a missing or wrong token), cannot be
+reached, or warm or verify was interrupted or stopped early, 2 for bad
+usage.
 `
 
 // errUsage marks a command line to refuse with status 2.
@@ -151,6 +159,8 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 	purge := fs.Bool("purge", false, "")
 	rate := fs.String("rate", "", "")
 	from := fs.String("from", "", "")
+	glob := fs.String("glob", "", "")
+	all := fs.Bool("all", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -158,10 +168,10 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	allowed := map[string][]string{"ls": {"limit"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"},
-		"verify": {"purge", "rate", "from", "no-wait", "timeout"}}
+		"verify": {"purge", "rate", "from", "no-wait", "timeout"}, "invalidate": {"prefix", "glob", "all"}}
 	extra, known := allowed[cmd]
 	if !known {
-		return usageErr("unknown command %q; want ls, info, rm, warm or verify", cmd)
+		return usageErr("unknown command %q; want ls, info, rm, invalidate, warm or verify", cmd)
 	}
 	for name := range set {
 		if name != "admin" && name != "json" && name != "token-file" && !contains(extra, name) {
@@ -205,6 +215,8 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 			return c.rmPrefix(*prefix)
 		}
 		return c.rm(pos)
+	case "invalidate":
+		return c.invalidate(pos, *prefix, *glob, *all, set)
 	case "verify":
 		if len(pos) > 1 {
 			return usageErr("verify takes at most one prefix")
@@ -463,6 +475,9 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 			s += " until " + f.StaleAt.Local().Format(time.RFC3339)
 		}
 		line("freshness", s)
+		if !f.Invalidated.IsZero() {
+			line("invalidated", f.Invalidated.Local().Format(time.RFC3339))
+		}
 	}
 	line("location", st.Location)
 	if st.Variants > 0 {

@@ -28,6 +28,7 @@ const maxPrefetchBody = 8 << 20
 //	DELETE /cache/<URL or key>        purge one object
 //	GET    /cache/?prefix=P&limit=N&next=T   list the objects under P, paged
 //	DELETE /cache/?prefix=P           purge the objects under P
+//	POST   /cache/invalidate          {"key"|"prefix"|"glob": …} or {"all": true}: mark objects stale (invalidate.go)
 //	POST   /prefetch                  JSON array of URLs, or one per line: 202 with the job's id
 //	GET    /prefetch/<id>?wait=D      the job's per-URL state and bytes, once done or after D
 //	DELETE /prefetch/<id>             cancel the job; its status once its running URLs stopped
@@ -47,6 +48,12 @@ func (s *Server) mirrorHandler(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("/status.json", s.statusJSON)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
+		if p == "/cache/invalidate" && r.Method == http.MethodPost {
+			// POST to an object is no operation of the API: the path
+			// keeps its other methods for an object of that name.
+			s.invalidate(w, r)
+			return
+		}
 		if p == "/cache" || strings.HasPrefix(p, "/cache/") {
 			s.cache(w, r, strings.TrimPrefix(strings.TrimPrefix(p, "/cache"), "/"))
 			return
@@ -108,6 +115,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusServiceUnavailable, "the mirror is shutting down")
 	case errors.Is(err, httpmirror.ErrNoCache):
 		writeError(w, http.StatusNotImplemented, "the mirror runs without a cache (--storage-url is empty)")
+	case errors.Is(err, httpmirror.ErrNoRefresh):
+		writeError(w, http.StatusNotImplemented, "this storage backend cannot rewrite an object's metadata, which invalidating needs")
 	case errors.Is(err, storage.ErrNotSupported):
 		writeError(w, http.StatusNotImplemented, "this storage backend cannot list its objects")
 	case r.Context().Err() != nil:

@@ -197,6 +197,15 @@ func (p *Pipeline) Cancel(ctx context.Context, match func(key string) bool) (int
 	return len(done), nil
 }
 
+// Running returns, by key, the fills in progress whose keys match, each as
+// a channel closed once it has finished; the fills go on undisturbed.
+func (p *Pipeline) Running(match func(key string) bool) map[string]<-chan struct{} {
+	if p.fills == nil {
+		return nil
+	}
+	return p.fills.Running(match)
+}
+
 // Variants lists the stored variants of the object under key (see
 // policy.VariantKey), at most limit of them; none when the backend cannot
 // list.
