@@ -252,6 +252,46 @@ func TestListPaged(t *testing.T) {
 	})
 }
 
+// A page token the listing did not issue is answered 400 with a short
+// JSON error on every backend: garbage, a key pasted where the token
+// belongs, a token edited by hand, one of another prefix. None is taken
+// for an empty last page.
+func TestListRefusesForeignTokens(t *testing.T) {
+	for _, backend := range []string{"file", "s3", "memory"} {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend)
+			for _, p := range []string{"/t/a", "/t/b", "/t/c"} {
+				e.origin.Put(p, []byte(p))
+				e.get(t, p)
+			}
+			e.waitFills(t)
+			var page httpmirror.ListPage
+			if code := e.api(t, "GET", "/cache/?limit=1&prefix="+url.QueryEscape(e.key("/t/")), nil, &page); code != 200 || page.Next == "" {
+				t.Fatalf("first page: %d, next %q; want 200 and a next page", code, page.Next)
+			}
+			edited := []byte(page.Next)
+			edited[len(edited)/2] ^= 1
+			for name, q := range map[string]string{
+				"garbage":      "next=garbage",
+				"bangs":        "next=%21%21",
+				"binary":       "next=%00%FF%FE",
+				"raw key":      "next=" + url.QueryEscape(e.key("/t/a")),
+				"huge":         "next=" + strings.Repeat("A", 4000),
+				"edited":       "prefix=" + url.QueryEscape(e.key("/t/")) + "&next=" + url.QueryEscape(string(edited)),
+				"other prefix": "prefix=" + url.QueryEscape(e.key("/u/")) + "&next=" + url.QueryEscape(page.Next),
+			} {
+				var ae apiErr
+				if code := e.api(t, "GET", "/cache/?"+q, nil, &ae); code != 400 || ae.Error != "invalid page token (next)" {
+					t.Errorf("%s token: %d %q; want 400 invalid page token", name, code, ae.Error)
+				}
+			}
+			if code := e.api(t, "GET", "/cache/?limit=1&prefix="+url.QueryEscape(e.key("/t/"))+"&next="+url.QueryEscape(page.Next), nil, &page); code != 200 || len(page.Objects) != 1 {
+				t.Errorf("the issued token: %d, %d objects; want 200 and the next object", code, len(page.Objects))
+			}
+		})
+	}
+}
+
 // A purge cancels the download of its key in progress: the client's
 // response is cut off, nothing is stored afterwards, and the next request
 // fetches the file again.
