@@ -3,9 +3,11 @@ package main_test
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +110,74 @@ func TestCacheCommands(t *testing.T) {
 	}
 	if out, _ = run(0, "", "ls"); !strings.Contains(out, "0 objects") {
 		t.Errorf("ls after the purges:\n%s", out)
+	}
+}
+
+// info on a file still downloading shows the download's progress and
+// exits 0; rm of something not cached says so and exits 1, also when
+// other references were purged.
+func TestCacheInfoDownloadingAndRmNotCached(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	data := testutil.Payload(5, 1<<20)
+	o.Put("/slow.bin", data)
+	o.Put("/a.bin", []byte("a"))
+	release := testutil.NewGate(t)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if f == nil || r.URL.Path != "/slow.bin" {
+			return false
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(f.Data)))
+		w.Write(f.Data[:64<<10])
+		w.(http.Flusher).Flush()
+		release.Wait()
+		w.Write(f.Data[64<<10:])
+		return true
+	})
+	p := start(t, append(mirrorArgs(t, o, t.TempDir()), "--admin-address", "127.0.0.1:0")...)
+	admin := "http://" + p.adminAddr()
+	ref := "https://" + o.HostPort() + "/slow.bin"
+	resp, err := http.Get(p.url(o, "/slow.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cacheCLI(t, "", "info", ref, "--admin", admin)
+	if code != 0 || !strings.Contains(out, "not yet: downloading") ||
+		!strings.Contains(out, "64.0 KiB of 1.0 MiB (65536 bytes so far, miss)") {
+		t.Errorf("info during the download: exit %d\nstdout: %s\nstderr: %s\nwant 0 and the progress", code, out, errOut)
+	}
+	code, out, _ = cacheCLI(t, "", "info", ref, "--json", "--admin", admin)
+	var st struct {
+		Stored bool `json:"stored"`
+		Fill   *struct {
+			Bytes, Size int64
+		} `json:"fill"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || st.Stored || st.Fill == nil || st.Fill.Bytes != 64<<10 || st.Fill.Size != 1<<20 {
+		t.Errorf("info --json during the download: exit %d, %q (%v)", code, out, err)
+	}
+	release.Open()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+
+	if code, _, _ := cacheCLI(t, "", "warm", "https://"+o.HostPort()+"/a.bin", "--admin", admin); code != 0 {
+		t.Fatalf("warm: exit %d", code)
+	}
+	missing := o.HostPort() + "/never.bin"
+	code, out, errOut = cacheCLI(t, "", "rm", missing, "--admin", admin)
+	if code != 1 || !strings.Contains(errOut, missing+": not cached") || !strings.Contains(errOut, "1 of 1 not cached") || out != "" {
+		t.Errorf("rm of something not cached: exit %d, stdout %q, stderr %q; want 1 and not cached", code, out, errOut)
+	}
+	code, out, errOut = cacheCLI(t, "", "rm", o.HostPort()+"/a.bin", missing, "--admin", admin)
+	if code != 1 || !strings.Contains(out, o.HostPort()+"/a.bin: 1 object purged") || !strings.Contains(errOut, "1 of 2 not cached") {
+		t.Errorf("rm of one cached, one not: exit %d, stdout %q, stderr %q; want the purge and exit 1", code, out, errOut)
+	}
+	if code, out, errOut = cacheCLI(t, "", "rm", o.HostPort()+"/a.bin", "--json", "--admin", admin); code != 1 || !strings.Contains(out, `"purged": 0`) {
+		t.Errorf("rm --json of something purged already: exit %d, stdout %q, stderr %q; want 1 with the JSON answer", code, out, errOut)
 	}
 }
 

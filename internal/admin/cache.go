@@ -24,7 +24,7 @@ const maxPrefetchBody = 8 << 20
 
 // mirrorHandler adds the cache API and the status page to mux:
 //
-//	GET    /cache/<URL or key>        the stored object (JSON), 404 when absent
+//	GET    /cache/<URL or key>        the stored object (JSON), or its download in progress; 404 when neither
 //	DELETE /cache/<URL or key>        purge one object
 //	GET    /cache/?prefix=P&limit=N&next=T   list the objects under P, paged
 //	DELETE /cache/?prefix=P           purge the objects under P
@@ -139,6 +139,13 @@ func (s *Server) cache(w http.ResponseWriter, r *http.Request, ref string) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		st, err := s.Mirror.Lookup(r.Context(), ref)
+		if errors.Is(err, httpmirror.ErrNotCached) && st.Fill != nil {
+			// Not stored yet, but on its way: an answer about the
+			// object ("stored": false and the download's progress), not
+			// a 404 that reads as "nobody has asked for it".
+			writeJSON(w, http.StatusOK, st)
+			return
+		}
 		if errors.Is(err, httpmirror.ErrNotCached) {
 			writeJSON(w, http.StatusNotFound, struct {
 				apiError

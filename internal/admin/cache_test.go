@@ -252,6 +252,45 @@ func TestListPaged(t *testing.T) {
 	})
 }
 
+// A file still downloading is an answer, not a 404: 200 with "stored":
+// false and the download's bytes of its size; once stored, the object.
+func TestLookupFillInProgress(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		data := testutil.Payload(4, 1<<20)
+		e.origin.Put("/slow.bin", data)
+		release := testutil.NewGate(t)
+		e.origin.SetHook(holdAfter(64<<10, release))
+		resp, err := http.Get(e.public.URL + "/" + e.key("/slow.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		var st httpmirror.ObjectStatus
+		if code := e.api(t, "GET", "/cache/"+e.ref("/slow.bin"), nil, &st); code != 200 || st.Stored || st.Key != e.key("/slow.bin") {
+			t.Fatalf("lookup during the download: %d %+v; want 200, not stored, its key", code, st)
+		}
+		if f := st.Fill; f == nil || f.Bytes != 64<<10 || f.Size != 1<<20 || f.Op != "miss" || f.Readers != 1 {
+			t.Errorf("fill %+v; want a miss at 65536 of 1048576 bytes with 1 reader", st.Fill)
+		}
+		release.Open()
+		if body, err := io.ReadAll(resp.Body); err != nil || !bytes.Equal(body, data[64<<10:]) {
+			t.Fatalf("client's download: %d bytes, %v", len(body), err)
+		}
+		e.waitFills(t)
+		st = httpmirror.ObjectStatus{}
+		if code := e.api(t, "GET", "/cache/"+e.key("/slow.bin"), nil, &st); code != 200 || !st.Stored || st.Fill != nil || st.Size != 1<<20 {
+			t.Errorf("lookup once stored: %d %+v; want the stored object, no fill", code, st)
+		}
+		if n := e.origin.Gets.Load(); n != 1 {
+			t.Errorf("origin saw %d GETs; want 1 (the lookup fetches nothing)", n)
+		}
+	})
+}
+
 // A page token the listing did not issue is answered 400 with a short
 // JSON error on every backend: garbage, a key pasted where the token
 // belongs, a token edited by hand, one of another prefix. None is taken
