@@ -43,6 +43,14 @@ func (s *Server) mirrorHandler(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("/prefetch/{id}", s.prefetchJob)
 	mux.HandleFunc("/verify", s.verify)
 	mux.HandleFunc("/verify/{id}", s.verifyJob)
+	// The collection paths without an id: a JSON 404 that says what
+	// belongs there.
+	mux.HandleFunc("/prefetch/{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no prefetch job id: use /prefetch/<id> with the id POST /prefetch answered")
+	})
+	mux.HandleFunc("/verify/{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no verify job id: use /verify/<id> with the id POST /verify answered")
+	})
 	mux.HandleFunc("/{$}", s.statusPage)
 	mux.HandleFunc("/status.json", s.statusJSON)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -257,13 +265,22 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 	}{id, len(urls), "/prefetch/" + id})
 }
 
+// errNotURLList refuses a body that is JSON but not an array of strings.
+var errNotURLList = errors.New(`body must be a JSON array of URLs (["https://example.com/a", …]), or one URL per line`)
+
 // parseURLList reads a JSON array of strings, or one URL per line.
 func parseURLList(body []byte) ([]string, error) {
 	trimmed := bytes.TrimSpace(body)
+	if bytes.HasPrefix(trimmed, []byte("{")) || bytes.HasPrefix(trimmed, []byte(`"`)) {
+		// JSON, but no array ({"urls": […]}, a lone string): read as a
+		// list of lines it would fail at "index 0" with a reason about
+		// URLs, which says nothing of what is wrong.
+		return nil, errNotURLList
+	}
 	if bytes.HasPrefix(trimmed, []byte("[")) {
 		var urls []string
 		if err := json.Unmarshal(trimmed, &urls); err != nil {
-			return nil, errors.New("the body is not a JSON array of URL strings")
+			return nil, errNotURLList
 		}
 		if len(urls) == 0 {
 			return nil, errors.New("no URLs to prefetch")

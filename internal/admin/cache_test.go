@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -289,6 +290,48 @@ func TestLookupFillInProgress(t *testing.T) {
 			t.Errorf("origin saw %d GETs; want 1 (the lookup fetches nothing)", n)
 		}
 	})
+}
+
+// Every error of the admin API is JSON: unknown paths, the job
+// collections without an id, a job path with more segments, and wrong
+// methods (405 with Allow).
+func TestAdminErrorsAreJSON(t *testing.T) {
+	e := newEnv(t, "memory")
+	for _, c := range []struct {
+		method, path string
+		status       int
+		want, allow  string
+	}{
+		{"GET", "/prefetch/", 404, "no prefetch job id", ""},
+		{"DELETE", "/prefetch/", 404, "no prefetch job id", ""},
+		{"GET", "/verify/", 404, "no verify job id", ""},
+		{"GET", "/prefetch/abc/def", 404, "no such admin endpoint", ""},
+		{"GET", "/prefetch/0123456789abcdef", 404, "unknown prefetch id", ""},
+		{"GET", "/nope", 404, "no such admin endpoint", ""},
+		{"POST", "/status.jsonx", 404, "no such admin endpoint", ""},
+		{"GET", "/%00%ff", 404, "no such admin endpoint", ""},
+		{"GET", "/prefetch", 405, "method not allowed", "POST"},
+		{"PUT", "/prefetch/abc", 405, "method not allowed", "GET, HEAD, DELETE"},
+		{"GET", "/verify", 405, "method not allowed", "POST"},
+		{"POST", "/status.json", 405, "method not allowed", "GET, HEAD"},
+		{"DELETE", "/", 405, "method not allowed", "GET, HEAD"},
+		{"PATCH", "/cache/", 405, "method not allowed", "GET, HEAD, DELETE"},
+	} {
+		req, _ := http.NewRequest(c.method, e.admin.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var ae apiErr
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != c.status || ct != "application/json" || json.Unmarshal(raw, &ae) != nil || !strings.Contains(ae.Error, c.want) {
+			t.Errorf("%s %s: %d %s %q; want %d JSON with %q", c.method, c.path, resp.StatusCode, ct, raw, c.status, c.want)
+		}
+		if got := resp.Header.Get("Allow"); got != c.allow {
+			t.Errorf("%s %s: Allow %q; want %q", c.method, c.path, got, c.allow)
+		}
+	}
 }
 
 // A page token the listing did not issue is answered 400 with a short
