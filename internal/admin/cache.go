@@ -18,6 +18,10 @@ import (
 	"github.com/httpmirror/httpmirror/storage"
 )
 
+// busyRetryAfter is the Retry-After, in seconds, of a job refused
+// because every kept job still runs.
+const busyRetryAfter = 10
+
 // maxPrefetchBody bounds a prefetch request's body: MaxPrefetchURLs URLs
 // of up to about 800 bytes each.
 const maxPrefetchBody = 8 << 20
@@ -111,6 +115,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, httpmirror.ErrUnknownPrefetch), errors.Is(err, httpmirror.ErrUnknownVerify):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, httpmirror.ErrTooManyPrefetches), errors.Is(err, httpmirror.ErrTooManyVerifies):
+		// When a running job ends is not known: a short wait, and the
+		// client asks again (RFC 6585 section 4).
+		w.Header().Set("Retry-After", strconv.Itoa(busyRetryAfter))
 		writeError(w, http.StatusTooManyRequests, err.Error())
 	case errors.Is(err, fill.ErrShutdown):
 		writeError(w, http.StatusServiceUnavailable, "the mirror is shutting down")

@@ -418,3 +418,36 @@ func TestPurgeDropsQueuedPrefetches(t *testing.T) {
 		t.Errorf("origin requests %v; want /pool2/c and /other/d once each", got)
 	}
 }
+
+// With every kept job still running, a new prefetch is refused 429 with
+// a Retry-After in seconds, and nothing of its list reaches the origin.
+func TestPrefetchBusyRetryAfter(t *testing.T) {
+	e := newEnv(t, "memory", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	e.origin.Put("/held", testutil.Payload(7, 10000))
+	e.origin.Put("/late", []byte("late"))
+	arrived, release := holdOrigin(t, e)
+	for i := range 64 {
+		var started struct{ ID string }
+		if code := e.api(t, "POST", "/prefetch", []byte(e.ref("/held")), &started); code != 202 {
+			t.Fatalf("job %d: %d; want 202", i, code)
+		}
+	}
+	waitArrived(t, arrived, "/held")
+	req, _ := http.NewRequest("POST", e.admin.URL+"/prefetch", strings.NewReader(e.ref("/late")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "10" || !strings.Contains(string(raw), "prefetch jobs are running") {
+		t.Errorf("65th job: %d, Retry-After %q, %s; want 429, Retry-After 10", resp.StatusCode, resp.Header.Get("Retry-After"), raw)
+	}
+	release.Open()
+	e.waitFills(t)
+	for _, r := range e.origin.Received() {
+		if r.URL.Path == "/late" {
+			t.Error("the refused job's URL reached the origin")
+		}
+	}
+}
