@@ -3,12 +3,15 @@ package main_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,5 +244,58 @@ func TestAdminAPINotPublic(t *testing.T) {
 	}
 	if code != 200 {
 		t.Errorf("admin lookup: %d; want 200", code)
+	}
+}
+
+// warm follows its job with the counts alone (?urls=none), and asks for
+// the failed and cancelled URLs once, when the job is done: a job of
+// 10,000 URLs costs a few hundred bytes a poll, not megabytes.
+func TestWarmPollsSummary(t *testing.T) {
+	var mu sync.Mutex
+	var queries []string
+	polls := 0
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/prefetch":
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `{"id": "j1", "urls": 3, "status": "/prefetch/j1"}`)
+			return
+		case r.Method == "GET" && r.URL.Path == "/prefetch/j1":
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error": "unexpected"}`)
+			return
+		}
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		polls++
+		n := polls
+		mu.Unlock()
+		state := "running"
+		if n >= 2 {
+			state = "done"
+		}
+		urls := ""
+		if r.URL.Query().Get("urls") != "none" {
+			urls = `, "urls": [{"url": "https://a.example/bad", "key": "a.example/bad", "state": "failed", "error": "502 upstream unavailable", "originStatus": 500}]`
+		}
+		fmt.Fprintf(w, `{"id": "j1", "state": %q, "total": 3, "done": 2, "failed": 1, "bytes": 10, "size": 10%s}`, state, urls)
+	}))
+	defer admin.Close()
+	code, out, errOut := cacheCLI(t, "", "warm", "https://a.example/x", "https://a.example/y", "https://a.example/bad", "--admin", admin.URL)
+	if code != 1 || !strings.Contains(out, "3 URLs: 2 fetched") || !strings.Contains(errOut, "failed: https://a.example/bad: 502 upstream unavailable") {
+		t.Errorf("warm: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"wait=1s&urls=none", "wait=1s&urls=none", "urls=failed%2Ccancelled"}
+	if len(queries) != len(want) {
+		t.Fatalf("queries %q; want %q", queries, want)
+	}
+	for i, q := range queries {
+		if q != want[i] && !(i == 2 && q == "urls=failed,cancelled") {
+			t.Errorf("query %d: %q; want %q", i, q, want[i])
+		}
 	}
 }

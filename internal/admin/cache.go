@@ -33,8 +33,9 @@ const maxPrefetchBody = 8 << 20
 //	GET    /cache/?prefix=P&limit=N&next=T   list the objects under P, paged
 //	DELETE /cache/?prefix=P           purge the objects under P
 //	POST   /prefetch                  JSON array of URLs, or one per line: 202 with the job's id
-//	GET    /prefetch/<id>?wait=D      the job's per-URL state and bytes, once done or after D
-//	DELETE /prefetch/<id>             cancel the job; its status once its running URLs stopped
+//	GET    /prefetch/<id>?wait=D&urls=U  the job's counts and per-URL state and bytes, once done or after D;
+//	                                  U: all, none, or states (failed,cancelled) of the URLs listed
+//	DELETE /prefetch/<id>?urls=U      cancel the job; its status once its running URLs stopped
 //	POST   /verify?prefix=P&purge=B&rate=R&from=T   (or a JSON body) verify stored objects: 202 with the job's id
 //	GET    /verify/<id>?wait=D        the job's counts and mismatches, once ended or after D
 //	DELETE /verify/<id>               cancel the job; its status, with where to resume
@@ -321,10 +322,55 @@ func (s *Server) prefetchJob(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// urlFilter reads ?urls= of a prefetch job request: which URLs its answer
+// lists. "all" (the default) lists every URL, "none" only the counts, and
+// a comma-separated list of states (failed,cancelled) the URLs in those
+// states: a client following a job of 10,000 URLs polls the counts, not
+// 2 MB of URLs a second. An unknown value is answered 400 and ok is false.
+func urlFilter(w http.ResponseWriter, r *http.Request) (keep func(httpmirror.PrefetchURL) bool, ok bool) {
+	v := r.URL.Query().Get("urls")
+	switch v {
+	case "", "all":
+		return nil, true
+	case "none":
+		return func(httpmirror.PrefetchURL) bool { return false }, true
+	}
+	states := map[string]bool{}
+	for st := range strings.SplitSeq(v, ",") {
+		switch st {
+		case httpmirror.PrefetchQueued, httpmirror.PrefetchRunning, httpmirror.PrefetchDone, httpmirror.PrefetchCached,
+			httpmirror.PrefetchNotStored, httpmirror.PrefetchFailed, httpmirror.PrefetchCancelled:
+			states[st] = true
+		default:
+			writeError(w, http.StatusBadRequest, "urls must be all, none, or states separated by commas (queued, running, done, cached, not_stored, failed, cancelled)")
+			return nil, false
+		}
+	}
+	return func(u httpmirror.PrefetchURL) bool { return states[u.State] }, true
+}
+
+// filterURLs leaves the URLs of st that keep keeps (all with a nil keep).
+func filterURLs(st *httpmirror.PrefetchStatus, keep func(httpmirror.PrefetchURL) bool) {
+	if keep == nil {
+		return
+	}
+	kept := st.URLs[:0]
+	for _, u := range st.URLs {
+		if keep(u) {
+			kept = append(kept, u)
+		}
+	}
+	st.URLs = kept
+}
+
 // cancelPrefetch cancels a job and answers with its status once its
 // running URLs have stopped (they stop at once; the bound is for a
 // storage backend that does not).
 func (s *Server) cancelPrefetch(w http.ResponseWriter, r *http.Request) {
+	keep, ok := urlFilter(w, r)
+	if !ok {
+		return
+	}
 	id := r.PathValue("id")
 	audit(r, "id", id)
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -336,11 +382,17 @@ func (s *Server) cancelPrefetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	audit(r, "state", st.State, "urls", st.Total, "cancelled", st.Cancelled, "ended", st.Ended())
+	filterURLs(&st, keep)
 	writeJSON(w, http.StatusOK, st)
 }
 
-// prefetchStatus answers with the job's status (see waitContext).
+// prefetchStatus answers with the job's status (see waitContext), with
+// the URLs urlFilter keeps.
 func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
+	keep, ok := urlFilter(w, r)
+	if !ok {
+		return
+	}
 	ctx, cancel, ok := waitContext(w, r)
 	if !ok {
 		return
@@ -351,6 +403,7 @@ func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	filterURLs(&st, keep)
 	writeJSON(w, http.StatusOK, st)
 }
 

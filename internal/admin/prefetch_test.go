@@ -451,3 +451,67 @@ func TestPrefetchBusyRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// ?urls= chooses the URLs a job's status lists: none (the counts of a job
+// of 10,000 URLs in a few hundred bytes rather than megabytes), the URLs
+// in some states, or all; anything else is a 400.
+func TestPrefetchStatusSummary(t *testing.T) {
+	e := newEnv(t, "memory")
+	e.origin.Put("/ok", []byte("ok"))
+	list := make([]string, httpmirror.MaxPrefetchURLs)
+	for i := range list {
+		list[i] = e.ref("/ok")
+	}
+	list[7] = e.ref("/missing")
+	body, _ := json.Marshal(list)
+	var started struct{ ID string }
+	if code := e.api(t, "POST", "/prefetch", body, &started); code != 202 {
+		t.Fatalf("POST: %d", code)
+	}
+	full := waitPrefetch(t, e, started.ID)
+	if len(full.URLs) != httpmirror.MaxPrefetchURLs || full.Failed != 1 || full.Done+full.Cached != httpmirror.MaxPrefetchURLs-1 {
+		t.Fatalf("full status: %d URLs, %d failed, %d done, %d cached", len(full.URLs), full.Failed, full.Done, full.Cached)
+	}
+	size := func(q string) (int, httpmirror.PrefetchStatus) {
+		t.Helper()
+		resp, err := http.Get(e.admin.URL + "/prefetch/" + started.ID + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var st httpmirror.PrefetchStatus
+		if resp.StatusCode != 200 || json.Unmarshal(raw, &st) != nil {
+			t.Fatalf("GET %s: %d %q", q, resp.StatusCode, raw)
+		}
+		return len(raw), st
+	}
+	if n, _ := size(""); n < 1<<20 {
+		t.Errorf("the full status is %d bytes; want over 1 MiB (every URL)", n)
+	}
+	n, st := size("?urls=none&wait=1s")
+	if n > 1024 || st.URLs != nil || st.Total != full.Total || st.Failed != 1 || st.Done != full.Done || st.Bytes != full.Bytes {
+		t.Errorf("?urls=none: %d bytes, %d URLs, total %d, failed %d, done %d, bytes %d; want the counts alone, under 1 KiB", n, len(st.URLs), st.Total, st.Failed, st.Done, st.Bytes)
+	}
+	if _, st = size("?urls=failed"); len(st.URLs) != 1 || st.URLs[0].Key != e.key("/missing") || st.Failed != 1 {
+		t.Errorf("?urls=failed: %d URLs; want the one failed URL", len(st.URLs))
+	}
+	if _, st = size("?urls=failed,cancelled,not_stored"); len(st.URLs) != 1 {
+		t.Errorf("?urls=failed,cancelled,not_stored: %d URLs; want 1", len(st.URLs))
+	}
+	if _, st = size("?urls=all"); len(st.URLs) != httpmirror.MaxPrefetchURLs {
+		t.Errorf("?urls=all: %d URLs", len(st.URLs))
+	}
+	for _, q := range []string{"?urls=bogus", "?urls=failed,bogus", "?urls=failed,", "?urls=FAILED", "?urls=" + strings.Repeat("failed,", 10000) + "x"} {
+		for _, method := range []string{"GET", "DELETE"} {
+			var ae apiErr
+			if code := e.api(t, method, "/prefetch/"+started.ID+q, nil, &ae); code != 400 || !strings.Contains(ae.Error, "urls must be") {
+				t.Errorf("%s %.40s: %d %q; want 400", method, q, code, ae.Error)
+			}
+		}
+	}
+	var cancelled httpmirror.PrefetchStatus
+	if code := e.api(t, "DELETE", "/prefetch/"+started.ID+"?urls=none", nil, &cancelled); code != 200 || cancelled.URLs != nil || cancelled.Total != full.Total {
+		t.Errorf("DELETE ?urls=none: %d, %d URLs; want the counts alone", code, len(cancelled.URLs))
+	}
+}
