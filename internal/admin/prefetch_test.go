@@ -515,3 +515,93 @@ func TestPrefetchStatusSummary(t *testing.T) {
 		t.Errorf("DELETE ?urls=none: %d, %d URLs; want the counts alone", code, len(cancelled.URLs))
 	}
 }
+
+// A failed prefetch keeps the origin's status beside the one a client
+// would have got (an origin's 500 is a client's 502), also when the
+// origin's 404 is remembered, and reaches the status page's recent
+// errors. An origin that cuts its body short has no status to keep.
+func TestPrefetchFailureKeepsOriginStatus(t *testing.T) {
+	e := newEnv(t, "file")
+	e.origin.Put("/ok", []byte("ok"))
+	e.origin.Put("/short", testutil.Payload(8, 1000))
+	e.origin.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		switch r.URL.Path {
+		case "/boom":
+			http.Error(w, "boom", http.StatusInternalServerError)
+		case "/busy":
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case "/short":
+			// Promises 1000 bytes, sends 10.
+			w.Header().Set("Content-Length", "1000")
+			w.Write(f.Data[:10])
+		default:
+			return false
+		}
+		return true
+	})
+	urls := []string{e.ref("/ok"), e.ref("/boom"), e.ref("/missing"), e.ref("/busy"), e.ref("/short")}
+	body, _ := json.Marshal(urls)
+	var started struct{ ID string }
+	if code := e.api(t, "POST", "/prefetch", body, &started); code != 202 {
+		t.Fatalf("POST: %d", code)
+	}
+	st := waitPrefetch(t, e, started.ID)
+	for i, want := range []struct {
+		state, err string
+		origin     int
+	}{
+		{"done", "", 0},
+		{"failed", "502 upstream unavailable (the origin answered 500)", 500},
+		{"failed", "404 Not Found", 404},
+		{"failed", "502 upstream unavailable (the origin answered 503)", 503},
+		{"failed", "502 upstream unavailable", 0},
+	} {
+		if u := st.URLs[i]; u.State != want.state || u.Error != want.err || u.OriginStatus != want.origin {
+			t.Errorf("%s: %s %q origin %d; want %s %q origin %d", urls[i], u.State, u.Error, u.OriginStatus, want.state, want.err, want.origin)
+		}
+	}
+	// The 404 is remembered: a second prefetch does not ask the origin,
+	// and still says what the origin answered.
+	gets := e.origin.Gets.Load()
+	if code := e.api(t, "POST", "/prefetch", []byte(e.ref("/missing")), &started); code != 202 {
+		t.Fatalf("POST: %d", code)
+	}
+	st = waitPrefetch(t, e, started.ID)
+	if u := st.URLs[0]; u.State != "failed" || u.OriginStatus != 404 || !strings.Contains(u.Error, "remembered") || e.origin.Gets.Load() != gets {
+		t.Errorf("remembered 404: %+v, origin GETs %d more; want failed, origin 404, remembered, no GET", u, e.origin.Gets.Load()-gets)
+	}
+
+	var status httpmirror.Status
+	if code := e.api(t, "GET", "/status.json", nil, &status); code != 200 {
+		t.Fatalf("status.json: %d", code)
+	}
+	got := map[string]httpmirror.RecentError{} // the newest of each path
+	n := 0
+	for _, re := range status.Errors {
+		if !re.Prefetch {
+			continue
+		}
+		n++
+		if _, seen := got[re.Path]; !seen {
+			got[re.Path] = re
+		}
+	}
+	for path, want := range map[string]struct {
+		status int
+		reason string
+	}{
+		"/boom":    {502, "prefetch: 502 upstream unavailable (the origin answered 500)"},
+		"/busy":    {502, "prefetch: 502 upstream unavailable (the origin answered 503)"},
+		"/short":   {502, "prefetch: 502 upstream unavailable"},
+		"/missing": {404, "prefetch: 404 Not Found (the origin's answer, remembered)"},
+	} {
+		re, ok := got[path]
+		if !ok || re.Status != want.status || re.Reason != want.reason || re.Host != e.origin.HostPort() || re.Method != "GET" {
+			t.Errorf("recent error of %s: %+v (found %v); want status %d, reason %q", path, re, ok, want.status, want.reason)
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d prefetch failures among the recent errors; want 5 (the 404 twice): %+v", n, status.Errors)
+	}
+}
