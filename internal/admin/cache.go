@@ -265,6 +265,7 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	audit(r, "id", id)
+	go s.logPrefetchEnd(id, auditedBy(r))
 	w.Header().Set("Location", "/prefetch/"+id)
 	writeJSON(w, http.StatusAccepted, struct {
 		ID     string `json:"id"`
@@ -275,6 +276,20 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 
 // errNotURLList refuses a body that is JSON but not an array of strings.
 var errNotURLList = errors.New(`body must be a JSON array of URLs (["https://example.com/a", …]), or one URL per line`)
+
+// logPrefetchEnd waits until the prefetch job id has ended (every job
+// does, at the latest when the mirror closes) and logs one line of how it
+// went, naming the token that started it (by): the audit line of the
+// start is all an operator has of a job nobody followed.
+func (s *Server) logPrefetchEnd(id, by string) {
+	st, err := s.Mirror.WaitPrefetch(context.Background(), id)
+	if err != nil {
+		return // forgotten already: not a job of ours
+	}
+	s.log().Info("prefetch job ended", "id", id, "by", by, "urls", st.Total, "done", st.Done, "cached", st.Cached,
+		"notStored", st.NotStored, "failed", st.Failed, "cancelled", st.Cancelled, "bytes", st.Bytes,
+		"duration", st.Finished.Sub(st.Created).Round(time.Millisecond))
+}
 
 // parseURLList reads a JSON array of strings, or one URL per line.
 func parseURLList(body []byte) ([]string, error) {

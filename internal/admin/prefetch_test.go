@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/admin"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
@@ -603,5 +606,83 @@ func TestPrefetchFailureKeepsOriginStatus(t *testing.T) {
 	}
 	if n != 5 {
 		t.Errorf("%d prefetch failures among the recent errors; want 5 (the 404 twice): %+v", n, status.Errors)
+	}
+}
+
+// lineWatch is a log destination that hands every line containing msg
+// to a channel, so that a test waits for a line rather than sleeping.
+type lineWatch struct {
+	msg  string
+	seen chan string
+}
+
+func (l *lineWatch) Write(p []byte) (int, error) {
+	if s := string(p); strings.Contains(s, l.msg) {
+		select {
+		case l.seen <- s:
+		default: // the test reads what it expects; more is a failure it sees by count
+		}
+	}
+	return len(p), nil
+}
+
+func (l *lineWatch) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-l.seen:
+		return s
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no %q line in 30s", l.msg)
+		return ""
+	}
+}
+
+// Every prefetch job that ends, done or cancelled, logs one INFO line
+// with its id, the token's name, its counts and how long it ran.
+func TestPrefetchEndLogLine(t *testing.T) {
+	e := newEnv(t, "memory", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	e.origin.Put("/ok", []byte("ok"))
+	e.origin.Put("/held", testutil.Payload(9, 10000))
+	e.origin.Put("/queued", []byte("q"))
+	watch := &lineWatch{msg: "prefetch job ended", seen: make(chan string, 8)}
+	srv := &admin.Server{Gatherer: e.reg, Mirror: e.h, Tokens: twoTokens,
+		Logger: slog.New(slog.NewTextHandler(watch, nil))}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+
+	resp, body := send(t, "POST", ts.URL+"/prefetch", "Bearer "+ciToken, []byte(e.ref("/ok")+"\n"+e.ref("/missing")+"\n"+e.ref("/ok")))
+	var started struct{ ID string }
+	if resp.StatusCode != 202 || json.Unmarshal(body, &started) != nil {
+		t.Fatalf("prefetch: %d %q", resp.StatusCode, body)
+	}
+	line := watch.next(t)
+	for _, want := range []string{"level=INFO", "id=" + started.ID, "by=ci", "urls=3", "done=1", "cached=1", "failed=1", "cancelled=0", "bytes=4", "duration="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("end line %q lacks %q", line, want)
+		}
+	}
+
+	// A cancelled job logs its line too, once, by the token that started
+	// it.
+	arrived, release := holdOrigin(t, e)
+	defer release.Open()
+	resp, body = send(t, "POST", ts.URL+"/prefetch", "Bearer "+aliceToken, []byte(e.ref("/held")+"\n"+e.ref("/queued")))
+	if resp.StatusCode != 202 || json.Unmarshal(body, &started) != nil {
+		t.Fatalf("prefetch: %d %q", resp.StatusCode, body)
+	}
+	waitArrived(t, arrived, "/held")
+	if resp, body := send(t, "DELETE", ts.URL+"/prefetch/"+started.ID, "Bearer "+ciToken, nil); resp.StatusCode != 200 {
+		t.Fatalf("cancel: %d %q", resp.StatusCode, body)
+	}
+	line = watch.next(t)
+	for _, want := range []string{"id=" + started.ID, "by=alice", "urls=2", "cancelled=2", "done=0"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("end line of the cancelled job %q lacks %q", line, want)
+		}
+	}
+	select {
+	case extra := <-watch.seen:
+		t.Errorf("another end line: %q", extra)
+	default:
 	}
 }
