@@ -455,3 +455,68 @@ func TestPublicListenerHasNoAdminAPI(t *testing.T) {
 		t.Errorf("the object is gone after the public requests: lookup %d", code)
 	}
 }
+
+// With --host, the cache API takes the paths clients request (/pool/a.deb
+// or pool/a.deb) as well as keys and URLs: look up, purge, list, purge by
+// prefix and prefetch, each resolved as a client's request is. URLs of
+// other hosts and hostile paths are still refused.
+func TestHostModeClientPaths(t *testing.T) {
+	e := newEnv(t, "file", func(h *httpmirror.MirrorHandler) {
+		h.HostFromFirstPath = false
+		h.BlockSuffix = []string{".exe"}
+	})
+	// The origin's address is known once the env exists: Host is set
+	// before the first request, which configures the handler.
+	e.h.Host = e.origin.HostPort()
+	key := e.key("/pool/a.deb")
+	e.origin.Put("/pool/a.deb", []byte("a"))
+	e.origin.Put("/pool/b.deb", []byte("b"))
+	resp, err := http.Get(e.public.URL + "/pool/a.deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("client GET /pool/a.deb: %d", resp.StatusCode)
+	}
+	e.waitFills(t)
+	for _, ref := range []string{"/pool/a.deb", "pool/a.deb", "/pool//./a.deb", key, e.ref("/pool/a.deb")} {
+		var st httpmirror.ObjectStatus
+		if code := e.api(t, "GET", "/cache/"+ref, nil, &st); code != 200 || st.Key != key || !st.Stored {
+			t.Errorf("GET /cache/%s: %d key %q; want 200, %s", ref, code, st.Key, key)
+		}
+	}
+	for ref, want := range map[string]string{
+		"https://other.example/pool/a.deb": "serves " + e.origin.HostPort() + " only",
+		"/pool/../../etc/passwd":           "malformed path",
+		"/pool/%2e%2e/x":                   "malformed path",
+		"/pool/setup.exe":                  "blocked suffix",
+		"/":                                "want https://host/path",
+	} {
+		var ae apiErr
+		if code := e.api(t, "GET", "/cache/"+ref, nil, &ae); code != 400 || !strings.Contains(ae.Error, want) {
+			t.Errorf("GET /cache/%s: %d %q; want 400 mentioning %q", ref, code, ae.Error, want)
+		}
+	}
+	var page httpmirror.ListPage
+	if code := e.api(t, "GET", "/cache/?prefix="+url.QueryEscape("/pool/"), nil, &page); code != 200 || page.Prefix != e.key("/pool/") || len(page.Objects) != 1 {
+		t.Errorf("list /pool/: %d %+v; want the one object under %s", code, page, e.key("/pool/"))
+	}
+	var res httpmirror.PurgeResult
+	if code := e.api(t, "DELETE", "/cache//pool/a.deb", nil, &res); code != 200 || res.Key != key || res.Purged != 1 {
+		t.Errorf("DELETE /cache//pool/a.deb: %d %+v; want 1 purged", code, res)
+	}
+	var started struct{ ID string }
+	if code := e.api(t, "POST", "/prefetch", []byte("/pool/a.deb\npool/b.deb\n"), &started); code != 202 {
+		t.Fatalf("prefetch of client paths: %d", code)
+	}
+	if st := waitPrefetch(t, e, started.ID); st.Done != 2 || st.URLs[1].Key != e.key("/pool/b.deb") {
+		t.Errorf("prefetch of client paths: %+v; want both fetched", st)
+	}
+	if code := e.api(t, "DELETE", "/cache/?prefix=pool", nil, &res); code != 200 || res.Key != e.key("/pool") || res.Purged != 2 {
+		t.Errorf("purge prefix pool: %d %+v; want 2 purged under %s", code, res, e.key("/pool"))
+	}
+	if n := e.origin.Gets.Load(); n != 3 {
+		t.Errorf("origin saw %d GETs; want 3", n)
+	}
+}
