@@ -492,6 +492,8 @@ func TestHostModeClientPaths(t *testing.T) {
 		"/pool/%2e%2e/x":                   "malformed path",
 		"/pool/setup.exe":                  "blocked suffix",
 		"/":                                "want https://host/path",
+		// The host alone names no file, not the path /<host>.
+		e.origin.HostPort(): "no valid host and file path",
 	} {
 		var ae apiErr
 		if code := e.api(t, "GET", "/cache/"+ref, nil, &ae); code != 400 || !strings.Contains(ae.Error, want) {

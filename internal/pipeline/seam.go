@@ -57,7 +57,7 @@ func (p *Pipeline) ResolveRef(ref string) (Target, error) {
 	// The handler's own rules: the allowed hosts among them, so that the
 	// operator API never fetches (nor names) a host clients are refused.
 	t, err := p.cfg.Hosts.resolve(HostFromFirstPath, u.EscapedPath(), query, "")
-	if h := p.cfg.Hosts; h.Mode == HostFixed && !isURL && (err != nil || t.host != h.Host) {
+	if h := p.cfg.Hosts; h.Mode == HostFixed && !isURL && !startsWithHost(path, h.Host) {
 		// Not a key of the fixed host: the path clients request.
 		t, err = h.resolve(HostFixed, u.EscapedPath(), query, "")
 	}
@@ -114,6 +114,17 @@ func ResolvePrefix(prefix string) (string, error) {
 	return h + clean, nil
 }
 
+// startsWithHost reports whether the first segment of the escaped path p
+// names host: then p is a key, and no path of a client.
+func startsWithHost(p, host string) bool {
+	first, _, _ := strings.Cut(p, "/")
+	if dec, err := url.PathUnescape(first); err == nil {
+		first = dec
+	}
+	h, err := CanonicalHost(first)
+	return err == nil && h == host
+}
+
 // KeyPrefix is ResolvePrefix with the handler's mode of requests: with a
 // fixed Host, a prefix that does not start with that host (nor is a URL)
 // is a prefix of the paths clients request ("/pool/" or "pool/" is
@@ -124,8 +135,7 @@ func (p *Pipeline) KeyPrefix(prefix string) (string, error) {
 	if h.Mode != HostFixed || strings.Contains(prefix, "://") || rest == "" {
 		return ResolvePrefix(prefix)
 	}
-	first, _, _ := strings.Cut(rest, "/")
-	if host, err := CanonicalHost(first); err == nil && host == h.Host {
+	if startsWithHost(rest, h.Host) {
 		return ResolvePrefix(prefix)
 	}
 	return ResolvePrefix(h.Host + "/" + rest)
