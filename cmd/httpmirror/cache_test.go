@@ -299,3 +299,40 @@ func TestWarmPollsSummary(t *testing.T) {
 		}
 	}
 }
+
+// With --host, the cache commands take the path clients request.
+func TestCacheCommandsHostModePaths(t *testing.T) {
+	o := testutil.NewOrigin(t)
+	o.Put("/pool/a.deb", testutil.Payload(6, 3000))
+	p := start(t, "--storage-url", "file://"+t.TempDir(), "--host", o.HostPort(), "--allow-private-upstreams",
+		"--upstream-ca-file", o.WriteCA(t, t.TempDir()), "--admin-address", "127.0.0.1:0")
+	admin := "http://" + p.adminAddr()
+	resp, err := http.Get("http://" + p.addr + "/pool/a.deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("client GET /pool/a.deb: %d", resp.StatusCode)
+	}
+	// The client's download ends before the object is committed: wait
+	// for it through the API (bounded).
+	var code int
+	var out, errOut string
+	for range 300 {
+		if code, out, errOut = cacheCLI(t, "", "info", "/pool/a.deb", "--admin", admin); code == 0 && strings.Contains(out, "size:") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code != 0 || !strings.Contains(out, "key:           "+o.HostPort()+"/pool/a.deb") || !strings.Contains(out, "3000 (2.9 KiB)") {
+		t.Fatalf("info /pool/a.deb: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if code, out, errOut = cacheCLI(t, "", "rm", "pool/a.deb", "--admin", admin); code != 0 || !strings.Contains(out, o.HostPort()+"/pool/a.deb: 1 object purged") {
+		t.Errorf("rm pool/a.deb: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if code, _, errOut = cacheCLI(t, "", "info", "https://elsewhere.example/pool/a.deb", "--admin", admin); code != 1 || !strings.Contains(errOut, "serves "+o.HostPort()+" only") {
+		t.Errorf("info of another host's URL: exit %d, stderr %q; want 1 naming the one host", code, errOut)
+	}
+}
