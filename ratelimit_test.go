@@ -4,16 +4,27 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
 // An origin's 429 reaches the client with a Retry-After in seconds: the
-// origin's own, or a default when it sent none or garbage. Nothing is
-// stored, and the next request asks the origin again.
+// origin's own, or a default when it sent none or garbage; through a fill
+// and proxied without a cache alike. Nothing is stored, and the next
+// request asks the origin again.
 func TestOrigin429HasRetryAfter(t *testing.T) {
+	t.Run("cached", func(t *testing.T) { testOrigin429(t, false) })
+	t.Run("direct", func(t *testing.T) { testOrigin429(t, true) })
+}
+
+func testOrigin429(t *testing.T, direct bool) {
 	o := newOrigin(t)
 	o.Put("/a.bin", payload(140, 1000))
-	m := newMirror(t, o)
+	m := newMirror(t, o, func(h *httpmirror.MirrorHandler) {
+		if direct {
+			h.RemoteCache = nil
+		}
+	})
 	for _, c := range []struct{ origin, want string }{
 		{"45", "45"},
 		{"", "30"},
