@@ -274,9 +274,6 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 	}{id, len(urls), "/prefetch/" + id})
 }
 
-// errNotURLList refuses a body that is JSON but not an array of strings.
-var errNotURLList = errors.New(`body must be a JSON array of URLs (["https://example.com/a", …]), or one URL per line`)
-
 // logPrefetchEnd waits until the prefetch job id has ended (every job
 // does, at the latest when the mirror closes) and logs one line of how it
 // went, naming the token that started it (by): the audit line of the
@@ -290,6 +287,9 @@ func (s *Server) logPrefetchEnd(id, by string) {
 		"notStored", st.NotStored, "failed", st.Failed, "cancelled", st.Cancelled, "bytes", st.Bytes,
 		"duration", st.Finished.Sub(st.Created).Round(time.Millisecond))
 }
+
+// errNotURLList refuses a body that is JSON but not an array of strings.
+var errNotURLList = errors.New(`body must be a JSON array of URLs (["https://example.com/a", …]), or one URL per line`)
 
 // parseURLList reads a JSON array of strings, or one URL per line.
 func parseURLList(body []byte) ([]string, error) {
