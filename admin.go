@@ -299,7 +299,7 @@ func (m *MirrorHandler) List(ctx context.Context, prefix, token string, limit in
 	if _, ok := m.RemoteCache.(storage.Lister); !ok {
 		return ListPage{}, storage.ErrNotSupported
 	}
-	p, err := pipeline.ResolvePrefix(prefix)
+	p, err := m.p.KeyPrefix(prefix)
 	if err != nil {
 		return ListPage{}, err
 	}
@@ -384,7 +384,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 	if err := m.adminReady(); err != nil {
 		return PurgeResult{}, err
 	}
-	p, err := pipeline.ResolvePrefix(prefix)
+	p, err := m.p.KeyPrefix(prefix)
 	if err != nil {
 		return PurgeResult{}, err
 	}

@@ -3,7 +3,9 @@ package httpmirror
 import (
 	"cmp"
 	"context"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,6 +127,9 @@ type RecentError struct {
 	Host   string    `json:"host,omitempty"`
 	Path   string    `json:"path"`
 	Reason string    `json:"reason"`
+	// Prefetch marks the failure of a URL of a prefetch job, not of a
+	// client's request.
+	Prefetch bool `json:"prefetch,omitempty"`
 }
 
 // Status returns a snapshot of the mirror's traffic, storage, downloads in
@@ -251,6 +256,17 @@ type errorRing struct {
 func (e *errorRing) add(now time.Time, x *pipeline.Exchange, f *pipeline.Failure) {
 	e.mu.Lock()
 	e.buf[e.n%recentErrors] = RecentError{Time: now, Status: f.Status, Method: x.Method, Host: x.Host, Path: x.Path, Reason: f.Message}
+	e.n++
+	e.mu.Unlock()
+}
+
+// addPrefetch records the failure of a prefetch job's URL t: status
+// is what a client would have got, reason why (with "prefetch: " before
+// it). Only the path is kept, as for a request.
+func (e *errorRing) addPrefetch(now time.Time, t pipeline.Target, status int, reason string) {
+	path, _, _ := strings.Cut(strings.TrimPrefix(t.Key(), t.Host()), "?")
+	e.mu.Lock()
+	e.buf[e.n%recentErrors] = RecentError{Time: now, Status: status, Method: http.MethodGet, Host: t.Host(), Path: pipeline.LogPath(path), Reason: "prefetch: " + reason, Prefetch: true}
 	e.n++
 	e.mu.Unlock()
 }

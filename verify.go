@@ -18,7 +18,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/httpmirror/httpmirror/fill"
-	"github.com/httpmirror/httpmirror/internal/pipeline"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -214,7 +213,7 @@ func (m *MirrorHandler) Verify(opts VerifyOptions) (string, error) {
 	if _, ok := m.RemoteCache.(storage.Lister); !ok {
 		return "", storage.ErrNotSupported
 	}
-	p, err := pipeline.ResolvePrefix(opts.Prefix)
+	p, err := m.p.KeyPrefix(opts.Prefix)
 	if err != nil {
 		return "", err
 	}

@@ -1,7 +1,10 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 )
 
@@ -12,6 +15,40 @@ const DefaultListLimit = 1000
 // ErrInvalidToken is returned by Lister.List for a page token it did not
 // issue.
 var ErrInvalidToken = errors.New("storage: invalid list token")
+
+// PageToken returns an opaque page token that carries pos, the position
+// a backend resumes its listing of prefix at (the last key of the page,
+// say). The token holds a short checksum of prefix and pos, so that
+// DecodePageToken tells a token the same listing issued from garbage, a
+// hand-edited token or one of another prefix: an operator who pastes the
+// wrong string gets ErrInvalidToken, not a wrong or empty page. The
+// checksum is no secret: a token names a position, it grants nothing.
+func PageToken(prefix, pos string) string {
+	sum := tokenSum(prefix, pos)
+	return base64.RawURLEncoding.EncodeToString(append(sum[:tokenSumLen:tokenSumLen], pos...))
+}
+
+// DecodePageToken returns the position of a token PageToken made for
+// prefix, and ErrInvalidToken for any other string.
+func DecodePageToken(prefix, token string) (string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) < tokenSumLen {
+		return "", ErrInvalidToken
+	}
+	pos := string(raw[tokenSumLen:])
+	if sum := tokenSum(prefix, pos); !bytes.Equal(sum[:tokenSumLen], raw[:tokenSumLen]) {
+		return "", ErrInvalidToken
+	}
+	return pos, nil
+}
+
+// tokenSumLen is how many bytes of checksum a page token carries: one
+// garbage string in four billion passes for a token.
+const tokenSumLen = 4
+
+func tokenSum(prefix, pos string) [sha256.Size]byte {
+	return sha256.Sum256([]byte(prefix + "\x00" + pos))
+}
 
 // Lister is implemented by backends that can enumerate their committed
 // objects: the inventory an operator browses, and what a purge by prefix
@@ -28,8 +65,9 @@ type Lister interface {
 	// keep StoredAt in their listing); the other fields may be empty, Stat
 	// has them. The order is the backend's: key order on local disk and
 	// in memory, object-key order on S3. limit <= 0 means
-	// DefaultListLimit. A token this backend did not issue gives
-	// ErrInvalidToken.
+	// DefaultListLimit. A token this backend did not issue for the same
+	// prefix gives ErrInvalidToken (backends make theirs with PageToken,
+	// so that garbage is told from a token).
 	List(ctx context.Context, prefix, token string, limit int) (objects []Info, next string, err error)
 }
 

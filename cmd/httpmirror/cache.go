@@ -27,8 +27,11 @@ A client of a running mirror's admin API (its --admin-address).
 Commands:
   ls [PREFIX]              list the cached objects under PREFIX (a host,
                            host/path or https:// URL prefix; all when absent)
-  info URL|KEY...          show the stored object of each URL or cache key
-  rm URL|KEY...            purge objects (a download in progress is cancelled)
+  info URL|KEY...          show the stored object of each URL or cache key,
+                           or the progress of its download when it is not
+                           stored yet (exit status 0: it is on its way)
+  rm URL|KEY...            purge objects (a download in progress is cancelled);
+                           those not cached are named, and the status is 1
   rm --prefix PREFIX       purge every object under PREFIX
   invalidate URL|KEY...    mark objects stale without deleting them: the next
                            request for each asks the origin (304 keeps the
@@ -458,6 +461,15 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 	}
 	line("key", st.Key)
 	line("url", st.URL)
+	if !st.Stored {
+		// A download in progress: nothing of the stored object to show.
+		line("stored", "not yet: downloading")
+		if f := st.Fill; f != nil {
+			line("downloading", fmt.Sprintf("%s of %s (%d bytes so far, %s)", humanBytes(f.Bytes), sizeOrUnknown(f.Size), f.Bytes, f.Op))
+		}
+		fmt.Fprintln(w)
+		return
+	}
 	line("size", fmt.Sprintf("%d (%s)", st.Size, humanBytes(st.Size)))
 	line("stored at", st.StoredAt.Local().Format(time.RFC3339))
 	line("etag", st.ETag)
@@ -489,7 +501,11 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 	fmt.Fprintln(w)
 }
 
+// rm purges each reference; those of which nothing was stored nor
+// downloading are named on stderr and make the exit status 1, as for
+// info: a typo in a URL must not pass for a purge.
 func (c *cacheCmd) rm(refs []string) error {
+	missing := 0
 	for _, ref := range refs {
 		var res httpmirror.PurgeResult
 		raw, err := c.call("DELETE", refPath(ref), nil, http.StatusOK, &res)
@@ -498,9 +514,18 @@ func (c *cacheCmd) rm(refs []string) error {
 		}
 		if c.json {
 			c.stdout.Write(raw)
+		}
+		if res.Purged == 0 && res.CancelledFills == 0 {
+			missing++
+			fmt.Fprintf(c.stderr, "%s: not cached\n", res.Key)
 			continue
 		}
-		fmt.Fprintf(c.stdout, "%s: %d object purged, %d download cancelled\n", res.Key, res.Purged, res.CancelledFills)
+		if !c.json {
+			fmt.Fprintf(c.stdout, "%s: %d object purged, %d download cancelled\n", res.Key, res.Purged, res.CancelledFills)
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("%d of %d not cached", missing, len(refs))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -252,6 +253,127 @@ func TestListPaged(t *testing.T) {
 	})
 }
 
+// A file still downloading is an answer, not a 404: 200 with "stored":
+// false and the download's bytes of its size; once stored, the object.
+func TestLookupFillInProgress(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		data := testutil.Payload(4, 1<<20)
+		e.origin.Put("/slow.bin", data)
+		release := testutil.NewGate(t)
+		e.origin.SetHook(holdAfter(64<<10, release))
+		resp, err := http.Get(e.public.URL + "/" + e.key("/slow.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		var st httpmirror.ObjectStatus
+		if code := e.api(t, "GET", "/cache/"+e.ref("/slow.bin"), nil, &st); code != 200 || st.Stored || st.Key != e.key("/slow.bin") {
+			t.Fatalf("lookup during the download: %d %+v; want 200, not stored, its key", code, st)
+		}
+		if f := st.Fill; f == nil || f.Bytes != 64<<10 || f.Size != 1<<20 || f.Op != "miss" || f.Readers != 1 {
+			t.Errorf("fill %+v; want a miss at 65536 of 1048576 bytes with 1 reader", st.Fill)
+		}
+		release.Open()
+		if body, err := io.ReadAll(resp.Body); err != nil || !bytes.Equal(body, data[64<<10:]) {
+			t.Fatalf("client's download: %d bytes, %v", len(body), err)
+		}
+		e.waitFills(t)
+		st = httpmirror.ObjectStatus{}
+		if code := e.api(t, "GET", "/cache/"+e.key("/slow.bin"), nil, &st); code != 200 || !st.Stored || st.Fill != nil || st.Size != 1<<20 {
+			t.Errorf("lookup once stored: %d %+v; want the stored object, no fill", code, st)
+		}
+		if n := e.origin.Gets.Load(); n != 1 {
+			t.Errorf("origin saw %d GETs; want 1 (the lookup fetches nothing)", n)
+		}
+	})
+}
+
+// Every error of the admin API is JSON: unknown paths, the job
+// collections without an id, a job path with more segments, and wrong
+// methods (405 with Allow).
+func TestAdminErrorsAreJSON(t *testing.T) {
+	e := newEnv(t, "memory")
+	for _, c := range []struct {
+		method, path string
+		status       int
+		want, allow  string
+	}{
+		{"GET", "/prefetch/", 404, "no prefetch job id", ""},
+		{"DELETE", "/prefetch/", 404, "no prefetch job id", ""},
+		{"GET", "/verify/", 404, "no verify job id", ""},
+		{"GET", "/prefetch/abc/def", 404, "no such admin endpoint", ""},
+		{"GET", "/prefetch/0123456789abcdef", 404, "unknown prefetch id", ""},
+		{"GET", "/nope", 404, "no such admin endpoint", ""},
+		{"POST", "/status.jsonx", 404, "no such admin endpoint", ""},
+		{"GET", "/%00%ff", 404, "no such admin endpoint", ""},
+		{"GET", "/prefetch", 405, "method not allowed", "POST"},
+		{"PUT", "/prefetch/abc", 405, "method not allowed", "GET, HEAD, DELETE"},
+		{"GET", "/verify", 405, "method not allowed", "POST"},
+		{"POST", "/status.json", 405, "method not allowed", "GET, HEAD"},
+		{"DELETE", "/", 405, "method not allowed", "GET, HEAD"},
+		{"PATCH", "/cache/", 405, "method not allowed", "GET, HEAD, DELETE"},
+	} {
+		req, _ := http.NewRequest(c.method, e.admin.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var ae apiErr
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != c.status || ct != "application/json" || json.Unmarshal(raw, &ae) != nil || !strings.Contains(ae.Error, c.want) {
+			t.Errorf("%s %s: %d %s %q; want %d JSON with %q", c.method, c.path, resp.StatusCode, ct, raw, c.status, c.want)
+		}
+		if got := resp.Header.Get("Allow"); got != c.allow {
+			t.Errorf("%s %s: Allow %q; want %q", c.method, c.path, got, c.allow)
+		}
+	}
+}
+
+// A page token the listing did not issue is answered 400 with a short
+// JSON error on every backend: garbage, a key pasted where the token
+// belongs, a token edited by hand, one of another prefix. None is taken
+// for an empty last page.
+func TestListRefusesForeignTokens(t *testing.T) {
+	for _, backend := range []string{"file", "s3", "memory"} {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend)
+			for _, p := range []string{"/t/a", "/t/b", "/t/c"} {
+				e.origin.Put(p, []byte(p))
+				e.get(t, p)
+			}
+			e.waitFills(t)
+			var page httpmirror.ListPage
+			if code := e.api(t, "GET", "/cache/?limit=1&prefix="+url.QueryEscape(e.key("/t/")), nil, &page); code != 200 || page.Next == "" {
+				t.Fatalf("first page: %d, next %q; want 200 and a next page", code, page.Next)
+			}
+			edited := []byte(page.Next)
+			edited[len(edited)/2] ^= 1
+			for name, q := range map[string]string{
+				"garbage":      "next=garbage",
+				"bangs":        "next=%21%21",
+				"binary":       "next=%00%FF%FE",
+				"raw key":      "next=" + url.QueryEscape(e.key("/t/a")),
+				"huge":         "next=" + strings.Repeat("A", 4000),
+				"edited":       "prefix=" + url.QueryEscape(e.key("/t/")) + "&next=" + url.QueryEscape(string(edited)),
+				"other prefix": "prefix=" + url.QueryEscape(e.key("/u/")) + "&next=" + url.QueryEscape(page.Next),
+			} {
+				var ae apiErr
+				if code := e.api(t, "GET", "/cache/?"+q, nil, &ae); code != 400 || ae.Error != "invalid page token (next)" {
+					t.Errorf("%s token: %d %q; want 400 invalid page token", name, code, ae.Error)
+				}
+			}
+			if code := e.api(t, "GET", "/cache/?limit=1&prefix="+url.QueryEscape(e.key("/t/"))+"&next="+url.QueryEscape(page.Next), nil, &page); code != 200 || len(page.Objects) != 1 {
+				t.Errorf("the issued token: %d, %d objects; want 200 and the next object", code, len(page.Objects))
+			}
+		})
+	}
+}
+
 // A purge cancels the download of its key in progress: the client's
 // response is cut off, nothing is stored afterwards, and the next request
 // fetches the file again.
@@ -331,5 +453,72 @@ func TestPublicListenerHasNoAdminAPI(t *testing.T) {
 	}
 	if code := e.api(t, "GET", "/cache/"+e.key("/a"), nil, nil); code != 200 {
 		t.Errorf("the object is gone after the public requests: lookup %d", code)
+	}
+}
+
+// With --host, the cache API takes the paths clients request (/pool/a.deb
+// or pool/a.deb) as well as keys and URLs: look up, purge, list, purge by
+// prefix and prefetch, each resolved as a client's request is. URLs of
+// other hosts and hostile paths are still refused.
+func TestHostModeClientPaths(t *testing.T) {
+	e := newEnv(t, "file", func(h *httpmirror.MirrorHandler) {
+		h.HostFromFirstPath = false
+		h.BlockSuffix = []string{".exe"}
+	})
+	// The origin's address is known once the env exists: Host is set
+	// before the first request, which configures the handler.
+	e.h.Host = e.origin.HostPort()
+	key := e.key("/pool/a.deb")
+	e.origin.Put("/pool/a.deb", []byte("a"))
+	e.origin.Put("/pool/b.deb", []byte("b"))
+	resp, err := http.Get(e.public.URL + "/pool/a.deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("client GET /pool/a.deb: %d", resp.StatusCode)
+	}
+	e.waitFills(t)
+	for _, ref := range []string{"/pool/a.deb", "pool/a.deb", "/pool//./a.deb", key, e.ref("/pool/a.deb")} {
+		var st httpmirror.ObjectStatus
+		if code := e.api(t, "GET", "/cache/"+ref, nil, &st); code != 200 || st.Key != key || !st.Stored {
+			t.Errorf("GET /cache/%s: %d key %q; want 200, %s", ref, code, st.Key, key)
+		}
+	}
+	for ref, want := range map[string]string{
+		"https://other.example/pool/a.deb": "serves " + e.origin.HostPort() + " only",
+		"/pool/../../etc/passwd":           "malformed path",
+		"/pool/%2e%2e/x":                   "malformed path",
+		"/pool/setup.exe":                  "blocked suffix",
+		"/":                                "want https://host/path",
+		// The host alone names no file, not the path /<host>.
+		e.origin.HostPort(): "no valid host and file path",
+	} {
+		var ae apiErr
+		if code := e.api(t, "GET", "/cache/"+ref, nil, &ae); code != 400 || !strings.Contains(ae.Error, want) {
+			t.Errorf("GET /cache/%s: %d %q; want 400 mentioning %q", ref, code, ae.Error, want)
+		}
+	}
+	var page httpmirror.ListPage
+	if code := e.api(t, "GET", "/cache/?prefix="+url.QueryEscape("/pool/"), nil, &page); code != 200 || page.Prefix != e.key("/pool/") || len(page.Objects) != 1 {
+		t.Errorf("list /pool/: %d %+v; want the one object under %s", code, page, e.key("/pool/"))
+	}
+	var res httpmirror.PurgeResult
+	if code := e.api(t, "DELETE", "/cache//pool/a.deb", nil, &res); code != 200 || res.Key != key || res.Purged != 1 {
+		t.Errorf("DELETE /cache//pool/a.deb: %d %+v; want 1 purged", code, res)
+	}
+	var started struct{ ID string }
+	if code := e.api(t, "POST", "/prefetch", []byte("/pool/a.deb\npool/b.deb\n"), &started); code != 202 {
+		t.Fatalf("prefetch of client paths: %d", code)
+	}
+	if st := waitPrefetch(t, e, started.ID); st.Done != 2 || st.URLs[1].Key != e.key("/pool/b.deb") {
+		t.Errorf("prefetch of client paths: %+v; want both fetched", st)
+	}
+	if code := e.api(t, "DELETE", "/cache/?prefix=pool", nil, &res); code != 200 || res.Key != e.key("/pool") || res.Purged != 2 {
+		t.Errorf("purge prefix pool: %d %+v; want 2 purged under %s", code, res, e.key("/pool"))
+	}
+	if n := e.origin.Gets.Load(); n != 3 {
+		t.Errorf("origin saw %d GETs; want 3", n)
 	}
 }

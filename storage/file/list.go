@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -20,8 +19,8 @@ var (
 	_ storage.LargestLister = (*Backend)(nil)
 )
 
-// List implements storage.Lister, in key order; a page token is the last
-// key of the previous page. The index holds the keys in order, so a page
+// List implements storage.Lister, in key order; a page token holds the
+// last key of the previous page (storage.PageToken). The index holds the keys in order, so a page
 // reads the entries it returns and one more, whatever the size of the
 // cache, and the file of each (a stat; see checkListed). While the index
 // is being built after a start (see Indexed), List waits for it, or for
@@ -31,8 +30,11 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
-	if token != "" && !strings.HasPrefix(token, prefix) {
-		return nil, "", storage.ErrInvalidToken
+	if token != "" {
+		var err error
+		if token, err = storage.DecodePageToken(prefix, token); err != nil {
+			return nil, "", err
+		}
 	}
 	var out []listedRec
 	next := ""
@@ -74,6 +76,9 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 		}
 		if err != nil {
 			return nil, "", err
+		}
+		if next != "" {
+			next = storage.PageToken(prefix, next)
 		}
 		return b.checkListed(out), next, nil
 	}

@@ -102,16 +102,23 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 	return nil
 }
 
-// List implements storage.Lister, in key order. A page token is the last
-// key of the previous page.
+// List implements storage.Lister, in key order. A page token holds the
+// last key of the previous page (storage.PageToken).
 func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]storage.Info, string, error) {
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
+	after := ""
+	if token != "" {
+		var err error
+		if after, err = storage.DecodePageToken(prefix, token); err != nil {
+			return nil, "", err
+		}
+	}
 	b.mu.RLock()
 	var keys []string
 	for k := range b.objects {
-		if strings.HasPrefix(k, prefix) && k > token {
+		if strings.HasPrefix(k, prefix) && k > after {
 			keys = append(keys, k)
 		}
 	}
@@ -119,7 +126,7 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 	next := ""
 	if len(keys) > limit {
 		keys = keys[:limit]
-		next = keys[limit-1]
+		next = storage.PageToken(prefix, keys[limit-1])
 	}
 	out := make([]storage.Info, len(keys))
 	for i, k := range keys {

@@ -2,7 +2,6 @@ package s3
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,7 +39,7 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
-	phase, after, err := decodeToken(token)
+	phase, after, err := decodeToken(prefix, token)
 	if err != nil {
 		return nil, "", err
 	}
@@ -101,7 +100,7 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 			after = last
 		}
 	}
-	return out, encodeToken(phase, after), nil
+	return out, encodeToken(prefix, phase, after), nil
 }
 
 // listPage lists up to n objects under p after the object key after, and
@@ -175,19 +174,19 @@ func (b *Backend) hashedKey(okey, key string) string {
 	return ""
 }
 
-func encodeToken(phase byte, after string) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{phase}, after...))
+func encodeToken(prefix string, phase byte, after string) string {
+	return storage.PageToken(prefix, string(phase)+after)
 }
 
-func decodeToken(token string) (byte, string, error) {
+func decodeToken(prefix, token string) (byte, string, error) {
 	if token == "" {
 		return phaseReadable, "", nil
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(raw) == 0 || (raw[0] != phaseReadable && raw[0] != phaseDir && raw[0] != phaseHashed) {
+	pos, err := storage.DecodePageToken(prefix, token)
+	if err != nil || pos == "" || (pos[0] != phaseReadable && pos[0] != phaseDir && pos[0] != phaseHashed) {
 		return 0, "", storage.ErrInvalidToken
 	}
-	return raw[0], string(raw[1:]), nil
+	return pos[0], pos[1:], nil
 }
 
 // Location implements storage.Locator: the object's s3://bucket/key URL.
