@@ -22,6 +22,7 @@ type Metrics struct {
 
 	cidnFallbacks prometheus.Counter
 	purgedObjects prometheus.Counter
+	expiredObjs   prometheus.Counter
 	prefetches    *prometheus.CounterVec
 	authChecks    *prometheus.CounterVec
 	variantsCut   prometheus.Counter
@@ -78,6 +79,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Misses fetched by the built-in fill engine because CIDN could not be asked to store them.").WithLabelValues(),
 		purgedObjects: counters("httpmirror_purged_objects_total",
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
+		expiredObjs: counters("httpmirror_expired_objects_total",
+			"Stored objects removed because nobody read them for --max-idle.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored, failed or cancelled.", "result"),
 		mismatches: counters("httpmirror_digest_mismatches_total",
@@ -96,6 +99,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) purged(n int) {
 	if m != nil && n > 0 {
 		m.purgedObjects.Add(float64(n))
+	}
+}
+
+// expired counts objects removed by the MaxIdle sweep.
+func (m *Metrics) expired(n int) {
+	if m != nil && n > 0 {
+		m.expiredObjs.Add(float64(n))
 	}
 }
 
