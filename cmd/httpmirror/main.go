@@ -213,6 +213,7 @@ func newHandler(cfg *config.Config, store storage.Backend, upstream httpmirror.U
 		PrefetchConcurrency:     cfg.PrefetchConcurrency,
 		AuthCache:               cfg.AuthCache,
 		AuthCacheTTL:            cfg.AuthCacheTTL,
+		MaxIdle:                 cfg.MaxIdle,
 	}
 }
 
