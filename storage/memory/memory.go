@@ -103,6 +103,17 @@ func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) 
 	return &object{Reader: bytes.NewReader(e.data), info: cloneInfo(e.info), e: e}, nil
 }
 
+var _ storage.Rereader = (*Backend)(nil)
+
+// Reread implements storage.Rereader: Open without counting a use.
+func (b *Backend) Reread(ctx context.Context, key string) (storage.Object, error) {
+	e, err := b.get(key)
+	if err != nil {
+		return nil, err
+	}
+	return &object{Reader: bytes.NewReader(e.data), info: cloneInfo(e.info)}, nil
+}
+
 // Delete implements storage.Backend.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := storage.ValidateKey(key); err != nil {
@@ -226,7 +237,7 @@ type object struct {
 func (o *object) Info() storage.Info { return o.info }
 
 func (o *object) Close() error {
-	if o.closed.CompareAndSwap(false, true) {
+	if o.e != nil && o.closed.CompareAndSwap(false, true) {
 		o.e.readers.Add(-1)
 	}
 	return nil

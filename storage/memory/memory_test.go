@@ -48,6 +48,9 @@ func TestHitsAndExpire(t *testing.T) {
 		}
 		o.Close()
 	}
+	if o, err := b.Reread(ctx, "h/read"); err == nil { // not a hit
+		o.Close()
+	}
 	objs, _, _ := b.List(ctx, "h/", "", 0)
 	for _, o := range objs {
 		if o.Key == "h/read" && (o.Hits != 3 || !o.LastAccess.Equal(now)) {

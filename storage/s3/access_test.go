@@ -69,6 +69,11 @@ func TestAccessBatched(t *testing.T) {
 			openClose(t, b, "example.com/b")
 		}
 	}
+	// A verify's read and a Stat are not hits.
+	if o, err := b.Reread(context.Background(), "example.com/a"); err == nil {
+		o.Close()
+	}
+	b.Stat(context.Background(), "example.com/a")
 	if n := ops.count("PutObject") + ops.count("CopyObject"); n != 0 {
 		t.Errorf("%d writes for 50 reads before a flush; want 0", n)
 	}
