@@ -3,6 +3,7 @@ package httpmirror_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
+	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/file"
+	"github.com/httpmirror/httpmirror/storage/memory"
 )
 
 // newIdleMirror is newMirror on a disk cache whose clock is clk, as the
@@ -183,5 +186,48 @@ func TestExpireIdle(t *testing.T) {
 	}
 	if len(o.Received()) == before {
 		t.Error("the origin was not asked for an expired object")
+	}
+}
+
+// A clock set back makes nothing idle and moves no last access back.
+func TestExpireIdleClockBackwards(t *testing.T) {
+	o := newOrigin(t)
+	o.Put("/a", payload(95, 5000))
+	clk := newClock()
+	m := newIdleMirror(t, o, clk, time.Hour)
+	get(t, m.url(o, "/a"))
+	waitFills(t, m)
+	clk.advance(30 * time.Minute)
+	get(t, m.url(o, "/a"))
+	read := clk.Now()
+	clk.advance(-365 * 24 * time.Hour)
+	get(t, m.url(o, "/a"))
+	if n, err := m.h.ExpireIdle(context.Background()); err != nil || n != 0 {
+		t.Errorf("ExpireIdle with the clock a year back = %d, %v; want 0", n, err)
+	}
+	lo := listedObjects(t, m)[o.HostPort()+"/a"]
+	if !lo.LastAccess.Equal(read) || lo.Hits != 2 {
+		t.Errorf("last access %v, hits %d; want %v, 2", lo.LastAccess, lo.Hits, read)
+	}
+	// Back to the present and 2 hours on: idle now.
+	clk.advance(365*24*time.Hour + 2*time.Hour)
+	if n, err := m.h.ExpireIdle(context.Background()); err != nil || n != 1 {
+		t.Errorf("ExpireIdle two hours after the last read = %d, %v; want 1", n, err)
+	}
+}
+
+func TestMaxIdleValidation(t *testing.T) {
+	for name, h := range map[string]*httpmirror.MirrorHandler{
+		"negative":               {RemoteCache: memory.New(), MaxIdle: -time.Hour},
+		"no cache":               {MaxIdle: time.Hour},
+		"backend without expiry": {RemoteCache: struct{ storage.Backend }{memory.New()}, MaxIdle: time.Hour},
+	} {
+		if err := h.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted MaxIdle %v", name, h.MaxIdle)
+		}
+	}
+	h := &httpmirror.MirrorHandler{RemoteCache: memory.New()}
+	if _, err := h.ExpireIdle(context.Background()); !errors.Is(err, httpmirror.ErrNoMaxIdle) {
+		t.Errorf("ExpireIdle without MaxIdle: %v; want ErrNoMaxIdle", err)
 	}
 }
