@@ -251,7 +251,8 @@ type MirrorHandler struct {
 
 	// MaxIdle removes stored objects nobody has read for that long (an
 	// object never read counts from when it was stored): a background
-	// sweep runs every MaxIdle/10, at least a minute and at most an hour
+	// sweep runs a minute after the start (Start, or the first request)
+	// and then every MaxIdle/10, at least a minute and at most an hour
 	// apart (see ExpireIdle). RemoteCache must implement
 	// storage.Expirer. Zero means objects stay until they are evicted or
 	// purged.

@@ -51,7 +51,9 @@ func (m *MirrorHandler) startIdleSweep() {
 	m.idle.stop, m.idle.done = stop, make(chan struct{})
 	go func() {
 		defer close(m.idle.done)
-		t := time.NewTicker(idleInterval(m.MaxIdle))
+		// The first sweep a minute after the start, so that a process
+		// restarted more often than the interval still sweeps.
+		t := time.NewTimer(time.Minute)
 		defer t.Stop()
 		for {
 			select {
@@ -60,9 +62,15 @@ func (m *MirrorHandler) startIdleSweep() {
 			case <-t.C:
 			}
 			m.ExpireIdle(ctx) // it logs what it did
+			t.Reset(idleInterval(m.MaxIdle))
 		}
 	}()
 }
+
+// Start prepares the handler to serve and starts its background work
+// (the MaxIdle sweep) at once, instead of at its first request; it
+// returns Validate's error. Close stops the work.
+func (m *MirrorHandler) Start() error { return m.setup() }
 
 // stopIdleSweep stops the background sweep and waits for it.
 func (m *MirrorHandler) stopIdleSweep() {

@@ -100,6 +100,7 @@ func run(args []string) int {
 	if err := h.Validate(); err != nil {
 		return startFailed(err)
 	}
+	h.Start() // the --max-idle sweep runs without traffic too
 	warnConfig(cfg, store, log)
 
 	ln, err := net.Listen("tcp", cfg.Address)
