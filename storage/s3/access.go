@@ -48,12 +48,31 @@ import (
 // object idle for --max-idle that another replica reads at the very
 // moment of a sweep may be removed and fetched again.
 //
-// The record of a process that stopped stays in the bucket: its reads
-// keep counting. Expire removes the records whose every read is before
-// its cutoff, which no longer matter to it; their hits are then
-// forgotten (a live process writes its whole record again at its next
-// read).
+// A process writes its record at least every hour while it holds counts,
+// even without new reads. A record not written for three hours is a
+// stopped process's: at its next flush, another process adopts it, under
+// a claim (storage.Claimer) so that only one does: it reads it, deletes
+// it, adds its counts to its own and writes its own. So the bucket holds
+// about one record per running process, and no count is lost or counted
+// twice, but for a process that dies between the delete and the write of
+// its own record (the adopted counts are lost) and a process whose writes
+// failed for three hours (its counts are then counted twice once it
+// writes again).
+//
+// Expire also removes the records whose every read is before its cutoff,
+// which no longer matter to it; their hits are then forgotten (a live
+// process writes its whole record again at its next read).
 const defaultAccessFlush = 5 * time.Minute
+
+// Adoption of the records of stopped processes.
+const (
+	// accessStale is how long a record may go unwritten before it is
+	// taken for a stopped process's.
+	accessStale = 3 * time.Hour
+	// adoptClaimStale is how old an adoption claim must be to be taken
+	// over: its holder died mid-adoption.
+	adoptClaimStale = 10 * time.Minute
+)
 
 // DefaultAccessFlushInterval is how often a Backend writes the reads it
 // counted to its access record, unless Config.AccessFlushInterval says
@@ -101,9 +120,12 @@ type accessLog struct {
 	interval time.Duration
 	now      func() time.Time
 
+	stale time.Duration // accessStale, lowered by tests
+
 	mu      sync.Mutex
 	uses    map[string]accessUse // counted by this process
 	dirty   bool                 // changed since the last flush
+	lastPut time.Time            // when the record was last written
 	readers map[string]int       // objects open, by key
 
 	flushMu sync.Mutex // one flush at a time
@@ -120,7 +142,7 @@ type accessLog struct {
 func newAccessLog(b *Backend) *accessLog {
 	var id [12]byte
 	rand.Read(id[:])
-	a := &accessLog{b: b, id: hex.EncodeToString(id[:]), interval: b.cfg.AccessFlushInterval, now: time.Now,
+	a := &accessLog{b: b, id: hex.EncodeToString(id[:]), interval: b.cfg.AccessFlushInterval, now: time.Now, stale: accessStale,
 		uses: map[string]accessUse{}, readers: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if a.interval <= 0 {
 		a.interval = DefaultAccessFlushInterval
@@ -142,6 +164,8 @@ func (a *accessLog) run() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if err := a.flush(ctx); err != nil {
 				a.b.log.Warn("s3: writing the access record failed; retried at the next flush", "err", err)
+			} else if _, err := a.adopt(ctx); err != nil {
+				a.b.log.Warn("s3: adopting the access records of stopped processes failed; retried at the next flush", "err", err)
 			}
 			cancel()
 		}
@@ -196,12 +220,13 @@ func (a *accessLog) recordKey(name string) string {
 	return a.b.prefix + accessDir + "/" + name
 }
 
-// flush writes this process's record if it changed since the last flush.
+// flush writes this process's record if it changed since the last flush,
+// or holds counts and was last written a third of a.stale ago.
 func (a *accessLog) flush(ctx context.Context) error {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
 	a.mu.Lock()
-	if !a.dirty {
+	if !a.dirty && (len(a.uses) == 0 || time.Since(a.lastPut) < a.stale/3) {
 		a.mu.Unlock()
 		return nil
 	}
@@ -222,13 +247,85 @@ func (a *accessLog) flush(ctx context.Context) error {
 	key := a.recordKey(a.id)
 	_, err := a.b.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &a.b.bucket, Key: &key,
 		Body: bytes.NewReader(buf.Bytes()), ContentType: aws.String("application/gzip")})
+	a.mu.Lock()
 	if err != nil {
-		a.mu.Lock()
 		a.dirty = true
 		a.mu.Unlock()
 		return fmt.Errorf("s3: writing the access record %s: %w", key, err)
 	}
+	a.lastPut = time.Now()
+	a.mu.Unlock()
 	return nil
+}
+
+// adopt takes over the records not written for a.stale (see the top of
+// this file) and returns how many it took.
+func (a *accessLog) adopt(ctx context.Context) (int, error) {
+	p := a.b.prefix + accessDir + "/"
+	out, err := a.b.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &a.b.bucket, Prefix: &p})
+	if err != nil {
+		return 0, fmt.Errorf("s3: listing the access records: %w", err)
+	}
+	adopted := 0
+	for _, o := range out.Contents {
+		key := aws.ToString(o.Key)
+		id := strings.TrimPrefix(key, p)
+		if id == a.id || o.LastModified == nil || time.Since(*o.LastModified) < a.stale {
+			continue
+		}
+		ok, err := a.adoptOne(ctx, id, key)
+		if err != nil {
+			return adopted, err
+		}
+		if ok {
+			adopted++
+		}
+	}
+	if adopted > 0 {
+		return adopted, a.flush(ctx)
+	}
+	return 0, nil
+}
+
+// adoptOne adopts the record id at key under a claim; false when
+// another process holds the claim.
+func (a *accessLog) adoptOne(ctx context.Context, id, key string) (bool, error) {
+	name := "access-" + id
+	if storage.ValidateClaimName(name) != nil {
+		return false, nil // not a record of ours
+	}
+	stamp := []byte(time.Now().UTC().Format(time.RFC3339))
+	cl, err := a.b.Claim(ctx, name, stamp)
+	if errors.Is(err, storage.ErrClaimed) {
+		t, perr := time.Parse(time.RFC3339, string(cl.Data))
+		if cl.Version == "" || perr == nil && time.Since(t) < adoptClaimStale {
+			return false, nil
+		}
+		// Its holder died mid-adoption.
+		if cl, err = a.b.Swap(ctx, name, stamp, cl.Version); err != nil {
+			return false, nil
+		}
+	} else if err != nil {
+		return false, err
+	}
+	defer a.b.Release(context.WithoutCancel(ctx), name, cl.Version)
+	rec, err := a.read(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	// Deleted before the counts are written again: a crash in between
+	// loses them rather than counting them twice.
+	if _, err := a.b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &a.b.bucket, Key: &key}); err != nil && !isNotFound(err) {
+		return false, fmt.Errorf("s3: removing the adopted access record %s: %w", key, err)
+	}
+	a.mu.Lock()
+	for k, u := range rec.Objects {
+		v := a.uses[k]
+		a.uses[k] = accessUse{max(v.last, u.last), v.hits + max(u.hits, 0)}
+	}
+	a.dirty = a.dirty || len(rec.Objects) > 0
+	a.mu.Unlock()
+	return true, nil
 }
 
 // others reads the other processes' records and adds them up; a record

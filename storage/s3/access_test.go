@@ -170,3 +170,75 @@ func TestExpireAcrossReplicas(t *testing.T) {
 		t.Errorf("%d access records left, %v; want 1 (the sweeper's own)", n, err)
 	}
 }
+
+// The record of a process that stopped is adopted by a running one: the
+// bucket keeps one record, and no hit is lost or counted twice; a record
+// under an adoption claim held by a live process is left to it.
+func TestAccessRecordsAdopted(t *testing.T) {
+	ctx := context.Background()
+	r1, srv, bucket := newBackend(t, func(c *s3.Config) { c.AccessFlushInterval = time.Hour })
+	replica := func() *s3.Backend {
+		b, err := s3.New(ctx, s3.Config{Bucket: bucket, Region: "us-east-1", Endpoint: srv.Endpoint, ForcePathStyle: true,
+			AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, AccessFlushInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	put(t, r1, "example.com/a", []byte("a"), info(1))
+	for range 2 {
+		openClose(t, r1, "example.com/a")
+	}
+	if err := r1.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, reads := range []int{3, 4} {
+		r := replica()
+		for range reads {
+			openClose(t, r, "example.com/a")
+		}
+		if err := r.Close(); err != nil { // a stopped process's record
+			t.Fatal(err)
+		}
+	}
+	if n, err := s3.AccessRecords(ctx, r1); err != nil || n != 3 {
+		t.Fatalf("%d access records, %v; want 3", n, err)
+	}
+	// Not stale yet: nothing adopted.
+	if n, err := s3.AdoptAccessRecords(ctx, r1, time.Hour); err != nil || n != 0 {
+		t.Errorf("adopted %d fresh records, %v; want 0", n, err)
+	}
+	if n, err := s3.AdoptAccessRecords(ctx, r1, 0); err != nil || n != 2 {
+		t.Fatalf("adopted %d records, %v; want 2", n, err)
+	}
+	if n, err := s3.AccessRecords(ctx, r1); err != nil || n != 1 {
+		t.Errorf("%d access records after the adoption, %v; want 1", n, err)
+	}
+	r3 := replica()
+	defer r3.Close()
+	if got := listedInfo(t, r3)["example.com/a"]; got.Hits != 9 {
+		t.Errorf("a new replica sees %d hits; want 9 (2 + 3 + 4)", got.Hits)
+	}
+	if got := listedInfo(t, r1)["example.com/a"]; got.Hits != 9 {
+		t.Errorf("the adopter sees %d hits; want 9", got.Hits)
+	}
+	// The adopter's own record is not adopted by the other live one while
+	// another holds the adoption claim.
+	r4 := replica()
+	openClose(t, r4, "example.com/a")
+	if err := r4.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s3.AccessRecordIDs(ctx, r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := r1.Claim(ctx, "access-"+id, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s3.AdoptAccessRecords(ctx, r3, 0); err != nil || n != 0 {
+		t.Errorf("adopted %d records under live claims, %v; want 0", n, err)
+	}
+}

@@ -34,3 +34,24 @@ func AccessRecords(ctx context.Context, b *Backend) (int, error) {
 	}
 	return len(out.Contents), nil
 }
+
+// AdoptAccessRecords adopts the access records not written for stale (see
+// access.go) and returns how many it adopted.
+func AdoptAccessRecords(ctx context.Context, b *Backend, stale time.Duration) (int, error) {
+	b.acc.stale = stale
+	return b.acc.adopt(ctx)
+}
+
+// AccessRecordIDs returns the names of the access records in the bucket.
+func AccessRecordIDs(ctx context.Context, b *Backend) ([]string, error) {
+	p := b.prefix + accessDir + "/"
+	out, err := b.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &b.bucket, Prefix: &p})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, o := range out.Contents {
+		ids = append(ids, (*o.Key)[len(p):])
+	}
+	return ids, nil
+}
