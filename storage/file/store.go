@@ -105,7 +105,8 @@ type rec struct {
 // one without has the digest right away. The tag is a byte no digest
 // starts with (indexedDigest), so records written before hits were kept
 // read as they did, with 0 hits, and records without hits are written as
-// they were: an index file moves between versions either way.
+// they were. (A version without hit counts misreads a record with hits:
+// a downgrade needs the index rebuilt.)
 const recLen = 40
 
 // hitsTag marks a record's hit count.
@@ -200,18 +201,22 @@ type op struct {
 	kind        opKind
 	key         string
 	r           rec
-	present     bool              // opObserve: the file holds an object
-	j           *jentry           // the journal record of the change
-	reservation int64             // opPut: the writer's reservation, released
-	need        int64             // opEvict
-	victims     []victim          // opEvict: files removed by an attempt that failed
-	tried       bool              // opEvict, opExpire: victims were chosen already
-	cutoff      int64             // opExpire: last use before which an object goes
-	keep        func(string) bool // opExpire: objects to leave alone
-	expired     int               // opExpire: objects removed, valid when done says nil
-	more        bool              // opExpire: more may be idle (the batch was full)
-	done        chan error        // nil: nobody waits
-	finished    bool              // done has its answer
+	present     bool       // opObserve: the file holds an object
+	j           *jentry    // the journal record of the change
+	reservation int64      // opPut: the writer's reservation, released
+	need        int64      // opEvict
+	victims     []victim   // opEvict, opExpire: files removed by an attempt that failed
+	tried       bool       // opEvict, opExpire: victims were chosen already
+	done        chan error // nil: nobody waits
+	finished    bool       // done has its answer
+
+	// opExpire: objects last used before cutoff go, but for those keep
+	// keeps; the applier sets expired (valid when done says nil) and
+	// more (the batch was full: more may be idle).
+	cutoff  int64
+	keep    func(string) bool
+	expired int
+	more    bool
 }
 
 // finish answers the waiter of o, once.
