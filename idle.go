@@ -111,7 +111,11 @@ func (m *MirrorHandler) ExpireIdle(ctx context.Context) (int, error) {
 	m.Metrics.expired(n)
 	attrs := []any{"removed", n, "maxIdle", m.MaxIdle.String(), "idleSince", cutoff.UTC().Format(time.RFC3339),
 		"duration", time.Since(began).Round(time.Millisecond).String()}
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		m.log.Info("idle sweep interrupted", attrs...) // a shutdown
+		return n, err
+	case err != nil:
 		m.log.Warn("idle sweep stopped early", append(attrs, "err", err)...)
 		return n, err
 	}
