@@ -262,11 +262,16 @@ type ListedObject struct {
 	// ObjectStatus.SHA256), when the backend's listing has it (local disk
 	// and memory; not S3, whose listing holds no metadata).
 	SHA256 string `json:"sha256,omitempty"`
+	// LastAccess is when the object was last read, or stored when it
+	// has not been read since, and Hits counts its reads, as the backend
+	// records them (see storage.Info); absent when it does not.
+	LastAccess time.Time `json:"lastAccess,omitzero"`
+	Hits       int64     `json:"hits"`
 }
 
 func listed(o storage.Info) ListedObject {
 	base, _ := policy.BaseKey(o.Key)
-	lo := ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt, VariantOf: base}
+	lo := ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt, VariantOf: base, LastAccess: o.LastAccess, Hits: o.Hits}
 	if sum, ok := policy.StoredSHA256(o); ok {
 		lo.SHA256 = hex.EncodeToString(sum)
 	}

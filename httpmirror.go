@@ -249,12 +249,22 @@ type MirrorHandler struct {
 	// CIDN, which stores each file once for every replica itself.
 	Coordinator Coordinator
 
+	// MaxIdle removes stored objects nobody has read for that long (an
+	// object never read counts from when it was stored): a background
+	// sweep runs a minute after the start (Start, or the first request)
+	// and then every MaxIdle/10, at least a minute and at most an hour
+	// apart (see ExpireIdle). RemoteCache must implement
+	// storage.Expirer. Zero means objects stay until they are evicted or
+	// purged.
+	MaxIdle time.Duration
+
 	once     sync.Once
 	p        *pipeline.Pipeline // the request path, built by setup
 	setupErr error
 	log      *slog.Logger
 	now      func() time.Time // the clock; tests replace it
 	admin    adminState       // prefetch jobs, recent failures (admin.go)
+	idle     idleSweep        // the MaxIdle sweep (idle.go)
 }
 
 // Close stops the prefetch and verify jobs, aborts the fills in progress
@@ -267,6 +277,7 @@ func (m *MirrorHandler) Close(ctx context.Context) error {
 	m.stopPrefetches()
 	m.stopVerifies()
 	m.stopInvalidations()
+	m.stopIdleSweep()
 	return m.p.Shutdown(ctx)
 }
 

@@ -23,6 +23,7 @@ type Metrics struct {
 	cidnFallbacks prometheus.Counter
 	purgedObjects prometheus.Counter
 	invalidations *prometheus.CounterVec
+	expiredObjs   prometheus.Counter
 	prefetches    *prometheus.CounterVec
 	authChecks    *prometheus.CounterVec
 	variantsCut   prometheus.Counter
@@ -83,6 +84,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
 		invalidations: counters("httpmirror_invalidations_total",
 			"Stored objects marked stale by invalidations on the admin API (the next request for each revalidates it with the origin), by kind: key, prefix, glob or all.", "kind"),
+		expiredObjs: counters("httpmirror_expired_objects_total",
+			"Stored objects removed because nobody read them for --max-idle.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored, failed or cancelled.", "result"),
 		mismatches: counters("httpmirror_digest_mismatches_total",
@@ -102,6 +105,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) purged(n int) {
 	if m != nil && n > 0 {
 		m.purgedObjects.Add(float64(n))
+	}
+}
+
+// expired counts objects removed by the MaxIdle sweep.
+func (m *Metrics) expired(n int) {
+	if m != nil && n > 0 {
+		m.expiredObjs.Add(float64(n))
 	}
 }
 

@@ -18,7 +18,7 @@ var ErrNotSupported = errors.New("storage: operation not supported by this backe
 // is "stat", "open", "create", "delete", "commit", "write" (counted once
 // per writer, on its first error, with no duration: writes go at the
 // body's pace, not the store's), "refresh", "sign", "check", "list",
-// "largest", or
+// "largest", "expire", or
 // one of the Claimer's "claim", "swap", "release", "read_claim" and
 // "list_claims", or "abort_uploads" (UploadAborter).
 type OpObserver func(op string, d time.Duration, err error)
@@ -37,6 +37,7 @@ type OpObserver func(op string, d time.Duration, err error)
 //     freed recovers even when no object was written meanwhile;
 //   - Lister: b's List, or ErrNotSupported;
 //   - LargestLister: b's Largest, or ErrNotSupported;
+//   - Expirer: b's Expire, or ErrNotSupported;
 //   - Locator: b's Location, or "" (no location to show);
 //   - Claimer: b's claims, or ErrNotSupported; a claim lost to another
 //     writer (ErrClaimed, ErrClaimChanged) is reported as a success;
@@ -58,6 +59,7 @@ func Instrument(b Backend, observe OpObserver) Backend {
 	in.checker, _ = b.(Checker)
 	in.lister, _ = b.(Lister)
 	in.largest, _ = b.(LargestLister)
+	in.expirer, _ = b.(Expirer)
 	in.locator, _ = b.(Locator)
 	in.claimer, _ = b.(Claimer)
 	if s, ok := b.(StatsReporter); ok {
@@ -75,6 +77,7 @@ type instrumented struct {
 	checker    Checker
 	lister     Lister
 	largest    LargestLister
+	expirer    Expirer
 	locator    Locator
 	claimer    Claimer
 
@@ -253,6 +256,17 @@ func (s *instrumented) Largest(ctx context.Context, n int) ([]Info, bool, error)
 	objs, complete, err := s.largest.Largest(ctx, n)
 	s.done("largest", start, err)
 	return objs, complete, err
+}
+
+// Expire implements Expirer.
+func (s *instrumented) Expire(ctx context.Context, cutoff time.Time, keep func(key string) bool) (int, error) {
+	if s.expirer == nil {
+		return 0, ErrNotSupported
+	}
+	start := time.Now()
+	n, err := s.expirer.Expire(ctx, cutoff, keep)
+	s.done("expire", start, err)
+	return n, err
 }
 
 // Reread implements Rereader.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"time"
 )
 
 // DefaultListLimit is the page size of Lister.List when the caller asks for
@@ -98,4 +99,19 @@ type LargestLister interface {
 // what is stored and leaves the eviction order alone.
 type Rereader interface {
 	Reread(ctx context.Context, key string) (Object, error)
+}
+
+// Expirer is implemented by backends that can remove the objects nobody
+// has read for a while (httpmirror's --max-idle), at a cost in proportion
+// to what they remove where their index keeps an order of last access.
+type Expirer interface {
+	// Expire removes committed objects whose last access (see
+	// Info.LastAccess: the time they were stored when never read) is
+	// before cutoff, and returns how many it removed. It leaves alone
+	// the objects open for reading in this process and those for which
+	// keep (when not nil) reports true, such as objects a fill in
+	// progress uses. An access later than the time it is run counts as
+	// now: a clock set back makes nothing idle. Expire stops early, with
+	// ctx's error, when ctx ends; what it removed so far stays removed.
+	Expire(ctx context.Context, cutoff time.Time, keep func(key string) bool) (int, error)
 }

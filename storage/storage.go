@@ -68,6 +68,15 @@ type Info struct {
 	Header http.Header
 	// StoredAt is when the object was committed or last revalidated.
 	StoredAt time.Time
+	// LastAccess is when the object was last read (opened for a client,
+	// a peer or a fill), or when it was stored if it has not been read
+	// since. Only listings (Lister) report it; zero means the backend
+	// does not know.
+	LastAccess time.Time
+	// Hits counts the reads of the object the backend has recorded since
+	// it was stored (see the backend for which reads count and how long
+	// the count survives). Only listings report it; zero when unknown.
+	Hits int64
 }
 
 // DigestHeader is the field of Info.Header in which a fill keeps the

@@ -27,6 +27,7 @@ A client of a running mirror's admin API (its --admin-address).
 Commands:
   ls [PREFIX]              list the cached objects under PREFIX (a host,
                            host/path or https:// URL prefix; all when absent)
+                           with their size, store time, last access and hits
   info URL|KEY...          show the stored object of each URL or cache key,
                            or the progress of its download when it is not
                            stored yet (exit status 0: it is on its way)
@@ -54,7 +55,12 @@ Flags of every command:
                            as in the mirror's --admin-token-file); without it
                            $HTTPMIRROR_ADMIN_TOKEN, the token itself, if set
   --json                   print the API's JSON answers
-Flags of ls: --limit N (stop after N objects).
+Flags of ls: --limit N (stop after N objects; when more exist, stderr says
+  so), --sort size|access|hits (largest, least recently read or most read
+  first: the client reads the whole listing under PREFIX, up to 100000
+  objects, before it prints; without --sort objects come in key order as
+  they are listed), --json (one JSON array of the objects), --json-lines
+  (one JSON object per line).
 Flags of warm: --file FILE, --no-wait (print the job id and return),
   --timeout D (stop following the job after D, default 24h). Interrupted
   (Ctrl-C, SIGTERM) while following its job, warm cancels the job.
@@ -164,13 +170,15 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 	from := fs.String("from", "", "")
 	glob := fs.String("glob", "", "")
 	all := fs.Bool("all", false, "")
+	sortBy := fs.String("sort", "", "")
+	jsonLines := fs.Bool("json-lines", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	allowed := map[string][]string{"ls": {"limit"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"},
+	allowed := map[string][]string{"ls": {"limit", "sort", "json-lines"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"},
 		"verify": {"purge", "rate", "from", "no-wait", "timeout"}, "invalidate": {"prefix", "glob", "all"}}
 	extra, known := allowed[cmd]
 	if !known {
@@ -200,11 +208,22 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 		if len(pos) > 1 || *limit < 0 {
 			return usageErr("ls takes at most one prefix and a --limit >= 0")
 		}
-		p := ""
+		a := lsArgs{limit: *limit, sort: *sortBy, format: lsTable}
 		if len(pos) == 1 {
-			p = pos[0]
+			a.prefix = pos[0]
 		}
-		return c.ls(p, *limit)
+		switch {
+		case c.json && *jsonLines:
+			return usageErr("ls takes one of --json and --json-lines")
+		case c.json:
+			a.format = lsJSON
+		case *jsonLines:
+			a.format = lsJSONLines
+		}
+		if !contains([]string{"", "size", "access", "hits"}, a.sort) {
+			return usageErr("--sort wants size, access or hits")
+		}
+		return c.ls(a)
 	case "info":
 		if len(pos) == 0 {
 			return usageErr("info needs a URL or cache key")
@@ -376,53 +395,6 @@ func (c *cacheCmd) call(method, path string, body []byte, want int, out any) ([]
 		return raw, errors.New(e.Error)
 	}
 	return raw, nil
-}
-
-// ls lists the objects under prefix, page by page, up to limit (0: all).
-func (c *cacheCmd) ls(prefix string, limit int) error {
-	var count, variants, total int64
-	next := ""
-	if !c.json {
-		fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", "SIZE", "STORED", "KEY")
-	}
-	for range 1 << 20 {
-		q := url.Values{"prefix": {prefix}, "limit": {"1000"}}
-		if next != "" {
-			q.Set("next", next)
-		}
-		var page httpmirror.ListPage
-		raw, err := c.call("GET", "/cache/?"+q.Encode(), nil, http.StatusOK, &page)
-		if err != nil {
-			return err
-		}
-		if c.json {
-			c.stdout.Write(raw)
-		}
-		for _, o := range page.Objects {
-			if limit > 0 && count == int64(limit) {
-				break
-			}
-			count++
-			total += o.Size
-			if o.VariantOf != "" {
-				variants++
-			}
-			if !c.json {
-				fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", humanBytes(o.Size), o.StoredAt.Local().Format("2006-01-02 15:04"), o.Key)
-			}
-		}
-		if next = page.Next; next == "" || (limit > 0 && count == int64(limit)) {
-			break
-		}
-	}
-	if !c.json {
-		if variants > 0 {
-			fmt.Fprintf(c.stdout, "%d objects (%d of them variants of another), %s\n", count, variants, humanBytes(total))
-		} else {
-			fmt.Fprintf(c.stdout, "%d objects, %s\n", count, humanBytes(total))
-		}
-	}
-	return nil
 }
 
 // info shows the stored object of each reference; those not cached are

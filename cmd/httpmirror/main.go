@@ -100,6 +100,7 @@ func run(args []string) int {
 	if err := h.Validate(); err != nil {
 		return startFailed(err)
 	}
+	h.Start() // the --max-idle sweep runs without traffic too
 	warnConfig(cfg, store, log)
 
 	ln, err := net.Listen("tcp", cfg.Address)
@@ -213,6 +214,7 @@ func newHandler(cfg *config.Config, store storage.Backend, upstream httpmirror.U
 		PrefetchConcurrency:     cfg.PrefetchConcurrency,
 		AuthCache:               cfg.AuthCache,
 		AuthCacheTTL:            cfg.AuthCacheTTL,
+		MaxIdle:                 cfg.MaxIdle,
 	}
 }
 

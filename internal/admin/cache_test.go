@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
@@ -521,4 +522,50 @@ func TestHostModeClientPaths(t *testing.T) {
 	if n := e.origin.Gets.Load(); n != 3 {
 		t.Errorf("origin saw %d GETs; want 3", n)
 	}
+}
+
+// The listing shows each object's last access and hits, on local disk and
+// on S3: reads through the public listener count, the fill that stored
+// the object does not.
+func TestListShowsAccess(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		e := newEnv(t, backend)
+		e.origin.Put("/read", testutil.Payload(1, 2000))
+		e.origin.Put("/unread", testutil.Payload(2, 3000))
+		e.get(t, "/read")
+		e.get(t, "/unread")
+		e.waitFills(t)
+		before := time.Now()
+		for range 3 {
+			if code, _ := e.get(t, "/read"); code != 200 {
+				t.Fatalf("GET /read: %d", code)
+			}
+		}
+		var raw map[string]any
+		if code := e.api(t, "GET", "/cache/?prefix="+url.QueryEscape(e.key("/")), nil, &raw); code != 200 {
+			t.Fatalf("list: %d", code)
+		}
+		var page httpmirror.ListPage
+		b, _ := json.Marshal(raw)
+		json.Unmarshal(b, &page)
+		got := map[string]httpmirror.ListedObject{}
+		for _, o := range page.Objects {
+			got[o.Key] = o
+		}
+		if r := got[e.key("/read")]; r.Hits != 3 || r.LastAccess.Before(before) {
+			t.Errorf("/read listed with hits %d, last access %v; want 3, after %v", r.Hits, r.LastAccess, before)
+		}
+		if u := got[e.key("/unread")]; u.Hits != 0 || u.LastAccess.IsZero() || u.LastAccess.After(before) {
+			t.Errorf("/unread listed with hits %d, last access %v; want 0 and its store time", u.Hits, u.LastAccess)
+		}
+		objs, _ := raw["objects"].([]any)
+		if len(objs) == 0 {
+			t.Fatal("no objects in the raw listing")
+		}
+		for _, field := range []string{"lastAccess", "hits"} {
+			if _, ok := objs[0].(map[string]any)[field]; !ok {
+				t.Errorf("listed object lacks %q: %v", field, objs[0])
+			}
+		}
+	})
 }

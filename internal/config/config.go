@@ -65,7 +65,10 @@ type Config struct {
 	UpstreamHeaderTimeout  time.Duration
 	UpstreamIdleTimeout    time.Duration
 
-	CacheMaxSize       int64
+	CacheMaxSize int64
+	// MaxIdle removes objects nobody read for that long; 0 (the flag
+	// absent) keeps them until they are evicted or purged.
+	MaxIdle            time.Duration
 	MaxObjectSize      int64
 	FillConnections    int
 	FillSegmentSize    int64
@@ -263,6 +266,7 @@ func defineUpstreamFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 func defineCacheFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 	fs.StringVar(&text.storageURL, "storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
 	fs.Var((*sizeFlag)(&c.CacheMaxSize), "cache-max-size", "Size limit of the local disk cache, e.g. 20GiB or 500MB; least recently used files are evicted; 0 means no limit.")
+	fs.Var((*idleFlag)(&c.MaxIdle), "max-idle", "Remove stored files nobody has read for this long, e.g. 30d or 720h (a file never read counts from when it was stored); a sweep runs every tenth of it, 1m to 1h apart; on S3, replicas sharing the bucket count each other's reads (see docs/storage.md); absent, files stay until evicted or purged.")
 	fs.Var((*sizeFlag)(&c.MaxObjectSize), "max-object-size", "Largest file fetched through the cache, e.g. 50GiB; larger ones are proxied to their client without being stored; 0 means no limit.")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "Directory for temporary spool files (unstored responses, fills whose cache writes failed); best on another file system than the cache; empty means the system temporary directory.")
 	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
@@ -484,6 +488,61 @@ func (s *sizeFlag) Set(v string) error {
 	}
 	*s = sizeFlag(n)
 	return nil
+}
+
+// idleFlag is the duration of --max-idle: a Go duration (720h, 90m) or a
+// number of days with an optional Go duration after it (30d, 1d12h). It
+// must be at least a minute: a sweep runs at most once a minute, and
+// anything shorter would remove files between two requests of one
+// client.
+type idleFlag time.Duration
+
+func (d *idleFlag) String() string {
+	if *d == 0 {
+		return "0"
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *idleFlag) Set(v string) error {
+	n, err := ParseDays(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("want a duration such as 30d, 720h or 90m")
+	case n <= 0:
+		return fmt.Errorf("must be positive, such as 30d or 720h; leave the flag out to keep files until they are evicted or purged")
+	case n < time.Minute:
+		return fmt.Errorf("must be at least 1m, such as 30d or 720h")
+	}
+	*d = idleFlag(n)
+	return nil
+}
+
+// ParseDays parses a Go duration (90m, 720h) that may start with a whole
+// number of days (30d, 1d12h).
+func ParseDays(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	days, rest, found := strings.Cut(v, "d")
+	if !found {
+		return time.ParseDuration(v)
+	}
+	neg := strings.HasPrefix(days, "-")
+	n, err := strconv.ParseUint(strings.TrimPrefix(days, "-"), 10, 16)
+	if err != nil || days == "" {
+		return 0, fmt.Errorf("invalid duration %q", v)
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 || d+r < d {
+			return 0, fmt.Errorf("invalid duration %q", v)
+		}
+		d += r
+	}
+	if neg {
+		d = -d
+	}
+	return d, nil
 }
 
 // ParseSize parses a byte size such as "20GiB", "500MB" or "1048576".

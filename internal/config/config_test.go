@@ -227,3 +227,31 @@ func TestCIDNFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxIdle(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, nil, 0},
+		{[]string{"--max-idle", "30d"}, nil, 30 * 24 * time.Hour},
+		{[]string{"--max-idle=1d12h"}, nil, 36 * time.Hour},
+		{[]string{"--max-idle", "720h"}, nil, 720 * time.Hour},
+		{nil, map[string]string{"HTTPMIRROR_MAX_IDLE": "90m"}, 90 * time.Minute},
+	} {
+		cfg, err := Parse(append([]string{"--storage-url=file:///tmp/x"}, c.args...), env(c.env), io.Discard)
+		if err != nil || cfg.MaxIdle != c.want {
+			t.Errorf("%v %v: MaxIdle %v, %v; want %v", c.args, c.env, cfg.MaxIdle, err, c.want)
+		}
+	}
+	for _, v := range []string{"0", "0s", "0d", "-1h", "-3d", "garbage", "30", "d", "30x", "1s", "30d-1h", "99999d", ""} {
+		_, err := Parse([]string{"--storage-url=file:///tmp/x", "--max-idle", v}, env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "max-idle") || !strings.Contains(err.Error(), "30d") {
+			t.Errorf("--max-idle %q: %v; want an error naming the flag with an example", v, err)
+		}
+	}
+	if _, err := Parse([]string{"--storage-url=file:///tmp/x"}, env(map[string]string{"HTTPMIRROR_MAX_IDLE": "soon"}), io.Discard); err == nil || !strings.Contains(err.Error(), "HTTPMIRROR_MAX_IDLE") {
+		t.Errorf("HTTPMIRROR_MAX_IDLE=soon: %v; want an error naming the variable", err)
+	}
+}

@@ -92,6 +92,9 @@ type Options struct {
 	// system may lose or damage recently committed objects (a damaged
 	// object is never served), and the index is then rebuilt.
 	NoSync bool
+	// Now is the clock of last uses and of commits' StoredAt. Nil means
+	// time.Now.
+	Now func() time.Time
 
 	// testHook, when set, is called at named points of the index's work,
 	// so that tests can stop a process there or hold the build.
@@ -139,7 +142,10 @@ func New(root string, opts Options) (*Backend, error) {
 	}
 	ix := &index{dir: filepath.Join(root, objectsDir), root: root, maxSize: opts.MaxSize,
 		noSync: opts.NoSync, hook: opts.testHook, gather: cmp.Or(opts.testGather, gatherWait), hot: map[string]*entry{},
-		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize}
+		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now}
+	if ix.clock == nil {
+		ix.clock = time.Now
+	}
 	if ix.memMax == 0 {
 		ix.memMax = DefaultMemoryCacheSize
 	}
@@ -357,7 +363,7 @@ func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) 
 		return nil, err
 	}
 	name := hashName(key)
-	now := time.Now().UnixNano()
+	now := b.ix.clock().UnixNano()
 	if data, info, ok := b.ix.lookupMemory(name[:], now); ok {
 		return newMemObject(data, info), nil
 	}

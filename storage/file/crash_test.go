@@ -107,6 +107,28 @@ func TestCrashChild(t *testing.T) {
 		}
 	case "rebuild":
 		b.WaitIndexed(ctx)
+	case "hits":
+		// Reads of the seeded objects, their uses sent to the index in
+		// batches as the hot set does once a minute per object; killed
+		// mid-way, at most the uses since the last batch are lost.
+		b.WaitIndexed(ctx)
+		keys := keysN("example.com/seed/", 10)
+		for round := 1; round <= 100000; round++ {
+			for _, k := range keys {
+				if o, err := b.Open(ctx, k); err == nil {
+					o.Close()
+				}
+			}
+			fmt.Println("opened", round)
+			if round%5 == 0 {
+				for k, u := range b.ix.hotUses() {
+					b.ix.st.touch(k, u.t, u.n)
+				}
+				b.ix.st.sync()
+				fmt.Println("batched", round)
+			}
+			fmt.Println("progress", round)
+		}
 	}
 	fmt.Println("finished without reaching", point)
 	os.Exit(3)
@@ -267,6 +289,38 @@ func TestCrashDuringFills(t *testing.T) {
 			checkReturned(t, lines, files, c.work != "evict")
 			b.Close()
 			checkConsistent(t, dir, Options{MaxSize: limitFor(c.work)})
+		})
+	}
+}
+
+// Killed between two batches of uses, a cache keeps the hit counts of
+// every batch written and loses at most the uses since the last one, and
+// nothing else: every object is there, whole.
+func TestCrashKeepsBatchedHits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs child processes")
+	}
+	for _, after := range []int{12, 33, 61} {
+		t.Run(fmt.Sprint("after ", after), func(t *testing.T) {
+			dir := t.TempDir()
+			keys := keysN("example.com/seed/", 10)
+			seed(t, dir, keys)
+			lines := crashChild(t, dir, "hits", "", 0, after)
+			batched, _ := strconv.Atoi(last(lines, "batched"))
+			opened, _ := strconv.Atoi(last(lines, "opened"))
+			if batched == 0 || opened < after {
+				t.Fatalf("child batched %d, opened %d rounds; output %q", batched, opened, tail(lines))
+			}
+			b, files := checkConsistent(t, dir, Options{})
+			if len(files) != len(keys) {
+				t.Errorf("%d objects after the crash; want %d", len(files), len(keys))
+			}
+			for _, o := range listAll(t, b, "") {
+				if o.Hits < int64(batched) || o.Hits > int64(opened)+1 {
+					t.Errorf("%s: %d hits after the crash; want from %d (batched) to %d (opened)", o.Key, o.Hits, batched, opened+1)
+				}
+			}
+			b.Close()
 		})
 	}
 }

@@ -39,7 +39,9 @@ type entry struct {
 	// used is the object's last use, in Unix nanoseconds; recorded is the
 	// last use the index holds (or has been asked to hold).
 	used, recorded int64
-	elem           *list.Element // in index.lru; front is most recently used
+	// hits counts the uses since the index was last told of them.
+	hits int64
+	elem *list.Element // in index.lru; front is most recently used
 
 	// The object's metadata once read (or written), valid for the file
 	// with inode ino and size size, so that a hit does not parse the
@@ -65,7 +67,8 @@ type index struct {
 	memMax    int64 // bytes of small object bodies kept in memory
 	memObject int64 // largest body kept in memory
 	hook      func(point string)
-	gather    time.Duration // how long the applier holds changes (see holdable)
+	gather    time.Duration    // how long the applier holds changes (see holdable)
+	clock     func() time.Time // Options.Now
 
 	mu        sync.Mutex
 	hot       map[string]*entry
@@ -135,26 +138,29 @@ func (ix *index) lookupMemory(name []byte, now int64) (data []byte, info storage
 		return nil, storage.Info{}, false
 	}
 	ix.lru.MoveToFront(e.elem)
-	touch := ix.usedLocked(e, now)
+	u := ix.usedLocked(e, now)
 	data, info = e.data, e.info
 	ix.mu.Unlock()
-	if touch {
-		ix.st.touch(info.Key, now)
+	if u.n > 0 {
+		ix.st.touch(info.Key, u.t, u.n)
 	}
 	return data, info, true
 }
 
-// usedLocked records a use of e at now, and reports whether the index
-// should be told (see touchEvery).
-func (ix *index) usedLocked(e *entry, now int64) bool {
+// usedLocked records a use of e at now, and returns the uses the index
+// should be told of (see touchEvery): none (n == 0) for most uses.
+func (ix *index) usedLocked(e *entry, now int64) use {
 	if now > e.used {
 		e.used = now
 	}
+	e.hits++
 	if e.used-e.recorded > int64(touchEvery) && e.hasInfo {
 		e.recorded = e.used
-		return true
+		u := use{e.used, e.hits}
+		e.hits = 0
+		return u
 	}
-	return false
+	return use{}
 }
 
 // cachedInfo returns the metadata recorded for the object file name if it
@@ -204,11 +210,11 @@ func (ix *index) opened(name string, fi os.FileInfo, info storage.Info, now int6
 	e.info, e.hasInfo = info, true
 	e.readers++
 	ix.lru.MoveToFront(e.elem)
-	touch := ix.usedLocked(e, now)
+	u := ix.usedLocked(e, now)
 	load = e.data == nil && info.Size <= ix.memObject && info.Size < ix.memMax
 	ix.mu.Unlock()
-	if touch {
-		ix.st.touch(info.Key, now)
+	if u.n > 0 {
+		ix.st.touch(info.Key, u.t, u.n)
 	}
 	return e, load
 }
@@ -220,8 +226,8 @@ func (ix *index) trimLocked() {
 	for el := ix.lru.Back(); el != nil && len(ix.hot) > hotMax; {
 		prev := el.Prev()
 		if e := el.Value.(*entry); e.readers == 0 {
-			if e.used > e.recorded && e.hasInfo {
-				ix.st.touch(e.info.Key, e.used)
+			if (e.used > e.recorded || e.hits > 0) && e.hasInfo {
+				ix.st.touch(e.info.Key, e.used, e.hits)
 			}
 			ix.dropDataLocked(e)
 			ix.lru.Remove(el)
@@ -300,7 +306,7 @@ func (ix *index) hotRemoved(name string) {
 	defer ix.mu.Unlock()
 	if e := ix.hot[name]; e != nil {
 		ix.dropDataLocked(e)
-		e.hasInfo, e.size, e.ino = false, 0, 0
+		e.hasInfo, e.size, e.ino, e.hits = false, 0, 0, 0
 		if e.readers == 0 {
 			ix.lru.Remove(e.elem)
 			delete(ix.hot, name)
@@ -320,17 +326,28 @@ func (ix *index) hotUse(name string) (readers int, used int64) {
 }
 
 // hotUses returns the uses the index has not been told of, for Close.
-func (ix *index) hotUses() map[string]int64 {
+func (ix *index) hotUses() map[string]use {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	uses := map[string]int64{}
+	uses := map[string]use{}
 	for _, e := range ix.hot {
-		if e.hasInfo && e.used > e.recorded {
-			uses[e.info.Key] = e.used
-			e.recorded = e.used
+		if e.hasInfo && (e.used > e.recorded || e.hits > 0) {
+			uses[e.info.Key] = use{e.used, e.hits}
+			e.recorded, e.hits = e.used, 0
 		}
 	}
 	return uses
+}
+
+// hotPending returns what the hot set knows of the object name's uses
+// that the index may not hold yet: the last use and the uses not told.
+func (ix *index) hotPending(name string) use {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.hot[name]; e != nil && e.hasInfo {
+		return use{e.used, e.hits}
+	}
+	return use{}
 }
 
 // reserve promises n more bytes to a writer. With a size limit, room is

@@ -611,7 +611,7 @@ func TestCommitAfterClose(t *testing.T) {
 		t.Fatalf("late object served %d bytes", len(got))
 	}
 	// The use reaches the index with its next batch.
-	b2.ix.st.touch(key, time.Now().UnixNano())
+	b2.ix.st.touch(key, time.Now().UnixNano(), 1)
 	b2.ix.st.kick()
 	select {
 	case <-checked:

@@ -20,7 +20,14 @@ var (
 )
 
 // List implements storage.Lister, in key order; a page token holds the
-// last key of the previous page (storage.PageToken). The index holds the keys in order, so a page
+// last key of the previous page (storage.PageToken). Each object's LastAccess is its last Open (its
+// commit when never opened since) and Hits counts its Opens (Reread and
+// Stat do not count) since it was first stored under its key: a new
+// version of an object keeps the count, a delete (purge, eviction,
+// expiry) ends it. Counts survive restarts with the index; a crash of the
+// process loses at most the uses of the last minute of each object (see
+// touchEvery), and a rebuild of the index (after a crash of the system,
+// or a damaged index) starts them again at 0. The index holds the keys in order, so a page
 // reads the entries it returns and one more, whatever the size of the
 // cache, and the file of each (a stat; see checkListed). While the index
 // is being built after a start (see Indexed), List waits for it, or for
@@ -113,7 +120,12 @@ func (b *Backend) checkListed(ls []listedRec) []storage.Info {
 			b.ix.st.checkLater(l.key)
 			continue
 		}
-		info := storage.Info{Key: l.key, Size: size, StoredAt: time.Unix(0, storedAt)}
+		// The uses the hot set has not told the index of yet count:
+		// a listing shows every use, the index is written at most
+		// once a minute per object.
+		u := b.ix.hotPending(hexName(l.key))
+		info := storage.Info{Key: l.key, Size: size, StoredAt: time.Unix(0, storedAt),
+			LastAccess: time.Unix(0, max(l.r.used, u.t)), Hits: l.r.hits + u.n}
 		if digest != "" {
 			info.Header = http.Header{storage.DigestHeader: {digest}}
 		}

@@ -27,7 +27,8 @@ import (
 // three orders:
 //
 //	k: key → record (file size, body size, StoredAt, last use, inode,
-//	   and the digest kept in the object's metadata, storage.DigestHeader)
+//	   the number of uses, and the digest kept in the object's metadata,
+//	   storage.DigestHeader)
 //	a: last use (8 bytes) | hash (16 bytes) → key, oldest first: eviction
 //	s: file size (8 bytes) | hash (16 bytes) → key: the largest objects
 //	m: meta: format, counters, how far the journal is covered, whether
@@ -93,14 +94,30 @@ type rec struct {
 	storedAt int64 // Unix nanoseconds
 	used     int64 // last use, Unix nanoseconds
 	ino      uint64
+	// hits counts the uses of the object the index has been told of
+	// (Open, batched like the last use: see touchEvery); records written
+	// before it was kept have none and read as 0.
+	hits int64
 	// digest is the object's storage.DigestHeader value, verbatim (the
 	// backend does not interpret it); empty when it has none, or one
 	// longer than maxDigest (the trailer still has it).
 	digest string
 }
 
-// recLen is the length of a record without digest, the digest follows.
+// recLen is the length of a record without hit count and digest, which
+// follow: a record with hits has hitsTag and the count (8 bytes) next,
+// one without has the digest right away. The tag is a byte no digest
+// starts with (indexedDigest), so records written before hits were kept
+// read as they did, with 0 hits, and records without hits are written as
+// they were. (A version without hit counts misreads a record with hits:
+// a downgrade needs the index rebuilt.)
 const recLen = 40
+
+// hitsTag marks a record's hit count.
+const (
+	hitsTag    = 0
+	hitsTagLen = 9
+)
 
 // maxDigest bounds the digest a record holds: a SHA-256 in the form the
 // fill writes takes 54 bytes.
@@ -109,34 +126,50 @@ const maxDigest = 128
 // indexedDigest returns the digest of info a record holds.
 func indexedDigest(h http.Header) string {
 	d := h.Get(storage.DigestHeader)
-	if len(d) > maxDigest {
+	if len(d) > maxDigest || d != "" && d[0] == hitsTag {
 		return ""
 	}
 	return d
 }
 
 func (r rec) encode() []byte {
-	b := make([]byte, recLen, recLen+len(r.digest))
+	b := make([]byte, recLen, recLen+hitsTagLen+len(r.digest))
 	binary.BigEndian.PutUint64(b[0:], uint64(r.fileSize))
 	binary.BigEndian.PutUint64(b[8:], uint64(r.size))
 	binary.BigEndian.PutUint64(b[16:], uint64(r.storedAt))
 	binary.BigEndian.PutUint64(b[24:], uint64(r.used))
 	binary.BigEndian.PutUint64(b[32:], r.ino)
+	if r.hits > 0 {
+		b = append(b, hitsTag)
+		b = binary.BigEndian.AppendUint64(b, uint64(r.hits))
+	}
 	return append(b, r.digest...)
 }
 
 func decodeRec(b []byte) (rec, bool) {
-	if len(b) < recLen || len(b) > recLen+maxDigest {
+	if len(b) < recLen || len(b) > recLen+hitsTagLen+maxDigest {
 		return rec{}, false
 	}
-	return rec{
+	r := rec{
 		fileSize: int64(binary.BigEndian.Uint64(b[0:])),
 		size:     int64(binary.BigEndian.Uint64(b[8:])),
 		storedAt: int64(binary.BigEndian.Uint64(b[16:])),
 		used:     int64(binary.BigEndian.Uint64(b[24:])),
 		ino:      binary.BigEndian.Uint64(b[32:]),
-		digest:   string(b[recLen:]),
-	}, true
+	}
+	rest := b[recLen:]
+	if len(rest) > 0 && rest[0] == hitsTag {
+		if len(rest) < hitsTagLen {
+			return rec{}, false
+		}
+		r.hits = int64(binary.BigEndian.Uint64(rest[1:]))
+		rest = rest[hitsTagLen:]
+	}
+	if len(rest) > maxDigest {
+		return rec{}, false
+	}
+	r.digest = string(rest)
+	return r, true
 }
 
 // orderKey is an entry of the a or s bucket: n, then the start of the
@@ -164,6 +197,7 @@ const (
 	opEvict                  // make room for need bytes and reserve them
 	opSync                   // wait for everything queued before
 	opComplete               // the build is done: every object is indexed
+	opExpire                 // remove objects not used since cutoff
 )
 
 // op is a change for the applier.
@@ -175,10 +209,18 @@ type op struct {
 	j           *jentry    // the journal record of the change
 	reservation int64      // opPut: the writer's reservation, released
 	need        int64      // opEvict
-	victims     []victim   // opEvict: files removed by an attempt that failed
-	tried       bool       // opEvict: victims were chosen already
+	victims     []victim   // opEvict, opExpire: files removed by an attempt that failed
+	tried       bool       // opEvict, opExpire: victims were chosen already
 	done        chan error // nil: nobody waits
 	finished    bool       // done has its answer
+
+	// opExpire: objects last used before cutoff go, but for those keep
+	// keeps; the applier sets expired (valid when done says nil) and
+	// more (the batch was full: more may be idle).
+	cutoff  int64
+	keep    func(string) bool
+	expired int
+	more    bool
 }
 
 // finish answers the waiter of o, once.
@@ -208,16 +250,16 @@ type store struct {
 
 	qmu      sync.Mutex
 	queue    []*op
-	touches  map[string]int64
+	touches  map[string]use
 	stopping bool
 	wake     chan struct{}
 	stopped  chan struct{}
 
 	// The applier's own.
 	retry        []*op
-	retryTouches map[string]int64
-	buildTouch   map[string]int64 // uses of objects the build has not reached
-	unclean      bool             // changes the index could not record
+	retryTouches map[string]use
+	buildTouch   map[string]use // uses of objects the build has not reached
+	unclean      bool           // changes the index could not record
 
 	damaged atomic.Bool  // a reader found the database damaged
 	commits atomic.Int64 // index transactions committed
@@ -294,7 +336,7 @@ func openStore(ix *index) (*store, error) {
 	if ix.complete {
 		close(ix.indexed)
 	} else {
-		s.buildTouch = map[string]int64{}
+		s.buildTouch = map[string]use{}
 	}
 	go s.run()
 	go s.checkLazily()
@@ -516,20 +558,32 @@ func (s *store) do(o *op) error {
 	return <-o.done
 }
 
-// touch records a use of the object under key at t (Unix nanoseconds),
-// written to the index within a second or so.
-func (s *store) touch(key string, t int64) {
+// use is what the index is told of an object's uses: the last one (Unix
+// nanoseconds) and how many there were since it was last told.
+type use struct{ t, n int64 }
+
+// add merges u into v.
+func (v use) add(u use) use { return use{max(v.t, u.t), v.n + u.n} }
+
+// touch records n uses of the object under key, the last at t (Unix
+// nanoseconds), written to the index within a second or so. The uses of
+// one key waiting for the applier are merged, so a batch holds one
+// change per object however often it was used.
+func (s *store) touch(key string, t, n int64) {
 	s.qmu.Lock()
-	if s.stopping || len(s.touches) >= touchQueueMax {
+	if s.stopping {
 		s.qmu.Unlock()
 		return
 	}
 	if s.touches == nil {
-		s.touches = map[string]int64{}
+		s.touches = map[string]use{}
 	}
-	if t > s.touches[key] {
-		s.touches[key] = t
+	old, ok := s.touches[key]
+	if !ok && len(s.touches) >= touchQueueMax {
+		s.qmu.Unlock()
+		return
 	}
+	s.touches[key] = old.add(use{t, n})
 	s.qmu.Unlock()
 }
 
@@ -596,16 +650,16 @@ func (s *store) run() {
 
 // process applies a batch, or keeps it for another try when the
 // database fails.
-func (s *store) process(batch []*op, touches map[string]int64) {
+func (s *store) process(batch []*op, touches map[string]use) {
 	if len(s.retry) > 0 {
 		batch = append(s.retry, batch...)
 		s.retry = nil
 	}
-	for k, t := range s.retryTouches {
+	for k, u := range s.retryTouches {
 		if touches == nil {
-			touches = map[string]int64{}
+			touches = map[string]use{}
 		}
-		touches[k] = max(touches[k], t)
+		touches[k] = touches[k].add(u)
 	}
 	s.retryTouches = nil
 	if len(touches) == 0 && onlySyncs(batch) {
@@ -628,6 +682,10 @@ func (s *store) process(batch []*op, touches map[string]int64) {
 			if o.kind == opEvict {
 				o.need = 0
 				o.finish(ErrNoSpace)
+			}
+			if o.kind == opExpire {
+				// The retry only forgets the files removed.
+				o.finish(err)
 			}
 			o.finish(nil)
 			if o.kind != opSync {
@@ -691,7 +749,7 @@ type applying struct {
 
 // apply writes batch and touches into the index in one transaction, and
 // on success updates the counters and releases the waiters.
-func (s *store) apply(batch []*op, touches map[string]int64) (err error) {
+func (s *store) apply(batch []*op, touches map[string]use) (err error) {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	if s.db == nil {
@@ -722,8 +780,8 @@ func (s *store) apply(batch []*op, touches map[string]int64) (err error) {
 					return err
 				}
 			}
-			for k, t := range touches {
-				a.touch(k, t)
+			for k, u := range touches {
+				a.touch(k, u)
 			}
 			if a.complete && s.ix.maxSize > 0 {
 				a.evict(0, nil)
@@ -855,7 +913,13 @@ func (a *applying) op(o *op, mb *bolt.Bucket) error {
 	}
 	switch o.kind {
 	case opPut:
-		return a.put(o.key, o.r)
+		// A new version of the object (a revalidation, a refetch)
+		// keeps the count of its key's uses.
+		r := o.r
+		if old, ok := a.get(o.key); ok {
+			r.hits += old.hits
+		}
+		return a.put(o.key, r)
 	case opDel:
 		return a.del(o.key)
 	case opObserve:
@@ -869,8 +933,11 @@ func (a *applying) op(o *op, mb *bolt.Bucket) error {
 		}
 		if ok {
 			r.used = max(r.used, old.used)
+			r.hits += old.hits
 		}
-		r.used = max(r.used, a.s.buildTouch[o.key])
+		bt := a.s.buildTouch[o.key]
+		r.used = max(r.used, bt.t)
+		r.hits += bt.n
 		return a.put(o.key, r)
 	case opEvict:
 		// A try that failed removed these files already.
@@ -888,34 +955,39 @@ func (a *applying) op(o *op, mb *bolt.Bucket) error {
 	case opComplete:
 		a.complete, a.completed = true, true
 		return mb.Put(metaComplete, u64(1))
+	case opExpire:
+		return a.expire(o)
 	}
 	return nil
 }
 
-// touch records a use of the object under key at t.
-func (a *applying) touch(key string, t int64) error {
+// touch records u, uses of the object under key.
+func (a *applying) touch(key string, u use) error {
 	r, ok := a.get(key)
 	if !ok {
 		if !a.complete {
 			if a.s.buildTouch != nil {
-				a.s.buildTouch[key] = max(a.s.buildTouch[key], t)
+				a.s.buildTouch[key] = a.s.buildTouch[key].add(u)
 			}
 		} else {
 			a.s.checkLater(key)
 		}
 		return nil
 	}
-	if t <= r.used {
+	if u.t <= r.used && u.n <= 0 {
 		return nil
 	}
-	if err := a.age.Delete(orderKey(r.used, key)); err != nil {
-		return err
+	r.hits += max(u.n, 0)
+	if u.t > r.used {
+		if err := a.age.Delete(orderKey(r.used, key)); err != nil {
+			return err
+		}
+		r.used = u.t
+		if err := a.age.Put(orderKey(u.t, key), []byte(key)); err != nil {
+			return err
+		}
 	}
-	r.used = t
-	if err := a.keys.Put([]byte(key), r.encode()); err != nil {
-		return err
-	}
-	return a.age.Put(orderKey(t, key), []byte(key))
+	return a.keys.Put([]byte(key), r.encode())
 }
 
 // evict removes least recently used objects nobody is reading until the
@@ -963,7 +1035,7 @@ func (a *applying) evict(need int64, o *op) error {
 		}
 	}
 	for _, m := range moves {
-		if err := a.touch(m.key, m.used); err != nil {
+		if err := a.touch(m.key, use{t: m.used}); err != nil {
 			return err
 		}
 	}
@@ -1083,7 +1155,7 @@ func (s *store) reset(batch []*op) {
 	if err != nil {
 		return // s.db is nil: the index stays incomplete
 	}
-	s.buildTouch = map[string]int64{}
+	s.buildTouch = map[string]use{}
 	s.startBuild(nil, true)
 }
 
@@ -1093,8 +1165,8 @@ func (s *store) close() error {
 	close(s.lazyStop)
 	<-s.lazyDone
 	s.stopBuild()
-	for k, t := range s.ix.hotUses() {
-		s.touch(k, t)
+	for k, u := range s.ix.hotUses() {
+		s.touch(k, u.t, u.n)
 	}
 	s.qmu.Lock()
 	s.stopping = true

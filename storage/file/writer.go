@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -119,7 +118,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	info.Size = w.n
 	if info.StoredAt.IsZero() {
-		info.StoredAt = time.Now()
+		info.StoredAt = w.ix.clock()
 	}
 	buf, err := encodeTrailer(info)
 	if err != nil {
@@ -160,7 +159,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	w.state = committed
 	w.ix.point("commit-renamed")
-	now := time.Now().UnixNano()
+	now := w.ix.clock().UnixNano()
 	o := &op{kind: opPut, key: info.Key, j: j, reservation: w.reserved, done: make(chan error, 1),
 		r: rec{fileSize: size, size: info.Size, storedAt: info.StoredAt.UnixNano(), used: now, ino: inode(fi),
 			digest: indexedDigest(info.Header)}}

@@ -28,7 +28,9 @@ const (
 // returns a page, full or not.
 const maxListCalls = 20
 
-// List implements storage.Lister. A page token names the phase and the
+// List implements storage.Lister. Each object's LastAccess and Hits come
+// from the access records (access.go): reading them costs one LIST and a
+// GET per record, once per Config.AccessFlushInterval. A page token names the phase and the
 // last object key seen in it. Objects under hashed names are listed only
 // when their metadata entry records their key (it does for objects this
 // version wrote, unless the key is too long for S3's 2 KiB of metadata);
@@ -95,12 +97,24 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 				}
 			}
 			if done {
-				return out, "", nil
+				return b.annotate(ctx, out), "", nil
 			}
 			after = last
 		}
 	}
-	return out, encodeToken(prefix, phase, after), nil
+	return b.annotate(ctx, out), encodeToken(prefix, phase, after), nil
+}
+
+// annotate sets the last access and hits of the listed objects (see
+// access.go). Records that cannot be read leave the counts of this
+// process alone: the listing is worth more than the counts.
+func (b *Backend) annotate(ctx context.Context, objs []storage.Info) []storage.Info {
+	view, err := b.acc.cachedOthers(ctx)
+	if err != nil && ctx.Err() == nil {
+		b.log.Warn("s3: listing without the other replicas' reads", "err", err)
+	}
+	b.acc.annotate(objs, view)
+	return objs
 }
 
 // listPage lists up to n objects under p after the object key after, and
