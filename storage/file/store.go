@@ -1044,6 +1044,7 @@ func (a *applying) evict(need int64, o *op) error {
 		if !ok {
 			continue
 		}
+		ix.hotRemoved(hexName(key)) // no copy in memory outlives the file
 		if o != nil {
 			o.victims = append(o.victims, v)
 		}
