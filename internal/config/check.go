@@ -270,3 +270,50 @@ func sameListener(a, b string) bool {
 	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return strings.EqualFold(ah, bh) || every(ah) || every(bh)
 }
+
+// CheckArgs reports the first argument of args (a command line without
+// the program name) that the command would refuse on its own: an unknown
+// flag, a value of the wrong kind (a duration without a unit, a bad
+// size), a flag without its value, or a stray argument. It neither
+// checks the flags against each other nor reads the files they name, so
+// that a deployment's command line can be checked away from the machine
+// it runs on.
+func CheckArgs(args []string) error {
+	fs := flag.NewFlagSet("httpmirror", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	defineFlags(fs, &Config{}, &textFlags{})
+	var bad *valueError
+	checkValues(fs, &bad)
+	if err := fs.Parse(args); err != nil {
+		return commandLineError(err, bad, fs)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// CheckEnv reports whether the environment variable name, set to value,
+// would be refused: a variable under EnvPrefix that sets no flag, or a
+// value of the wrong kind for its flag. Variables of other names are
+// not the command's and pass.
+func CheckEnv(name, value string) error {
+	if !strings.HasPrefix(name, EnvPrefix) {
+		return nil
+	}
+	if err := CheckEnviron([]string{name + "=" + value}); err != nil {
+		return err
+	}
+	for _, n := range FlagNames() {
+		if EnvName(n) == name {
+			if err := CheckArgs([]string{"--" + n + "=" + value}); err != nil {
+				var ve *valueError
+				if errors.As(err, &ve) {
+					return fmt.Errorf("invalid value %q for %s: %s", value, name, ve.want)
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}

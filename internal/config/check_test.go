@@ -194,3 +194,37 @@ func TestDefaultStorage(t *testing.T) {
 		t.Errorf("no user cache directory: %v; want one saying there is no default and suggesting --storage-url", err)
 	}
 }
+
+// CheckArgs refuses what the command line would, without reading files
+// or checking flags against each other; CheckEnv does the same for one
+// variable.
+func TestCheckArgsAndEnv(t *testing.T) {
+	ok := []string{"--address=:8080", "--admin-token-file", "/nonexistent/tokens", "--peer-address=:8081", "--host-from-first-path", "--cache-max-size", "1GiB"}
+	if err := CheckArgs(ok); err != nil {
+		t.Errorf("CheckArgs(%q): %v; want nil", ok, err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nope"}, "unknown flag --nope"},
+		{[]string{"--lease-duration=5"}, `invalid value "5" for --lease-duration: want a duration such as 30s, 5m or 1h30m`},
+		{[]string{"--log-format", "json", "serve"}, `unexpected argument "serve"`},
+		{[]string{"--version"}, "unknown flag --version"},
+	} {
+		if err := CheckArgs(c.args); err == nil || err.Error() != c.want {
+			t.Errorf("CheckArgs(%q): %v; want %q", c.args, err, c.want)
+		}
+	}
+	for _, c := range []struct{ name, value, want string }{
+		{"HTTPMIRROR_LEASE_DURATION", "30s", ""},
+		{"POD_IP", "anything", ""},
+		{"HTTPMIRROR_LEASE_DURATION", "30", `invalid value "30" for HTTPMIRROR_LEASE_DURATION: want a duration such as 30s, 5m or 1h30m`},
+		{"HTTPMIRROR_ALLOWHOST", "a.example", "unknown environment variable HTTPMIRROR_ALLOWHOST: no flag reads it (did you mean HTTPMIRROR_ALLOW_HOST?)"},
+	} {
+		err := CheckEnv(c.name, c.value)
+		if (c.want == "" && err != nil) || (c.want != "" && (err == nil || err.Error() != c.want)) {
+			t.Errorf("CheckEnv(%s, %q): %v; want %q", c.name, c.value, err, c.want)
+		}
+	}
+}
