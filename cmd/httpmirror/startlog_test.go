@@ -251,3 +251,21 @@ func TestUnknownEnvironmentVariable(t *testing.T) {
 		t.Errorf("the cache command's variables refused:\n%s", p.log())
 	}
 }
+
+// "httpmirror cache" words its flag errors as the server does: --name,
+// and what the value should be; exit status 2.
+func TestCacheFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ls", "--lmit", "3"}, "httpmirror cache: unknown flag --lmit (did you mean --limit?)"},
+		{[]string{"ls", "--limit", "many"}, `httpmirror cache: invalid value "many" for --limit: want a whole number such as 4`},
+		{[]string{"warm", "--timeout", "5", "https://example.com/f"}, `httpmirror cache: invalid value "5" for --timeout: want a duration such as 30s, 5m or 1h30m`},
+	} {
+		code, _, errOut := cacheCLI(t, "", c.args...)
+		if code != 2 || !strings.HasPrefix(errOut, c.want) || strings.Contains(errOut, " -l") || strings.Contains(errOut, " -t") {
+			t.Errorf("cache %q: exit %d, stderr %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+}

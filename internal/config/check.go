@@ -317,3 +317,18 @@ func CheckEnv(name, value string) error {
 	}
 	return nil
 }
+
+// Reword makes the errors of fs.Parse speak as the command's do (--name,
+// what a value should be) for another flag set of the command, such as
+// "httpmirror cache"'s. Call it once every flag is defined; the function
+// it returns rewords an error of fs.Parse.
+func Reword(fs *flag.FlagSet) func(error) error {
+	var bad *valueError
+	checkValues(fs, &bad)
+	return func(err error) error {
+		// The value refused belongs to this error only: fs may parse
+		// again.
+		defer func() { bad = nil }()
+		return commandLineError(err, bad, fs)
+	}
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"io"
 	"regexp"
 	"slices"
@@ -225,6 +226,27 @@ func TestCheckArgsAndEnv(t *testing.T) {
 		err := CheckEnv(c.name, c.value)
 		if (c.want == "" && err != nil) || (c.want != "" && (err == nil || err.Error() != c.want)) {
 			t.Errorf("CheckEnv(%s, %q): %v; want %q", c.name, c.value, err, c.want)
+		}
+	}
+}
+
+// Reword gives another flag set of the command the same wording.
+func TestReword(t *testing.T) {
+	fs := flag.NewFlagSet("httpmirror cache ls", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Int("limit", 0, "")
+	reword := Reword(fs)
+	for args, want := range map[string]string{
+		"--limit=x": `invalid value "x" for --limit: want a whole number such as 4`,
+		"--lmit=3":  "unknown flag --lmit (did you mean --limit?)",
+		"-limit":    "--limit needs a value",
+	} {
+		err := fs.Parse([]string{args})
+		if err == nil {
+			t.Fatalf("%s accepted", args)
+		}
+		if got := reword(err).Error(); got != want {
+			t.Errorf("%s: %s; want %q", args, got, want)
 		}
 	}
 }
