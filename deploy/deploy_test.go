@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -659,5 +660,73 @@ func TestSystemdUnitShape(t *testing.T) {
 	}
 	if a := flagValue(words, "admin-address"); !strings.HasPrefix(a, "127.0.0.1:") {
 		t.Errorf("--admin-address %q; want loopback (no tokens configured)", a)
+	}
+}
+
+// parse parses a deployment's command line and environment as the
+// command does at start, with the flags checked against each other: the
+// files the flags name are replaced by files of the test (an admin token
+// file with a real token) and $(POD_IP) by an address.
+func parse(t *testing.T, args []string, env map[string]string) *config.Config {
+	t.Helper()
+	tokens := filepath.Join(t.TempDir(), "admin-tokens")
+	if err := os.WriteFile(tokens, []byte("0123456789abcdef0123456789abcdef operator\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := strings.ReplaceAll(args[i], "$(POD_IP)", "10.0.0.7")
+		if a == "--admin-token-file" {
+			i++
+		}
+		if strings.HasPrefix(a, "--admin-token-file") {
+			a = "--admin-token-file=" + tokens
+		}
+		out = append(out, a)
+	}
+	cfg, err := config.Parse(out, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+	if err != nil {
+		t.Fatalf("the command refuses %q with %v: %v", out, env, err)
+	}
+	return cfg
+}
+
+// Taken together, the flags and variables of each deployment are a
+// configuration the command accepts, and the one meant: replicas on one
+// bucket with tokens on the admin listener, the unit's local disk cache
+// with the admin listener on loopback, the image's disk cache.
+func TestDeploymentsParse(t *testing.T) {
+	d := find[*appsv1.Deployment](objects(t), "httpmirror")
+	c := d.Spec.Template.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			env[e.Name] = e.Value
+		}
+	}
+	cfg := parse(t, c.Args, env)
+	if !cfg.ClusterEnabled() || !strings.HasPrefix(cfg.StorageURL, "s3://") || len(cfg.AllowHost) == 0 || len(cfg.AdminTokens) == 0 || cfg.AdminExposed() {
+		t.Errorf("Deployment: cluster %v, storage %q, allow %q, %d tokens, admin exposed %v; want replicas on s3 with an allow list and admin tokens",
+			cfg.ClusterEnabled(), cfg.StorageURL, cfg.AllowHost, len(cfg.AdminTokens), cfg.AdminExposed())
+	}
+
+	data, _ := os.ReadFile(unitFile)
+	for _, dir := range unitDirectives(data) {
+		if dir[0] == "ExecStart" {
+			words, _ := unitWords(dir[1])
+			cfg := parse(t, words[1:], nil)
+			if cfg.StorageURL != "file:///var/cache/httpmirror" || cfg.StorageDefault || len(cfg.AllowHost) == 0 || cfg.CacheMaxSize == 0 {
+				t.Errorf("unit: storage %q (default %v), allow %q, size limit %d", cfg.StorageURL, cfg.StorageDefault, cfg.AllowHost, cfg.CacheMaxSize)
+			}
+		}
+	}
+
+	data, _ = os.ReadFile(dockerfile)
+	args, err := dockerArgs(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := parse(t, args, nil); cfg.StorageURL != "file:///var/cache/httpmirror" || cfg.StorageDefault {
+		t.Errorf("image: storage %q; want the image's volume", cfg.StorageURL)
 	}
 }
