@@ -134,12 +134,13 @@ func usageErr(format string, a ...any) error {
 // arguments.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	reword := config.Reword(fs)
 	for range len(args) + 1 {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usageErr("%v", err)
+			return nil, usageErr("%v", reword(err))
 		}
 		if fs.NArg() == 0 {
 			break

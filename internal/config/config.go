@@ -44,6 +44,9 @@ type Config struct {
 	// backend's URL; empty means no cache (direct proxy). When the flag is
 	// absent it is a file URL under the user's cache directory.
 	StorageURL string
+	// StorageDefault says StorageURL is that default: neither the flag
+	// nor its variable was given.
+	StorageDefault bool
 
 	LinkExpires             time.Duration
 	Host                    string
@@ -176,12 +179,18 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs := flag.NewFlagSet("httpmirror", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	defineFlags(fs, c, &text)
+	showVersion := fs.Bool("version", false, "Print the version (module version, VCS revision, Go version) and exit.")
+	var bad *valueError
+	checkValues(fs, &bad)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(fs, out)
 			return nil, ErrHelp
 		}
-		return nil, err
+		return nil, commandLineError(err, bad, fs)
+	}
+	if *showVersion {
+		return nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -316,11 +325,15 @@ func defineClusterFlags(fs *flag.FlagSet, c *Config) {
 // usage writes the help: every flag in name order, with its default and
 // its environment variable.
 func usage(fs *flag.FlagSet, out io.Writer) {
-	fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
+	fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror --version\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
 	fs.VisitAll(func(f *flag.Flag) {
 		def := ""
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		if cliOnly[f.Name] {
+			fmt.Fprintf(out, "  --%s\n        %s\n", f.Name, f.Usage)
+			return
 		}
 		fmt.Fprintf(out, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
 	})
@@ -335,7 +348,7 @@ func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) (map[stri
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil {
+		if set[f.Name] || envErr != nil || cliOnly[f.Name] {
 			return
 		}
 		name := EnvName(f.Name)
@@ -344,7 +357,13 @@ func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) (map[stri
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
-			envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
+			// The reason, not the error: that names the flag, which
+			// this variable stands in for.
+			reason := err.Error()
+			if ve, ok := err.(*valueError); ok {
+				reason = ve.want
+			}
+			envErr = fmt.Errorf("invalid value %q for %s: %s", v, name, reason)
 			return
 		}
 		set[f.Name] = true
@@ -364,9 +383,10 @@ func (c *Config) convert(text textFlags, storageSet bool) error {
 	} else {
 		dir, err := os.UserCacheDir()
 		if err != nil {
-			return fmt.Errorf("no user cache directory (%v); set --storage-url", err)
+			return fmt.Errorf("no --storage-url given and no default cache directory (%v): choose one with --storage-url file:///var/cache/httpmirror, or --storage-url= for none", err)
 		}
 		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(dir, "httpmirror"))
+		c.StorageDefault = true
 	}
 	// Empty, not nil: an empty flag means no pattern, not the default
 	// ones.
@@ -379,12 +399,12 @@ func (c *Config) convert(text textFlags, storageSet bool) error {
 	if text.upstreamProxy != "" {
 		u, err := url.Parse(text.upstreamProxy)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5" && u.Scheme != "socks5h") {
-			return fmt.Errorf("invalid value for flag --upstream-proxy: want http://, https:// or socks5://host:port")
+			return fmt.Errorf("invalid value for --upstream-proxy: want http://, https:// or socks5://host:port")
 		}
 		c.UpstreamProxy = u
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(text.logLevel)); err != nil {
-		return fmt.Errorf("invalid value %q for flag --log-level", text.logLevel)
+		return fmt.Errorf("invalid value %q for --log-level: want debug, info, warn or error", text.logLevel)
 	}
 	if c.CIDNEnabled() && c.CIDNDestination == "" {
 		// checkCIDN requires the scheme to be s3.
@@ -397,7 +417,7 @@ func (c *Config) convert(text textFlags, storageSet bool) error {
 // validate checks the configuration and returns the first error found,
 // the checks taken in the order below.
 func (c *Config) validate() error {
-	for _, check := range []func() error{c.checkLogFormat, c.checkDurations, c.checkLimits, c.checkDigestPaths, c.checkCIDN, c.checkCluster, c.checkAdmin} {
+	for _, check := range []func() error{c.checkLogFormat, c.checkDurations, c.checkLimits, c.checkOrigin, c.checkAddresses, c.checkDigestPaths, c.checkCIDN, c.checkCluster, c.checkAdmin} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -408,7 +428,7 @@ func (c *Config) validate() error {
 // checkLogFormat checks --log-format.
 func (c *Config) checkLogFormat() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return fmt.Errorf("invalid value %q for flag --log-format: want text or json", c.LogFormat)
+		return fmt.Errorf("invalid value %q for --log-format: want text or json", c.LogFormat)
 	}
 	return nil
 }
@@ -423,7 +443,7 @@ func (c *Config) checkDurations() error {
 		"auth-cache-ttl": c.AuthCacheTTL,
 	} {
 		if d < 0 {
-			return fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
+			return fmt.Errorf("invalid value %s for --%s: want 0 or more, such as 30s or 5m", d, name)
 		}
 	}
 	return nil
@@ -441,17 +461,25 @@ func (c *Config) checkDigestPaths() error {
 
 // checkLimits checks the counts and sizes that must be positive.
 func (c *Config) checkLimits() error {
-	if c.FillConnections < 1 || c.FillSegmentSize < 64<<10 {
-		return errors.New("--fill-connections must be >= 1 and --fill-segment-size at least 64KiB")
+	// One flag per message: the one that is wrong.
+	for _, l := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"fill-connections", c.FillConnections, 1}, {"prefetch-concurrency", c.PrefetchConcurrency, 1},
+		{"continuation-get-retry", c.ContinuationGetRetry, 0}, {"max-path-length", c.MaxPathLength, 1},
+		{"max-ranges", c.MaxRanges, 1}, {"max-variants", c.MaxVariants, 1},
+	} {
+		if l.v < l.min {
+			return fmt.Errorf("invalid value %d for --%s: want %d or more", l.v, l.name, l.min)
+		}
 	}
-	if c.PrefetchConcurrency < 1 {
-		return errors.New("--prefetch-concurrency must be >= 1")
+	if c.FillSegmentSize < 64<<10 {
+		return fmt.Errorf("invalid value %d for --fill-segment-size: want 64KiB or more", c.FillSegmentSize)
 	}
 	if c.AuthCacheTTL == 0 {
-		return errors.New("--auth-cache-ttl must be more than 0")
-	}
-	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 || c.MaxVariants < 1 {
-		return errors.New("--continuation-get-retry must be >= 0, --max-path-length, --max-ranges and --max-variants >= 1")
+		return errors.New("invalid value 0s for --auth-cache-ttl: want more than 0, such as 30s or 5m")
 	}
 	return nil
 }
@@ -465,7 +493,7 @@ func (c *Config) checkCIDN() error {
 		}
 	}
 	if c.CIDNMaximumRunning < 0 {
-		return errors.New("--cidn-maximum-running must be >= 0")
+		return fmt.Errorf("invalid value %d for --cidn-maximum-running: want 0 or more", c.CIDNMaximumRunning)
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func TestEnvironmentOnlyForFlagsNotGiven(t *testing.T) {
 	})
 	for range 5 {
 		_, err := Parse(nil, bad, io.Discard)
-		if want := `invalid value "soon" for HTTPMIRROR_CHECK_SYNC_TIMEOUT: parse error`; err == nil || err.Error() != want {
+		if want := `invalid value "soon" for HTTPMIRROR_CHECK_SYNC_TIMEOUT: want a duration such as 30s, 5m or 1h30m`; err == nil || err.Error() != want {
 			t.Fatalf("several bad variables: error %v; want %q", err, want)
 		}
 	}
