@@ -515,7 +515,7 @@ func child(mode string, args []string) error {
 	r.AllCold = page("", "")
 	ds = ds[:0]
 	for i := range 20 {
-		ds = append(ds, page("", key((i*7919*perPool/10)%n)))
+		ds = append(ds, page("", storage.PageToken("", key((i*7919*perPool/10)%n))))
 	}
 	r.AllMed = median(ds)
 	if listErr != nil {
