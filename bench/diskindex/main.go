@@ -33,7 +33,8 @@
 // of the same process over an empty cache, divided by the objects held;
 // it is measured again after the listings and the purge. The page cache
 // is not dropped (that needs root and disturbs other work on the
-// machine): the figures are for a warm directory cache.
+// machine): the figures are for a warm directory cache. Dirty pages are
+// written back (sync) before each child starts.
 //
 // Every wait is bounded by -timeout; the work directory (a new one, in
 // -dir or $TMPDIR) is removed at the end unless -keep.
@@ -362,6 +363,10 @@ func put(b storage.Backend, k string, data []byte) error {
 // purges the objects of pool purge.
 func measure(ctx context.Context, self, dir, mode string, n, purge int) (result, error) {
 	var r result
+	// Each measurement starts with no dirty data to write back (the
+	// build's, or the previous child's): the purge and the unlinks would
+	// otherwise share the disk with the write-back of gigabytes.
+	syscall.Sync()
 	cmd := exec.CommandContext(ctx, self, "_child", mode, dir, strconv.Itoa(n), strconv.Itoa(purge),
 		strconv.FormatInt(time.Now().UnixNano(), 10))
 	cmd.Stderr = os.Stderr
