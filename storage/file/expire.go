@@ -1,7 +1,6 @@
 package file
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"time"
@@ -60,54 +59,21 @@ func (a *applying) expire(o *op) error {
 	if !a.complete {
 		return nil // rebuilt meanwhile: the next sweep sees it whole
 	}
-	ix := a.s.ix
-	type move struct {
-		key  string
-		used int64
+	n := 0
+	victims, err := a.removeOldest(
+		func(k []byte) bool { return n >= expireBatch || int64(binary.BigEndian.Uint64(k)) >= o.cutoff },
+		func(key string, _ rec) bool {
+			if o.keep != nil && o.keep(key) {
+				return false
+			}
+			n++
+			return true
+		})
+	if err != nil {
+		return err
 	}
-	var moves []move
-	var victims []string
-	var stray [][]byte
-	c := a.age.Cursor()
-	for k, v := c.First(); k != nil && len(victims) < expireBatch; k, v = c.Next() {
-		if int64(binary.BigEndian.Uint64(k)) >= o.cutoff {
-			break
-		}
-		key := string(v)
-		r, ok := a.get(key)
-		if !ok || !bytes.Equal(orderKey(r.used, key), k) {
-			stray = append(stray, append([]byte(nil), k...))
-			continue
-		}
-		readers, used := ix.hotUse(hexName(key))
-		switch {
-		case readers > 0:
-			continue
-		case used > r.used:
-			moves = append(moves, move{key, used})
-			continue
-		case o.keep != nil && o.keep(key):
-			continue
-		}
-		victims = append(victims, key)
-	}
-	o.more = len(victims) == expireBatch
-	for _, k := range stray {
-		if err := a.age.Delete(k); err != nil {
-			return err
-		}
-	}
-	for _, m := range moves {
-		if err := a.touch(m.key, use{t: m.used}); err != nil {
-			return err
-		}
-	}
-	for _, key := range victims {
-		v, ok := a.remove(key)
-		if !ok {
-			continue
-		}
-		ix.hotRemoved(hexName(key)) // no copy in memory outlives the file
+	o.more = n == expireBatch
+	for _, v := range victims {
 		o.victims = append(o.victims, v)
 		removed, err := a.forget(v)
 		if err != nil {

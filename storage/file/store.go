@@ -1003,48 +1003,13 @@ func (a *applying) evict(need int64, o *op) error {
 	if projected <= ix.maxSize {
 		return nil
 	}
-	type move struct {
-		key  string
-		used int64
+	victims, err := a.removeOldest(
+		func([]byte) bool { return projected <= ix.maxSize },
+		func(_ string, r rec) bool { projected -= r.fileSize; return true })
+	if err != nil {
+		return err
 	}
-	var moves []move
-	var victims []string
-	var stray [][]byte
-	c := a.age.Cursor()
-	for k, v := c.First(); k != nil && projected > ix.maxSize; k, v = c.Next() {
-		key := string(v)
-		r, ok := a.get(key)
-		if !ok || !bytes.Equal(orderKey(r.used, key), k) {
-			stray = append(stray, append([]byte(nil), k...))
-			continue
-		}
-		readers, used := ix.hotUse(hexName(key))
-		if readers > 0 {
-			continue
-		}
-		if used > r.used {
-			moves = append(moves, move{key, used})
-			continue
-		}
-		victims = append(victims, key)
-		projected -= r.fileSize
-	}
-	for _, k := range stray {
-		if err := a.age.Delete(k); err != nil {
-			return err
-		}
-	}
-	for _, m := range moves {
-		if err := a.touch(m.key, use{t: m.used}); err != nil {
-			return err
-		}
-	}
-	for _, key := range victims {
-		v, ok := a.remove(key)
-		if !ok {
-			continue
-		}
-		ix.hotRemoved(hexName(key)) // no copy in memory outlives the file
+	for _, v := range victims {
 		if o != nil {
 			o.victims = append(o.victims, v)
 		}
@@ -1056,6 +1021,64 @@ func (a *applying) evict(need int64, o *op) error {
 		o.tried = true
 	}
 	return nil
+}
+
+// removeOldest is the one walk eviction and expiry take through the
+// order of use, from the least recently used object, until done says
+// (given the entry's order key) that it has gone far enough. It drops
+// stray entries, leaves objects being read, moves those the hot set used
+// since their record to their place in the order, and removes (through
+// remove, with their copies in memory) those take accepts. It returns
+// what it removed; the caller drops their index entries.
+func (a *applying) removeOldest(done func(k []byte) bool, take func(key string, r rec) bool) ([]victim, error) {
+	ix := a.s.ix
+	type move struct {
+		key  string
+		used int64
+	}
+	var moves []move
+	var keys []string
+	var stray [][]byte
+	c := a.age.Cursor()
+	for k, v := c.First(); k != nil && !done(k); k, v = c.Next() {
+		key := string(v)
+		r, ok := a.get(key)
+		if !ok || !bytes.Equal(orderKey(r.used, key), k) {
+			stray = append(stray, append([]byte(nil), k...))
+			continue
+		}
+		readers, used := ix.hotUse(hexName(key))
+		switch {
+		case readers > 0:
+			continue
+		case used > r.used:
+			moves = append(moves, move{key, used})
+			continue
+		}
+		if take(key, r) {
+			keys = append(keys, key)
+		}
+	}
+	for _, k := range stray {
+		if err := a.age.Delete(k); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range moves {
+		if err := a.touch(m.key, use{t: m.used}); err != nil {
+			return nil, err
+		}
+	}
+	var victims []victim
+	for _, key := range keys {
+		v, ok := a.remove(key)
+		if !ok {
+			continue
+		}
+		ix.hotRemoved(hexName(key)) // no copy in memory outlives the file
+		victims = append(victims, v)
+	}
+	return victims, nil
 }
 
 // remove deletes the file of the eviction victim key, unless it is no
@@ -1089,17 +1112,11 @@ func (a *applying) remove(key string) (victim, bool) {
 
 // evicted forgets the eviction victim v.
 func (a *applying) evicted(v victim) error {
-	if v.j != nil {
-		a.entries = append(a.entries, v.j)
-	}
-	r, ok := a.get(v.key)
-	if !ok {
-		return nil
-	}
-	if v.removed {
+	removed, err := a.forget(v)
+	if removed {
 		a.d.evictions++
 	}
-	return a.unlink(v.key, r)
+	return err
 }
 
 // checkLater queues the key of an object used but not indexed (written
