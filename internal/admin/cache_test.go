@@ -260,17 +260,7 @@ func TestLookupFillInProgress(t *testing.T) {
 	backends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
 		data := testutil.Payload(4, 1<<20)
-		e.origin.Put("/slow.bin", data)
-		release := testutil.NewGate(t)
-		e.origin.SetHook(holdAfter(64<<10, release))
-		resp, err := http.Get(e.public.URL + "/" + e.key("/slow.bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
-			t.Fatal(err)
-		}
+		resp, release := e.heldDownload(t, "/slow.bin", data)
 		var st httpmirror.ObjectStatus
 		if code := e.api(t, "GET", "/cache/"+e.ref("/slow.bin"), nil, &st); code != 200 || st.Stored || st.Key != e.key("/slow.bin") {
 			t.Fatalf("lookup during the download: %d %+v; want 200, not stored, its key", code, st)
@@ -382,17 +372,7 @@ func TestPurgeCancelsFill(t *testing.T) {
 	backends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
 		data := testutil.Payload(3, 1<<20)
-		e.origin.Put("/slow.bin", data)
-		release := testutil.NewGate(t)
-		e.origin.SetHook(holdAfter(64<<10, release))
-		resp, err := http.Get(e.public.URL + "/" + e.key("/slow.bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
-			t.Fatal(err)
-		}
+		resp, release := e.heldDownload(t, "/slow.bin", data)
 		var res httpmirror.PurgeResult
 		if code := e.api(t, "DELETE", "/cache/"+e.key("/slow.bin"), nil, &res); code != 200 || res.CancelledFills != 1 || res.Purged != 0 {
 			t.Fatalf("DELETE during the download: %d %+v; want 1 cancelled fill", code, res)
@@ -413,6 +393,25 @@ func TestPurgeCancelsFill(t *testing.T) {
 			t.Errorf("origin saw %d GETs; want 2", n)
 		}
 	})
+}
+
+// heldDownload puts data at path and starts a client's GET of it whose
+// origin holds the body after 64 KiB until release opens; it returns once
+// the client has those 64 KiB: the download is in progress.
+func (e *env) heldDownload(t *testing.T, path string, data []byte) (resp *http.Response, release *testutil.Gate) {
+	t.Helper()
+	e.origin.Put(path, data)
+	release = testutil.NewGate(t)
+	e.origin.SetHook(holdAfter(64<<10, release))
+	resp, err := http.Get(e.public.URL + "/" + e.key(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	return resp, release
 }
 
 // holdAfter serves the first n bytes of a file, then waits for g before

@@ -294,17 +294,7 @@ func TestInvalidateDuringFill(t *testing.T) {
 	backends(t, func(t *testing.T, backend string) {
 		e := newEnv(t, backend)
 		data := testutil.Payload(3, 1<<20)
-		e.origin.Put("/slow.bin", data)
-		release := testutil.NewGate(t)
-		e.origin.SetHook(holdAfter(64<<10, release))
-		resp, err := http.Get(e.public.URL + "/" + e.key("/slow.bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
-			t.Fatal(err)
-		}
+		resp, release := e.heldDownload(t, "/slow.bin", data)
 		code, res := e.invalidate(t, jsonBody("key", e.key("/slow.bin")))
 		if code != 200 || res.Invalidated != 0 || res.Fills != 1 {
 			t.Fatalf("invalidate during the download: %d %+v; want 0 invalidated, 1 fill", code, res)
