@@ -45,6 +45,9 @@ type adminState struct {
 	largest largestCache
 	// verifies are the verify jobs (verify.go); they stop with ctx too.
 	verifies verifyJobs
+	// invalidations are the marks waiting for downloads to end
+	// (invalidate.go); they stop with ctx too.
+	invalidations pendingMarks
 }
 
 func (m *MirrorHandler) adminInit() *adminState {
@@ -168,6 +171,10 @@ type Freshness struct {
 	// objects.
 	StaleAt        time.Time `json:"staleAt,omitzero"`
 	MustRevalidate bool      `json:"mustRevalidate,omitempty"`
+	// Invalidated is when an operator invalidated the object (see
+	// Invalidate): it is stale until the origin confirms or replaces it,
+	// whatever Rule says. Zero when it is not invalidated.
+	Invalidated time.Time `json:"invalidated,omitzero"`
 }
 
 // Lookup reports the stored object that ref (see CacheKey) names, and the
@@ -197,13 +204,19 @@ func (m *MirrorHandler) Lookup(ctx context.Context, ref string) (ObjectStatus, e
 	if err != nil {
 		return st, err
 	}
-	fr, fresh := m.p.Freshness(t, info)
+	_, fresh := m.p.Freshness(t, info)
+	// The rule is the origin's: an invalidation only makes it stale.
+	invalidated, marked := invalidatedAt(info)
+	fr, _ := m.p.Freshness(t, unmarked(info))
 	st.Stored, st.Size, st.StoredAt, st.ETag = true, info.Size, info.StoredAt, info.ETag
 	st.LastModified, st.ContentType, st.Header = info.LastModified, info.ContentType, info.Header
 	if sum, ok := policy.StoredSHA256(info); ok {
 		st.SHA256 = hex.EncodeToString(sum)
 	}
 	st.Freshness = &Freshness{Rule: "immutable", Fresh: fresh, MustRevalidate: fr.MustRevalidate}
+	if marked {
+		st.Freshness.Invalidated = invalidated
+	}
 	if fr.Mutable {
 		st.Freshness.Rule = "revalidate-pattern"
 		if fr.Explicit {
@@ -245,11 +258,24 @@ type ListedObject struct {
 	// VariantOf is, for a variant of an object that varies (Vary), the
 	// object's key; empty for every other object.
 	VariantOf string `json:"variantOf,omitempty"`
+	// SHA256 is the hex SHA-256 kept with the object (see
+	// ObjectStatus.SHA256), when the backend's listing has it (local disk
+	// and memory; not S3, whose listing holds no metadata).
+	SHA256 string `json:"sha256,omitempty"`
+	// LastAccess is when the object was last read, or stored when it
+	// has not been read since, and Hits counts its reads, as the backend
+	// records them (see storage.Info); absent when it does not.
+	LastAccess time.Time `json:"lastAccess,omitzero"`
+	Hits       int64     `json:"hits"`
 }
 
 func listed(o storage.Info) ListedObject {
 	base, _ := policy.BaseKey(o.Key)
-	return ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt, VariantOf: base}
+	lo := ListedObject{Key: o.Key, Size: o.Size, StoredAt: o.StoredAt, VariantOf: base, LastAccess: o.LastAccess, Hits: o.Hits}
+	if sum, ok := policy.StoredSHA256(o); ok {
+		lo.SHA256 = hex.EncodeToString(sum)
+	}
+	return lo
 }
 
 // ListPage is a page of List.
@@ -278,7 +304,7 @@ func (m *MirrorHandler) List(ctx context.Context, prefix, token string, limit in
 	if _, ok := m.RemoteCache.(storage.Lister); !ok {
 		return ListPage{}, storage.ErrNotSupported
 	}
-	p, err := pipeline.ResolvePrefix(prefix)
+	p, err := m.p.KeyPrefix(prefix)
 	if err != nil {
 		return ListPage{}, err
 	}
@@ -363,7 +389,7 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 	if err := m.adminReady(); err != nil {
 		return PurgeResult{}, err
 	}
-	p, err := pipeline.ResolvePrefix(prefix)
+	p, err := m.p.KeyPrefix(prefix)
 	if err != nil {
 		return PurgeResult{}, err
 	}

@@ -250,12 +250,22 @@ type MirrorHandler struct {
 	// CIDN, which stores each file once for every replica itself.
 	Coordinator Coordinator
 
+	// MaxIdle removes stored objects nobody has read for that long (an
+	// object never read counts from when it was stored): a background
+	// sweep runs a minute after the start (Start, or the first request)
+	// and then every MaxIdle/10, at least a minute and at most an hour
+	// apart (see ExpireIdle). RemoteCache must implement
+	// storage.Expirer. Zero means objects stay until they are evicted or
+	// purged.
+	MaxIdle time.Duration
+
 	once     sync.Once
 	p        *pipeline.Pipeline // the request path, built by setup
 	setupErr error
 	log      *slog.Logger
 	now      func() time.Time // the clock; tests replace it
 	admin    adminState       // prefetch jobs, recent failures (admin.go)
+	idle     idleSweep        // the MaxIdle sweep (idle.go)
 }
 
 // Close stops the prefetch and verify jobs, aborts the fills in progress
@@ -267,17 +277,23 @@ func (m *MirrorHandler) Close(ctx context.Context) error {
 	}
 	m.stopPrefetches()
 	m.stopVerifies()
+	m.stopInvalidations()
+	m.stopIdleSweep()
 	return m.p.Shutdown(ctx)
 }
 
 // WaitFills blocks until no upstream download is in progress, or ctx is
 // done. Downloads continue after their clients leave; this waits for them
-// to be committed (or to fail).
+// to be committed (or to fail), and for invalidations waiting for them to
+// mark what they stored (see Invalidate).
 func (m *MirrorHandler) WaitFills(ctx context.Context) error {
 	if err := m.setup(); err != nil {
 		return err
 	}
-	return m.p.Wait(ctx)
+	if err := m.p.Wait(ctx); err != nil {
+		return err
+	}
+	return m.waitInvalidations(ctx)
 }
 
 // Check reports whether the cache can serve and store: nil without a

@@ -22,6 +22,8 @@ type Metrics struct {
 
 	cidnFallbacks prometheus.Counter
 	purgedObjects prometheus.Counter
+	invalidations *prometheus.CounterVec
+	expiredObjs   prometheus.Counter
 	prefetches    *prometheus.CounterVec
 	authChecks    *prometheus.CounterVec
 	variantsCut   prometheus.Counter
@@ -40,6 +42,8 @@ type Metrics struct {
 	storageOps   sync.Map // op -> prometheus.Observer of storage latency
 	servedCache  prometheus.Counter
 	servedOrigin prometheus.Counter
+
+	origins *originMetrics // per origin host (origins.go)
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -78,6 +82,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Misses fetched by the built-in fill engine because CIDN could not be asked to store them.").WithLabelValues(),
 		purgedObjects: counters("httpmirror_purged_objects_total",
 			"Stored objects removed by purges on the admin API.").WithLabelValues(),
+		invalidations: counters("httpmirror_invalidations_total",
+			"Stored objects marked stale by invalidations on the admin API (the next request for each revalidates it with the origin), by kind: key, prefix, glob or all.", "kind"),
+		expiredObjs: counters("httpmirror_expired_objects_total",
+			"Stored objects removed because nobody read them for --max-idle.").WithLabelValues(),
 		prefetches: counters("httpmirror_prefetch_urls_total",
 			"Prefetched URLs, by result: done (fetched and stored), cached (stored already), not_stored, failed or cancelled.", "result"),
 		mismatches: counters("httpmirror_digest_mismatches_total",
@@ -89,6 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.servedCache = m.servedBytes.WithLabelValues("cache")
 	m.servedOrigin = m.servedBytes.WithLabelValues("origin")
+	m.origins = newOriginMetrics(reg)
 	return m
 }
 
@@ -96,6 +105,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) purged(n int) {
 	if m != nil && n > 0 {
 		m.purgedObjects.Add(float64(n))
+	}
+}
+
+// expired counts objects removed by the MaxIdle sweep.
+func (m *Metrics) expired(n int) {
+	if m != nil && n > 0 {
+		m.expiredObjs.Add(float64(n))
 	}
 }
 
@@ -133,6 +149,7 @@ func (m *Metrics) watch(h *MirrorHandler) {
 	if m == nil {
 		return
 	}
+	m.origins.setAllow(h.AllowHosts)
 	register := func(c prometheus.Collector) {
 		if err := m.reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

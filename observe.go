@@ -27,10 +27,11 @@ func (o *observer) Timed(ctx context.Context) bool {
 	return o.access != nil || o.log.Enabled(ctx, slog.LevelInfo)
 }
 
-// Exchange records a finished request: in the metrics, the recent
-// failures and the access log.
+// Exchange records a finished request: in the metrics (overall and per
+// origin), the recent failures and the access log.
 func (o *observer) Exchange(ctx context.Context, e *pipeline.Exchange) {
 	o.m.request(e.Outcome, e.Status, e.Bytes)
+	o.m.origin(e)
 	if f := e.Failure; f != nil {
 		o.errors.add(o.now(), e, f)
 	}

@@ -113,8 +113,13 @@ type PrefetchURL struct {
 	// Bytes have arrived of Size (-1 while unknown).
 	Bytes int64 `json:"bytes"`
 	Size  int64 `json:"size"`
-	// Error says why the URL failed: the status a client would have got.
+	// Error says why the URL failed: the status a client would have got
+	// and, when the origin answered otherwise (a 500 a client sees as
+	// 502), the origin's status.
 	Error string `json:"error,omitempty"`
+	// OriginStatus is, for a URL that failed on the origin's answer, the
+	// status the origin answered (remembered or not); 0 otherwise.
+	OriginStatus int `json:"originStatus,omitempty"`
 }
 
 type prefetchJob struct {
@@ -266,12 +271,8 @@ func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) 
 		// The lookup may have failed for that very reason: no fill.
 		state, reason = stopped(ctx)
 		return state, -1, -1, reason
-	case errors.Is(err, pipeline.ErrRemembered):
-		fl := pipeline.Classify(context.Background(), err)
-		return PrefetchFailed, 0, -1, fmt.Sprintf("%d %s (the origin's answer, remembered)", fl.Status, fl.Message)
 	case err != nil:
-		fl := pipeline.Classify(context.Background(), err)
-		return PrefetchFailed, 0, -1, fmt.Sprintf("%d %s", fl.Status, fl.Message)
+		return PrefetchFailed, 0, -1, m.prefetchFailed(j, i, err)
 	}
 	f := res.Fill
 	defer func() {
@@ -300,8 +301,35 @@ func (m *MirrorHandler) prefetchOne(ctx context.Context, j *prefetchJob, i int) 
 		return PrefetchCancelled, n, size, "cancelled by a purge"
 	}
 	m.p.Remember(t, err)
+	return PrefetchFailed, n, size, m.prefetchFailed(j, i, err)
+}
+
+// prefetchFailed returns why item i of j failed with err: the status and
+// message a client would have got and, when the origin answered another
+// status, that one too, which the item keeps (OriginStatus). An operator
+// told "502" must be able to tell an origin's 500 from an unreachable one.
+// The failure joins the recent errors of the status page, as a client's
+// would.
+func (m *MirrorHandler) prefetchFailed(j *prefetchJob, i int, err error) string {
 	fl := pipeline.Classify(context.Background(), err)
-	return PrefetchFailed, n, size, fmt.Sprintf("%d %s", fl.Status, fl.Message)
+	reason := fmt.Sprintf("%d %s", fl.Status, fl.Message)
+	origin := 0
+	var se *fill.StatusError
+	if errors.As(err, &se) {
+		origin = se.Code
+	}
+	switch {
+	case errors.Is(err, pipeline.ErrRemembered):
+		reason += " (the origin's answer, remembered)"
+	case origin != 0 && origin != fl.Status:
+		reason += fmt.Sprintf(" (the origin answered %d)", origin)
+	}
+	j.mu.Lock()
+	j.items[i].OriginStatus = origin
+	t := j.items[i].t
+	j.mu.Unlock()
+	m.admin.errors.addPrefetch(m.now(), t, fl.Status, reason)
+	return reason
 }
 
 // queued reports whether item i still waits to be fetched.

@@ -59,6 +59,9 @@ func (m *MirrorHandler) Validate() error {
 	if m.MaxRanges < 0 {
 		return errors.New("the number of ranges must not be negative")
 	}
+	if err := m.validateMaxIdle(); err != nil {
+		return err
+	}
 	if _, err := m.digestRules(); err != nil {
 		return err
 	}
@@ -162,6 +165,7 @@ func (m *MirrorHandler) setup() error {
 		}
 		m.p = pipeline.New(m.pipelineConfig())
 		m.Metrics.watch(m)
+		m.startIdleSweep()
 	})
 	return m.setupErr
 }

@@ -3,7 +3,9 @@ package httpmirror
 import (
 	"cmp"
 	"context"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/pipeline"
+	"github.com/httpmirror/httpmirror/internal/version"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -28,6 +31,30 @@ type Status struct {
 	Largest    *LargestObjects  `json:"largest,omitempty"`
 	Errors     []RecentError    `json:"errors"`
 	Prefetches []PrefetchStatus `json:"prefetches"`
+	// Origins is the traffic by origin, busiest first (see
+	// MaxOriginLabels); empty without Metrics.
+	Origins []OriginStatus `json:"origins"`
+	// Version is the running build.
+	Version version.Info `json:"version"`
+	// Uptime is how long the process has run.
+	Uptime Uptime `json:"uptime"`
+}
+
+// Uptime is how long the process has run: since it started, in whole
+// seconds.
+type Uptime struct {
+	Seconds int64     `json:"seconds"`
+	Since   time.Time `json:"since"`
+}
+
+// started is when the process started, as near as the package can tell:
+// when it was initialised.
+var started = time.Now()
+
+// uptime returns the process's Uptime at now, on the wall clock: the
+// handler's clock may be a test's.
+func uptime() Uptime {
+	return Uptime{Seconds: int64(max(time.Since(started), 0) / time.Second), Since: started}
 }
 
 // Traffic counts the requests answered since the start, by outcome, and
@@ -63,6 +90,9 @@ type FillStatus struct {
 	Rate float64 `json:"bytesPerSecond"`
 	// Readers counts the requests and prefetches using the download.
 	Readers int `json:"readers"`
+	// Prefetch is the id of a prefetch job the download is for (one it
+	// started or joined); empty when only clients read it.
+	Prefetch string `json:"prefetch,omitempty"`
 }
 
 func fillStatus(p fill.Progress, now time.Time) FillStatus {
@@ -74,13 +104,19 @@ func fillStatus(p fill.Progress, now time.Time) FillStatus {
 	return fs
 }
 
-// LargestObjects are the largest stored objects, as of a scan of the
-// listing that may have stopped early (Complete false) in a large cache.
+// LargestObjects are the largest stored objects: from the backend's index
+// when it keeps one in order of size (Indexed: the local disk), else as of
+// a scan of the listing that may have stopped early in a large cache.
 type LargestObjects struct {
-	Objects  []ListedObject `json:"objects"`
-	Scanned  int            `json:"scanned"`
-	Complete bool           `json:"complete"`
-	At       time.Time      `json:"at"`
+	Objects []ListedObject `json:"objects"`
+	// Scanned counts the objects the scan read; 0 when Indexed.
+	Scanned int `json:"scanned"`
+	// Complete is false when the scan stopped early, or when the index
+	// is still being built after a start (the objects are then the
+	// largest of those indexed so far).
+	Complete bool      `json:"complete"`
+	Indexed  bool      `json:"indexed,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // RecentError is a failed request, without its query string.
@@ -91,13 +127,16 @@ type RecentError struct {
 	Host   string    `json:"host,omitempty"`
 	Path   string    `json:"path"`
 	Reason string    `json:"reason"`
+	// Prefetch marks the failure of a URL of a prefetch job, not of a
+	// client's request.
+	Prefetch bool `json:"prefetch,omitempty"`
 }
 
 // Status returns a snapshot of the mirror's traffic, storage, downloads in
 // progress, largest objects (rescanned at most once a minute), recent
 // failures and prefetch jobs.
 func (m *MirrorHandler) Status(ctx context.Context) Status {
-	st := Status{Time: time.Now(), Fills: []FillStatus{}}
+	st := Status{Time: time.Now(), Fills: []FillStatus{}, Origins: []OriginStatus{}, Version: version.Get(), Uptime: uptime()}
 	if m.setup() != nil {
 		return st
 	}
@@ -107,8 +146,14 @@ func (m *MirrorHandler) Status(ctx context.Context) Status {
 		stats := s.Stats()
 		st.Cache = &stats
 	}
+	prefetching := m.prefetchingKeys()
 	for _, p := range m.p.Progress() {
-		st.Fills = append(st.Fills, fillStatus(p, now))
+		fs := fillStatus(p, now)
+		fs.Prefetch = prefetching[p.Key]
+		st.Fills = append(st.Fills, fs)
+	}
+	if o := m.Metrics.originStatus(); o != nil {
+		st.Origins = o
 	}
 	if _, ok := m.RemoteCache.(storage.Lister); ok {
 		l := m.admin.largest.get(ctx, m.p.Store().(storage.Lister), now)
@@ -116,6 +161,34 @@ func (m *MirrorHandler) Status(ctx context.Context) Status {
 	}
 	st.Prefetches = m.prefetchSummaries()
 	return st
+}
+
+// prefetchingKeys maps the keys the running prefetch jobs are fetching
+// to a job's id. Only running jobs are read, and of them only the items
+// being fetched have a fill.
+func (m *MirrorHandler) prefetchingKeys() map[string]string {
+	a := &m.admin
+	a.mu.Lock()
+	jobs := make([]*prefetchJob, 0, len(a.order))
+	for _, id := range a.order {
+		jobs = append(jobs, a.jobs[id])
+	}
+	a.mu.Unlock()
+	keys := map[string]string{}
+	for _, j := range jobs {
+		j.mu.Lock()
+		if j.finished.IsZero() {
+			for i := range j.items {
+				if it := &j.items[i]; it.f != nil {
+					if _, ok := keys[it.Key]; !ok {
+						keys[it.Key] = j.id
+					}
+				}
+			}
+		}
+		j.mu.Unlock()
+	}
+	return keys
 }
 
 // traffic reads the request and byte counters; nil without metrics.
@@ -187,6 +260,17 @@ func (e *errorRing) add(now time.Time, x *pipeline.Exchange, f *pipeline.Failure
 	e.mu.Unlock()
 }
 
+// addPrefetch records the failure of a prefetch job's URL t: status
+// is what a client would have got, reason why (with "prefetch: " before
+// it). Only the path is kept, as for a request.
+func (e *errorRing) addPrefetch(now time.Time, t pipeline.Target, status int, reason string) {
+	path, _, _ := strings.Cut(strings.TrimPrefix(t.Key(), t.Host()), "?")
+	e.mu.Lock()
+	e.buf[e.n%recentErrors] = RecentError{Time: now, Status: status, Method: http.MethodGet, Host: t.Host(), Path: pipeline.LogPath(path), Reason: "prefetch: " + reason, Prefetch: true}
+	e.n++
+	e.mu.Unlock()
+}
+
 // list returns the remembered failures, newest first.
 func (e *errorRing) list() []RecentError {
 	e.mu.Lock()
@@ -213,9 +297,22 @@ type largestCache struct {
 	last LargestObjects
 }
 
-// get returns the largest objects, scanning the listing again when the
-// last scan is older than largestMaxAge.
+// get returns the largest objects: from the backend's index when it has
+// one (reading a few entries: asked at every view), else from a scan of
+// the listing, done again when the last one is older than largestMaxAge.
 func (c *largestCache) get(ctx context.Context, l storage.Lister, now time.Time) LargestObjects {
+	if ll, ok := l.(storage.LargestLister); ok {
+		objs, complete, err := ll.Largest(ctx, largestCount)
+		if err == nil {
+			res := LargestObjects{Objects: []ListedObject{}, Complete: complete, Indexed: true, At: now}
+			for _, o := range objs {
+				res.Objects = append(res.Objects, listed(o))
+			}
+			return res
+		}
+		// ErrNotSupported (the decorator over a backend without an
+		// index), or the index failed: scan.
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.last.At.IsZero() && now.Sub(c.last.At) < largestMaxAge {

@@ -326,8 +326,9 @@ func TestHostileRequests(t *testing.T) {
 	}
 
 	// Nothing but the cache's own layout exists: the parent of the cache
-	// root holds only the root, and the root only its fixed entries and
-	// hash-named object files (once the control file's fill has committed).
+	// root holds only the root, and the root only its fixed entries (the
+	// lock and the index's files) and hash-named object files (once the
+	// control file's fill has committed).
 	waitFills(t, m)
 	parent := filepath.Dir(m.root)
 	entries, _ := os.ReadDir(parent)
@@ -335,9 +336,10 @@ func TestHostileRequests(t *testing.T) {
 		t.Errorf("cache parent holds %v; want only the cache directory", entries)
 	}
 	objectName := regexp.MustCompile(`^objects/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}$`)
+	fixed := map[string]bool{"lock": true, "index.db": true, "index.journal": true, "index.state": true}
 	filepath.WalkDir(m.root, func(p string, d os.DirEntry, err error) error {
 		rel, _ := filepath.Rel(m.root, p)
-		if err != nil || d.IsDir() || rel == "lock" {
+		if err != nil || d.IsDir() || fixed[rel] {
 			return nil
 		}
 		if !objectName.MatchString(filepath.ToSlash(rel)) {

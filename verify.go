@@ -18,7 +18,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/httpmirror/httpmirror/fill"
-	"github.com/httpmirror/httpmirror/internal/pipeline"
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -214,7 +213,7 @@ func (m *MirrorHandler) Verify(opts VerifyOptions) (string, error) {
 	if _, ok := m.RemoteCache.(storage.Lister); !ok {
 		return "", storage.ErrNotSupported
 	}
-	p, err := pipeline.ResolvePrefix(opts.Prefix)
+	p, err := m.p.KeyPrefix(opts.Prefix)
 	if err != nil {
 		return "", err
 	}
@@ -365,7 +364,15 @@ func (j *verifyJob) moved(pos resumeToken, end bool) {
 // handled; false when the job's context ended first.
 func (m *MirrorHandler) verifyOne(j *verifyJob, key string, buf []byte) bool {
 	ctx, store := j.ctx, m.p.Store()
-	obj, err := store.Open(ctx, key)
+	// What the medium holds, not a copy in memory; not a use of the
+	// object either.
+	var obj storage.Object
+	var err error
+	if r, ok := store.(storage.Rereader); ok {
+		obj, err = r.Reread(ctx, key)
+	} else {
+		obj, err = store.Open(ctx, key)
+	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		j.count(&j.st.Changed) // removed since it was listed

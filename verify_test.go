@@ -1,10 +1,12 @@
 package httpmirror_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -184,8 +186,9 @@ func TestVerifyFindsCorruptedObjects(t *testing.T) {
 }
 
 // holdStore is a local-disk store whose listing pages hold two objects
-// and whose Open of the key hold, the first time, says so on reached and
-// then blocks until its context ends. It counts the opens of every key.
+// and whose Reread (how a verify job opens objects) of the key hold, the
+// first time, says so on reached and then blocks until its context ends.
+// It counts the rereads of every key.
 type holdStore struct {
 	*file.Backend
 	hold    string
@@ -199,7 +202,7 @@ func (s *holdStore) List(ctx context.Context, prefix, token string, limit int) (
 	return s.Backend.List(ctx, prefix, token, 2)
 }
 
-func (s *holdStore) Open(ctx context.Context, key string) (storage.Object, error) {
+func (s *holdStore) Reread(ctx context.Context, key string) (storage.Object, error) {
 	s.mu.Lock()
 	s.opens[key]++
 	n := s.opens[key]
@@ -209,7 +212,7 @@ func (s *holdStore) Open(ctx context.Context, key string) (storage.Object, error
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	return s.Backend.Open(ctx, key)
+	return s.Backend.Reread(ctx, key)
 }
 
 func newHoldStore(t *testing.T, hold string) *holdStore {
@@ -329,5 +332,42 @@ func TestVerifyStopsOnClose(t *testing.T) {
 	}
 	if _, err := h.Verify(httpmirror.VerifyOptions{}); !errors.Is(err, fill.ErrShutdown) {
 		t.Errorf("Verify after Close: %v; want fill.ErrShutdown", err)
+	}
+}
+
+// A small object the local disk also holds in memory is verified as the
+// disk holds it: bit rot under a hot copy is found, and the object's use
+// order is left alone.
+func TestVerifyReadsTheDiskUnderAMemoryCopy(t *testing.T) {
+	m := newMirror(t, nil)
+	store := m.h.RemoteCache
+	const key = "example.com/pool/small.bin"
+	body := payload(9, 3000) // under the in-memory object size
+	putObject(t, store, key, body, true)
+	obj, err := store.Open(context.Background(), key) // now held in memory
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Close()
+	p, err := m.store.(storage.Locator).Location(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, p, 100)
+	if obj, err := store.Open(context.Background(), key); err != nil {
+		t.Fatal(err)
+	} else {
+		got, _ := io.ReadAll(obj)
+		obj.Close()
+		if !bytes.Equal(got, body) {
+			t.Fatalf("Open read the disk: the test needs the memory copy")
+		}
+	}
+	corrupted := append([]byte(nil), body...)
+	corrupted[100] ^= 0xff
+	st := runVerify(t, m.h, httpmirror.VerifyOptions{Prefix: "example.com/pool/"})
+	want := []httpmirror.VerifyMismatch{{Key: key, Expected: hexSHA(body), Got: hexSHA(corrupted)}}
+	if st.Checked != 1 || st.Mismatched != 1 || !slices.Equal(st.Mismatches, want) {
+		t.Errorf("status %+v; want the corrupted file found %+v", st, want)
 	}
 }

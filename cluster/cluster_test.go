@@ -447,6 +447,13 @@ func TestDeadOwnerTakenOverBeforeItsDeadline(t *testing.T) {
 	if n := store.aborts.Load(); n != 1 {
 		t.Errorf("%d aborts of the dead owner's uploads; want 1", n)
 	}
+	// When the new owner's fill ends, the dead owner's uploads are
+	// aborted once more, before the lease goes: one the owner asked for
+	// just before it died may have reached the store after the first.
+	map[*replica]httpmirror.Coordination{b: cb, c: cc}[winner].Done()
+	if n := store.aborts.Load(); n != 2 {
+		t.Errorf("%d aborts of the dead owner's uploads after the fill ended; want 2", n)
+	}
 }
 
 // counting is a store that closes reached at its at-th Claim.

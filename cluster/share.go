@@ -220,7 +220,7 @@ func (s *share) fetchUnleased(ctx context.Context, h http.Header) (*http.Respons
 // and the claim (its owner released the lease just before): it is checked
 // once more, so that the origin is not asked again.
 func (s *share) own(ctx context.Context, h http.Header, cl storage.Claim, how string) (*http.Response, bool, error) {
-	hd := &held{s: s, version: cl.Version, stop: make(chan struct{}), stopped: make(chan struct{})}
+	hd := &held{s: s, version: cl.Version, tookOver: how == "takeover", stop: make(chan struct{}), stopped: make(chan struct{})}
 	hd.started = s.n.now()
 	s.n.leases.Add(1) // until the lease is released
 	s.mu.Lock()
@@ -307,8 +307,11 @@ func (n *Node) poll() time.Duration {
 type held struct {
 	s       *share
 	started time.Time
-	stop    chan struct{} // closed by release
-	stopped chan struct{} // closed when renewEvery returns
+	// tookOver: the lease was taken from a dead owner, whose uploads are
+	// aborted again at release (see release).
+	tookOver bool
+	stop     chan struct{} // closed by release
+	stopped  chan struct{} // closed when renewEvery returns
 
 	reading   atomic.Bool  // an origin body is open
 	bytes     atomic.Int64 // body bytes read
@@ -406,6 +409,13 @@ func (hd *held) release() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
+	if hd.tookOver {
+		// The fill has ended and the lease is still this replica's, so
+		// no upload of the key is anyone's but the dead owner's: one it
+		// had asked for just before it died can reach the store after
+		// the abort at the takeover.
+		hd.s.n.abortUploads(ctx, hd.s.key)
+	}
 	err := hd.s.n.claims.Release(ctx, hd.s.name, version)
 	if err != nil && !errors.Is(err, storage.ErrClaimChanged) {
 		hd.s.n.log.Warn("cluster: releasing a lease failed; it expires by itself", "key", hd.s.key, "err", err)

@@ -105,6 +105,21 @@ func (g *Group) Cancel(match func(key string) bool, cause error) []<-chan struct
 	return done
 }
 
+// Running returns, for each fill in progress whose key matches, a channel
+// that is closed once it has finished (stored or not), by key. Unlike
+// Cancel it leaves the fills alone.
+func (g *Group) Running(match func(key string) bool) map[string]<-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	done := map[string]<-chan struct{}{}
+	for key, f := range g.fills {
+		if match(key) {
+			done[key] = f.done
+		}
+	}
+	return done
+}
+
 // Withdraw drops the caller's reference, as Release does, and stops the
 // fill with ErrCancelled when nobody else uses it any more, whether or not
 // it would store its object. It is for a caller that started a download on

@@ -27,7 +27,7 @@ import (
 // against what its origin published or computed while it was fetched, in
 // the form of an RFC 9530 Repr-Digest member: "sha-256=:BASE64:". Hits
 // send it as the Repr-Digest header.
-const DigestHeader = "X-Httpmirror-Digest"
+const DigestHeader = storage.DigestHeader
 
 // FormatSHA256 returns the DigestHeader value of the SHA-256 sum.
 func FormatSHA256(sum []byte) string {

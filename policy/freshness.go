@@ -61,7 +61,9 @@ type Rules struct {
 // s-maxage, must-revalidate) or Expires follow RFC 9111. Objects without
 // such headers are immutable, the way release files, archives and module
 // zips are: they are never revalidated, unless key matches one of the
-// revalidate patterns, which makes them revalidated on every use.
+// revalidate patterns, which makes them revalidated on every use. An
+// object an operator invalidated (InvalidatedHeader) is stale, whatever
+// else applies.
 func (r Rules) Freshness(key string, info storage.Info) Freshness {
 	cc := ParseCacheControl(info.Header)
 	f := Freshness{MustRevalidate: cc.MustRevalidate || cc.SMaxAge || cc.NoCache}
@@ -82,7 +84,26 @@ func (r Rules) Freshness(key string, info storage.Info) Freshness {
 	case r.matchesRevalidate(key):
 		f.Mutable = true
 	}
+	if len(info.Header[InvalidatedHeader]) > 0 {
+		// Invalidated by an operator: stale whatever the origin said,
+		// until a revalidation replaces the metadata (Refreshed drops the
+		// mark, a new object has none). Whether it may be served stale
+		// when the origin fails stays the origin's word (MustRevalidate).
+		f.Mutable, f.Lifetime = true, 0
+	}
 	return f
+}
+
+// Invalidated returns info marked invalidated at time at (see
+// InvalidatedHeader). The header is copied, not modified.
+func Invalidated(info storage.Info, at time.Time) storage.Info {
+	hdr := info.Header.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	hdr[InvalidatedHeader] = []string{at.UTC().Format(time.RFC3339)}
+	info.Header = hdr
+	return info
 }
 
 func (r Rules) matchesRevalidate(key string) bool {

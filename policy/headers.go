@@ -71,8 +71,9 @@ func Info(resp *http.Response, now time.Time) storage.Info {
 }
 
 // Refreshed returns info updated by the headers of a 304 response (RFC 9111
-// section 4.3.4): freshness and Hub headers replace the stored ones, and
-// StoredAt restarts the object's age.
+// section 4.3.4): freshness and Hub headers replace the stored ones,
+// StoredAt restarts the object's age, and an operator's invalidation mark
+// (InvalidatedHeader) is dropped.
 func Refreshed(info storage.Info, h http.Header, now time.Time) storage.Info {
 	info.StoredAt = now
 	hdr := info.Header.Clone()
@@ -84,6 +85,9 @@ func Refreshed(info storage.Info, h http.Header, now time.Time) storage.Info {
 			hdr[k] = v
 		}
 	}
+	// The origin has confirmed the object: an operator's invalidation is
+	// answered.
+	delete(hdr, InvalidatedHeader)
 	info.Header = hdr
 	return info
 }

@@ -209,3 +209,45 @@ func TestStoredSHA256(t *testing.T) {
 		t.Errorf("%s is not internal", DigestHeader)
 	}
 }
+
+// An operator's invalidation mark makes any object stale, keeps whether
+// it may be served stale as its origin said, and goes with the next
+// confirmation (Refreshed).
+func TestInvalidated(t *testing.T) {
+	stored := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := stored.Add(time.Minute)
+	rules := Rules{RevalidatePatterns: []string{"*/@v/list"}}
+	for _, tc := range []struct {
+		name   string
+		key    string
+		header http.Header
+		want   Freshness
+	}{
+		{"immutable", "example.com/a.tgz", nil, Freshness{Mutable: true}},
+		{"pattern", "proxy.golang.org/x/@v/list", nil, Freshness{Mutable: true}},
+		{"max-age", "example.com/a", http.Header{"Cache-Control": {"max-age=3600"}}, Freshness{Mutable: true, Explicit: true}},
+		{"must-revalidate", "example.com/a", http.Header{"Cache-Control": {"max-age=3600, must-revalidate"}}, Freshness{Mutable: true, Explicit: true, MustRevalidate: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info := storage.Info{Header: tc.header, StoredAt: stored}
+			marked := Invalidated(info, at)
+			got := rules.Freshness(tc.key, marked)
+			if got != tc.want || !got.Stale(stored, stored) {
+				t.Errorf("Freshness of the marked object = %+v; want %+v, stale at once", got, tc.want)
+			}
+			if info.Header[InvalidatedHeader] != nil {
+				t.Error("Invalidated modified the original header")
+			}
+			if v := marked.Header.Get(InvalidatedHeader); v != "2026-01-02T03:05:05Z" {
+				t.Errorf("mark %q; want the invalidation time", v)
+			}
+			refreshed := Refreshed(marked, http.Header{}, at.Add(time.Second))
+			if refreshed.Header[InvalidatedHeader] != nil || rules.Freshness(tc.key, refreshed) != rules.Freshness(tc.key, info) {
+				t.Errorf("after a 304: %v; want the mark gone and the origin's freshness back", refreshed.Header)
+			}
+		})
+	}
+	if !Internal(InvalidatedHeader) {
+		t.Error("the mark is not an internal header: clients would see it")
+	}
+}

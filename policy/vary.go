@@ -21,6 +21,10 @@ const (
 	// NeedsAuthorization): every client must be authorised before it is
 	// served any of it.
 	AuthHeader = "X-Httpmirror-Authorization-Required"
+	// InvalidatedHeader marks an object an operator invalidated (see
+	// Invalidated): it holds the time of the invalidation, and makes the
+	// object stale until a revalidation replaces its metadata.
+	InvalidatedHeader = "X-Httpmirror-Invalidated"
 )
 
 // Internal reports whether the stored header name k is one of the

@@ -17,7 +17,8 @@ var ErrNotSupported = errors.New("storage: operation not supported by this backe
 // OpObserver receives the duration and result of a backend operation: op
 // is "stat", "open", "create", "delete", "commit", "write" (counted once
 // per writer, on its first error, with no duration: writes go at the
-// body's pace, not the store's), "refresh", "sign", "check", "list", or
+// body's pace, not the store's), "refresh", "sign", "check", "list",
+// "largest", "expire", or
 // one of the Claimer's "claim", "swap", "release", "read_claim" and
 // "list_claims", or "abort_uploads" (UploadAborter).
 type OpObserver func(op string, d time.Duration, err error)
@@ -35,10 +36,14 @@ type OpObserver func(op string, d time.Duration, err error)
 //     reports healthy if b's own check passes, so a store whose disk was
 //     freed recovers even when no object was written meanwhile;
 //   - Lister: b's List, or ErrNotSupported;
+//   - LargestLister: b's Largest, or ErrNotSupported;
+//   - Expirer: b's Expire, or ErrNotSupported;
 //   - Locator: b's Location, or "" (no location to show);
 //   - Claimer: b's claims, or ErrNotSupported; a claim lost to another
 //     writer (ErrClaimed, ErrClaimChanged) is reported as a success;
 //   - UploadAborter: b's AbortUploads, or ErrNotSupported;
+//   - Rereader: b's Reread, or b's Open (a backend without copies beside
+//     its medium reads the medium), timed as "open";
 //   - StatsReporter: implemented exactly when b implements it;
 //   - writers keep Spooler, FileSpooler, WriterAt (with FileSpooler) and
 //     InfoUpdater, objects keep InMemory.
@@ -53,6 +58,8 @@ func Instrument(b Backend, observe OpObserver) Backend {
 	in.refresher, _ = b.(Refresher)
 	in.checker, _ = b.(Checker)
 	in.lister, _ = b.(Lister)
+	in.largest, _ = b.(LargestLister)
+	in.expirer, _ = b.(Expirer)
 	in.locator, _ = b.(Locator)
 	in.claimer, _ = b.(Claimer)
 	if s, ok := b.(StatsReporter); ok {
@@ -69,6 +76,8 @@ type instrumented struct {
 	refresher  Refresher
 	checker    Checker
 	lister     Lister
+	largest    LargestLister
+	expirer    Expirer
 	locator    Locator
 	claimer    Claimer
 
@@ -236,6 +245,40 @@ func (s *instrumented) List(ctx context.Context, prefix, token string, limit int
 	objs, next, err := s.lister.List(ctx, prefix, token, limit)
 	s.done("list", start, err)
 	return objs, next, err
+}
+
+// Largest implements LargestLister.
+func (s *instrumented) Largest(ctx context.Context, n int) ([]Info, bool, error) {
+	if s.largest == nil {
+		return nil, false, ErrNotSupported
+	}
+	start := time.Now()
+	objs, complete, err := s.largest.Largest(ctx, n)
+	s.done("largest", start, err)
+	return objs, complete, err
+}
+
+// Expire implements Expirer.
+func (s *instrumented) Expire(ctx context.Context, cutoff time.Time, keep func(key string) bool) (int, error) {
+	if s.expirer == nil {
+		return 0, ErrNotSupported
+	}
+	start := time.Now()
+	n, err := s.expirer.Expire(ctx, cutoff, keep)
+	s.done("expire", start, err)
+	return n, err
+}
+
+// Reread implements Rereader.
+func (s *instrumented) Reread(ctx context.Context, key string) (Object, error) {
+	r, ok := s.b.(Rereader)
+	if !ok {
+		return s.Open(ctx, key)
+	}
+	start := time.Now()
+	obj, err := r.Reread(ctx, key)
+	s.done("open", start, err)
+	return obj, err
 }
 
 // Location implements Locator; without a Locator underneath it answers "".

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -130,5 +131,31 @@ func TestInstrumentWriterCapabilities(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// largestBackend names one largest object.
+type largestBackend struct{ storage.Backend }
+
+func (largestBackend) Largest(ctx context.Context, n int) ([]storage.Info, bool, error) {
+	return []storage.Info{{Key: "big", Size: 1 << 30}}, false, nil
+}
+
+// The decorator passes Largest through, reports it as "largest", and
+// answers ErrNotSupported without it.
+func TestInstrumentLargest(t *testing.T) {
+	var ops []string
+	observe := func(op string, d time.Duration, err error) { ops = append(ops, op) }
+	l := storage.Instrument(largestBackend{memory.New()}, observe).(storage.LargestLister)
+	objs, complete, err := l.Largest(context.Background(), 10)
+	if err != nil || complete || len(objs) != 1 || objs[0].Key != "big" {
+		t.Fatalf("Largest = %v, %v, %v; want the backend's answer", objs, complete, err)
+	}
+	if len(ops) != 1 || ops[0] != "largest" {
+		t.Errorf("observed %q; want [largest]", ops)
+	}
+	plain := storage.Instrument(memory.New(), nil).(storage.LargestLister)
+	if _, _, err := plain.Largest(context.Background(), 10); !errors.Is(err, storage.ErrNotSupported) {
+		t.Errorf("Largest without a LargestLister underneath: %v; want ErrNotSupported", err)
 	}
 }

@@ -68,7 +68,22 @@ type Info struct {
 	Header http.Header
 	// StoredAt is when the object was committed or last revalidated.
 	StoredAt time.Time
+	// LastAccess is when the object was last read (opened for a client,
+	// a peer or a fill), or when it was stored if it has not been read
+	// since. Only listings (Lister) report it; zero means the backend
+	// does not know.
+	LastAccess time.Time
+	// Hits counts the reads of the object the backend has recorded since
+	// it was stored (see the backend for which reads count and how long
+	// the count survives). Only listings report it; zero when unknown.
+	Hits int64
 }
+
+// DigestHeader is the field of Info.Header in which a fill keeps the
+// SHA-256 of an object's bytes (policy.DigestHeader, which says its form).
+// Backends that index their objects keep it with the key, so that a
+// listing can show it without reading the object.
+const DigestHeader = "X-Httpmirror-Digest"
 
 // Object is an open, committed object.
 //
@@ -214,11 +229,11 @@ func ValidateKey(key string) error {
 // Stats describes how much a backend holds.
 type Stats struct {
 	// Bytes is the space used, objects being written included.
-	Bytes int64
+	Bytes int64 `json:"bytes"`
 	// Objects is the number of committed objects.
-	Objects int64
+	Objects int64 `json:"objects"`
 	// Evictions counts objects removed to respect a size limit.
-	Evictions int64
+	Evictions int64 `json:"evictions"`
 }
 
 // StatsReporter is implemented by backends that know their size.

@@ -27,9 +27,20 @@ A client of a running mirror's admin API (its --admin-address).
 Commands:
   ls [PREFIX]              list the cached objects under PREFIX (a host,
                            host/path or https:// URL prefix; all when absent)
-  info URL|KEY...          show the stored object of each URL or cache key
-  rm URL|KEY...            purge objects (a download in progress is cancelled)
+                           with their size, store time, last access and hits
+  info URL|KEY...          show the stored object of each URL or cache key,
+                           or the progress of its download when it is not
+                           stored yet (exit status 0: it is on its way)
+  rm URL|KEY...            purge objects (a download in progress is cancelled);
+                           those not cached are named, and the status is 1
   rm --prefix PREFIX       purge every object under PREFIX
+  invalidate URL|KEY...    mark objects stale without deleting them: the next
+                           request for each asks the origin (304 keeps the
+                           stored bytes, 200 replaces them); variants included
+  invalidate --prefix PREFIX | --glob GLOB | --all
+                           invalidate every object under PREFIX, whose key
+                           matches GLOB ('*' matches any characters, '/'
+                           included: example.com/dists/*/InRelease), or all
   warm URL...              prefetch URLs into the cache and show the progress;
                            --file FILE reads them one per line (- for stdin)
   verify [PREFIX]          re-read the objects under PREFIX (all when absent),
@@ -44,7 +55,12 @@ Flags of every command:
                            as in the mirror's --admin-token-file); without it
                            $HTTPMIRROR_ADMIN_TOKEN, the token itself, if set
   --json                   print the API's JSON answers
-Flags of ls: --limit N (stop after N objects).
+Flags of ls: --limit N (stop after N objects; when more exist, stderr says
+  so), --sort size|access|hits (largest, least recently read or most read
+  first: the client reads the whole listing under PREFIX, up to 100000
+  objects, before it prints; without --sort objects come in key order as
+  they are listed), --json (one JSON array of the objects), --json-lines
+  (one JSON object per line).
 Flags of warm: --file FILE, --no-wait (print the job id and return),
   --timeout D (stop following the job after D, default 24h). Interrupted
   (Ctrl-C, SIGTERM) while following its job, warm cancels the job.
@@ -55,10 +71,11 @@ Flags of verify: --purge (delete the objects that do not match, so that
   Interrupted while following its job, verify cancels the job and prints
   the command that resumes it.
 
-Exit status: 0 on success, 1 when the mirror says no (not cached, failed
-or cancelled URLs, objects that do not match their digest or could not be
-verified, a missing or wrong token), cannot be reached, or warm or verify
-was interrupted or stopped early, 2 for bad usage.
+Exit status: 0 on success, 1 when the mirror says no (not cached, nothing
+invalidated, failed or cancelled URLs, objects that do not match their
+digest or could not be verified, a missing or wrong token), cannot be
+reached, or warm or verify was interrupted or stopped early, 2 for bad
+usage.
 `
 
 // errUsage marks a command line to refuse with status 2.
@@ -117,12 +134,13 @@ func usageErr(format string, a ...any) error {
 // arguments.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	reword := config.Reword(fs)
 	for range len(args) + 1 {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usageErr("%v", err)
+			return nil, usageErr("%v", reword(err))
 		}
 		if fs.NArg() == 0 {
 			break
@@ -151,17 +169,21 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 	purge := fs.Bool("purge", false, "")
 	rate := fs.String("rate", "", "")
 	from := fs.String("from", "", "")
+	glob := fs.String("glob", "", "")
+	all := fs.Bool("all", false, "")
+	sortBy := fs.String("sort", "", "")
+	jsonLines := fs.Bool("json-lines", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	allowed := map[string][]string{"ls": {"limit"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"},
-		"verify": {"purge", "rate", "from", "no-wait", "timeout"}}
+	allowed := map[string][]string{"ls": {"limit", "sort", "json-lines"}, "info": nil, "rm": {"prefix"}, "warm": {"file", "no-wait", "timeout"},
+		"verify": {"purge", "rate", "from", "no-wait", "timeout"}, "invalidate": {"prefix", "glob", "all"}}
 	extra, known := allowed[cmd]
 	if !known {
-		return usageErr("unknown command %q; want ls, info, rm, warm or verify", cmd)
+		return usageErr("unknown command %q; want ls, info, rm, invalidate, warm or verify", cmd)
 	}
 	for name := range set {
 		if name != "admin" && name != "json" && name != "token-file" && !contains(extra, name) {
@@ -187,11 +209,22 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 		if len(pos) > 1 || *limit < 0 {
 			return usageErr("ls takes at most one prefix and a --limit >= 0")
 		}
-		p := ""
+		a := lsArgs{limit: *limit, sort: *sortBy, format: lsTable}
 		if len(pos) == 1 {
-			p = pos[0]
+			a.prefix = pos[0]
 		}
-		return c.ls(p, *limit)
+		switch {
+		case c.json && *jsonLines:
+			return usageErr("ls takes one of --json and --json-lines")
+		case c.json:
+			a.format = lsJSON
+		case *jsonLines:
+			a.format = lsJSONLines
+		}
+		if !contains([]string{"", "size", "access", "hits"}, a.sort) {
+			return usageErr("--sort wants size, access or hits")
+		}
+		return c.ls(a)
 	case "info":
 		if len(pos) == 0 {
 			return usageErr("info needs a URL or cache key")
@@ -205,6 +238,8 @@ func (c *cacheCmd) run(cmd string, args []string, lookupEnv func(string) (string
 			return c.rmPrefix(*prefix)
 		}
 		return c.rm(pos)
+	case "invalidate":
+		return c.invalidate(pos, *prefix, *glob, *all, set)
 	case "verify":
 		if len(pos) > 1 {
 			return usageErr("verify takes at most one prefix")
@@ -363,53 +398,6 @@ func (c *cacheCmd) call(method, path string, body []byte, want int, out any) ([]
 	return raw, nil
 }
 
-// ls lists the objects under prefix, page by page, up to limit (0: all).
-func (c *cacheCmd) ls(prefix string, limit int) error {
-	var count, variants, total int64
-	next := ""
-	if !c.json {
-		fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", "SIZE", "STORED", "KEY")
-	}
-	for range 1 << 20 {
-		q := url.Values{"prefix": {prefix}, "limit": {"1000"}}
-		if next != "" {
-			q.Set("next", next)
-		}
-		var page httpmirror.ListPage
-		raw, err := c.call("GET", "/cache/?"+q.Encode(), nil, http.StatusOK, &page)
-		if err != nil {
-			return err
-		}
-		if c.json {
-			c.stdout.Write(raw)
-		}
-		for _, o := range page.Objects {
-			if limit > 0 && count == int64(limit) {
-				break
-			}
-			count++
-			total += o.Size
-			if o.VariantOf != "" {
-				variants++
-			}
-			if !c.json {
-				fmt.Fprintf(c.stdout, "%10s  %-16s  %s\n", humanBytes(o.Size), o.StoredAt.Local().Format("2006-01-02 15:04"), o.Key)
-			}
-		}
-		if next = page.Next; next == "" || (limit > 0 && count == int64(limit)) {
-			break
-		}
-	}
-	if !c.json {
-		if variants > 0 {
-			fmt.Fprintf(c.stdout, "%d objects (%d of them variants of another), %s\n", count, variants, humanBytes(total))
-		} else {
-			fmt.Fprintf(c.stdout, "%d objects, %s\n", count, humanBytes(total))
-		}
-	}
-	return nil
-}
-
 // info shows the stored object of each reference; those not cached are
 // named on stderr.
 func (c *cacheCmd) info(refs []string) error {
@@ -446,6 +434,15 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 	}
 	line("key", st.Key)
 	line("url", st.URL)
+	if !st.Stored {
+		// A download in progress: nothing of the stored object to show.
+		line("stored", "not yet: downloading")
+		if f := st.Fill; f != nil {
+			line("downloading", fmt.Sprintf("%s of %s (%d bytes so far, %s)", humanBytes(f.Bytes), sizeOrUnknown(f.Size), f.Bytes, f.Op))
+		}
+		fmt.Fprintln(w)
+		return
+	}
 	line("size", fmt.Sprintf("%d (%s)", st.Size, humanBytes(st.Size)))
 	line("stored at", st.StoredAt.Local().Format(time.RFC3339))
 	line("etag", st.ETag)
@@ -463,6 +460,9 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 			s += " until " + f.StaleAt.Local().Format(time.RFC3339)
 		}
 		line("freshness", s)
+		if !f.Invalidated.IsZero() {
+			line("invalidated", f.Invalidated.Local().Format(time.RFC3339))
+		}
 	}
 	line("location", st.Location)
 	if st.Variants > 0 {
@@ -474,7 +474,11 @@ func printStatus(w io.Writer, st httpmirror.ObjectStatus) {
 	fmt.Fprintln(w)
 }
 
+// rm purges each reference; those of which nothing was stored nor
+// downloading are named on stderr and make the exit status 1, as for
+// info: a typo in a URL must not pass for a purge.
 func (c *cacheCmd) rm(refs []string) error {
+	missing := 0
 	for _, ref := range refs {
 		var res httpmirror.PurgeResult
 		raw, err := c.call("DELETE", refPath(ref), nil, http.StatusOK, &res)
@@ -483,9 +487,18 @@ func (c *cacheCmd) rm(refs []string) error {
 		}
 		if c.json {
 			c.stdout.Write(raw)
+		}
+		if res.Purged == 0 && res.CancelledFills == 0 {
+			missing++
+			fmt.Fprintf(c.stderr, "%s: not cached\n", res.Key)
 			continue
 		}
-		fmt.Fprintf(c.stdout, "%s: %d object purged, %d download cancelled\n", res.Key, res.Purged, res.CancelledFills)
+		if !c.json {
+			fmt.Fprintf(c.stdout, "%s: %d object purged, %d download cancelled\n", res.Key, res.Purged, res.CancelledFills)
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("%d of %d not cached", missing, len(refs))
 	}
 	return nil
 }

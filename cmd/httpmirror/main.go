@@ -25,6 +25,7 @@ import (
 	"github.com/httpmirror/httpmirror/internal/config"
 	"github.com/httpmirror/httpmirror/internal/logbuf"
 	"github.com/httpmirror/httpmirror/internal/server"
+	"github.com/httpmirror/httpmirror/internal/version"
 	"github.com/httpmirror/httpmirror/storage"
 )
 
@@ -53,9 +54,20 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "cache" {
 		return runCache(args[1:], os.Stdout, os.Stderr, os.LookupEnv)
 	}
+	if len(args) == 1 && args[0] == "version" {
+		fmt.Println(version.Get().String())
+		return 0
+	}
 	cfg, err := config.Parse(args, os.LookupEnv, os.Stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
+	}
+	if errors.Is(err, config.ErrVersion) {
+		fmt.Println(version.Get().String())
+		return 0
+	}
+	if err == nil {
+		err = config.CheckEnviron(os.Environ())
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "httpmirror: %v (see --help)\n", err)
@@ -72,11 +84,11 @@ func run(args []string) int {
 
 	store, closer, err := openStorage(cfg.StorageURL, cfg.CacheMaxSize, log)
 	if err != nil {
-		return startFailed(err)
+		return startFailed(defaultStorageHint(cfg, err))
 	}
 	m.storage = closer
 	if err := checkStorage(store); err != nil {
-		log.Error("storage not usable", "storage", redact(cfg.StorageURL), "err", err)
+		log.Error("storage not usable", "storage", redact(cfg.StorageURL), "err", defaultStorageHint(cfg, err))
 		return 2
 	}
 	upstream, err := upstreamOptions(cfg)
@@ -100,6 +112,8 @@ func run(args []string) int {
 	if err := h.Validate(); err != nil {
 		return startFailed(err)
 	}
+	logStart(cfg, store, log)
+	h.Start() // the --max-idle sweep runs without traffic too
 	warnConfig(cfg, store, log)
 
 	ln, err := net.Listen("tcp", cfg.Address)
@@ -213,6 +227,7 @@ func newHandler(cfg *config.Config, store storage.Backend, upstream httpmirror.U
 		PrefetchConcurrency:     cfg.PrefetchConcurrency,
 		AuthCache:               cfg.AuthCache,
 		AuthCacheTTL:            cfg.AuthCacheTTL,
+		MaxIdle:                 cfg.MaxIdle,
 	}
 }
 
@@ -234,6 +249,10 @@ func warnConfig(cfg *config.Config, store storage.Backend, log *slog.Logger) {
 	if cfg.Host == "" && len(cfg.AllowHost) == 0 {
 		log.Warn("OPEN MIRROR: anyone who reaches this port can make the mirror fetch from any host and fill its storage; " +
 			"restrict the origins with --allow-host, e.g. --allow-host 'huggingface.co,*.huggingface.co,*.hf.co,github.com,*.githubusercontent.com'")
+	}
+	if cfg.AllowPrivateUpstreams {
+		log.Warn("--allow-private-upstreams: the mirror fetches from loopback, private, link-local (cloud metadata) and other internal addresses; " +
+			"whoever reaches its port can read what those serve")
 	}
 }
 
@@ -364,6 +383,14 @@ func (m *mirror) release() {
 	}
 }
 
+// durationString writes a duration attribute as its string ("1m30s").
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 // accessLog is the access log, written in the logger's format without
 // slog's per-record work; nil (no lines) when the level is above info.
 func accessLog(cfg *config.Config, out *logbuf.Writer) *httpmirror.AccessLog {
@@ -377,6 +404,10 @@ func newLogger(cfg *config.Config, out *logbuf.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	var h slog.Handler = slog.NewTextHandler(out, opts)
 	if cfg.LogFormat == "json" {
+		// slog's JSON handler writes a duration as integer nanoseconds,
+		// which nobody reads as "30s"; the text handler already writes
+		// the string.
+		opts.ReplaceAttr = durationString
 		h = slog.NewJSONHandler(out, opts)
 	}
 	return slog.New(logbuf.Handler(h, out, slog.LevelWarn))

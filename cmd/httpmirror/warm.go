@@ -55,8 +55,9 @@ func (c *cacheCmd) warm(urls []string, noWait bool, timeout time.Duration) error
 	c.ctx = interrupted
 	for time.Now().Before(deadline) && interrupted.Err() == nil {
 		// The API answers once the job is done, or after a second: the
-		// progress line moves once a second while the job runs.
-		raw, err = c.call("GET", "/prefetch/"+started.ID+"?wait=1s", nil, http.StatusOK, &st)
+		// progress line moves once a second while the job runs. Only the
+		// counts: a job of 10,000 URLs would send megabytes a second.
+		raw, err = c.call("GET", "/prefetch/"+started.ID+"?wait=1s&urls=none", nil, http.StatusOK, &st)
 		if interrupted.Err() != nil {
 			break
 		}
@@ -75,11 +76,23 @@ func (c *cacheCmd) warm(urls []string, noWait bool, timeout time.Duration) error
 		stop() // a second interrupt ends the command at once
 		return c.cancelJob(started.ID)
 	}
+	if st.State != "done" {
+		if c.json {
+			c.stdout.Write(raw)
+		}
+		return fmt.Errorf("job %s still running after %s; follow it at %s/prefetch/%s", started.ID, timeout, c.admin, started.ID)
+	}
+	// Once done, the URLs to report: those that failed or were cancelled,
+	// or every one for --json, whose answer is the API's whole status.
+	listed := "failed,cancelled"
+	if c.json {
+		listed = "all"
+	}
+	if raw, err = c.call("GET", "/prefetch/"+started.ID+"?urls="+listed, nil, http.StatusOK, &st); err != nil {
+		return err
+	}
 	if c.json {
 		c.stdout.Write(raw)
-	}
-	if st.State != "done" {
-		return fmt.Errorf("job %s still running after %s; follow it at %s/prefetch/%s", started.ID, timeout, c.admin, started.ID)
 	}
 	if !c.json {
 		fmt.Fprintf(c.stdout, "%d URLs: %d fetched, %d already cached, %d not storable, %d failed", st.Total, st.Done, st.Cached, st.NotStored, st.Failed)
@@ -106,7 +119,11 @@ func (c *cacheCmd) cancelJob(id string) error {
 	defer cancel()
 	c.ctx = ctx
 	var st httpmirror.PrefetchStatus
-	raw, err := c.call("DELETE", "/prefetch/"+id, nil, http.StatusOK, &st)
+	q := "?urls=none"
+	if c.json {
+		q = ""
+	}
+	raw, err := c.call("DELETE", "/prefetch/"+id+q, nil, http.StatusOK, &st)
 	if err != nil {
 		return fmt.Errorf("interrupted; cancelling job %s failed: %w", id, err)
 	}

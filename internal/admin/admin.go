@@ -69,6 +69,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Every other path: a JSON 404 like the rest of the API's errors,
+	// not net/http's plain text one.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such admin endpoint")
+	})
 	var h http.Handler = mux
 	if s.Mirror != nil {
 		h = s.mirrorHandler(mux)

@@ -79,6 +79,8 @@ func (g *guard) authenticate(r *http.Request) (name string, status int) {
 func action(r *http.Request) string {
 	p := r.URL.EscapedPath()
 	switch {
+	case r.Method == http.MethodPost && p == "/cache/invalidate":
+		return "invalidate"
 	case r.Method == http.MethodDelete && (p == "/cache" || p == "/cache/"):
 		return "purge prefix"
 	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/cache/"):

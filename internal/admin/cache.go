@@ -18,19 +18,25 @@ import (
 	"github.com/httpmirror/httpmirror/storage"
 )
 
+// busyRetryAfter is the Retry-After, in seconds, of a job refused
+// because every kept job still runs.
+const busyRetryAfter = 10
+
 // maxPrefetchBody bounds a prefetch request's body: MaxPrefetchURLs URLs
 // of up to about 800 bytes each.
 const maxPrefetchBody = 8 << 20
 
 // mirrorHandler adds the cache API and the status page to mux:
 //
-//	GET    /cache/<URL or key>        the stored object (JSON), 404 when absent
+//	GET    /cache/<URL or key>        the stored object (JSON), or its download in progress; 404 when neither
 //	DELETE /cache/<URL or key>        purge one object
 //	GET    /cache/?prefix=P&limit=N&next=T   list the objects under P, paged
 //	DELETE /cache/?prefix=P           purge the objects under P
+//	POST   /cache/invalidate          {"key"|"prefix"|"glob": …} or {"all": true}: mark objects stale (invalidate.go)
 //	POST   /prefetch                  JSON array of URLs, or one per line: 202 with the job's id
-//	GET    /prefetch/<id>?wait=D      the job's per-URL state and bytes, once done or after D
-//	DELETE /prefetch/<id>             cancel the job; its status once its running URLs stopped
+//	GET    /prefetch/<id>?wait=D&urls=U  the job's counts and per-URL state and bytes, once done or after D;
+//	                                  U: all, none, or states (failed,cancelled) of the URLs listed
+//	DELETE /prefetch/<id>?urls=U      cancel the job; its status once its running URLs stopped
 //	POST   /verify?prefix=P&purge=B&rate=R&from=T   (or a JSON body) verify stored objects: 202 with the job's id
 //	GET    /verify/<id>?wait=D        the job's counts and mismatches, once ended or after D
 //	DELETE /verify/<id>               cancel the job; its status, with where to resume
@@ -43,10 +49,24 @@ func (s *Server) mirrorHandler(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("/prefetch/{id}", s.prefetchJob)
 	mux.HandleFunc("/verify", s.verify)
 	mux.HandleFunc("/verify/{id}", s.verifyJob)
+	// The collection paths without an id: a JSON 404 that says what
+	// belongs there.
+	mux.HandleFunc("/prefetch/{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no prefetch job id: use /prefetch/<id> with the id POST /prefetch answered")
+	})
+	mux.HandleFunc("/verify/{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no verify job id: use /verify/<id> with the id POST /verify answered")
+	})
 	mux.HandleFunc("/{$}", s.statusPage)
 	mux.HandleFunc("/status.json", s.statusJSON)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
+		if p == "/cache/invalidate" && r.Method == http.MethodPost {
+			// POST to an object is no operation of the API: the path
+			// keeps its other methods for an object of that name.
+			s.invalidate(w, r)
+			return
+		}
 		if p == "/cache" || strings.HasPrefix(p, "/cache/") {
 			s.cache(w, r, strings.TrimPrefix(strings.TrimPrefix(p, "/cache"), "/"))
 			return
@@ -103,11 +123,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, httpmirror.ErrUnknownPrefetch), errors.Is(err, httpmirror.ErrUnknownVerify):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, httpmirror.ErrTooManyPrefetches), errors.Is(err, httpmirror.ErrTooManyVerifies):
+		// When a running job ends is not known: a short wait, and the
+		// client asks again (RFC 6585 section 4).
+		w.Header().Set("Retry-After", strconv.Itoa(busyRetryAfter))
 		writeError(w, http.StatusTooManyRequests, err.Error())
 	case errors.Is(err, fill.ErrShutdown):
 		writeError(w, http.StatusServiceUnavailable, "the mirror is shutting down")
 	case errors.Is(err, httpmirror.ErrNoCache):
 		writeError(w, http.StatusNotImplemented, "the mirror runs without a cache (--storage-url is empty)")
+	case errors.Is(err, httpmirror.ErrNoRefresh):
+		writeError(w, http.StatusNotImplemented, "this storage backend cannot rewrite an object's metadata, which invalidating needs")
 	case errors.Is(err, storage.ErrNotSupported):
 		writeError(w, http.StatusNotImplemented, "this storage backend cannot list its objects")
 	case r.Context().Err() != nil:
@@ -139,6 +164,13 @@ func (s *Server) cache(w http.ResponseWriter, r *http.Request, ref string) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		st, err := s.Mirror.Lookup(r.Context(), ref)
+		if errors.Is(err, httpmirror.ErrNotCached) && st.Fill != nil {
+			// Not stored yet, but on its way: an answer about the
+			// object ("stored": false and the download's progress), not
+			// a 404 that reads as "nobody has asked for it".
+			writeJSON(w, http.StatusOK, st)
+			return
+		}
 		if errors.Is(err, httpmirror.ErrNotCached) {
 			writeJSON(w, http.StatusNotFound, struct {
 				apiError
@@ -242,6 +274,7 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	audit(r, "id", id)
+	go s.logPrefetchEnd(id, auditedBy(r))
 	w.Header().Set("Location", "/prefetch/"+id)
 	writeJSON(w, http.StatusAccepted, struct {
 		ID     string `json:"id"`
@@ -250,13 +283,36 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 	}{id, len(urls), "/prefetch/" + id})
 }
 
+// logPrefetchEnd waits until the prefetch job id has ended (every job
+// does, at the latest when the mirror closes) and logs one line of how it
+// went, naming the token that started it (by): the audit line of the
+// start is all an operator has of a job nobody followed.
+func (s *Server) logPrefetchEnd(id, by string) {
+	st, err := s.Mirror.WaitPrefetch(context.Background(), id)
+	if err != nil {
+		return // forgotten already: not a job of ours
+	}
+	s.log().Info("prefetch job ended", "id", id, "by", by, "urls", st.Total, "done", st.Done, "cached", st.Cached,
+		"notStored", st.NotStored, "failed", st.Failed, "cancelled", st.Cancelled, "bytes", st.Bytes,
+		"duration", st.Finished.Sub(st.Created).Round(time.Millisecond))
+}
+
+// errNotURLList refuses a body that is JSON but not an array of strings.
+var errNotURLList = errors.New(`body must be a JSON array of URLs (["https://example.com/a", …]), or one URL per line`)
+
 // parseURLList reads a JSON array of strings, or one URL per line.
 func parseURLList(body []byte) ([]string, error) {
 	trimmed := bytes.TrimSpace(body)
+	if bytes.HasPrefix(trimmed, []byte("{")) || bytes.HasPrefix(trimmed, []byte(`"`)) {
+		// JSON, but no array ({"urls": […]}, a lone string): read as a
+		// list of lines it would fail at "index 0" with a reason about
+		// URLs, which says nothing of what is wrong.
+		return nil, errNotURLList
+	}
 	if bytes.HasPrefix(trimmed, []byte("[")) {
 		var urls []string
 		if err := json.Unmarshal(trimmed, &urls); err != nil {
-			return nil, errors.New("the body is not a JSON array of URL strings")
+			return nil, errNotURLList
 		}
 		if len(urls) == 0 {
 			return nil, errors.New("no URLs to prefetch")
@@ -290,10 +346,55 @@ func (s *Server) prefetchJob(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// urlFilter reads ?urls= of a prefetch job request: which URLs its answer
+// lists. "all" (the default) lists every URL, "none" only the counts, and
+// a comma-separated list of states (failed,cancelled) the URLs in those
+// states: a client following a job of 10,000 URLs polls the counts, not
+// 2 MB of URLs a second. An unknown value is answered 400 and ok is false.
+func urlFilter(w http.ResponseWriter, r *http.Request) (keep func(httpmirror.PrefetchURL) bool, ok bool) {
+	v := r.URL.Query().Get("urls")
+	switch v {
+	case "", "all":
+		return nil, true
+	case "none":
+		return func(httpmirror.PrefetchURL) bool { return false }, true
+	}
+	states := map[string]bool{}
+	for st := range strings.SplitSeq(v, ",") {
+		switch st {
+		case httpmirror.PrefetchQueued, httpmirror.PrefetchRunning, httpmirror.PrefetchDone, httpmirror.PrefetchCached,
+			httpmirror.PrefetchNotStored, httpmirror.PrefetchFailed, httpmirror.PrefetchCancelled:
+			states[st] = true
+		default:
+			writeError(w, http.StatusBadRequest, "urls must be all, none, or states separated by commas (queued, running, done, cached, not_stored, failed, cancelled)")
+			return nil, false
+		}
+	}
+	return func(u httpmirror.PrefetchURL) bool { return states[u.State] }, true
+}
+
+// filterURLs leaves the URLs of st that keep keeps (all with a nil keep).
+func filterURLs(st *httpmirror.PrefetchStatus, keep func(httpmirror.PrefetchURL) bool) {
+	if keep == nil {
+		return
+	}
+	kept := st.URLs[:0]
+	for _, u := range st.URLs {
+		if keep(u) {
+			kept = append(kept, u)
+		}
+	}
+	st.URLs = kept
+}
+
 // cancelPrefetch cancels a job and answers with its status once its
 // running URLs have stopped (they stop at once; the bound is for a
 // storage backend that does not).
 func (s *Server) cancelPrefetch(w http.ResponseWriter, r *http.Request) {
+	keep, ok := urlFilter(w, r)
+	if !ok {
+		return
+	}
 	id := r.PathValue("id")
 	audit(r, "id", id)
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -305,26 +406,44 @@ func (s *Server) cancelPrefetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	audit(r, "state", st.State, "urls", st.Total, "cancelled", st.Cancelled, "ended", st.Ended())
+	filterURLs(&st, keep)
 	writeJSON(w, http.StatusOK, st)
 }
 
+// prefetchStatus answers with the job's status (see waitContext), with
+// the URLs urlFilter keeps.
 func (s *Server) prefetchStatus(w http.ResponseWriter, r *http.Request) {
-	// ?wait=D answers once the job is done, or after D (at most a
-	// minute): a client follows a job without polling it in a loop.
-	var d time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		var err error
-		if d, err = time.ParseDuration(v); err != nil || d < 0 || d > time.Minute {
-			writeError(w, http.StatusBadRequest, "wait must be a duration from 0s to 1m")
-			return
-		}
+	keep, ok := urlFilter(w, r)
+	if !ok {
+		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
+	ctx, cancel, ok := waitContext(w, r)
+	if !ok {
+		return
+	}
 	defer cancel()
 	st, err := s.Mirror.WaitPrefetch(ctx, r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	filterURLs(&st, keep)
 	writeJSON(w, http.StatusOK, st)
+}
+
+// waitContext is the context of a job status request: ?wait=D answers
+// once the job has ended, or after D (at most a minute), so that a client
+// follows a job without polling it in a loop. A bad D is answered 400 and
+// ok is false.
+func waitContext(w http.ResponseWriter, r *http.Request) (ctx context.Context, cancel context.CancelFunc, ok bool) {
+	var d time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil || d < 0 || d > time.Minute {
+			writeError(w, http.StatusBadRequest, "wait must be a duration from 0s to 1m")
+			return nil, nil, false
+		}
+	}
+	ctx, cancel = context.WithTimeout(r.Context(), d)
+	return ctx, cancel, true
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/file"
+	"github.com/httpmirror/httpmirror/storage/memory"
 )
 
 func TestMain(m *testing.M) {
@@ -58,6 +59,8 @@ func newStore(t *testing.T, backend string) storage.Backend {
 		}
 		t.Cleanup(func() { b.Close() })
 		return b
+	case "memory":
+		return memory.New()
 	case "s3":
 		srv := s3test.Shared(t)
 		return srv.Backend(t, srv.Bucket(t), "mirror")

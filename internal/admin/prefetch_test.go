@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/httpmirror/httpmirror"
+	"github.com/httpmirror/httpmirror/internal/admin"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 )
 
@@ -162,7 +165,11 @@ func TestPrefetchErrors(t *testing.T) {
 		{"GET", "GET", "/prefetch", nil, 405, "POST"},
 		{"empty", "POST", "/prefetch", nil, 400, "no URLs"},
 		{"comments only", "POST", "/prefetch", []byte("# nothing\n"), 400, "no URLs"},
-		{"bad JSON", "POST", "/prefetch", []byte(`["a", 1]`), 400, "JSON array"},
+		{"bad JSON", "POST", "/prefetch", []byte(`["a", 1]`), 400, "body must be a JSON array of URLs"},
+		{"object", "POST", "/prefetch", []byte(` {"urls": ["` + e.ref("/ok") + `"]}`), 400, "body must be a JSON array of URLs"},
+		{"string", "POST", "/prefetch", []byte(`"` + e.ref("/ok") + `"`), 400, "body must be a JSON array of URLs"},
+		{"array of objects", "POST", "/prefetch", []byte(`[{"url": "` + e.ref("/ok") + `"}]`), 400, "body must be a JSON array of URLs"},
+		{"truncated array", "POST", "/prefetch", []byte(`["` + e.ref("/ok")), 400, "body must be a JSON array of URLs"},
 		{"too many", "POST", "/prefetch", manyJSON, 413, "at most 10000"},
 		{"unknown id", "GET", "/prefetch/0123456789abcdef", nil, 404, "unknown prefetch"},
 		{"bad wait", "GET", "/prefetch/" + started.ID + "?wait=2h", nil, 400, "wait"},
@@ -412,5 +419,270 @@ func TestPurgeDropsQueuedPrefetches(t *testing.T) {
 	}
 	if got["/pool2/c"] != 1 || got["/other/d"] != 1 {
 		t.Errorf("origin requests %v; want /pool2/c and /other/d once each", got)
+	}
+}
+
+// With every kept job still running, a new prefetch is refused 429 with
+// a Retry-After in seconds, and nothing of its list reaches the origin.
+func TestPrefetchBusyRetryAfter(t *testing.T) {
+	e := newEnv(t, "memory", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	e.origin.Put("/held", testutil.Payload(7, 10000))
+	e.origin.Put("/late", []byte("late"))
+	arrived, release := holdOrigin(t, e)
+	for i := range 64 {
+		var started struct{ ID string }
+		if code := e.api(t, "POST", "/prefetch", []byte(e.ref("/held")), &started); code != 202 {
+			t.Fatalf("job %d: %d; want 202", i, code)
+		}
+	}
+	waitArrived(t, arrived, "/held")
+	req, _ := http.NewRequest("POST", e.admin.URL+"/prefetch", strings.NewReader(e.ref("/late")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "10" || !strings.Contains(string(raw), "prefetch jobs are running") {
+		t.Errorf("65th job: %d, Retry-After %q, %s; want 429, Retry-After 10", resp.StatusCode, resp.Header.Get("Retry-After"), raw)
+	}
+	release.Open()
+	e.waitFills(t)
+	for _, r := range e.origin.Received() {
+		if r.URL.Path == "/late" {
+			t.Error("the refused job's URL reached the origin")
+		}
+	}
+}
+
+// ?urls= chooses the URLs a job's status lists: none (the counts of a job
+// of 10,000 URLs in a few hundred bytes rather than megabytes), the URLs
+// in some states, or all; anything else is a 400.
+func TestPrefetchStatusSummary(t *testing.T) {
+	e := newEnv(t, "memory")
+	e.origin.Put("/ok", []byte("ok"))
+	list := make([]string, httpmirror.MaxPrefetchURLs)
+	for i := range list {
+		list[i] = e.ref("/ok")
+	}
+	list[7] = e.ref("/missing")
+	body, _ := json.Marshal(list)
+	var started struct{ ID string }
+	if code := e.api(t, "POST", "/prefetch", body, &started); code != 202 {
+		t.Fatalf("POST: %d", code)
+	}
+	full := waitPrefetch(t, e, started.ID)
+	if len(full.URLs) != httpmirror.MaxPrefetchURLs || full.Failed != 1 || full.Done+full.Cached != httpmirror.MaxPrefetchURLs-1 {
+		t.Fatalf("full status: %d URLs, %d failed, %d done, %d cached", len(full.URLs), full.Failed, full.Done, full.Cached)
+	}
+	size := func(q string) (int, httpmirror.PrefetchStatus) {
+		t.Helper()
+		resp, err := http.Get(e.admin.URL + "/prefetch/" + started.ID + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var st httpmirror.PrefetchStatus
+		if resp.StatusCode != 200 || json.Unmarshal(raw, &st) != nil {
+			t.Fatalf("GET %s: %d %q", q, resp.StatusCode, raw)
+		}
+		return len(raw), st
+	}
+	if n, _ := size(""); n < 1<<20 {
+		t.Errorf("the full status is %d bytes; want over 1 MiB (every URL)", n)
+	}
+	n, st := size("?urls=none&wait=1s")
+	if n > 1024 || st.URLs != nil || st.Total != full.Total || st.Failed != 1 || st.Done != full.Done || st.Bytes != full.Bytes {
+		t.Errorf("?urls=none: %d bytes, %d URLs, total %d, failed %d, done %d, bytes %d; want the counts alone, under 1 KiB", n, len(st.URLs), st.Total, st.Failed, st.Done, st.Bytes)
+	}
+	if _, st = size("?urls=failed"); len(st.URLs) != 1 || st.URLs[0].Key != e.key("/missing") || st.Failed != 1 {
+		t.Errorf("?urls=failed: %d URLs; want the one failed URL", len(st.URLs))
+	}
+	if _, st = size("?urls=failed,cancelled,not_stored"); len(st.URLs) != 1 {
+		t.Errorf("?urls=failed,cancelled,not_stored: %d URLs; want 1", len(st.URLs))
+	}
+	if _, st = size("?urls=all"); len(st.URLs) != httpmirror.MaxPrefetchURLs {
+		t.Errorf("?urls=all: %d URLs", len(st.URLs))
+	}
+	for _, q := range []string{"?urls=bogus", "?urls=failed,bogus", "?urls=failed,", "?urls=FAILED", "?urls=" + strings.Repeat("failed,", 10000) + "x"} {
+		for _, method := range []string{"GET", "DELETE"} {
+			var ae apiErr
+			if code := e.api(t, method, "/prefetch/"+started.ID+q, nil, &ae); code != 400 || !strings.Contains(ae.Error, "urls must be") {
+				t.Errorf("%s %.40s: %d %q; want 400", method, q, code, ae.Error)
+			}
+		}
+	}
+	var cancelled httpmirror.PrefetchStatus
+	if code := e.api(t, "DELETE", "/prefetch/"+started.ID+"?urls=none", nil, &cancelled); code != 200 || cancelled.URLs != nil || cancelled.Total != full.Total {
+		t.Errorf("DELETE ?urls=none: %d, %d URLs; want the counts alone", code, len(cancelled.URLs))
+	}
+}
+
+// A failed prefetch keeps the origin's status beside the one a client
+// would have got (an origin's 500 is a client's 502), also when the
+// origin's 404 is remembered, and reaches the status page's recent
+// errors. An origin that cuts its body short has no status to keep.
+func TestPrefetchFailureKeepsOriginStatus(t *testing.T) {
+	e := newEnv(t, "file")
+	e.origin.Put("/ok", []byte("ok"))
+	e.origin.Put("/short", testutil.Payload(8, 1000))
+	e.origin.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		switch r.URL.Path {
+		case "/boom":
+			http.Error(w, "boom", http.StatusInternalServerError)
+		case "/busy":
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case "/short":
+			// Promises 1000 bytes, sends 10.
+			w.Header().Set("Content-Length", "1000")
+			w.Write(f.Data[:10])
+		default:
+			return false
+		}
+		return true
+	})
+	urls := []string{e.ref("/ok"), e.ref("/boom"), e.ref("/missing"), e.ref("/busy"), e.ref("/short")}
+	body, _ := json.Marshal(urls)
+	var started struct{ ID string }
+	if code := e.api(t, "POST", "/prefetch", body, &started); code != 202 {
+		t.Fatalf("POST: %d", code)
+	}
+	st := waitPrefetch(t, e, started.ID)
+	for i, want := range []struct {
+		state, err string
+		origin     int
+	}{
+		{"done", "", 0},
+		{"failed", "502 upstream unavailable (the origin answered 500)", 500},
+		{"failed", "404 Not Found", 404},
+		{"failed", "502 upstream unavailable (the origin answered 503)", 503},
+		{"failed", "502 upstream unavailable", 0},
+	} {
+		if u := st.URLs[i]; u.State != want.state || u.Error != want.err || u.OriginStatus != want.origin {
+			t.Errorf("%s: %s %q origin %d; want %s %q origin %d", urls[i], u.State, u.Error, u.OriginStatus, want.state, want.err, want.origin)
+		}
+	}
+	// The 404 is remembered: a second prefetch does not ask the origin,
+	// and still says what the origin answered.
+	gets := e.origin.Gets.Load()
+	if code := e.api(t, "POST", "/prefetch", []byte(e.ref("/missing")), &started); code != 202 {
+		t.Fatalf("POST: %d", code)
+	}
+	st = waitPrefetch(t, e, started.ID)
+	if u := st.URLs[0]; u.State != "failed" || u.OriginStatus != 404 || !strings.Contains(u.Error, "remembered") || e.origin.Gets.Load() != gets {
+		t.Errorf("remembered 404: %+v, origin GETs %d more; want failed, origin 404, remembered, no GET", u, e.origin.Gets.Load()-gets)
+	}
+
+	var status httpmirror.Status
+	if code := e.api(t, "GET", "/status.json", nil, &status); code != 200 {
+		t.Fatalf("status.json: %d", code)
+	}
+	got := map[string]httpmirror.RecentError{} // the newest of each path
+	n := 0
+	for _, re := range status.Errors {
+		if !re.Prefetch {
+			continue
+		}
+		n++
+		if _, seen := got[re.Path]; !seen {
+			got[re.Path] = re
+		}
+	}
+	for path, want := range map[string]struct {
+		status int
+		reason string
+	}{
+		"/boom":    {502, "prefetch: 502 upstream unavailable (the origin answered 500)"},
+		"/busy":    {502, "prefetch: 502 upstream unavailable (the origin answered 503)"},
+		"/short":   {502, "prefetch: 502 upstream unavailable"},
+		"/missing": {404, "prefetch: 404 Not Found (the origin's answer, remembered)"},
+	} {
+		re, ok := got[path]
+		if !ok || re.Status != want.status || re.Reason != want.reason || re.Host != e.origin.HostPort() || re.Method != "GET" {
+			t.Errorf("recent error of %s: %+v (found %v); want status %d, reason %q", path, re, ok, want.status, want.reason)
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d prefetch failures among the recent errors; want 5 (the 404 twice): %+v", n, status.Errors)
+	}
+}
+
+// lineWatch is a log destination that hands every line containing msg
+// to a channel, so that a test waits for a line rather than sleeping.
+type lineWatch struct {
+	msg  string
+	seen chan string
+}
+
+func (l *lineWatch) Write(p []byte) (int, error) {
+	if s := string(p); strings.Contains(s, l.msg) {
+		select {
+		case l.seen <- s:
+		default: // the test reads what it expects; more is a failure it sees by count
+		}
+	}
+	return len(p), nil
+}
+
+func (l *lineWatch) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-l.seen:
+		return s
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no %q line in 30s", l.msg)
+		return ""
+	}
+}
+
+// Every prefetch job that ends, done or cancelled, logs one INFO line
+// with its id, the token's name, its counts and how long it ran.
+func TestPrefetchEndLogLine(t *testing.T) {
+	e := newEnv(t, "memory", func(h *httpmirror.MirrorHandler) { h.PrefetchConcurrency = 1 })
+	e.origin.Put("/ok", []byte("ok"))
+	e.origin.Put("/held", testutil.Payload(9, 10000))
+	e.origin.Put("/queued", []byte("q"))
+	watch := &lineWatch{msg: "prefetch job ended", seen: make(chan string, 8)}
+	srv := &admin.Server{Gatherer: e.reg, Mirror: e.h, Tokens: twoTokens,
+		Logger: slog.New(slog.NewTextHandler(watch, nil))}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+
+	resp, body := send(t, "POST", ts.URL+"/prefetch", "Bearer "+ciToken, []byte(e.ref("/ok")+"\n"+e.ref("/missing")+"\n"+e.ref("/ok")))
+	var started struct{ ID string }
+	if resp.StatusCode != 202 || json.Unmarshal(body, &started) != nil {
+		t.Fatalf("prefetch: %d %q", resp.StatusCode, body)
+	}
+	line := watch.next(t)
+	for _, want := range []string{"level=INFO", "id=" + started.ID, "by=ci", "urls=3", "done=1", "cached=1", "failed=1", "cancelled=0", "bytes=4", "duration="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("end line %q lacks %q", line, want)
+		}
+	}
+
+	// A cancelled job logs its line too, once, by the token that started
+	// it.
+	arrived, release := holdOrigin(t, e)
+	defer release.Open()
+	resp, body = send(t, "POST", ts.URL+"/prefetch", "Bearer "+aliceToken, []byte(e.ref("/held")+"\n"+e.ref("/queued")))
+	if resp.StatusCode != 202 || json.Unmarshal(body, &started) != nil {
+		t.Fatalf("prefetch: %d %q", resp.StatusCode, body)
+	}
+	waitArrived(t, arrived, "/held")
+	if resp, body := send(t, "DELETE", ts.URL+"/prefetch/"+started.ID, "Bearer "+ciToken, nil); resp.StatusCode != 200 {
+		t.Fatalf("cancel: %d %q", resp.StatusCode, body)
+	}
+	line = watch.next(t)
+	for _, want := range []string{"id=" + started.ID, "by=alice", "urls=2", "cancelled=2", "done=0"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("end line of the cancelled job %q lacks %q", line, want)
+		}
+	}
+	select {
+	case extra := <-watch.seen:
+		t.Errorf("another end line: %q", extra)
+	default:
 	}
 }

@@ -24,8 +24,17 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"fraction": fraction,
 	"share":    func(a, b int64) string { return fraction(a, a+b) },
 	"seconds":  func(s float64) string { return time.Duration(s * float64(time.Second)).Round(time.Second).String() },
-	"clock":    func(t time.Time) string { return t.Format("15:04:05") },
-	"stamp":    func(t time.Time) string { return t.Format("2006-01-02 15:04") },
+	"clock":    func(t time.Time) string { return t.Format("15:04:05 MST") },
+	"stamp":    func(t time.Time) string { return t.Format("2006-01-02 15:04 MST") },
+	"iso":      func(t time.Time) string { return t.Format(time.RFC3339) },
+	"ratio":    ratio,
+	"add": func(n ...int64) (s int64) {
+		for _, v := range n {
+			s += v
+		}
+		return s
+	},
+	"duration": duration,
 	"ended":    httpmirror.PrefetchStatus.Ended,
 	"plural":   plural,
 	"request":  request,
@@ -65,6 +74,36 @@ func request(host, path string) string {
 		return path
 	}
 	return host + path
+}
+
+// ratio formats a hit ratio of hits in all to one decimal; "–" before
+// any request, as the other cards show no figure for nothing.
+func ratio(hits, all int64) string {
+	if all <= 0 {
+		return "–"
+	}
+	return strconv.FormatFloat(100*float64(hits)/float64(all), 'f', 1, 64) + "%"
+}
+
+// duration formats an uptime in seconds with its two largest units:
+// "42s", "5m 3s", "3h 12m", "4d 2h".
+func duration(secs int64) string {
+	units := []struct {
+		n    int64
+		name string
+	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}}
+	for i, u := range units {
+		if secs >= u.n || u.n == 1 {
+			s := strconv.FormatInt(secs/u.n, 10) + u.name
+			if i+1 < len(units) {
+				if r := secs % u.n / units[i+1].n; r > 0 {
+					s += " " + strconv.FormatInt(r, 10) + units[i+1].name
+				}
+			}
+			return s
+		}
+	}
+	return "0s"
 }
 
 // fraction formats a/b as a percentage; "–" when b is not positive.

@@ -60,6 +60,9 @@ func TestStatus(t *testing.T) {
 		if l := st.Largest; l == nil || !l.Complete || len(l.Objects) != 2 || l.Objects[0].Key != e.key("/big.bin") || l.Objects[1].Size != 1000 {
 			t.Errorf("largest %+v; want big.bin then small.bin", st.Largest)
 		}
+		if l := st.Largest; l != nil && l.Indexed != (backend == "file") {
+			t.Errorf("largest from the index: %v; want %v (only the local disk keeps one)", l.Indexed, backend == "file")
+		}
 		if len(st.Errors) != 1 || st.Errors[0].Status != 502 || st.Errors[0].Path != "/"+e.key("/broken") || st.Errors[0].Reason != "upstream unavailable" {
 			t.Errorf("recent errors %+v; want the 502 of /broken", st.Errors)
 		}

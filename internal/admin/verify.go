@@ -162,18 +162,12 @@ func (s *Server) verifyJob(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// verifyStatus answers with the job's status; ?wait=D once the job has
-// ended, or after D (at most a minute).
+// verifyStatus answers with the job's status (see waitContext).
 func (s *Server) verifyStatus(w http.ResponseWriter, r *http.Request) {
-	var d time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		var err error
-		if d, err = time.ParseDuration(v); err != nil || d < 0 || d > time.Minute {
-			writeError(w, http.StatusBadRequest, "wait must be a duration from 0s to 1m")
-			return
-		}
+	ctx, cancel, ok := waitContext(w, r)
+	if !ok {
+		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
 	st, err := s.Mirror.WaitVerify(ctx, r.PathValue("id"))
 	if err != nil {

@@ -44,6 +44,9 @@ type Config struct {
 	// backend's URL; empty means no cache (direct proxy). When the flag is
 	// absent it is a file URL under the user's cache directory.
 	StorageURL string
+	// StorageDefault says StorageURL is that default: neither the flag
+	// nor its variable was given.
+	StorageDefault bool
 
 	LinkExpires             time.Duration
 	Host                    string
@@ -65,7 +68,10 @@ type Config struct {
 	UpstreamHeaderTimeout  time.Duration
 	UpstreamIdleTimeout    time.Duration
 
-	CacheMaxSize       int64
+	CacheMaxSize int64
+	// MaxIdle removes objects nobody read for that long; 0 (the flag
+	// absent) keeps them until they are evicted or purged.
+	MaxIdle            time.Duration
 	MaxObjectSize      int64
 	FillConnections    int
 	FillSegmentSize    int64
@@ -173,12 +179,18 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	fs := flag.NewFlagSet("httpmirror", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	defineFlags(fs, c, &text)
+	showVersion := fs.Bool("version", false, "Print the version (module version, VCS revision, Go version) and exit.")
+	var bad *valueError
+	checkValues(fs, &bad)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(fs, out)
 			return nil, ErrHelp
 		}
-		return nil, err
+		return nil, commandLineError(err, bad, fs)
+	}
+	if *showVersion {
+		return nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -263,6 +275,7 @@ func defineUpstreamFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 func defineCacheFlags(fs *flag.FlagSet, c *Config, text *textFlags) {
 	fs.StringVar(&text.storageURL, "storage-url", "", "Cache location: file:///abs/dir for local disk; empty for no cache (pure proxy); absent means a directory under the user's cache dir.")
 	fs.Var((*sizeFlag)(&c.CacheMaxSize), "cache-max-size", "Size limit of the local disk cache, e.g. 20GiB or 500MB; least recently used files are evicted; 0 means no limit.")
+	fs.Var((*idleFlag)(&c.MaxIdle), "max-idle", "Remove stored files nobody has read for this long, e.g. 30d or 720h (a file never read counts from when it was stored); a sweep runs every tenth of it, 1m to 1h apart; on S3, replicas sharing the bucket count each other's reads (see docs/storage.md); absent, files stay until evicted or purged.")
 	fs.Var((*sizeFlag)(&c.MaxObjectSize), "max-object-size", "Largest file fetched through the cache, e.g. 50GiB; larger ones are proxied to their client without being stored; 0 means no limit.")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "Directory for temporary spool files (unstored responses, fills whose cache writes failed); best on another file system than the cache; empty means the system temporary directory.")
 	fs.DurationVar(&c.LinkExpires, "link-expires", 24*time.Hour, "Lifetime of signed redirect URLs, for backends that sign them.")
@@ -312,11 +325,15 @@ func defineClusterFlags(fs *flag.FlagSet, c *Config) {
 // usage writes the help: every flag in name order, with its default and
 // its environment variable.
 func usage(fs *flag.FlagSet, out io.Writer) {
-	fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
+	fmt.Fprintf(out, "Usage: httpmirror [flags]\n       httpmirror --version\n       httpmirror cache ls|info|rm|warm --admin URL ... (see httpmirror cache --help)\n\nhttpmirror is a caching mirror for files of HTTP origins.\n\nFlags (each also settable as %s<NAME>, flags win):\n", EnvPrefix)
 	fs.VisitAll(func(f *flag.Flag) {
 		def := ""
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		if cliOnly[f.Name] {
+			fmt.Fprintf(out, "  --%s\n        %s\n", f.Name, f.Usage)
+			return
 		}
 		fmt.Fprintf(out, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
 	})
@@ -331,7 +348,7 @@ func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) (map[stri
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil {
+		if set[f.Name] || envErr != nil || cliOnly[f.Name] {
 			return
 		}
 		name := EnvName(f.Name)
@@ -340,7 +357,13 @@ func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) (map[stri
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
-			envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
+			// The reason, not the error: that names the flag, which
+			// this variable stands in for.
+			reason := err.Error()
+			if ve, ok := err.(*valueError); ok {
+				reason = ve.want
+			}
+			envErr = fmt.Errorf("invalid value %q for %s: %s", v, name, reason)
 			return
 		}
 		set[f.Name] = true
@@ -360,9 +383,10 @@ func (c *Config) convert(text textFlags, storageSet bool) error {
 	} else {
 		dir, err := os.UserCacheDir()
 		if err != nil {
-			return fmt.Errorf("no user cache directory (%v); set --storage-url", err)
+			return fmt.Errorf("no --storage-url given and no default cache directory (%v): choose one with --storage-url file:///var/cache/httpmirror, or --storage-url= for none", err)
 		}
 		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(dir, "httpmirror"))
+		c.StorageDefault = true
 	}
 	// Empty, not nil: an empty flag means no pattern, not the default
 	// ones.
@@ -375,12 +399,12 @@ func (c *Config) convert(text textFlags, storageSet bool) error {
 	if text.upstreamProxy != "" {
 		u, err := url.Parse(text.upstreamProxy)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5" && u.Scheme != "socks5h") {
-			return fmt.Errorf("invalid value for flag --upstream-proxy: want http://, https:// or socks5://host:port")
+			return fmt.Errorf("invalid value for --upstream-proxy: want http://, https:// or socks5://host:port")
 		}
 		c.UpstreamProxy = u
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(text.logLevel)); err != nil {
-		return fmt.Errorf("invalid value %q for flag --log-level", text.logLevel)
+		return fmt.Errorf("invalid value %q for --log-level: want debug, info, warn or error", text.logLevel)
 	}
 	if c.CIDNEnabled() && c.CIDNDestination == "" {
 		// checkCIDN requires the scheme to be s3.
@@ -393,7 +417,7 @@ func (c *Config) convert(text textFlags, storageSet bool) error {
 // validate checks the configuration and returns the first error found,
 // the checks taken in the order below.
 func (c *Config) validate() error {
-	for _, check := range []func() error{c.checkLogFormat, c.checkDurations, c.checkLimits, c.checkDigestPaths, c.checkCIDN, c.checkCluster, c.checkAdmin} {
+	for _, check := range []func() error{c.checkLogFormat, c.checkDurations, c.checkLimits, c.checkOrigin, c.checkAddresses, c.checkDigestPaths, c.checkCIDN, c.checkCluster, c.checkAdmin} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -404,7 +428,7 @@ func (c *Config) validate() error {
 // checkLogFormat checks --log-format.
 func (c *Config) checkLogFormat() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return fmt.Errorf("invalid value %q for flag --log-format: want text or json", c.LogFormat)
+		return fmt.Errorf("invalid value %q for --log-format: want text or json", c.LogFormat)
 	}
 	return nil
 }
@@ -419,7 +443,7 @@ func (c *Config) checkDurations() error {
 		"auth-cache-ttl": c.AuthCacheTTL,
 	} {
 		if d < 0 {
-			return fmt.Errorf("invalid value %s for flag --%s: must not be negative", d, name)
+			return fmt.Errorf("invalid value %s for --%s: want 0 or more, such as 30s or 5m", d, name)
 		}
 	}
 	return nil
@@ -437,17 +461,25 @@ func (c *Config) checkDigestPaths() error {
 
 // checkLimits checks the counts and sizes that must be positive.
 func (c *Config) checkLimits() error {
-	if c.FillConnections < 1 || c.FillSegmentSize < 64<<10 {
-		return errors.New("--fill-connections must be >= 1 and --fill-segment-size at least 64KiB")
+	// One flag per message: the one that is wrong.
+	for _, l := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"fill-connections", c.FillConnections, 1}, {"prefetch-concurrency", c.PrefetchConcurrency, 1},
+		{"continuation-get-retry", c.ContinuationGetRetry, 0}, {"max-path-length", c.MaxPathLength, 1},
+		{"max-ranges", c.MaxRanges, 1}, {"max-variants", c.MaxVariants, 1},
+	} {
+		if l.v < l.min {
+			return fmt.Errorf("invalid value %d for --%s: want %d or more", l.v, l.name, l.min)
+		}
 	}
-	if c.PrefetchConcurrency < 1 {
-		return errors.New("--prefetch-concurrency must be >= 1")
+	if c.FillSegmentSize < 64<<10 {
+		return fmt.Errorf("invalid value %d for --fill-segment-size: want 64KiB or more", c.FillSegmentSize)
 	}
 	if c.AuthCacheTTL == 0 {
-		return errors.New("--auth-cache-ttl must be more than 0")
-	}
-	if c.ContinuationGetRetry < 0 || c.MaxPathLength < 1 || c.MaxRanges < 1 || c.MaxVariants < 1 {
-		return errors.New("--continuation-get-retry must be >= 0, --max-path-length, --max-ranges and --max-variants >= 1")
+		return errors.New("invalid value 0s for --auth-cache-ttl: want more than 0, such as 30s or 5m")
 	}
 	return nil
 }
@@ -461,7 +493,7 @@ func (c *Config) checkCIDN() error {
 		}
 	}
 	if c.CIDNMaximumRunning < 0 {
-		return errors.New("--cidn-maximum-running must be >= 0")
+		return fmt.Errorf("invalid value %d for --cidn-maximum-running: want 0 or more", c.CIDNMaximumRunning)
 	}
 	return nil
 }
@@ -484,6 +516,61 @@ func (s *sizeFlag) Set(v string) error {
 	}
 	*s = sizeFlag(n)
 	return nil
+}
+
+// idleFlag is the duration of --max-idle: a Go duration (720h, 90m) or a
+// number of days with an optional Go duration after it (30d, 1d12h). It
+// must be at least a minute: a sweep runs at most once a minute, and
+// anything shorter would remove files between two requests of one
+// client.
+type idleFlag time.Duration
+
+func (d *idleFlag) String() string {
+	if *d == 0 {
+		return "0"
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *idleFlag) Set(v string) error {
+	n, err := ParseDays(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("want a duration such as 30d, 720h or 90m")
+	case n <= 0:
+		return fmt.Errorf("must be positive, such as 30d or 720h; leave the flag out to keep files until they are evicted or purged")
+	case n < time.Minute:
+		return fmt.Errorf("must be at least 1m, such as 30d or 720h")
+	}
+	*d = idleFlag(n)
+	return nil
+}
+
+// ParseDays parses a Go duration (90m, 720h) that may start with a whole
+// number of days (30d, 1d12h).
+func ParseDays(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	days, rest, found := strings.Cut(v, "d")
+	if !found {
+		return time.ParseDuration(v)
+	}
+	neg := strings.HasPrefix(days, "-")
+	n, err := strconv.ParseUint(strings.TrimPrefix(days, "-"), 10, 16)
+	if err != nil || days == "" {
+		return 0, fmt.Errorf("invalid duration %q", v)
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 || d+r < d {
+			return 0, fmt.Errorf("invalid duration %q", v)
+		}
+		d += r
+	}
+	if neg {
+		d = -d
+	}
+	return d, nil
 }
 
 // ParseSize parses a byte size such as "20GiB", "500MB" or "1048576".

@@ -81,7 +81,7 @@ func TestEnvironmentOnlyForFlagsNotGiven(t *testing.T) {
 	})
 	for range 5 {
 		_, err := Parse(nil, bad, io.Discard)
-		if want := `invalid value "soon" for HTTPMIRROR_CHECK_SYNC_TIMEOUT: parse error`; err == nil || err.Error() != want {
+		if want := `invalid value "soon" for HTTPMIRROR_CHECK_SYNC_TIMEOUT: want a duration such as 30s, 5m or 1h30m`; err == nil || err.Error() != want {
 			t.Fatalf("several bad variables: error %v; want %q", err, want)
 		}
 	}
@@ -225,5 +225,33 @@ func TestCIDNFlags(t *testing.T) {
 		} else if strings.Contains(err.Error(), "s3://k:s@") {
 			t.Errorf("error %q quotes the storage URL", err)
 		}
+	}
+}
+
+func TestMaxIdle(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, nil, 0},
+		{[]string{"--max-idle", "30d"}, nil, 30 * 24 * time.Hour},
+		{[]string{"--max-idle=1d12h"}, nil, 36 * time.Hour},
+		{[]string{"--max-idle", "720h"}, nil, 720 * time.Hour},
+		{nil, map[string]string{"HTTPMIRROR_MAX_IDLE": "90m"}, 90 * time.Minute},
+	} {
+		cfg, err := Parse(append([]string{"--storage-url=file:///tmp/x"}, c.args...), env(c.env), io.Discard)
+		if err != nil || cfg.MaxIdle != c.want {
+			t.Errorf("%v %v: MaxIdle %v, %v; want %v", c.args, c.env, cfg.MaxIdle, err, c.want)
+		}
+	}
+	for _, v := range []string{"0", "0s", "0d", "-1h", "-3d", "garbage", "30", "d", "30x", "1s", "30d-1h", "99999d", ""} {
+		_, err := Parse([]string{"--storage-url=file:///tmp/x", "--max-idle", v}, env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "max-idle") || !strings.Contains(err.Error(), "30d") {
+			t.Errorf("--max-idle %q: %v; want an error naming the flag with an example", v, err)
+		}
+	}
+	if _, err := Parse([]string{"--storage-url=file:///tmp/x"}, env(map[string]string{"HTTPMIRROR_MAX_IDLE": "soon"}), io.Discard); err == nil || !strings.Contains(err.Error(), "HTTPMIRROR_MAX_IDLE") {
+		t.Errorf("HTTPMIRROR_MAX_IDLE=soon: %v; want an error naming the variable", err)
 	}
 }

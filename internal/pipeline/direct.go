@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 )
 
@@ -71,6 +72,11 @@ func (p *Pipeline) direct(w *responseWriter, r *http.Request, d *Decision) step 
 	}
 	defer resp.Body.Close()
 	copyEndToEnd(w.Header(), resp.Header)
+	if resp.StatusCode == http.StatusTooManyRequests {
+		// As for a 429 of a fill (fail): seconds, the origin's or a
+		// default, so that every 429 a client gets says when to retry.
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter(resp.Header, p.now())))
+	}
 	if resp.ContentLength < 0 {
 		w.Header().Del("Content-Length")
 	}

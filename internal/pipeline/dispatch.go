@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,6 +198,14 @@ func (p *Pipeline) fail(w *responseWriter, r *http.Request, d *Decision) Failure
 		if v := se.Header.Values("Www-Authenticate"); len(v) > 0 {
 			h["Www-Authenticate"] = v
 		}
+	case f.Status == http.StatusTooManyRequests:
+		// A client told to slow down needs to know for how long (RFC 6585
+		// section 4): the origin's word, else a default.
+		var origin http.Header
+		if errors.As(err, &se) {
+			origin = se.Header
+		}
+		h.Set("Retry-After", strconv.Itoa(RetryAfter(origin, p.now())))
 	}
 	http.Error(w, f.Message, f.Status)
 	return f

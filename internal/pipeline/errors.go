@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/netguard"
@@ -110,4 +113,27 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// DefaultRetryAfter is the Retry-After, in seconds, of a 429 whose origin
+// said nothing usable about when to come back.
+const DefaultRetryAfter = 30
+
+// maxRetryAfter bounds the Retry-After passed on from an origin: a day.
+const maxRetryAfter = 24 * 60 * 60
+
+// RetryAfter returns the seconds a 429 tells its client to wait: the
+// origin's Retry-After in header (delay-seconds, or an HTTP-date turned
+// into seconds from now; RFC 9110 section 10.2.3), within a day, else
+// DefaultRetryAfter. A client gets seconds only: they need no clock in
+// common with the origin.
+func RetryAfter(header http.Header, now time.Time) int {
+	v := strings.TrimSpace(header.Get("Retry-After"))
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return min(n, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return int(min(max(t.Sub(now).Round(time.Second), 0), maxRetryAfter*time.Second) / time.Second)
+	}
+	return DefaultRetryAfter
 }

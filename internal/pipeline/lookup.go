@@ -187,6 +187,8 @@ func (p *Pipeline) decideStored(ctx context.Context, d *Decision) *Decision {
 			return d
 		}
 	}
+	// An object an operator invalidated is stale here, whatever its
+	// headers say (policy.InvalidatedHeader): the freshness says so.
 	d.Fresh, d.hot = p.freshness(d.Target, info)
 	if d.Fresh.Mutable && d.Fresh.Stale(info.StoredAt, p.now()) {
 		d.Action = Revalidate

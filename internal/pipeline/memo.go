@@ -120,7 +120,9 @@ const maxHotHeaders = 4096
 // from memory, so that a plain GET of one builds nothing: the hit path of
 // small hot files is what a mirror of package indexes and metadata spends
 // its time on. An entry is used only while the object it was built for
-// (same size, ETag and StoredAt) is the one being served.
+// (same size, ETag and StoredAt, and as invalidated as it was: an
+// operator's invalidation changes nothing else, see
+// policy.InvalidatedHeader) is the one being served.
 type hotHeaders struct{ b bounded[string, *hotHeader] }
 
 func newHotHeaders() hotHeaders { return hotHeaders{bounded[string, *hotHeader]{limit: maxHotHeaders}} }
@@ -129,6 +131,7 @@ type hotHeader struct {
 	size     int64
 	etag     string
 	storedAt time.Time
+	marked   bool             // the object carried policy.InvalidatedHeader
 	header   http.Header      // never modified once stored
 	fresh    policy.Freshness // the object's freshness, a function of its metadata
 
@@ -140,7 +143,7 @@ type hotHeader struct {
 // nil.
 func (h *hotHeaders) get(key string, info storage.Info) *hotHeader {
 	e, _ := h.b.get(key)
-	if e == nil || e.size != info.Size || e.etag != info.ETag || !e.storedAt.Equal(info.StoredAt) {
+	if e == nil || e.size != info.Size || e.etag != info.ETag || !e.storedAt.Equal(info.StoredAt) || e.marked != invalidated(info) {
 		return nil
 	}
 	return e
@@ -152,10 +155,13 @@ func (h *hotHeaders) entry(key string, info storage.Info, size int64, fresh poli
 	if e := h.get(key, info); e != nil {
 		return e
 	}
-	e := &hotHeader{size: info.Size, etag: info.ETag, storedAt: info.StoredAt, header: wholeBodyHeader(info, size), fresh: fresh}
+	e := &hotHeader{size: info.Size, etag: info.ETag, storedAt: info.StoredAt, marked: invalidated(info), header: wholeBodyHeader(info, size), fresh: fresh}
 	h.b.put(key, e, time.Time{})
 	return e
 }
+
+// invalidated reports whether info carries an operator's invalidation mark.
+func invalidated(info storage.Info) bool { return len(info.Header[policy.InvalidatedHeader]) > 0 }
 
 // wire returns the entry's header fields in wire form ("Name: value\r\n",
 // sorted by name, as net/http writes them), built once.
@@ -210,11 +216,8 @@ func wholeBodyHeader(info storage.Info, size int64) http.Header {
 		"Content-Type":   nil,
 	}
 	for k, v := range info.Header {
-		switch {
-		case k == policy.DigestHeader:
-			hdr["Repr-Digest"] = v // the stored bytes' SHA-256 (RFC 9530)
-		case !policy.Internal(k):
-			hdr[k] = v
+		if name, ok := clientField(k); ok {
+			hdr[name] = v
 		}
 	}
 	if info.ETag != "" {

@@ -168,10 +168,10 @@ func setObjectHeaders(w *responseWriter, info storage.Info) http.ResponseWriter 
 		switch {
 		case k == "Content-Encoding":
 			enc = v
-		case k == policy.DigestHeader:
-			h["Repr-Digest"] = v // the stored bytes' SHA-256 (RFC 9530)
-		case !policy.Internal(k):
-			h[k] = v
+		default:
+			if name, ok := clientField(k); ok {
+				h[name] = v
+			}
 		}
 	}
 	if info.ETag != "" {
@@ -273,4 +273,17 @@ func (p *Pipeline) continueFromOrigin(w *responseWriter, r *http.Request, t Targ
 		return &abortError{t.key, err}
 	}
 	return nil
+}
+
+// clientField names the header field under which a stored field k reaches
+// clients: the kept SHA-256 of the stored bytes as Repr-Digest (RFC 9530);
+// the mirror's own fields (policy.Internal) not at all.
+func clientField(k string) (string, bool) {
+	switch {
+	case k == policy.DigestHeader:
+		return "Repr-Digest", true
+	case policy.Internal(k):
+		return "", false
+	}
+	return k, true
 }

@@ -34,11 +34,15 @@ func (p *Pipeline) URL(t Target) string { return t.url(p.cfg.Scheme) }
 // in first-path form whatever the mode of requests, the host
 // canonicalised and allowed, the path cleaned, the query kept only with
 // CacheQuery, blocked suffixes refused; with a fixed Host, only URLs of
-// that host. Its errors match ErrInvalidRef and never echo ref: it may
-// carry credentials.
+// that host. With a fixed Host, ref may also be the path clients request
+// (/a/b.tgz, or a/b.tgz), resolved by the very function that resolves
+// their requests; a key of the fixed host (example.com/a/b.tgz) is taken
+// as a key, not as the path /example.com/a/b.tgz. Its errors match
+// ErrInvalidRef and never echo ref: it may carry credentials.
 func (p *Pipeline) ResolveRef(ref string) (Target, error) {
 	rest := ref
-	if scheme, after, ok := strings.Cut(ref, "://"); ok {
+	scheme, after, isURL := strings.Cut(ref, "://")
+	if isURL {
 		if s := strings.ToLower(scheme); s != "http" && s != "https" {
 			return Target{}, fmt.Errorf("%w: scheme is neither http nor https", ErrInvalidRef)
 		}
@@ -53,6 +57,10 @@ func (p *Pipeline) ResolveRef(ref string) (Target, error) {
 	// The handler's own rules: the allowed hosts among them, so that the
 	// operator API never fetches (nor names) a host clients are refused.
 	t, err := p.cfg.Hosts.resolve(HostFromFirstPath, u.EscapedPath(), query, "")
+	if h := p.cfg.Hosts; h.Mode == HostFixed && !isURL && !startsWithHost(path, h.Host) {
+		// Not a key of the fixed host: the path clients request.
+		t, err = h.resolve(HostFixed, u.EscapedPath(), query, "")
+	}
 	switch {
 	case errors.Is(err, errHostNotAllowed):
 		return Target{}, fmt.Errorf("%w: the host is not among the allowed hosts (--allow-host)", ErrInvalidRef)
@@ -104,6 +112,33 @@ func ResolvePrefix(prefix string) (string, error) {
 		return "", fmt.Errorf("%w: malformed path in the prefix", ErrInvalidRef)
 	}
 	return h + clean, nil
+}
+
+// startsWithHost reports whether the first segment of the escaped path p
+// names host: then p is a key, and no path of a client.
+func startsWithHost(p, host string) bool {
+	first, _, _ := strings.Cut(p, "/")
+	if dec, err := url.PathUnescape(first); err == nil {
+		first = dec
+	}
+	h, err := CanonicalHost(first)
+	return err == nil && h == host
+}
+
+// KeyPrefix is ResolvePrefix with the handler's mode of requests: with a
+// fixed Host, a prefix that does not start with that host (nor is a URL)
+// is a prefix of the paths clients request ("/pool/" or "pool/" is
+// "example.com/pool/"), as ResolveRef takes their paths.
+func (p *Pipeline) KeyPrefix(prefix string) (string, error) {
+	h := p.cfg.Hosts
+	rest := strings.TrimPrefix(prefix, "/")
+	if h.Mode != HostFixed || strings.Contains(prefix, "://") || rest == "" {
+		return ResolvePrefix(prefix)
+	}
+	if startsWithHost(rest, h.Host) {
+		return ResolvePrefix(prefix)
+	}
+	return ResolvePrefix(h.Host + "/" + rest)
 }
 
 // Freshness reports how the stored object of t, with metadata info, is
@@ -195,6 +230,15 @@ func (p *Pipeline) Cancel(ctx context.Context, match func(key string) bool) (int
 		}
 	}
 	return len(done), nil
+}
+
+// Running returns, by key, the fills in progress whose keys match, each as
+// a channel closed once it has finished; the fills go on undisturbed.
+func (p *Pipeline) Running(match func(key string) bool) map[string]<-chan struct{} {
+	if p.fills == nil {
+		return nil
+	}
+	return p.fills.Running(match)
 }
 
 // Variants lists the stored variants of the object under key (see

@@ -6,6 +6,9 @@
 //	objects/ab/cd/<hash>   committed objects, <hash> = hex SHA-256 of the key
 //	tmp/<hash>.<random>    objects being written
 //	claims/<name>          claims of storage.Claimer (see claim.go)
+//	index.db               the index of the objects (bbolt, see store.go)
+//	index.journal          keys whose files are changing (see journal.go)
+//	index.state            how the last process left the index (state.go)
 //
 // Keys never become path components: every object lives at a name derived
 // from the SHA-256 of its key, so no request, however hostile, can name a
@@ -22,9 +25,17 @@
 // Writes go to a temporary file in tmp/, which is fsynced and renamed into
 // objects/ on commit, followed by an fsync of the directory. Anything left in
 // tmp/ by a crash is removed when the next Backend opens the root.
+//
+// The object files are the truth. The index (key, size, last use and kept
+// digest of each object, in key order, in order of use and in order of
+// size) lets a start open no object file, listings and purges by prefix
+// read only what they return, and eviction find the least recently used
+// objects; it is rebuilt from the files, in the background, whenever it
+// cannot be trusted (build.go).
 package file
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -60,6 +71,13 @@ type Options struct {
 	// written included. When a new object needs room, the least recently
 	// used objects that nobody is reading are removed. Zero means no
 	// limit.
+	//
+	// Eviction needs the whole index. While it is being built after a
+	// start (see Backend.Indexed), nothing is evicted: a new object is
+	// stored only if it fits beside the objects indexed so far, and is
+	// otherwise served without being cached (ErrNoSpace). Once the index
+	// is complete, objects are evicted until the cache is within the
+	// limit again.
 	MaxSize int64
 	// MemoryCacheSize bounds the bytes of small object bodies also kept in
 	// memory, so that hits on them need no system call. Zero means
@@ -68,6 +86,21 @@ type Options struct {
 	// MemoryObjectSize is the largest body kept in memory. Zero means
 	// DefaultMemoryObjectSize.
 	MemoryObjectSize int64
+	// NoSync skips the fsyncs of commits (of the object file and of its
+	// directory) and of Close, for loading a cache in bulk (benchmarks,
+	// tests). A crash of the process loses nothing, but a crash of the
+	// system may lose or damage recently committed objects (a damaged
+	// object is never served), and the index is then rebuilt.
+	NoSync bool
+	// Now is the clock of last uses and of commits' StoredAt. Nil means
+	// time.Now.
+	Now func() time.Time
+
+	// testHook, when set, is called at named points of the index's work,
+	// so that tests can stop a process there or hold the build.
+	testHook func(point string)
+	// testGather, when set, replaces gatherWait.
+	testGather time.Duration
 }
 
 // Defaults for Options.
@@ -82,15 +115,17 @@ type Backend struct {
 	lock *os.File
 	ix   *index
 
-	snapMu sync.Mutex
-	snap   listSnapshot // the listing being paged through (list.go)
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New opens (creating if needed) the cache directory root, takes its lock,
-// removes temporary files a crashed process left behind, and indexes the
-// objects present (their modification times give the least-recently-used
-// order across restarts). Only one Backend may hold a root at a time,
-// across processes.
+// removes temporary files a crashed process left behind, and opens the
+// index of the objects present. It opens no object file: when the index
+// cannot be trusted whole (the last process died, or it is missing or
+// damaged), what it lacks is rebuilt in the background from the object
+// files while the backend serves (see Indexed). Only one Backend may hold
+// a root at a time, across processes.
 func New(root string, opts Options) (*Backend, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("cache directory %q is not an absolute path", root)
@@ -105,8 +140,12 @@ func New(root string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache directory %s: %w", root, err)
 	}
-	ix := &index{dir: filepath.Join(root, objectsDir), maxSize: opts.MaxSize,
-		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize}
+	ix := &index{dir: filepath.Join(root, objectsDir), root: root, maxSize: opts.MaxSize,
+		noSync: opts.NoSync, hook: opts.testHook, gather: cmp.Or(opts.testGather, gatherWait), hot: map[string]*entry{},
+		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now}
+	if ix.clock == nil {
+		ix.clock = time.Now
+	}
 	if ix.memMax == 0 {
 		ix.memMax = DefaultMemoryCacheSize
 	}
@@ -121,18 +160,19 @@ func New(root string, opts Options) (*Backend, error) {
 		lock.Close()
 		return nil, err
 	}
-	if err := b.ix.load(); err != nil {
-		lock.Close()
-		return nil, err
-	}
-	if opts.MaxSize > 0 {
-		b.ix.mu.Lock()
-		b.ix.evictLocked(opts.MaxSize) // the limit may have shrunk since the last run
-		b.ix.mu.Unlock()
-	}
 	if err := b.Check(context.Background()); err != nil {
 		lock.Close()
 		return nil, err
+	}
+	st, err := openStore(b.ix)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	b.ix.st = st
+	if opts.MaxSize > 0 && b.ix.isComplete() {
+		// The limit may have shrunk since the last run.
+		st.do(&op{kind: opEvict})
 	}
 	return b, nil
 }
@@ -140,9 +180,52 @@ func New(root string, opts Options) (*Backend, error) {
 // Root returns the cache directory.
 func (b *Backend) Root() string { return b.root }
 
-// Close releases the directory lock. Open objects and writers stay usable
-// until they are closed themselves.
-func (b *Backend) Close() error { return b.lock.Close() }
+// Close writes the index out, marks it clean for the next start and
+// releases the directory lock. Open objects stay usable until they are
+// closed themselves; a writer may still commit, but its object is
+// indexed only when it is next used, or by the next rebuild.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(func() {
+		b.ix.mu.Lock()
+		b.ix.shut = true
+		b.ix.mu.Unlock()
+		b.closeErr = b.ix.st.close()
+		if err := b.lock.Close(); b.closeErr == nil {
+			b.closeErr = err
+		}
+	})
+	return b.closeErr
+}
+
+// Indexed reports whether every object on disk is in the index: listings
+// wait for it, and eviction starts with it.
+func (b *Backend) Indexed() bool { return b.ix.isComplete() }
+
+// WaitIndexed waits until every object on disk is in the index, or ctx
+// ends.
+func (b *Backend) WaitIndexed(ctx context.Context) error {
+	if !b.ix.waitComplete(ctx) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// IndexWrites is what the index has written since the backend opened.
+type IndexWrites struct {
+	// Transactions is the number of index transactions committed.
+	Transactions int64
+	// Pages is the number of index pages written, Time the time spent
+	// writing them.
+	Pages int64
+	Time  time.Duration
+}
+
+// IndexWrites reports what the index has written since the backend
+// opened: with the object files' own cost, what a purge, a listing or a
+// stream of commits costs.
+func (b *Backend) IndexWrites() IndexWrites {
+	return b.ix.st.writes()
+}
 
 // removeTemps deletes everything in tmp/: with the lock held, no other
 // process can be writing there, so any file is a crash leftover.
@@ -212,7 +295,25 @@ const checkBytes = 8 << 10
 
 // open opens the object file of key and returns it with its stat and
 // metadata, read from the trailer unless the index has it already.
+// Reread implements storage.Rereader: the object's file, its metadata read
+// from the file's trailer, neither the memory copy nor the index's use
+// order touched.
+func (b *Backend) Reread(ctx context.Context, key string) (storage.Object, error) {
+	f, _, info, err := b.openFile(key, false)
+	if err != nil {
+		return nil, err
+	}
+	return &object{f: f, info: info, ix: b.ix}, nil
+}
+
 func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) {
+	return b.openFile(key, true)
+}
+
+// openFile opens the object's file and returns its metadata: the index's
+// copy when cached allows it and the index holds one, else the file's
+// trailer.
+func (b *Backend) openFile(key string, cached bool) (*os.File, os.FileInfo, storage.Info, error) {
 	p, err := b.Path(key)
 	if err != nil {
 		return nil, nil, storage.Info{}, err
@@ -229,8 +330,10 @@ func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) 
 		f.Close()
 		return nil, nil, storage.Info{}, err
 	}
-	if info, ok := b.ix.cachedInfo(fi.Name(), fi); ok {
-		return f, fi, info, nil
+	if cached {
+		if info, ok := b.ix.cachedInfo(fi.Name(), fi); ok {
+			return f, fi, info, nil
+		}
 	}
 	info, err := readInfo(f, fi.Size(), key)
 	if err != nil {
@@ -260,21 +363,15 @@ func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) 
 		return nil, err
 	}
 	name := hashName(key)
-	now := time.Now()
-	if data, info, touch, ok := b.ix.lookupMemory(name[:], now); ok {
-		if touch {
-			b.touch(string(name[:]), now)
-		}
+	now := b.ix.clock().UnixNano()
+	if data, info, ok := b.ix.lookupMemory(name[:], now); ok {
 		return newMemObject(data, info), nil
 	}
 	f, fi, info, err := b.open(key)
 	if err != nil {
 		return nil, err
 	}
-	e, touch, load := b.ix.opened(fi.Name(), fi, info, now)
-	if touch {
-		b.touch(fi.Name(), now)
-	}
+	e, load := b.ix.opened(fi.Name(), fi, info, now)
 	if load && e != nil {
 		data := make([]byte, info.Size)
 		if _, err := f.ReadAt(data, 0); err == nil {
@@ -284,22 +381,40 @@ func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) 
 	return &object{f: f, info: info, ix: b.ix, e: e}, nil
 }
 
-// touch advances the mtime of the object file name: the use order that
-// eviction follows after a restart.
-func (b *Backend) touch(name string, now time.Time) {
-	os.Chtimes(b.ix.path(name), now, now)
-}
-
 // Delete implements storage.Backend.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	p, err := b.Path(key)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	name := filepath.Base(p)
+	mu := b.ix.stripe(name)
+	mu.Lock()
+	j, err := b.ix.j.add(key)
+	if err != nil {
+		mu.Unlock()
 		return err
 	}
-	b.ix.removed(filepath.Base(p))
+	if j == nil {
+		mu.Unlock()
+		return errClosed
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		b.ix.j.done(j)
+		mu.Unlock()
+		return err
+	}
+	b.ix.point("delete-removed")
+	o := &op{kind: opDel, key: key, j: j, done: make(chan error, 1)}
+	queued, wait := b.ix.st.enqueue(o)
+	mu.Unlock()
+	b.ix.hotRemoved(name)
+	if !queued {
+		b.ix.j.done(j)
+	}
+	if wait {
+		<-o.done
+	}
 	return nil
 }
 
@@ -330,8 +445,10 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 	return w.Commit(ctx)
 }
 
-// Stats implements storage.StatsReporter.
+// Stats implements storage.StatsReporter. The counters include every
+// commit and delete that has returned.
 func (b *Backend) Stats() storage.Stats {
+	b.ix.st.sync()
 	bytes, objects, evictions := b.ix.stats()
 	return storage.Stats{Bytes: bytes, Objects: objects, Evictions: evictions}
 }
@@ -342,6 +459,12 @@ func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (st
 	p, err := b.Path(key)
 	if err != nil {
 		return nil, err
+	}
+	b.ix.mu.Lock()
+	closed := b.ix.shut
+	b.ix.mu.Unlock()
+	if closed {
+		return nil, errClosed
 	}
 	var reservation int64
 	if info.Size >= 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -315,4 +316,59 @@ func TestEvictionOrderSurvivesRestart(t *testing.T) {
 	if st := b2.Stats(); st.Objects != 2 || st.Bytes > 250000 {
 		t.Errorf("Stats = %+v; want 2 objects within the limit", st)
 	}
+}
+
+// An object evicted while its body is kept in memory (small, read once)
+// is gone from memory too: it is not served after its file was removed.
+func TestEvictionDropsTheCopyInMemory(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 64 << 10
+	b, err := file.New(dir, file.Options{MaxSize: limit, MemoryObjectSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	small := testutil.Payload(1, 4000)
+	if err := put(t, b, "example.com/small", small); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second read is served from memory
+		o, err := b.Open(ctx, "example.com/small")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(o); err != nil || !bytes.Equal(got, small) {
+			t.Fatalf("read small: %d bytes, %v", len(got), err)
+		}
+		o.Close()
+	}
+	// Bigger objects, never read, push it out: it is the least recently
+	// used.
+	for i := range 8 {
+		if err := put(t, b, fmt.Sprintf("example.com/big/%d", i), testutil.Payload(uint64(i+2), 20000)); err != nil {
+			t.Fatalf("put big %d: %v", i, err)
+		}
+	}
+	if b.Stats().Evictions == 0 {
+		t.Fatal("nothing was evicted")
+	}
+	if _, err := os.Stat(mustPath(t, b, "example.com/small")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the small object's file is still there (%v): pick a smaller limit", err)
+	}
+	if o, err := b.Open(ctx, "example.com/small"); !errors.Is(err, storage.ErrNotFound) {
+		if err == nil {
+			o.Close()
+		}
+		t.Fatalf("Open of the evicted object: %v; want ErrNotFound", err)
+	}
+}
+
+func mustPath(t *testing.T, b *file.Backend, key string) string {
+	t.Helper()
+	p, err := b.Path(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -2,13 +2,11 @@ package file
 
 import (
 	"container/list"
-	"errors"
-	"fmt"
-	"io/fs"
+	"context"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,85 +15,99 @@ import (
 
 // ErrNoSpace is returned when an object cannot be stored without exceeding
 // the cache's size limit: it is larger than the limit, or every other object
-// is in use. The fill engine then serves the object without caching it.
+// is in use, or the index is still being built and the objects it knows of
+// leave no room (see Options.MaxSize). The fill engine then serves the
+// object without caching it.
 var ErrNoSpace = storage.ErrNoSpace
 
-// touchEvery is how often an object's modification time is advanced when
-// it is read. The mtime is the least-recently-used order that survives a
-// restart; updating it at most this often keeps hits free of writes.
+// touchEvery is how often the last use of an object that keeps being read
+// is written to the index. Eviction itself sees every use (the hot set
+// below); the index only needs the order to survive a restart, and
+// writing it at most this often keeps hits free of writes.
 const touchEvery = time.Minute
 
-// entry is one committed object in the index.
+// hotMax bounds the hot set: the objects used recently, with their
+// metadata and (for small ones) their bodies. Everything else about an
+// object lives in the index on disk, so memory does not grow with the
+// number of objects stored.
+const hotMax = 1 << 14
+
+// entry is an object of the hot set.
 type entry struct {
 	name    string // file name: the hex SHA-256 of the key
-	size    int64  // bytes on disk, trailer included
 	readers int    // open objects; an entry with readers is never evicted
-	touched time.Time
-	elem    *list.Element // in index.lru; front is most recently used
+	// used is the object's last use, in Unix nanoseconds; recorded is the
+	// last use the index holds (or has been asked to hold).
+	used, recorded int64
+	// hits counts the uses since the index was last told of them.
+	hits int64
+	elem *list.Element // in index.lru; front is most recently used
 
 	// The object's metadata once read (or written), valid for the file
-	// with inode ino, so that a hit does not parse the trailer again.
+	// with inode ino and size size, so that a hit does not parse the
+	// trailer again.
 	info    storage.Info
 	hasInfo bool
 	ino     uint64
+	size    int64
 	// data holds the body of a small object in memory (see
 	// Options.MemoryCacheSize): a hit then needs no system call at all.
 	data []byte
-	// listed is what a listing needs of an object whose metadata is not
-	// held: read once from its trailer by List.
-	listed *listed
 }
 
-// index tracks the objects on disk, their sizes and their use, to keep the
-// cache under its size limit by evicting the least recently used objects.
+// index keeps what the backend knows of its objects: the hot set and the
+// size accounting in memory, and, in a bbolt database beside the objects
+// (store.go), every object's key, size and last use, in key order (for
+// listings), in order of use (for eviction) and in order of size.
 type index struct {
-	dir     string // the objects directory
-	maxSize int64  // 0: no limit
-
+	dir       string // the objects directory
+	root      string
+	maxSize   int64 // 0: no limit
+	noSync    bool
 	memMax    int64 // bytes of small object bodies kept in memory
 	memObject int64 // largest body kept in memory
+	hook      func(point string)
+	gather    time.Duration    // how long the applier holds changes (see holdable)
+	clock     func() time.Time // Options.Now
 
 	mu        sync.Mutex
-	entries   map[string]*entry
+	hot       map[string]*entry
 	lru       list.List
-	bytes     int64 // committed objects
+	bytes     int64 // indexed objects, trailers included
+	objects   int64
 	reserved  int64 // space promised to writers in progress
 	evictions int64
 	memBytes  int64 // bodies held in entries' data
+	complete  bool  // every object on disk is indexed
+	indexed   chan struct{}
+	shut      bool // Close was called
+
+	// stripes order the changes to one key's file with the index updates
+	// that record them: a commit's rename, a delete, an eviction and a
+	// check of the file by the index build each hold the stripe of the
+	// key from the change until the update is queued.
+	stripes [256]sync.Mutex
+
+	st *store
+	j  *journal
+
+	visits atomic.Int64 // index entries read by List and Largest
 }
 
-// load builds the index from the objects on disk, most recently modified
-// first.
-func (ix *index) load() error {
-	ix.entries = make(map[string]*entry)
-	var found []*entry
-	err := filepath.WalkDir(ix.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || !isHashName(d.Name()) {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		found = append(found, &entry{name: d.Name(), size: fi.Size(), touched: fi.ModTime()})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("cache directory: indexing objects: %w", err)
+func (ix *index) path(name string) string {
+	return filepath.Join(ix.dir, name[0:2], name[2:4], name)
+}
+
+// stripe returns the lock of the object file name (see index.stripes).
+func (ix *index) stripe(name string) *sync.Mutex {
+	return &ix.stripes[unhex(name[0])<<4|unhex(name[1])]
+}
+
+func unhex(c byte) byte {
+	if c >= 'a' {
+		return c - 'a' + 10
 	}
-	sort.Slice(found, func(i, j int) bool { return found[i].touched.After(found[j].touched) })
-	for _, e := range found {
-		e.elem = ix.lru.PushBack(e)
-		ix.entries[e.name] = e
-		ix.bytes += e.size
-	}
-	return nil
+	return c - '0'
 }
 
 func isHashName(s string) bool {
@@ -110,30 +122,45 @@ func isHashName(s string) bool {
 	return true
 }
 
-func (ix *index) path(name string) string {
-	return filepath.Join(ix.dir, name[0:2], name[2:4], name)
+func (ix *index) point(name string) {
+	if ix.hook != nil {
+		ix.hook(name)
+	}
 }
 
 // lookupMemory returns the in-memory body and metadata of the object name,
-// if it has them, marking the use. touch says whether the file's mtime
-// should be advanced.
-func (ix *index) lookupMemory(name []byte, now time.Time) (data []byte, info storage.Info, touch, ok bool) {
+// if it has them, marking the use.
+func (ix *index) lookupMemory(name []byte, now int64) (data []byte, info storage.Info, ok bool) {
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	e := ix.entries[string(name)]
+	e := ix.hot[string(name)]
 	if e == nil || e.data == nil {
-		return nil, storage.Info{}, false, false
+		ix.mu.Unlock()
+		return nil, storage.Info{}, false
 	}
 	ix.lru.MoveToFront(e.elem)
-	return e.data, e.info, ix.touchLocked(e, now), true
+	u := ix.usedLocked(e, now)
+	data, info = e.data, e.info
+	ix.mu.Unlock()
+	if u.n > 0 {
+		ix.st.touch(info.Key, u.t, u.n)
+	}
+	return data, info, true
 }
 
-func (ix *index) touchLocked(e *entry, now time.Time) bool {
-	if now.Sub(e.touched) > touchEvery {
-		e.touched = now
-		return true
+// usedLocked records a use of e at now, and returns the uses the index
+// should be told of (see touchEvery): none (n == 0) for most uses.
+func (ix *index) usedLocked(e *entry, now int64) use {
+	if now > e.used {
+		e.used = now
 	}
-	return false
+	e.hits++
+	if e.used-e.recorded > int64(touchEvery) && e.hasInfo {
+		e.recorded = e.used
+		u := use{e.used, e.hits}
+		e.hits = 0
+		return u
+	}
+	return use{}
 }
 
 // cachedInfo returns the metadata recorded for the object file name if it
@@ -141,7 +168,7 @@ func (ix *index) touchLocked(e *entry, now time.Time) bool {
 func (ix *index) cachedInfo(name string, fi os.FileInfo) (storage.Info, bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	e := ix.entries[name]
+	e := ix.hot[name]
 	if e == nil || !e.hasInfo || e.size != fi.Size() || e.ino != inode(fi) {
 		return storage.Info{}, false
 	}
@@ -157,33 +184,57 @@ func inode(fi os.FileInfo) uint64 {
 
 // opened records a reader of the object file named name, whose stat is fi
 // and metadata info. It returns the entry to pass to closed (nil for a file
-// unlinked between its open and now: evicted or replaced, it is not indexed
-// again), whether the file's mtime should be advanced, and whether the body
-// should be loaded into memory (see keep).
-func (ix *index) opened(name string, fi os.FileInfo, info storage.Info, now time.Time) (e *entry, touch, load bool) {
+// unlinked between its open and now: evicted or replaced, it is not
+// remembered), and whether the body should be loaded into memory (see
+// keep).
+func (ix *index) opened(name string, fi os.FileInfo, info storage.Info, now int64) (e *entry, load bool) {
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	if st != nil && st.Nlink == 0 {
-		return nil, false, false
+		ix.mu.Unlock()
+		return nil, false
 	}
-	e = ix.entries[name]
-	if e == nil || e.size != fi.Size() || e.ino != inode(fi) {
-		if e == nil {
-			e = &entry{name: name, touched: fi.ModTime()}
-			e.elem = ix.lru.PushFront(e)
-			ix.entries[name] = e
-		}
-		ix.bytes += fi.Size() - e.size
-		e.size = fi.Size()
-		e.ino = inode(fi)
+	e = ix.hot[name]
+	if e == nil {
+		// recorded stays 0: the first use since the object entered the
+		// hot set is written to the index.
+		e = &entry{name: name}
+		e.elem = ix.lru.PushFront(e)
+		ix.hot[name] = e
+		ix.trimLocked()
+	}
+	if e.size != fi.Size() || e.ino != inode(fi) {
+		e.size, e.ino = fi.Size(), inode(fi)
 		ix.dropDataLocked(e)
 	}
 	e.info, e.hasInfo = info, true
 	e.readers++
 	ix.lru.MoveToFront(e.elem)
+	u := ix.usedLocked(e, now)
 	load = e.data == nil && info.Size <= ix.memObject && info.Size < ix.memMax
-	return e, ix.touchLocked(e, now), load
+	ix.mu.Unlock()
+	if u.n > 0 {
+		ix.st.touch(info.Key, u.t, u.n)
+	}
+	return e, load
+}
+
+// trimLocked keeps the hot set within hotMax entries, dropping the least
+// recently used ones nobody is reading; a use the index does not hold yet
+// is sent to it first.
+func (ix *index) trimLocked() {
+	for el := ix.lru.Back(); el != nil && len(ix.hot) > hotMax; {
+		prev := el.Prev()
+		if e := el.Value.(*entry); e.readers == 0 {
+			if (e.used > e.recorded || e.hits > 0) && e.hasInfo {
+				ix.st.touch(e.info.Key, e.used, e.hits)
+			}
+			ix.dropDataLocked(e)
+			ix.lru.Remove(el)
+			delete(ix.hot, e.name)
+		}
+		el = prev
+	}
 }
 
 // keep stores data, the body of the object of entry e, in memory if the
@@ -192,7 +243,7 @@ func (ix *index) opened(name string, fi os.FileInfo, info storage.Info, now time
 func (ix *index) keep(e *entry, ino uint64, data []byte) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ix.entries[e.name] != e || e.ino != ino || e.data != nil {
+	if ix.hot[e.name] != e || e.ino != ino || e.data != nil {
 		return // replaced meanwhile
 	}
 	need := int64(len(data))
@@ -228,23 +279,97 @@ func (ix *index) closed(e *entry) {
 	ix.mu.Unlock()
 }
 
-// reserve promises n more bytes to a writer, evicting objects to make room.
+// hotCommitted puts the object just committed under name (size bytes on
+// disk, inode ino, metadata info) in the hot set, replacing what it held
+// of the previous object.
+func (ix *index) hotCommitted(name string, size int64, ino uint64, info storage.Info, now int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	e := ix.hot[name]
+	if e == nil {
+		e = &entry{name: name}
+		e.elem = ix.lru.PushFront(e)
+		ix.hot[name] = e
+		ix.trimLocked()
+	} else {
+		ix.lru.MoveToFront(e.elem)
+		ix.dropDataLocked(e)
+	}
+	e.size, e.ino, e.info, e.hasInfo = size, ino, info, true
+	e.used, e.recorded = now, now
+}
+
+// hotRemoved forgets what the hot set holds of the object name (deleted
+// from disk by the caller).
+func (ix *index) hotRemoved(name string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.hot[name]; e != nil {
+		ix.dropDataLocked(e)
+		e.hasInfo, e.size, e.ino, e.hits = false, 0, 0, 0
+		if e.readers == 0 {
+			ix.lru.Remove(e.elem)
+			delete(ix.hot, name)
+		}
+	}
+}
+
+// hotUse tells eviction about the object name: whether it is being read,
+// and its last use if the hot set knows a later one than the index.
+func (ix *index) hotUse(name string) (readers int, used int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.hot[name]; e != nil {
+		return e.readers, e.used
+	}
+	return 0, 0
+}
+
+// hotUses returns the uses the index has not been told of, for Close.
+func (ix *index) hotUses() map[string]use {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	uses := map[string]use{}
+	for _, e := range ix.hot {
+		if e.hasInfo && (e.used > e.recorded || e.hits > 0) {
+			uses[e.info.Key] = use{e.used, e.hits}
+			e.recorded, e.hits = e.used, 0
+		}
+	}
+	return uses
+}
+
+// hotPending returns what the hot set knows of the object name's uses
+// that the index may not hold yet: the last use and the uses not told.
+func (ix *index) hotPending(name string) use {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.hot[name]; e != nil && e.hasInfo {
+		return use{e.used, e.hits}
+	}
+	return use{}
+}
+
+// reserve promises n more bytes to a writer. With a size limit, room is
+// made by evicting the least recently used objects, once the index is
+// complete; before that only the room the limit leaves beside the objects
+// indexed so far can be promised.
 func (ix *index) reserve(n int64) error {
 	if n <= 0 {
 		return nil
 	}
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.maxSize > 0 {
-		if n > ix.maxSize {
-			return ErrNoSpace
-		}
-		if !ix.evictLocked(ix.maxSize - n) {
-			return ErrNoSpace
-		}
+	if ix.maxSize <= 0 || ix.bytes+ix.reserved+n <= ix.maxSize {
+		ix.reserved += n
+		ix.mu.Unlock()
+		return nil
 	}
-	ix.reserved += n
-	return nil
+	complete := ix.complete
+	ix.mu.Unlock()
+	if n > ix.maxSize || !complete {
+		return ErrNoSpace
+	}
+	return ix.st.evict(n)
 }
 
 // release returns a writer's unused reservation.
@@ -254,63 +379,30 @@ func (ix *index) release(n int64) {
 	ix.mu.Unlock()
 }
 
-// committed turns a writer's reservation into the object name of size
-// bytes (inode ino, metadata info), replacing any previous object under
-// that name.
-func (ix *index) committed(name string, size, reservation int64, ino uint64, info storage.Info, now time.Time) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.reserved -= reservation
-	if old := ix.entries[name]; old != nil {
-		ix.bytes -= old.size
-		ix.dropDataLocked(old)
-		ix.lru.Remove(old.elem)
-	}
-	e := &entry{name: name, size: size, touched: now, info: info, hasInfo: true, ino: ino}
-	e.elem = ix.lru.PushFront(e)
-	ix.entries[name] = e
-	ix.bytes += size
-	if ix.maxSize > 0 {
-		ix.evictLocked(ix.maxSize)
-	}
-}
-
-// removed forgets the object name (deleted from disk by the caller).
-func (ix *index) removed(name string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if e := ix.entries[name]; e != nil {
-		ix.bytes -= e.size
-		ix.dropDataLocked(e)
-		ix.lru.Remove(e.elem)
-		delete(ix.entries, name)
-	}
-}
-
-// evictLocked removes least recently used objects nobody is reading until
-// the cache holds at most limit bytes. It reports whether it got there.
-func (ix *index) evictLocked(limit int64) bool {
-	for el := ix.lru.Back(); el != nil && ix.bytes+ix.reserved > limit; {
-		e := el.Value.(*entry)
-		prev := el.Prev()
-		if e.readers == 0 {
-			if err := os.Remove(ix.path(e.name)); err == nil || errors.Is(err, fs.ErrNotExist) {
-				ix.bytes -= e.size
-				ix.dropDataLocked(e)
-				ix.lru.Remove(el)
-				delete(ix.entries, e.name)
-				ix.evictions++
-			}
-		}
-		el = prev
-	}
-	return ix.bytes+ix.reserved <= limit
-}
-
 // stats returns the bytes held (reservations included), the number of
 // objects and the evictions so far.
 func (ix *index) stats() (bytes, objects, evictions int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.bytes + ix.reserved, int64(len(ix.entries)), ix.evictions
+	return ix.bytes + ix.reserved, ix.objects, ix.evictions
+}
+
+// isComplete reports whether every object on disk is indexed.
+func (ix *index) isComplete() bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.complete
+}
+
+// waitComplete waits until every object on disk is indexed.
+func (ix *index) waitComplete(ctx context.Context) bool {
+	ix.mu.Lock()
+	ch := ix.indexed
+	ix.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -1,162 +1,179 @@
 package file
 
 import (
-	"cmp"
+	"bytes"
 	"context"
 	"errors"
-	"io/fs"
+	"net/http"
 	"os"
-	"slices"
-	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/httpmirror/httpmirror/storage"
 )
 
-// listed is what List reports of an object: its key, body size and
-// StoredAt.
-type listed struct {
-	key      string
-	size     int64
-	storedAt time.Time
-}
+// The storage capabilities the index gives.
+var (
+	_ storage.Lister        = (*Backend)(nil)
+	_ storage.LargestLister = (*Backend)(nil)
+)
 
-// listItem is an indexed object as List finds it: known tells whether l
-// is filled in already.
-type listItem struct {
-	e     *entry
-	l     listed
-	known bool
-}
-
-// List implements storage.Lister, in key order; a page token is the last
-// key of the previous page. Object files are named by the hash of their
-// key, so the first page of a listing looks at every indexed object: the
-// key of an object not used since start-up is read from its trailer the
-// first time it is listed, and remembered (a few dozen bytes per object)
-// for the listings that follow. The first listing of a large cache
-// therefore reads one trailer per object; later ones only walk the index.
-// The following pages of a listing come from the sorted snapshot its first
-// page made, for up to a minute.
+// List implements storage.Lister, in key order; a page token holds the
+// last key of the previous page (storage.PageToken). Each object's LastAccess is its last Open (its
+// commit when never opened since) and Hits counts its Opens (Reread and
+// Stat do not count) since it was first stored under its key: a new
+// version of an object keeps the count, a delete (purge, eviction,
+// expiry) ends it. Counts survive restarts with the index; a crash of the
+// process loses at most the uses of the last minute of each object (see
+// touchEvery), and a rebuild of the index (after a crash of the system,
+// or a damaged index) starts them again at 0. The index holds the keys in order, so a page
+// reads the entries it returns and one more, whatever the size of the
+// cache, and the file of each (a stat; see checkListed). While the index
+// is being built after a start (see Indexed), List waits for it, or for
+// ctx to end: a listing must not leave out objects the index has not
+// reached yet (a purge by prefix deletes what it lists).
 func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]storage.Info, string, error) {
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
-	b.snapMu.Lock()
-	defer b.snapMu.Unlock()
-	if token == "" || b.snap.prefix != prefix || b.snap.items == nil || time.Since(b.snap.at) > time.Minute {
-		items, err := b.listSorted(ctx, prefix)
+	if token != "" {
+		var err error
+		if token, err = storage.DecodePageToken(prefix, token); err != nil {
+			return nil, "", err
+		}
+	}
+	var out []listedRec
+	next := ""
+	for try := 0; ; try++ {
+		if !b.ix.waitComplete(ctx) {
+			return nil, "", ctx.Err()
+		}
+		b.ix.st.sync() // the commits and deletes that have returned
+		out, next = out[:0], ""
+		err := b.ix.st.view(func(tx *bolt.Tx) error {
+			keys := tx.Bucket(bucketKeys)
+			if keys == nil {
+				return errIndexDamaged
+			}
+			c := keys.Cursor()
+			p := []byte(prefix)
+			start := p
+			if token != "" {
+				start = []byte(token)
+			}
+			k, v := c.Seek(start)
+			if token != "" && k != nil && string(k) == token {
+				k, v = c.Next()
+			}
+			for ; k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+				b.ix.visits.Add(1)
+				if len(out) == limit {
+					next = out[len(out)-1].key
+					break
+				}
+				if r, ok := decodeRec(v); ok {
+					out = append(out, listedRec{string(k), r})
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, errIndexDamaged) && try < 2 {
+			continue // rebuilt meanwhile: wait for it
+		}
 		if err != nil {
 			return nil, "", err
 		}
-		b.snap = listSnapshot{prefix: prefix, items: items, at: time.Now()}
-	}
-	items := b.snap.items
-	i, _ := slices.BinarySearchFunc(items, token, func(l listed, t string) int {
-		if l.key <= t {
-			return -1
+		if next != "" {
+			next = storage.PageToken(prefix, next)
 		}
-		return 1
-	})
-	page := items[i:min(i+limit, len(items))]
-	next := ""
-	if i+limit < len(items) {
-		next = page[len(page)-1].key
-	} else {
-		b.snap = listSnapshot{} // the listing is complete
+		return b.checkListed(out), next, nil
 	}
-	out := make([]storage.Info, len(page))
-	for i, l := range page {
-		out[i] = storage.Info{Key: l.key, Size: l.size, StoredAt: l.storedAt}
-	}
-	return out, next, nil
 }
 
-// listSnapshot is the sorted listing of a prefix that the pages after the
-// first are served from.
-type listSnapshot struct {
-	prefix string
-	items  []listed
-	at     time.Time
+// listedRec is an object as the index lists it.
+type listedRec struct {
+	key string
+	r   rec
 }
 
-// listSorted returns the indexed objects under prefix in key order.
-func (b *Backend) listSorted(ctx context.Context, prefix string) ([]listed, error) {
-	items := b.ix.listItems()
-	match := []listed{}
-	for i := range items {
-		it := &items[i]
-		if !it.known {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+// checkListed returns the objects of ls whose files are as the index
+// says, or whose trailers check out, with what a listing shows of them.
+// The files are the truth: one removed or damaged behind the index's back
+// (by hand, or by the disk) is left out, and checked again in the
+// background so that the index forgets it.
+func (b *Backend) checkListed(ls []listedRec) []storage.Info {
+	out := make([]storage.Info, 0, len(ls))
+	for _, l := range ls {
+		size, storedAt, digest := l.r.size, l.r.storedAt, l.r.digest
+		p := b.ix.path(hexName(l.key))
+		fi, err := os.Lstat(p)
+		if err == nil && (fi.Size() != l.r.fileSize || l.r.ino != 0 && inode(fi) != l.r.ino) {
+			var m meta
+			b.ix.point("trailer")
+			if m, err = readListed(p); err == nil && m.Key != l.key {
+				err = errCorrupt
 			}
-			l, ino, err := readListed(b.ix.path(it.e.name), it.e.name)
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errCorrupt) {
-				continue // evicted or replaced meanwhile, or damaged
-			}
-			if err != nil {
-				return nil, err
-			}
-			b.ix.remember(it.e, ino, l)
-			it.l = l
+			size, storedAt, digest = m.Size, m.StoredAt, indexedDigest(m.Header)
 		}
-		if strings.HasPrefix(it.l.key, prefix) {
-			match = append(match, it.l)
+		if err != nil {
+			b.ix.st.checkLater(l.key)
+			continue
 		}
+		// The uses the hot set has not told the index of yet count:
+		// a listing shows every use, the index is written at most
+		// once a minute per object.
+		u := b.ix.hotPending(hexName(l.key))
+		info := storage.Info{Key: l.key, Size: size, StoredAt: time.Unix(0, storedAt),
+			LastAccess: time.Unix(0, max(l.r.used, u.t)), Hits: l.r.hits + u.n}
+		if digest != "" {
+			info.Header = http.Header{storage.DigestHeader: {digest}}
+		}
+		out = append(out, info)
 	}
-	slices.SortFunc(match, func(a, b listed) int { return cmp.Compare(a.key, b.key) })
-	return match, nil
+	return out
 }
 
-// readListed reads the key, size and StoredAt of the object file at path,
-// named name, from its trailer; a trailer whose key does not hash to name
-// is damaged.
-func readListed(path, name string) (listed, uint64, error) {
+// readListed reads the trailer of the object file at path.
+func readListed(path string) (meta, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return listed{}, 0, err
+		return meta{}, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return listed{}, 0, err
+		return meta{}, err
 	}
-	m, err := readMeta(f, fi.Size())
-	if err != nil {
-		return listed{}, 0, err
-	}
-	if hashKey(m.Key) != name {
-		return listed{}, 0, errCorrupt
-	}
-	return listed{key: m.Key, size: m.Size, storedAt: time.Unix(0, m.StoredAt)}, inode(fi), nil
+	return readMeta(f, fi.Size())
 }
 
-// listItems returns every indexed object, with what the index knows of it.
-func (ix *index) listItems() []listItem {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	items := make([]listItem, 0, len(ix.entries))
-	for _, e := range ix.entries {
-		it := listItem{e: e}
-		switch {
-		case e.hasInfo:
-			it.l, it.known = listed{key: e.info.Key, size: e.info.Size, storedAt: e.info.StoredAt}, true
-		case e.listed != nil:
-			it.l, it.known = *e.listed, true
+// Largest implements storage.LargestLister from the index's order of
+// sizes: it reads n entries. While the index is being built after a
+// start, the objects are the largest of those indexed so far, and
+// complete is false.
+func (b *Backend) Largest(ctx context.Context, n int) ([]storage.Info, bool, error) {
+	b.ix.st.sync()
+	complete := b.ix.isComplete()
+	var out []listedRec
+	err := b.ix.st.view(func(tx *bolt.Tx) error {
+		keys, sizes := tx.Bucket(bucketKeys), tx.Bucket(bucketSize)
+		if keys == nil || sizes == nil {
+			return errIndexDamaged
 		}
-		items = append(items, it)
+		c := sizes.Cursor()
+		for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
+			b.ix.visits.Add(1)
+			if r, ok := decodeRec(keys.Get(v)); ok {
+				out = append(out, listedRec{string(v), r})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
 	}
-	return items
-}
-
-// remember records what List read of the object of entry e, from the file
-// with inode ino, unless the entry was replaced or removed meanwhile.
-func (ix *index) remember(e *entry, ino uint64, l listed) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.entries[e.name] == e && !e.hasInfo && (e.ino == 0 || e.ino == ino) {
-		e.listed = &l
-	}
+	return b.checkListed(out), complete, nil
 }
 
 // Location implements storage.Locator: the object file's path.

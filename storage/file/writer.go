@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/httpmirror/httpmirror/storage"
 )
@@ -119,7 +118,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	info.Size = w.n
 	if info.StoredAt.IsZero() {
-		info.StoredAt = time.Now()
+		info.StoredAt = w.ix.clock()
 	}
 	buf, err := encodeTrailer(info)
 	if err != nil {
@@ -128,23 +127,61 @@ func (w *writer) Commit(ctx context.Context) error {
 	if _, err := w.f.WriteAt(buf, w.n); err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return err
+	if !w.ix.noSync {
+		if err := w.f.Sync(); err != nil {
+			return err
+		}
 	}
 	dir := filepath.Dir(w.path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	fi, err := w.f.Stat()
+	if err != nil {
+		return err
+	}
+	name := filepath.Base(w.path)
+	size := w.n + int64(len(buf))
+	mu := w.ix.stripe(name)
+	mu.Lock()
+	// The journal names the key before the rename: a process that dies
+	// before the index holds the object leaves the key to be checked.
+	j, err := w.ix.j.add(info.Key)
+	if err != nil {
+		mu.Unlock()
+		return err
+	}
+	w.ix.point("commit-journaled")
 	if err := os.Rename(w.f.Name(), w.path); err != nil {
+		w.ix.j.done(j)
+		mu.Unlock()
 		return err
 	}
 	w.state = committed
-	var ino uint64
-	if fi, err := w.f.Stat(); err == nil {
-		ino = inode(fi)
+	w.ix.point("commit-renamed")
+	now := w.ix.clock().UnixNano()
+	o := &op{kind: opPut, key: info.Key, j: j, reservation: w.reserved, done: make(chan error, 1),
+		r: rec{fileSize: size, size: info.Size, storedAt: info.StoredAt.UnixNano(), used: now, ino: inode(fi),
+			digest: indexedDigest(info.Header)}}
+	queued, wait := false, false
+	if j != nil {
+		queued, wait = w.ix.st.enqueue(o)
 	}
-	w.ix.committed(filepath.Base(w.path), w.n+int64(len(buf)), w.reserved, ino, info, time.Now())
+	mu.Unlock()
 	w.reserved = 0
+	w.ix.hotCommitted(name, size, inode(fi), info, now)
+	if wait {
+		<-o.done
+	}
+	if !queued {
+		// The backend is closed: the object is indexed when it is next
+		// used, or by the next rebuild.
+		w.ix.j.done(j)
+		w.ix.release(o.reservation)
+	}
+	if w.ix.noSync {
+		return nil
+	}
 	// The rename is durable only once the directory entry is on disk.
 	return syncDir(dir)
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/httpmirror/httpmirror/storage"
@@ -19,10 +20,37 @@ import (
 type entry struct {
 	info storage.Info
 	data []byte // never modified after commit
+
+	// The object's reads: Open counts, Stat does not.
+	used    atomic.Int64 // last Open (or the commit), Unix nanoseconds
+	hits    atomic.Int64
+	readers atomic.Int64 // objects open
+}
+
+// use records an Open at now.
+func (e *entry) use(now int64) {
+	e.hits.Add(1)
+	for {
+		old := e.used.Load()
+		if now <= old || e.used.CompareAndSwap(old, now) {
+			return
+		}
+	}
+}
+
+// listed returns e's metadata with its uses.
+func (e *entry) listed() storage.Info {
+	info := cloneInfo(e.info)
+	info.LastAccess, info.Hits = time.Unix(0, e.used.Load()), e.hits.Load()
+	return info
 }
 
 // Backend keeps objects in a map. The zero value is not usable; call New.
 type Backend struct {
+	// Now is the clock of last accesses and of commits' StoredAt; set it,
+	// if at all, before the backend is used. Nil means time.Now.
+	Now func() time.Time
+
 	mu      sync.RWMutex
 	objects map[string]*entry
 
@@ -56,8 +84,29 @@ func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
 	return cloneInfo(e.info), nil
 }
 
-// Open implements storage.Backend.
+func (b *Backend) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+// Open implements storage.Backend. It counts as a use of the object (see
+// storage.Info.Hits).
 func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) {
+	e, err := b.get(key)
+	if err != nil {
+		return nil, err
+	}
+	e.use(b.now().UnixNano())
+	e.readers.Add(1)
+	return &object{Reader: bytes.NewReader(e.data), info: cloneInfo(e.info), e: e}, nil
+}
+
+var _ storage.Rereader = (*Backend)(nil)
+
+// Reread implements storage.Rereader: Open without counting a use.
+func (b *Backend) Reread(ctx context.Context, key string) (storage.Object, error) {
 	e, err := b.get(key)
 	if err != nil {
 		return nil, err
@@ -98,20 +147,30 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 		return storage.ErrNotFound
 	}
 	info.Key = key
-	b.objects[key] = &entry{info: cloneInfo(info), data: e.data}
+	ne := &entry{info: cloneInfo(info), data: e.data}
+	ne.used.Store(e.used.Load())
+	ne.hits.Store(e.hits.Load())
+	b.objects[key] = ne
 	return nil
 }
 
-// List implements storage.Lister, in key order. A page token is the last
-// key of the previous page.
+// List implements storage.Lister, in key order. A page token holds the
+// last key of the previous page (storage.PageToken).
 func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]storage.Info, string, error) {
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
+	after := ""
+	if token != "" {
+		var err error
+		if after, err = storage.DecodePageToken(prefix, token); err != nil {
+			return nil, "", err
+		}
+	}
 	b.mu.RLock()
 	var keys []string
 	for k := range b.objects {
-		if strings.HasPrefix(k, prefix) && k > token {
+		if strings.HasPrefix(k, prefix) && k > after {
 			keys = append(keys, k)
 		}
 	}
@@ -119,14 +178,46 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 	next := ""
 	if len(keys) > limit {
 		keys = keys[:limit]
-		next = keys[limit-1]
+		next = storage.PageToken(prefix, keys[limit-1])
 	}
 	out := make([]storage.Info, len(keys))
 	for i, k := range keys {
-		out[i] = cloneInfo(b.objects[k].info)
+		out[i] = b.objects[k].listed()
 	}
 	b.mu.RUnlock()
 	return out, next, nil
+}
+
+var _ storage.Expirer = (*Backend)(nil)
+
+// Expire implements storage.Expirer: it looks at every object.
+func (b *Backend) Expire(ctx context.Context, cutoff time.Time, keep func(key string) bool) (int, error) {
+	c := cutoff.UnixNano()
+	b.mu.RLock()
+	var idle []string
+	for k, e := range b.objects {
+		if e.used.Load() < c && e.readers.Load() == 0 {
+			idle = append(idle, k)
+		}
+	}
+	b.mu.RUnlock()
+	n := 0
+	for _, k := range idle {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		if keep != nil && keep(k) {
+			continue
+		}
+		b.mu.Lock()
+		// Checked again: opened or replaced since.
+		if e := b.objects[k]; e != nil && e.used.Load() < c && e.readers.Load() == 0 {
+			delete(b.objects, k)
+			n++
+		}
+		b.mu.Unlock()
+	}
+	return n, nil
 }
 
 // Len reports how many objects are stored.
@@ -145,11 +236,19 @@ func cloneInfo(i storage.Info) storage.Info {
 
 type object struct {
 	*bytes.Reader
-	info storage.Info
+	info   storage.Info
+	e      *entry
+	closed atomic.Bool
 }
 
 func (o *object) Info() storage.Info { return o.info }
-func (o *object) Close() error       { return nil }
+
+func (o *object) Close() error {
+	if o.e != nil && o.closed.CompareAndSwap(false, true) {
+		o.e.readers.Add(-1)
+	}
+	return nil
+}
 
 var (
 	_ storage.Spooler     = (*writer)(nil)
@@ -213,12 +312,17 @@ func (w *writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("%w: wrote %d bytes, expected %d", storage.ErrSizeMismatch, n, info.Size)
 	}
 	info.Size = n
+	now := w.b.now()
 	if info.StoredAt.IsZero() {
-		info.StoredAt = time.Now()
+		info.StoredAt = now
 	}
 	w.done = true
 	e := &entry{info: cloneInfo(info), data: w.buf}
+	e.used.Store(now.UnixNano())
 	w.b.mu.Lock()
+	if old := w.b.objects[w.key]; old != nil {
+		e.hits.Store(old.hits.Load()) // the key's count goes on
+	}
 	w.b.objects[w.key] = e
 	w.b.mu.Unlock()
 	return nil

@@ -169,14 +169,17 @@ func (b *Backend) Claims(ctx context.Context) ([]string, error) {
 
 // conditionFailed reports whether err is a conditional write that did not
 // apply: 412 Precondition Failed, or 409 Conditional Request Conflict (a
-// concurrent conditional write to the same key won).
+// concurrent conditional write to the same key won). versitygw's posix
+// backend answers that race with 409 ExistingObjectIsDirectory (the
+// other write's file is in place under construction): a claim's key is
+// never a directory in this layout, so that too is a concurrent write.
 func conditionFailed(err error) bool {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
 		return false
 	}
 	switch ae.ErrorCode() {
-	case "PreconditionFailed", "ConditionalRequestConflict":
+	case "PreconditionFailed", "ConditionalRequestConflict", "ExistingObjectIsDirectory":
 		return true
 	}
 	return false

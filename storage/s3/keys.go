@@ -20,6 +20,9 @@ const (
 	// claimDir holds the claims of storage.Claimer (cluster leases): no
 	// key maps there, so a claim is never an object.
 	claimDir = marker + "lease"
+	// accessDir holds each process's record of the reads it counted
+	// (access.go); no key maps there either.
+	accessDir = marker + "access"
 
 	// maxObjectKey is S3's limit on an object key, in bytes.
 	maxObjectKey = 1024

@@ -2,7 +2,6 @@ package s3
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,7 +28,9 @@ const (
 // returns a page, full or not.
 const maxListCalls = 20
 
-// List implements storage.Lister. A page token names the phase and the
+// List implements storage.Lister. Each object's LastAccess and Hits come
+// from the access records (access.go): reading them costs one LIST and a
+// GET per record, once per Config.AccessFlushInterval. A page token names the phase and the
 // last object key seen in it. Objects under hashed names are listed only
 // when their metadata entry records their key (it does for objects this
 // version wrote, unless the key is too long for S3's 2 KiB of metadata);
@@ -40,7 +41,7 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
-	phase, after, err := decodeToken(token)
+	phase, after, err := decodeToken(prefix, token)
 	if err != nil {
 		return nil, "", err
 	}
@@ -96,12 +97,24 @@ func (b *Backend) List(ctx context.Context, prefix, token string, limit int) ([]
 				}
 			}
 			if done {
-				return out, "", nil
+				return b.annotate(ctx, out), "", nil
 			}
 			after = last
 		}
 	}
-	return out, encodeToken(phase, after), nil
+	return b.annotate(ctx, out), encodeToken(prefix, phase, after), nil
+}
+
+// annotate sets the last access and hits of the listed objects (see
+// access.go). Records that cannot be read leave the counts of this
+// process alone: the listing is worth more than the counts.
+func (b *Backend) annotate(ctx context.Context, objs []storage.Info) []storage.Info {
+	view, err := b.acc.cachedOthers(ctx)
+	if err != nil && ctx.Err() == nil {
+		b.log.Warn("s3: listing without the other replicas' reads", "err", err)
+	}
+	b.acc.annotate(objs, view)
+	return objs
 }
 
 // listPage lists up to n objects under p after the object key after, and
@@ -175,19 +188,19 @@ func (b *Backend) hashedKey(okey, key string) string {
 	return ""
 }
 
-func encodeToken(phase byte, after string) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{phase}, after...))
+func encodeToken(prefix string, phase byte, after string) string {
+	return storage.PageToken(prefix, string(phase)+after)
 }
 
-func decodeToken(token string) (byte, string, error) {
+func decodeToken(prefix, token string) (byte, string, error) {
 	if token == "" {
 		return phaseReadable, "", nil
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(raw) == 0 || (raw[0] != phaseReadable && raw[0] != phaseDir && raw[0] != phaseHashed) {
+	pos, err := storage.DecodePageToken(prefix, token)
+	if err != nil || pos == "" || (pos[0] != phaseReadable && pos[0] != phaseDir && pos[0] != phaseHashed) {
 		return 0, "", storage.ErrInvalidToken
 	}
-	return raw[0], string(raw[1:]), nil
+	return pos[0], pos[1:], nil
 }
 
 // Location implements storage.Locator: the object's s3://bucket/key URL.

@@ -33,6 +33,8 @@ type object struct {
 	body    io.ReadCloser // open GET body, or nil
 	bodyOff int64         // position of body's next byte
 	resumes int           // broken bodies resumed so far
+	closed  bool
+	key     string // the storage key, for the count of readers; "" when not counted (Reread)
 }
 
 // maxResumes bounds how many broken GET bodies one Object resumes.
@@ -130,6 +132,10 @@ func (o *object) Seek(offset int64, whence int) (int64, error) {
 
 func (o *object) Close() error {
 	o.closeBody()
+	if !o.closed && o.key != "" {
+		o.closed = true
+		o.b.acc.closed(o.key)
+	}
 	return nil
 }
 

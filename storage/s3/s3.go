@@ -98,6 +98,8 @@ type Backend struct {
 
 	bigMetaWarning sync.Once // the metadata of a large upload was not completed
 
+	acc *accessLog // the reads counted (access.go)
+
 	sweepMu   sync.Mutex
 	sweeping  bool          // a sweep was started (by the first good Check)
 	closed    bool          // Close was called: start no sweep
@@ -178,11 +180,13 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.RootDir != "" {
 		b.prefix = cfg.RootDir + "/"
 	}
+	b.acc = newAccessLog(b)
 	return b, nil
 }
 
-// Close stops the sweep of stale uploads, if it still runs. Objects and
-// writers stay usable.
+// Close stops the sweep of stale uploads, if it still runs, and writes
+// the reads counted since the last flush to the bucket (see access.go).
+// Objects and writers stay usable.
 func (b *Backend) Close() error {
 	b.sweepMu.Lock()
 	b.closed = true
@@ -192,7 +196,7 @@ func (b *Backend) Close() error {
 		stop()
 		<-done
 	}
-	return nil
+	return b.acc.close()
 }
 
 // Client returns the backend's S3 client.
@@ -259,6 +263,20 @@ func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) 
 		return nil, err
 	}
 	okey, _ := b.ObjectKey(key) // head validated key
+	b.acc.opened(key)
+	return &object{b: b, ctx: ctx, okey: okey, etag: etag, info: info, key: key}, nil
+}
+
+var _ storage.Rereader = (*Backend)(nil)
+
+// Reread implements storage.Rereader: Open without counting a read of
+// the object (see access.go), for verify jobs.
+func (b *Backend) Reread(ctx context.Context, key string) (storage.Object, error) {
+	info, etag, err := b.head(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	okey, _ := b.ObjectKey(key)
 	return &object{b: b, ctx: ctx, okey: okey, etag: etag, info: info}, nil
 }
 
@@ -271,6 +289,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if _, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &okey}); err != nil && !isNotFound(err) {
 		return fmt.Errorf("s3: delete %s: %w", okey, err)
 	}
+	b.acc.deleted(key)
 	return nil
 }
 

@@ -86,6 +86,13 @@ type Config struct {
 	// otherwise keep (and bill) forever. Zero disables the sweep.
 	StaleUploadAge time.Duration
 
+	// AccessFlushInterval is how often the reads this process counted
+	// (each object's last access and hits, see access.go) are written to
+	// the bucket, in one object of its own, and how long the other
+	// replicas' counts read from the bucket are reused. Zero means
+	// DefaultAccessFlushInterval.
+	AccessFlushInterval time.Duration
+
 	// HTTPClient sends the SDK's requests. Nil means the SDK's default
 	// client (with SkipVerify applied).
 	HTTPClient *http.Client

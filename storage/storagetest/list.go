@@ -109,7 +109,24 @@ func testList(t *testing.T, b storage.Backend) {
 	if got := listAll(t, l, "example.com/a/1", 0); len(got) != 0 {
 		t.Errorf("List after Delete = %q; want nothing", sortedKeys(got))
 	}
-	if _, _, err := l.List(ctx, "", "\x00not a token\xff", 1); err != nil && !errors.Is(err, storage.ErrInvalidToken) {
-		t.Errorf("List with a foreign token: %v; want ErrInvalidToken or a page", err)
+	// Garbage, a key where a token belongs, a token edited by hand and a
+	// token of another prefix are refused, never taken for an empty page.
+	_, tok, err := l.List(ctx, "example.com/", "", 1)
+	if err != nil || tok == "" {
+		t.Fatalf("List(example.com/, limit 1) = token %q, %v; want a next page", tok, err)
+	}
+	edited := []byte(tok)
+	edited[len(edited)-1] ^= 1
+	for _, c := range []struct{ name, prefix, token string }{
+		{"garbage", "", "\x00not a token\xff"},
+		{"word", "", "garbage"},
+		{"base64", "", "AAAAAAAAAAAA"},
+		{"raw key", "", "example.com/a/1"},
+		{"edited", "example.com/", string(edited)},
+		{"other prefix", "example.org/", tok},
+	} {
+		if objs, _, err := l.List(ctx, c.prefix, c.token, 1); !errors.Is(err, storage.ErrInvalidToken) {
+			t.Errorf("List with token %s: %d objects, %v; want ErrInvalidToken", c.name, len(objs), err)
+		}
 	}
 }

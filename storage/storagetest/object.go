@@ -116,3 +116,42 @@ func testRefresh(t *testing.T, b storage.Backend) {
 		t.Errorf("Refresh of a missing object: %v; want ErrNotFound", err)
 	}
 }
+
+// testRefreshKeepsMark checks that a refresh keeps the mirror's own
+// headers (X-Httpmirror-*), as an invalidation stores its mark, for Stat,
+// Open and a later refresh, and that the next refresh without one
+// removes it: every replica sharing the store sees the mark, and a
+// revalidation answers it.
+func testRefreshKeepsMark(t *testing.T, b storage.Backend) {
+	r, ok := b.(storage.Refresher)
+	if !ok {
+		t.Skip("backend does not implement storage.Refresher")
+	}
+	ctx := context.Background()
+	key := "example.com/marked.bin"
+	data := testutil.Payload(13, 5000)
+	info := sampleInfo(int64(len(data)))
+	info.StoredAt = time.Now().Add(-time.Hour).Truncate(time.Second)
+	put(t, b, key, data, info)
+	const mark = "X-Httpmirror-Invalidated"
+	marked := info
+	marked.Header = info.Header.Clone()
+	marked.Header.Set(mark, "2026-01-02T03:04:05Z")
+	if err := r.Refresh(ctx, key, marked); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	st, err := b.Stat(ctx, key)
+	if err != nil || st.Header.Get(mark) != "2026-01-02T03:04:05Z" || !st.StoredAt.Equal(info.StoredAt) || st.Header.Get("Content-Disposition") == "" {
+		t.Fatalf("Stat after the marking refresh: %+v, %v; want the mark, the same StoredAt and the other headers", st, err)
+	}
+	got, body := read(t, b, key)
+	if got.Header.Get(mark) == "" || !bytes.Equal(body, data) {
+		t.Fatalf("Open after the marking refresh: header %v, %d bytes; want the mark and the same body", got.Header, len(body))
+	}
+	if err := r.Refresh(ctx, key, info); err != nil {
+		t.Fatalf("second Refresh: %v", err)
+	}
+	if st, err := b.Stat(ctx, key); err != nil || st.Header.Get(mark) != "" {
+		t.Errorf("Stat after a refresh without the mark: %v, %v; want it gone", st.Header, err)
+	}
+}

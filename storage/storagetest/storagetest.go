@@ -45,6 +45,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"UpdateInfo", testUpdateInfo},
 		{"UpdateInfoCancelled", testUpdateInfoCancelled},
 		{"Refresh", testRefresh},
+		{"RefreshKeepsMark", testRefreshKeepsMark},
 		{"List", testList},
 	}
 	for _, tc := range tests {
