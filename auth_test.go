@@ -358,3 +358,36 @@ func scanDir(t *testing.T, dir string, needles ...[]byte) {
 		}
 	}
 }
+
+// A segmented fill asks the origin for the object's digests with a HEAD,
+// which an origin may refuse where it serves a GET (a URL signed for GET
+// only): that refusal is not taken for the client's credential's. With
+// the fill's own answer standing for the token (--auth-cache), the next
+// request with it is a hit, without a check.
+func TestSegmentedFillsHeadSaysNothingOfTheCredential(t *testing.T) {
+	o := newOrigin(t)
+	data := payload(136, 300<<10+3)
+	o.Put("/gated.bin", data)
+	o.SetHook(func(w http.ResponseWriter, r *http.Request, f *testutil.File) bool {
+		if r.Method == http.MethodHead && r.Header.Get("Authorization") == goodToken {
+			http.Error(w, "signed for GET", http.StatusForbidden)
+			return true
+		}
+		return gate(w, r, f)
+	})
+	m := newMirror(t, o, withAuthCache, segmented)
+	u := m.url(o, "/gated.bin")
+	for i := range 2 {
+		if r := do(t, "GET", u, bearer(goodToken)); r.StatusCode != 200 || !bytes.Equal(r.body, data) {
+			t.Fatalf("request %d with the token: status %d, %d bytes", i, r.StatusCode, len(r.body))
+		}
+		waitFills(t, m)
+	}
+	if n := o.Heads.Load(); n != 1 {
+		t.Errorf("origin HEADs %d; want 1, the fill's", n)
+	}
+	if n := o.Gets.Load(); n < 2 {
+		t.Errorf("origin GETs %d; want a segmented fill", n)
+	}
+	checkDenied(t, "no token", do(t, "GET", u, nil), data)
+}

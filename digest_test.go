@@ -24,14 +24,10 @@ import (
 
 // digestSource is one way an origin (or the URL) publishes an object's
 // digest: publish returns the path to serve good at and the response
-// headers that go with it. A whole source's digest describes the content
-// of one response only (Content-Digest, Content-MD5, the storage
-// services' checksums): a segmented fill can check it only when the
-// object comes in its first response, whose answer is no part.
+// headers that go with it.
 type digestSource struct {
 	name    string
 	publish func(good []byte) (path string, h http.Header)
-	whole   bool
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
@@ -47,41 +43,41 @@ func crc32c(b []byte) []byte {
 var digestSources = []digestSource{
 	{"url: OCI blob", func(good []byte) (string, http.Header) {
 		return "/v2/library/app/blobs/sha256:" + hex.EncodeToString(sum256(good)), nil
-	}, false},
+	}},
 	{"url: apt by-hash SHA256", func(good []byte) (string, http.Header) {
 		return "/debian/dists/stable/main/binary-amd64/by-hash/SHA256/" + hex.EncodeToString(sum256(good)), nil
-	}, false},
+	}},
 	{"url: apt by-hash SHA512", func(good []byte) (string, http.Header) {
 		s := sha512.Sum512(good)
 		return "/debian/dists/stable/main/binary-amd64/by-hash/SHA512/" + hex.EncodeToString(s[:]), nil
-	}, false},
+	}},
 	{"url: blobs/<sha256>", func(good []byte) (string, http.Header) {
 		return "/models/org/name/blobs/" + hex.EncodeToString(sum256(good)), nil
-	}, false},
+	}},
 	{"digest-path", func(good []byte) (string, http.Header) {
 		return "/releases/v1/sha256/" + hex.EncodeToString(sum256(good)) + "/tool.tgz", nil
-	}, false},
+	}},
 	{"Repr-Digest", func(good []byte) (string, http.Header) {
 		return "/repr.bin", http.Header{"Repr-Digest": {"sha-256=:" + b64(sum256(good)) + ":"}}
-	}, false},
+	}},
 	{"Content-Digest sha-512", func(good []byte) (string, http.Header) {
 		s := sha512.Sum512(good)
 		return "/content.bin", http.Header{"Content-Digest": {"sha-512=:" + b64(s[:]) + ":"}}
-	}, true},
+	}},
 	{"x-amz-checksum-sha256", func(good []byte) (string, http.Header) {
 		return "/bucket/obj.bin", http.Header{"X-Amz-Checksum-Sha256": {b64(sum256(good))}}
-	}, true},
+	}},
 	{"x-amz-checksum-crc32c", func(good []byte) (string, http.Header) {
 		return "/bucket/obj32.bin", http.Header{"X-Amz-Checksum-Crc32c": {b64(crc32c(good))}}
-	}, true},
+	}},
 	{"x-goog-hash", func(good []byte) (string, http.Header) {
 		m := md5.Sum(good)
 		return "/gcs/obj.bin", http.Header{"X-Goog-Hash": {"crc32c=" + b64(crc32c(good)) + ",md5=" + b64(m[:])}}
-	}, true},
+	}},
 	{"Content-MD5", func(good []byte) (string, http.Header) {
 		m := md5.Sum(good)
 		return "/md5.bin", http.Header{"Content-Md5": {b64(m[:])}}
-	}, true},
+	}},
 }
 
 // withDigestPath adds the digest-path source's pattern.
@@ -106,8 +102,9 @@ func segmented(m *httpmirror.MirrorHandler) {
 // fetches it: from each source, a correct object is stored and its hits
 // carry its SHA-256 (Repr-Digest); one byte flipped (same length) aborts
 // the client's transfer, stores nothing, and the next request fetches
-// again. On local disk and S3, over one connection and in segments (a
-// whole source's object then in the first response: see digestSource).
+// again. On local disk and S3, over one connection and in segments (the
+// first answer then a part: the digests of a whole response come from a
+// HEAD).
 func TestDigestSources(t *testing.T) {
 	for _, backend := range []string{"file", "s3"} {
 		for _, fill := range []string{"single", "segmented"} {
@@ -137,10 +134,6 @@ func testDigestSource(t *testing.T, backend string, segments bool, src digestSou
 	}
 	if segments {
 		opts = append(opts, segmented)
-		if src.whole {
-			// The object comes in the fill's first response: no part.
-			opts = append(opts, func(m *httpmirror.MirrorHandler) { m.FillSegmentSize = 512 << 10 })
-		}
 	}
 	m := newMirror(t, o, opts...)
 	if stored == nil {

@@ -132,6 +132,15 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 		published = g.opts.Digests(f.key, resp)
 	}
 	v := newVerifier(published, storable)
+	if segmented && g.opts.Digests != nil && f.src.Head != nil && !resp.Uncompressed {
+		// The first answer is a part: the digests of a whole response
+		// come from a HEAD, asked beside the segments (of the bytes as
+		// sent: none when the transport decoded them).
+		if v == nil {
+			v = &verifier{}
+		}
+		v.late = f.wholeDigests(ctx, resp, info, log)
+	}
 	if v == nil && relayed && keepable {
 		// Computes nothing unless the fill takes the fetch over and
 		// stores the object: it then hashes the prefix (see store).

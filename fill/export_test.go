@@ -10,3 +10,11 @@ func SetAdaptWindow(t interface{ Cleanup(func()) }, d time.Duration) {
 	adaptWindow = d
 	t.Cleanup(func() { adaptWindow = old })
 }
+
+// SetWholeHeadTimeout bounds the HEAD of a segmented fill's digests to d
+// until the test ends (see wholeHeadTimeout).
+func SetWholeHeadTimeout(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := wholeHeadTimeout
+	wholeHeadTimeout = d
+	t.Cleanup(func() { wholeHeadTimeout = old })
+}

@@ -3,10 +3,13 @@ package fill
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
 )
 
 // first sends the fill's first request. It returns the response as the
@@ -98,6 +101,43 @@ func hasValidator(h http.Header) bool {
 	}
 	_, err := http.ParseTime(h.Get("Last-Modified"))
 	return err == nil
+}
+
+// wholeHeadTimeout bounds the HEAD of wholeDigests: the fill's verdict,
+// and so its readers' last byte, waits for it.
+var wholeHeadTimeout = 10 * time.Second
+
+// wholeDigests asks the origin, with a HEAD, for the digests that describe
+// one whole response of the object (Content-Digest, Content-MD5, the S3
+// and GCS checksums; see Options.Digests), which a segmented fill's parts
+// do not bring, and sends them on the channel it returns, once: those of
+// a 200 for the same object (the same size, validator and content coding
+// as the first part's, info and part), or none when the HEAD fails, times out or describes
+// another object, or the origin publishes none. The digests the parts do
+// bring (the URL's, Repr-Digest, the Hub's) are checked either way.
+func (f *Fill) wholeDigests(ctx context.Context, part *http.Response, info storage.Info, log *slog.Logger) <-chan []policy.Expected {
+	ch := make(chan []policy.Expected, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, wholeHeadTimeout)
+		defer cancel()
+		resp, err := f.src.Head(ctx)
+		if err != nil {
+			log.Debug("HEAD for the object's digests failed", "err", err)
+			ch <- nil
+			return
+		}
+		resp.Body.Close()
+		head := f.g.opts.Info(resp)
+		if resp.StatusCode != http.StatusOK || head.Size != info.Size ||
+			policy.IfRange(head) != policy.IfRange(info) ||
+			resp.Header.Get("Content-Encoding") != part.Header.Get("Content-Encoding") {
+			log.Debug("HEAD for the object's digests answered no copy of it", "status", resp.StatusCode, "size", head.Size)
+			ch <- nil
+			return
+		}
+		ch <- f.g.opts.Digests(f.key, resp)
+	}()
+	return ch
 }
 
 // errFirstPart: the first body brought the object's first part, as asked

@@ -47,6 +47,12 @@ type Source struct {
 	// Options.Connections; Range and If-Range for other segments and when
 	// resuming) and returns the response.
 	Get func(ctx context.Context, h http.Header) (*http.Response, error)
+	// Head, when not nil, sends a HEAD for the object, with the same
+	// request headers as Get's but those given. A segmented fill asks it
+	// for the digests that describe one whole response (Content-Digest,
+	// Content-MD5, the storage services' checksums): its first answer is a
+	// part, whose own describe the part (see wholeDigests).
+	Head func(ctx context.Context) (*http.Response, error)
 	// Want, when positive, is the byte offset the client that starts the
 	// fill wants first (the start of its Range). When the fill may use
 	// several connections and Want lies beyond the first segment, it asks

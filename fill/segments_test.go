@@ -26,7 +26,8 @@ import (
 	"github.com/httpmirror/httpmirror/storage/memory"
 )
 
-// originSource fetches path from the test origin o.
+// originSource fetches path from the test origin o (GET, and HEAD for a
+// segmented fill's digests).
 func originSource(o *testutil.Origin, path string) fill.Source {
 	client := &http.Client{Transport: &http.Transport{
 		TLSClientConfig:    &tls.Config{RootCAs: o.CertPool()},
@@ -34,8 +35,8 @@ func originSource(o *testutil.Origin, path string) fill.Source {
 		ForceAttemptHTTP2:  false,
 	}}
 	u := o.URL + path
-	return fill.Source{URL: u, Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	send := func(ctx context.Context, method string, h http.Header) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, method, u, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -43,7 +44,16 @@ func originSource(o *testutil.Origin, path string) fill.Source {
 			req.Header[k] = v
 		}
 		return client.Do(req)
-	}}
+	}
+	return fill.Source{
+		URL: u,
+		Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
+			return send(ctx, http.MethodGet, h)
+		},
+		Head: func(ctx context.Context) (*http.Response, error) {
+			return send(ctx, http.MethodHead, nil)
+		},
+	}
 }
 
 // inFlight wraps hook: it records the most requests the origin served at

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 
 	"github.com/httpmirror/httpmirror/policy"
 	"github.com/httpmirror/httpmirror/storage"
@@ -40,6 +41,9 @@ func (e *DigestError) Is(target error) bool { return target == ErrDigestMismatch
 type verifier struct {
 	sha    hash.Hash // nil when the SHA-256 is needed neither to keep nor to check
 	checks []check
+	// late, when not nil, brings more digests to check (wholeDigests'),
+	// which arrive before the first byte is written (see settle).
+	late <-chan []policy.Expected
 }
 
 // check is one published digest and the hash that checks it (nil: the
@@ -57,7 +61,22 @@ func newVerifier(exp []policy.Expected, keep bool) *verifier {
 	if keep {
 		v.sha = sha256.New()
 	}
+	v.add(exp)
+	if v.sha == nil && len(v.checks) == 0 {
+		return nil
+	}
+	return v
+}
+
+// add makes v check the digests exp too, those it does not already check;
+// no byte may have been written yet.
+func (v *verifier) add(exp []policy.Expected) {
 	for _, e := range exp {
+		if slices.ContainsFunc(v.checks, func(c check) bool {
+			return c.exp.Alg == e.Alg && bytes.Equal(c.exp.Sum, e.Sum)
+		}) {
+			continue
+		}
 		if e.Alg == "sha-256" {
 			if v.sha == nil {
 				v.sha = sha256.New()
@@ -69,15 +88,20 @@ func newVerifier(exp []policy.Expected, keep bool) *verifier {
 			v.checks = append(v.checks, check{exp: e, h: h})
 		}
 	}
-	if v.sha == nil && len(v.checks) == 0 {
-		return nil
-	}
-	return v
 }
 
-// checking reports whether v checks a published digest: then the fill holds
-// its readers' last byte until the verdict.
-func (v *verifier) checking() bool { return v != nil && len(v.checks) > 0 }
+// settle waits for the digests that arrive late (see late), and checks
+// them too; it is called before the first byte is written.
+func (v *verifier) settle() {
+	if v != nil && v.late != nil {
+		v.add(<-v.late)
+		v.late = nil
+	}
+}
+
+// checking reports whether v checks a published digest, or may (late):
+// then the fill holds its readers' last byte until the verdict.
+func (v *verifier) checking() bool { return v != nil && (len(v.checks) > 0 || v.late != nil) }
 
 func (v *verifier) Write(p []byte) (int, error) {
 	if v.sha != nil {
@@ -165,6 +189,7 @@ func (s *segmenter) follow(v *verifier, feed bool) error {
 // cannot be read (ErrSpool). A writer that fails is dropped: the object
 // is not stored.
 func follow(ctx context.Context, f *Fill, sw *spoolWriter, size int64, v *verifier, feed bool) error {
+	v.settle()
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	var fed int64

@@ -156,7 +156,10 @@ func deniedToOthers(r *Request, err error) bool {
 
 // source returns the origin of t for the fill engine, with the request
 // headers of r that a fill forwards (see forwardedHeaders). The origin's
-// answers to r's credential are remembered for authorisation (learnAuth).
+// answers to r's credential are remembered for authorisation (learnAuth),
+// a GET's only: a HEAD, which a fill sends for a segmented object's
+// digests, may be refused where a GET is not (a URL signed for GET that
+// a redirect leads to), and says nothing of the credential then.
 func (p *Pipeline) source(t Target, r *Request) fill.Source {
 	u := t.url(p.cfg.Scheme)
 	fwd := forwardedHeaders(r, t)
@@ -165,17 +168,23 @@ func (p *Pipeline) source(t Target, r *Request) fill.Source {
 	if authenticated {
 		k = authKeyOf(r, t)
 	}
+	send := func(ctx context.Context, method string, h http.Header) (*http.Response, error) {
+		hdr := make(http.Header, len(fwd)+len(h))
+		copyHeader(hdr, fwd)
+		copyHeader(hdr, h)
+		resp, err := p.upstream(ctx, method, u, hdr)
+		if err == nil && authenticated && method == http.MethodGet {
+			p.learnAuth(k, resp)
+		}
+		return resp, err
+	}
 	return fill.Source{
 		URL: u,
 		Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
-			hdr := make(http.Header, len(fwd)+len(h))
-			copyHeader(hdr, fwd)
-			copyHeader(hdr, h)
-			resp, err := p.upstream(ctx, http.MethodGet, u, hdr)
-			if err == nil && authenticated {
-				p.learnAuth(k, resp)
-			}
-			return resp, err
+			return send(ctx, http.MethodGet, h)
+		},
+		Head: func(ctx context.Context) (*http.Response, error) {
+			return send(ctx, http.MethodHead, nil)
 		},
 	}
 }
