@@ -63,6 +63,20 @@ type Source struct {
 	Want int64
 }
 
+// NewSource returns the Source of the object at url whose requests send
+// sends: GETs with the headers Get is given, and HEADs without any.
+func NewSource(url string, send func(ctx context.Context, method string, h http.Header) (*http.Response, error)) Source {
+	return Source{
+		URL: url,
+		Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
+			return send(ctx, http.MethodGet, h)
+		},
+		Head: func(ctx context.Context) (*http.Response, error) {
+			return send(ctx, http.MethodHead, nil)
+		},
+	}
+}
+
 // Options configure a Group. The zero value of every field is usable.
 type Options struct {
 	// Retry is how many times a broken upstream body is resumed with a

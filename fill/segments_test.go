@@ -45,15 +45,7 @@ func originSource(o *testutil.Origin, path string) fill.Source {
 		}
 		return client.Do(req)
 	}
-	return fill.Source{
-		URL: u,
-		Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
-			return send(ctx, http.MethodGet, h)
-		},
-		Head: func(ctx context.Context) (*http.Response, error) {
-			return send(ctx, http.MethodHead, nil)
-		},
-	}
+	return fill.NewSource(u, send)
 }
 
 // inFlight wraps hook: it records the most requests the origin served at

@@ -178,13 +178,5 @@ func (p *Pipeline) source(t Target, r *Request) fill.Source {
 		}
 		return resp, err
 	}
-	return fill.Source{
-		URL: u,
-		Get: func(ctx context.Context, h http.Header) (*http.Response, error) {
-			return send(ctx, http.MethodGet, h)
-		},
-		Head: func(ctx context.Context) (*http.Response, error) {
-			return send(ctx, http.MethodHead, nil)
-		},
-	}
+	return fill.NewSource(u, send)
 }
