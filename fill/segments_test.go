@@ -68,9 +68,10 @@ func inFlight(t *testing.T, hook testutil.Hook, n int64, most *atomic.Int64) tes
 }
 
 // A 16 MiB object from an origin that caps each connection is fetched as
-// segments over two connections at once, then four (the rate grows with
-// them), read whole and correct by 20 readers of the one fill, stored,
-// and each byte range leaves the origin once. Both kinds of storage writers: one that is the spool and takes
+// segments over several connections at once (two at first: whether more
+// follow depends on the rates measured, see TestAdaptiveConnections), read
+// whole and correct by 20 readers of the one fill, stored, and each byte
+// range leaves the origin once. Both kinds of storage writers: one that is the spool and takes
 // bytes at any offset (local disk), and one fed in order from a spool file
 // (an in-memory store, standing for S3).
 func TestSegmentedFill(t *testing.T) {
@@ -122,8 +123,8 @@ func TestSegmentedFill(t *testing.T) {
 			}
 			close(fast)
 			ranged := o.CheckFetchedOnce(t, "/model.bin", int64(len(data)))
-			if ranged < 3 || most.Load() < 4 {
-				t.Errorf("%d ranged requests, at most %d at once; want at least 3 and 4", ranged, most.Load())
+			if ranged < 3 || most.Load() < 2 {
+				t.Errorf("%d ranged requests, at most %d at once; want at least 3 and 2", ranged, most.Load())
 			}
 			info, err := store.Stat(context.Background(), "example.com/model.bin")
 			if err != nil || info.Size != int64(len(data)) {
