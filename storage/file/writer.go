@@ -372,6 +372,7 @@ func (w *writer) writeOut(dir string, body, trailer []byte) (*jentry, error) {
 		w.ix.j.done(j)
 		return nil, err
 	}
+	w.ix.point("commit-written")
 	return j, nil
 }
 
