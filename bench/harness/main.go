@@ -103,7 +103,7 @@ func main() {
 	flag.Int64Var(&cfg.bigSize, "big-size", 1<<30, "object size for (e), bytes")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
 	flag.BoolVar(&cfg.openFileCache, "nginx-open-file-cache", false, "give nginx open_file_cache (off in nginx by default), which keeps cached files open between hits")
-	flag.StringVar(&cfg.profile, "profile", "", "write CPU and allocation profiles of httpmirror's measured runs into this directory, taken from its admin pprof endpoint")
+	flag.StringVar(&cfg.profile, "profile", "", "write CPU and allocation profiles and execution traces of httpmirror's measured runs into this directory (created if needed), taken from its admin pprof endpoint")
 	flag.IntVar(&cfg.profileSecs, "profile-seconds", 8, "length of each CPU profile with -profile (scenario (a) uses the wrk duration)")
 	flag.BoolVar(&cfg.accessLog, "access-log", false, "both proxies write an access log to a file: httpmirror at --log-level info, nginx access_log with buffer=64k flush=1s")
 	flag.Float64Var(&cfg.capMBps, "cap", 25, "rate limit of the origin's capped objects in (f), MB/s (10^6 bytes/s) per connection")
@@ -131,9 +131,9 @@ func main() {
 // bench is one run of the benchmark.
 type bench struct {
 	cfg      *config
-	scenario string        // the scenario running, for profile names
-	windows  int           // profiling windows so far
-	cpuDone  chan struct{} // closed when the window's CPU profile is saved
+	scenario string          // the scenario running, for profile names
+	windows  int             // profiling windows so far
+	cpuDone  []chan struct{} // closed when the window's CPU profile and trace are saved
 	dir      string
 	data     *os.File
 	origin   *originProc
@@ -194,6 +194,11 @@ func run(cfg *config) (err error) {
 	}
 	if err := checkSpace(dir, cfg); err != nil {
 		return err
+	}
+	if cfg.profile != "" {
+		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+			return err
+		}
 	}
 	env := machineFacts(cfg.nginx, cfg.wrk)
 

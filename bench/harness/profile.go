@@ -10,7 +10,8 @@ import (
 )
 
 // profile starts (on) or ends a profiling window of httpmirror, with
-// -profile: a CPU profile of the window's first seconds and the
+// -profile: a CPU profile and an execution trace of the window's first
+// seconds and the
 // allocations made during the window, both from httpmirror's own
 // /debug/pprof on its admin listener. Windows are numbered in order.
 func (b *bench) profile(px *proxy, on bool) {
@@ -18,10 +19,10 @@ func (b *bench) profile(px *proxy, on bool) {
 		return
 	}
 	if !on {
-		if b.cpuDone != nil {
-			<-b.cpuDone
-			b.cpuDone = nil
+		for _, d := range b.cpuDone {
+			<-d
 		}
+		b.cpuDone = nil
 		b.fetchProfile(px, "/debug/pprof/allocs", fmt.Sprintf("%02d.allocs", b.windows))
 		return
 	}
@@ -32,12 +33,20 @@ func (b *bench) profile(px *proxy, on bool) {
 	if b.scenario == "a" {
 		secs = int(b.cfg.wrkDuration / time.Second)
 	}
-	done := make(chan struct{})
-	b.cpuDone = done
-	go func() {
-		defer close(done)
-		b.fetchProfile(px, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), fmt.Sprintf("%02d.%s.cpu", n, b.scenario))
-	}()
+	b.cpuDone = nil
+	for _, w := range []struct{ path, name string }{
+		{"profile", "cpu"},
+		// The execution trace shows where requests wait (system calls,
+		// locks, the network), which a CPU profile does not.
+		{"trace", "trace"},
+	} {
+		done := make(chan struct{})
+		b.cpuDone = append(b.cpuDone, done)
+		go func() {
+			defer close(done)
+			b.fetchProfile(px, fmt.Sprintf("/debug/pprof/%s?seconds=%d", w.path, secs), fmt.Sprintf("%02d.%s.%s", n, b.scenario, w.name))
+		}()
+	}
 }
 
 // fetchProfile saves a profile from httpmirror's admin listener.

@@ -22,9 +22,11 @@
 // metadata are published together by one rename. A file whose trailer does
 // not check out is treated as absent.
 //
-// Writes go to a temporary file in tmp/, which is fsynced and renamed into
-// objects/ on commit, followed by an fsync of the directory. Anything left in
-// tmp/ by a crash is removed when the next Backend opens the root.
+// Writes go to a temporary file in tmp/ (a small object's body waits in
+// memory and goes there at once on commit), which is made durable and
+// renamed into objects/ on commit, and the rename made durable in turn;
+// commits that happen together share these syncs (durable.go). Anything
+// left in tmp/ by a crash is removed when the next Backend opens the root.
 //
 // The object files are the truth. The index (key, size, last use and kept
 // digest of each object, in key order, in order of use and in order of
@@ -37,6 +39,7 @@ package file
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -142,7 +145,7 @@ func New(root string, opts Options) (*Backend, error) {
 	}
 	ix := &index{dir: filepath.Join(root, objectsDir), root: root, maxSize: opts.MaxSize,
 		noSync: opts.NoSync, hook: opts.testHook, gather: cmp.Or(opts.testGather, gatherWait), hot: map[string]*entry{},
-		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now}
+		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now, mark: newMark()}
 	if ix.clock == nil {
 		ix.clock = time.Now
 	}
@@ -155,17 +158,24 @@ func New(root string, opts Options) (*Backend, error) {
 	if ix.memMax < 0 {
 		ix.memMax, ix.memObject = 0, -1
 	}
+	if ix.durable, err = newSyncer(root); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("cache directory: %w", err)
+	}
 	b := &Backend{root: root, lock: lock, ix: ix}
 	if err := b.removeTemps(); err != nil {
+		ix.durable.close()
 		lock.Close()
 		return nil, err
 	}
 	if err := b.Check(context.Background()); err != nil {
+		ix.durable.close()
 		lock.Close()
 		return nil, err
 	}
 	st, err := openStore(b.ix)
 	if err != nil {
+		ix.durable.close()
 		lock.Close()
 		return nil, err
 	}
@@ -190,6 +200,9 @@ func (b *Backend) Close() error {
 		b.ix.shut = true
 		b.ix.mu.Unlock()
 		b.closeErr = b.ix.st.close()
+		if err := b.ix.durable.close(); b.closeErr == nil {
+			b.closeErr = err
+		}
 		if err := b.lock.Close(); b.closeErr == nil {
 			b.closeErr = err
 		}
@@ -437,8 +450,13 @@ func (b *Backend) Refresh(ctx context.Context, key string, info storage.Info) er
 	}
 	defer w.Close()
 	fw := w.(*writer)
-	n, err := io.Copy(fw.f, io.LimitReader(f, cur.Size))
-	fw.n = n
+	if fw.mem {
+		_, err = io.Copy(fw, io.LimitReader(f, cur.Size))
+	} else {
+		var n int64
+		n, err = io.Copy(fw.f, io.LimitReader(f, cur.Size))
+		fw.n = n
+	}
 	if err != nil {
 		return err
 	}
@@ -473,13 +491,21 @@ func (b *Backend) Create(ctx context.Context, key string, info storage.Info) (st
 	if err := b.ix.reserve(reservation); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Join(b.root, tmpDir), filepath.Base(p)+".*")
+	info.Key = key
+	w, err := b.ix.newWriter(info, p, reservation)
 	if err != nil {
 		b.ix.release(reservation)
 		return nil, err
 	}
-	info.Key = key
-	return &writer{info: info, path: p, f: f, ix: b.ix, reserved: reservation}, nil
+	return w, nil
+}
+
+// newMark returns a mark for the temporary files of a new backend (see
+// index.mark): random, so that no other backend's is the same.
+func newMark() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // trailerReserve is the room reserved for an object's metadata trailer on

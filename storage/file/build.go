@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // The build brings the index up to date with the object files after a
@@ -56,6 +57,9 @@ func (s *store) stopBuild() {
 func (s *store) build(ctx context.Context, replay []string, walk bool) {
 	n := 0
 	for _, key := range replay {
+		name := hexName(key)
+		dir := filepath.Dir(s.ix.path(name))
+		s.removeLeftovers(dir, readNames(dir, 0), name)
 		if !s.observeKey(key) {
 			return
 		}
@@ -93,7 +97,10 @@ func (s *store) walk(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			for _, name := range readNames(filepath.Join(ix.dir, d1, d2), 64) {
+			leaf := filepath.Join(ix.dir, d1, d2)
+			names := readNames(leaf, 0)
+			s.removeLeftovers(leaf, names, "")
+			for _, name := range names {
 				if !isHashName(name) || name[0:2] != d1 || name[2:4] != d2 {
 					continue
 				}
@@ -111,8 +118,9 @@ func (s *store) walk(ctx context.Context) error {
 	return nil
 }
 
-// readNames returns the names of length n in directory dir, sorted; none
-// when it cannot be read (its objects cannot be served either).
+// readNames returns the names of length n (of any length when n is 0)
+// in directory dir, sorted; none when it cannot be read (its objects
+// cannot be served either).
 func readNames(dir string, n int) []string {
 	f, err := os.Open(dir)
 	if err != nil {
@@ -120,9 +128,38 @@ func readNames(dir string, n int) []string {
 	}
 	defer f.Close()
 	names, _ := f.Readdirnames(-1)
-	names = slices.DeleteFunc(names, func(s string) bool { return len(s) != n })
+	if n > 0 {
+		names = slices.DeleteFunc(names, func(s string) bool { return len(s) != n })
+	}
 	slices.Sort(names)
 	return names
+}
+
+// removeLeftovers removes, of the files names of the object directory
+// dir, those a commit left half-made when its process died (see
+// writer.writeOut): named after an object file (of that object only,
+// when of is not ""), a dot and the mark of the backend that made them,
+// other than this one's. A commit of this backend may be writing such a
+// file right now.
+func (s *store) removeLeftovers(dir string, names []string, of string) {
+	for _, name := range names {
+		if len(name) > 64 && isHashName(name[:64]) && (of == "" || name[:64] == of) {
+			s.removeLeftover(dir, name)
+		}
+	}
+}
+
+// removeLeftover removes the file name of dir if it is a temporary file of
+// another backend's commit (see writer.writeOut).
+func (s *store) removeLeftover(dir, name string) {
+	mark, ok := strings.CutPrefix(name[64:], ".")
+	if !ok {
+		return
+	}
+	mark, _, ok = strings.Cut(mark, ".")
+	if ok && mark != s.ix.mark {
+		os.Remove(filepath.Join(dir, name))
+	}
 }
 
 // observeKey checks the file of key and queues the finding; false once

@@ -372,3 +372,128 @@ func mustPath(t *testing.T, b *file.Backend, key string) string {
 	}
 	return p
 }
+
+// What a power cut can leave of a file whose writes were lost after its
+// commit returned (the file cut short, or its blocks read back as zeros):
+// the restarted backend serves none of it, and the object can be stored
+// again. Small objects (whose body waits in memory until Commit) and
+// larger ones (written to a temporary file as they arrive) alike.
+func TestLostWriteAfterCommitIsNotServed(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{10 << 10, 200 << 10} {
+		for name, lose := range map[string]func(p string, size int64){
+			"cut short": func(p string, size int64) { os.Truncate(p, size/2) },
+			"empty":     func(p string, size int64) { os.Truncate(p, 0) },
+			"zeroed": func(p string, size int64) {
+				os.WriteFile(p, make([]byte, size), 0o644)
+			},
+			"end zeroed": func(p string, size int64) {
+				f, _ := os.OpenFile(p, os.O_WRONLY, 0)
+				f.WriteAt(make([]byte, 4096), size-4096)
+				f.Close()
+			},
+		} {
+			t.Run(fmt.Sprintf("%d bytes, %s", size, name), func(t *testing.T) {
+				dir := t.TempDir()
+				key := "example.com/lost.bin"
+				data := testutil.Payload(uint64(size), size)
+				put := func(b *file.Backend) {
+					w, err := b.Create(ctx, key, storage.Info{Size: int64(size), ETag: `"v1"`})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer w.Close()
+					w.Write(data)
+					if err := w.Commit(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				b, err := file.New(dir, file.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				put(b)
+				p, _ := b.Path(key)
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Close()
+				lose(p, fi.Size())
+
+				b2, err := file.New(dir, file.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b2.Close()
+				if o, err := b2.Open(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+					if err == nil {
+						o.Close()
+					}
+					t.Fatalf("Open after the lost write: error = %v; want ErrNotFound", err)
+				}
+				if _, err := b2.Stat(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+					t.Fatalf("Stat after the lost write: error = %v; want ErrNotFound", err)
+				}
+				// The refetch stores it again.
+				put(b2)
+				o, err := b2.Open(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer o.Close()
+				got, err := io.ReadAll(o)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("stored again: %d bytes, err %v; want the %d bytes written", len(got), err, len(data))
+				}
+			})
+		}
+	}
+}
+
+// A small object's writer keeps its body in memory: no file exists until
+// Commit, which makes it beside the object, and Cancel leaves nothing.
+func TestSmallObjectWaitsInMemoryUntilCommit(t *testing.T) {
+	b := newBackend(t)
+	ctx := context.Background()
+	root := b.Root()
+	data := testutil.Payload(7, 16<<10)
+	files := func() int {
+		return testutil.CountFiles(t, filepath.Join(root, "tmp")) + testutil.CountFiles(t, filepath.Join(root, "objects"))
+	}
+	w, err := b.Create(ctx, "example.com/cancelled.bin", storage.Info{Size: int64(len(data))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	if n := files(); n != 0 {
+		t.Errorf("%d files while a small object is written; want none", n)
+	}
+	got := make([]byte, len(data))
+	if n, err := w.(storage.Spooler).ReadAt(got, 0); n != len(data) || !bytes.Equal(got, data) {
+		t.Errorf("ReadAt of the written body: %d bytes, %v", n, err)
+	}
+	w.Cancel(ctx)
+	w.Close()
+	if n := files(); n != 0 {
+		t.Errorf("%d files after Cancel; want none", n)
+	}
+
+	w, _ = b.Create(ctx, "example.com/small.bin", storage.Info{Size: int64(len(data))})
+	w.Write(data)
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if n := files(); n != 1 {
+		t.Errorf("%d files after Commit; want the object's", n)
+	}
+	o, err := b.Open(ctx, "example.com/small.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if got, _ := io.ReadAll(o); !bytes.Equal(got, data) {
+		t.Errorf("stored body differs")
+	}
+}

@@ -69,6 +69,10 @@ type index struct {
 	hook      func(point string)
 	gather    time.Duration    // how long the applier holds changes (see holdable)
 	clock     func() time.Time // Options.Now
+	// mark is in the names of the temporary files this backend makes
+	// beside objects: those with another mark are leftovers of a process
+	// that died (see removeLeftovers).
+	mark string
 
 	mu        sync.Mutex
 	hot       map[string]*entry
@@ -88,8 +92,9 @@ type index struct {
 	// key from the change until the update is queued.
 	stripes [256]sync.Mutex
 
-	st *store
-	j  *journal
+	st      *store
+	j       *journal
+	durable *syncer
 
 	visits atomic.Int64 // index entries read by List and Largest
 }
