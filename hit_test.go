@@ -3,10 +3,15 @@ package httpmirror_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/httpmirror/httpmirror"
 	"github.com/httpmirror/httpmirror/internal/testutil"
@@ -104,4 +109,166 @@ func equalHeaders(a, b http.Header) bool {
 		}
 	}
 	return true
+}
+
+// A plain hit of an object the store keeps in a file (too large for its
+// memory) is answered by ServeHit too, with the header ServeHTTP gives
+// and the file's bytes; HEAD gets the header alone. HitSent releases the
+// object.
+func TestServeHitFromFileMatchesServeHTTP(t *testing.T) {
+	o := newOrigin(t)
+	files := map[string]*testutil.File{}
+	add := func(path string, h http.Header, typ string) {
+		f := o.Put(path, payload(uint64(len(files)+300), 200<<10))
+		f.Header, f.Type = h, typ
+		files[path] = f
+	}
+	add("/big.bin", nil, "application/octet-stream")
+	add("/fresh.json", http.Header{"Cache-Control": {"max-age=600"}}, "application/json")
+	add("/gz.tar", http.Header{"Content-Encoding": {"gzip"}, "Content-Disposition": {"attachment"}}, "application/x-tar")
+	add("/untyped", nil, "")
+	m := newMirror(t, o)
+	for path := range files {
+		get(t, m.url(o, path)) // the miss
+		waitFills(t, m)
+	}
+	for path, f := range files {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			target := "/" + o.HostPort() + path
+			want := httptest.NewRecorder()
+			m.h.ServeHTTP(want, httptest.NewRequest(method, target, nil))
+
+			req := &httpmirror.HitRequest{Method: method, Path: target, Host: "mirror", Header: http.Header{"Accept": {"*/*"}}}
+			var resp httpmirror.HitResponse
+			if !m.h.ServeHit(req, &resp) {
+				t.Fatalf("%s %s: ServeHit declined a plain hit of an object in a file", method, path)
+			}
+			got, err := http.ReadResponse(bufioReader("HTTP/1.1 200 OK\r\n"+string(resp.Header)+"\r\n"), nil)
+			if err != nil {
+				t.Fatalf("%s %s: ServeHit's header does not parse: %v\n%s", method, path, err, resp.Header)
+			}
+			wh := want.Result().Header
+			for _, h := range []http.Header{wh, got.Header} {
+				h.Del("Date")
+			}
+			if want.Code != 200 || !equalHeaders(wh, got.Header) {
+				t.Errorf("%s %s: ServeHit header %v; ServeHTTP %d %v", method, path, got.Header, want.Code, wh)
+			}
+			var body []byte
+			if resp.File != nil {
+				if body, err = io.ReadAll(io.LimitReader(resp.File, resp.FileSize)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if resp.Body != nil {
+				t.Errorf("%s %s: ServeHit answered %d bytes from memory; want the file", method, path, len(resp.Body))
+			}
+			switch {
+			case method == http.MethodHead && (resp.File != nil || want.Body.Len() != 0):
+				t.Errorf("HEAD %s: ServeHit body of %d bytes, ServeHTTP %d; want none", path, resp.FileSize, want.Body.Len())
+			case method == http.MethodGet && (!bytes.Equal(body, f.Data) || !bytes.Equal(want.Body.Bytes(), f.Data)):
+				t.Errorf("GET %s: ServeHit body of %d bytes, ServeHTTP %d; want the %d stored", path, len(body), want.Body.Len(), len(f.Data))
+			}
+			m.h.HitSent(req, &resp, int64(len(body)), false)
+		}
+	}
+}
+
+// Hits of objects in files are served by the public listener's loop with
+// sendfile, on one keep-alive connection that also carries ranges and
+// conditional requests (net/http's, after the hand-over): every answer
+// has the right status, header and bytes. A purge, an invalidation, and a
+// new version stored while a hit's descriptor is kept open for the next
+// one are seen by the next request: nothing stale is served.
+func TestHitsFromFilesOnOneConnection(t *testing.T) {
+	o := newOrigin(t)
+	const size = 300 << 10
+	v1, v2 := payload(1, size), payload(2, size)
+	f := o.Put("/file.bin", v1)
+	m := newMirror(t, o)
+	get(t, m.url(o, "/file.bin"))
+	waitFills(t, m)
+	path := "/" + o.HostPort() + "/file.bin"
+
+	// conn is a new raw connection to the public listener; send sends a
+	// request on it and reads the answer.
+	type conn struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	dial := func() *conn {
+		c, err := net.Dial("tcp", strings.TrimPrefix(m.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		return &conn{c, bufio.NewReader(c)}
+	}
+	send := func(c *conn, method string, extra ...string) (*http.Response, []byte) {
+		t.Helper()
+		fmt.Fprintf(c.c, "%s %s HTTP/1.1\r\nHost: mirror\r\n%s\r\n", method, path, strings.Join(extra, ""))
+		resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s %v: %v", method, extra, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s %v: body: %v", method, extra, err)
+		}
+		return resp, body
+	}
+	// check asks for the whole object three times (the first hit opens
+	// the file, the next ones reuse its descriptor), and its header.
+	check := func(c *conn, what string, want []byte) {
+		t.Helper()
+		etag := `"` + testutil.SHA256(want)[:16] + `"`
+		for i := range 3 {
+			resp, body := send(c, "GET")
+			if resp.StatusCode != 200 || !bytes.Equal(body, want) || resp.ContentLength != int64(len(want)) || resp.Header.Get("Etag") != etag {
+				t.Fatalf("%s, GET %d: %d, %d bytes, Content-Length %d, ETag %s; want 200 and the %d bytes of %s",
+					what, i, resp.StatusCode, len(body), resp.ContentLength, resp.Header.Get("Etag"), len(want), etag)
+			}
+		}
+		resp, body := send(c, "HEAD")
+		if resp.StatusCode != 200 || len(body) != 0 || resp.ContentLength != int64(len(want)) || resp.Header.Get("Etag") != etag {
+			t.Fatalf("%s, HEAD: %d, %d bytes, Content-Length %d, ETag %s", what, resp.StatusCode, len(body), resp.ContentLength, resp.Header.Get("Etag"))
+		}
+	}
+	c := dial()
+	check(c, "first version", v1)
+	resp, body := send(c, "GET", "Range: bytes=1000-1999\r\n")
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, v1[1000:2000]) {
+		t.Fatalf("range: %d, %d bytes; want 206 and bytes 1000-1999", resp.StatusCode, len(body))
+	}
+	resp, body = send(c, "GET", "If-None-Match: "+f.ETag+"\r\n")
+	if resp.StatusCode != http.StatusNotModified || len(body) != 0 {
+		t.Fatalf("conditional: %d, %d bytes; want 304", resp.StatusCode, len(body))
+	}
+	// From here net/http serves the connection; its hits are as right.
+	check(c, "after the hand-over", v1)
+
+	// Purged, with a new version at the origin: the next request is a
+	// miss that stores it; then hits on the loop again.
+	o.Put("/file.bin", v2)
+	gets := o.Gets.Load()
+	if _, err := m.h.Purge(context.Background(), o.URL+"/file.bin"); err != nil {
+		t.Fatal(err)
+	}
+	check(dial(), "purged", v2)
+	waitFills(t, m)
+	if n := o.Gets.Load() - gets; n != 1 {
+		t.Errorf("origin GETs after the purge: %d; want 1", n)
+	}
+	check(dial(), "purged, then hits", v2)
+
+	// Invalidated, with another version at the origin: revalidated, and
+	// the new version served.
+	o.Put("/file.bin", v1)
+	if _, err := m.h.Invalidate(context.Background(), o.URL+"/file.bin"); err != nil {
+		t.Fatal(err)
+	}
+	check(dial(), "invalidated", v1)
+	waitFills(t, m)
+	check(dial(), "invalidated, then hits", v1)
 }

@@ -88,9 +88,10 @@ type HitRequest = pipeline.HitRequest
 
 // HitResponse is the answer ServeHit gives: a 200 whose header fields
 // (without Date and Connection, which the serving loop adds) are in
-// Header, in wire form, and whose body is Body. Body is shared with the
-// cache and must not be modified; it is nil for HEAD. Reset it (or use a
-// new one) for each request. When ServeHit declines a request, the
+// Header, in wire form, and whose body is Body, or the first FileSize
+// bytes of File (a stored object's file, open until HitSent). Body is
+// shared with the cache and must not be modified; both are nil for HEAD.
+// Reset it (or use a new one) for each request. When ServeHit declines a request, the
 // response keeps its decision for ServeHTTP (see Handover).
 type HitResponse = pipeline.HitResponse
 

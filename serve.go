@@ -101,9 +101,9 @@ func (m *MirrorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ServeHit answers req when it is a plain hit, for a serving loop that
 // answers such requests without net/http (cmd/httpmirror's public
 // listener does, see internal/server): a GET or HEAD without conditions or
-// ranges, of a stored object whose body is in memory, that the client may
-// have as it is. It fills resp and reports true; the loop then sends the
-// response and calls HitSent. Otherwise it reports false, has answered
+// ranges, of a stored object whose body is in memory or in a local file,
+// that the client may have as it is. It fills resp and reports true; the
+// loop then sends the response and calls HitSent. Otherwise it reports false, has answered
 // nothing and counted nothing, and req must be served by ServeHTTP; resp
 // keeps the decision made for it, which the loop hands over with the
 // connection (see pipeline.Handover), so that ServeHTTP acts on it rather
@@ -120,7 +120,8 @@ func (m *MirrorHandler) ServeHit(req *HitRequest, resp *HitResponse) bool {
 
 // HitSent records a response of ServeHit once the serving loop has sent
 // it (sent body bytes; aborted when the connection failed): in the metrics
-// and the access log, as ServeHTTP records its responses.
+// and the access log, as ServeHTTP records its responses. It releases the
+// stored object the response was sent from (HitResponse.File).
 func (m *MirrorHandler) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
 	m.p.HitSent(req, resp, sent, aborted)
 }

@@ -277,7 +277,7 @@ func listenAdmin(cfg *config.Config, adm *admin.Server, log *slog.Logger) (*http
 }
 
 // newPublicServer is the server of the public listener. Plain hits of
-// small cached files are answered on a loop of their own; everything
+// cached files are answered on a loop of their own; everything
 // else goes to h through net/http (see server.Server).
 func newPublicServer(h *httpmirror.MirrorHandler, log *slog.Logger) *server.Server {
 	srv := &http.Server{

@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/httpmirror/httpmirror/storage"
@@ -16,7 +18,7 @@ func (p *Pipeline) sendObject(w *responseWriter, r *http.Request, d *Decision) s
 	defer d.Close()
 	p.setAge(w.Header(), d)
 	if b, ok := d.Obj.(storage.InMemory); ok && plainHeader(r.Header) {
-		copyHeader(w.Header(), p.hotEntry(d, b).header)
+		copyHeader(w.Header(), p.hotEntry(d, int64(len(b.Bytes()))).header)
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			w.Write(b.Bytes())
@@ -27,13 +29,13 @@ func (p *Pipeline) sendObject(w *responseWriter, r *http.Request, d *Decision) s
 	return step{outcome: OutcomeHit}
 }
 
-// hotEntry returns the prebuilt header of d's object, whose body b is in
-// memory: the one lookup found, or a new one.
-func (p *Pipeline) hotEntry(d *Decision, b storage.InMemory) *hotHeader {
+// hotEntry returns the prebuilt header of d's object, whose body is size
+// bytes: the one lookup found, or a new one.
+func (p *Pipeline) hotEntry(d *Decision, size int64) *hotHeader {
 	if d.hot != nil {
 		return d.hot
 	}
-	return p.hot.entry(d.Target.key, d.Info, int64(len(b.Bytes())), d.Fresh)
+	return p.hot.entry(d.Target.key, d.Info, size, d.Fresh)
 }
 
 // sendRedirect acts on a Redirect: 302 to the signed URL of the stored object.
@@ -72,12 +74,19 @@ type HitRequest struct {
 
 // HitResponse is the answer ServeHit gives: a 200 whose header fields
 // (without Date and Connection, which the serving loop adds) are in
-// Header, in wire form, and whose body is Body. Body is shared with the
-// cache and must not be modified; it is nil for HEAD. Reset it (or use a
-// new one) for each request.
+// Header, in wire form, and whose body is Body, or File. Body is shared
+// with the cache and must not be modified; it is nil for HEAD. Reset it
+// (or use a new one) for each request.
 type HitResponse struct {
 	Header []byte
 	Body   []byte
+	// File, when not nil, is the body instead of Body: the FileSize bytes
+	// of a stored object's file, to be read from its start. It implements
+	// syscall.Conn, so that a TCP connection's ReadFrom sends it with
+	// sendfile (through an io.LimitedReader of FileSize bytes). It stays
+	// open until HitSent.
+	File     io.Reader
+	FileSize int64
 
 	// What the access log needs once the response has been sent.
 	start   time.Time
@@ -92,21 +101,24 @@ type HitResponse struct {
 // Reset empties r for the next request, keeping its buffer. ServeHit sets
 // everything else.
 func (r *HitResponse) Reset() {
-	r.Header, r.Body = r.Header[:0], nil
+	r.Header, r.Body, r.File, r.FileSize = r.Header[:0], nil, nil, 0
 }
 
 // ServeHit answers req when its decision is a plain hit, for a serving
 // loop that answers such requests without net/http (cmd/httpmirror's
 // public listener does, see internal/server): a GET or HEAD without
-// conditions or ranges, of a stored object whose body is in memory, that
-// the client may have as it is. It fills resp and reports true; the loop
-// then sends the response and calls HitSent. Otherwise it reports false,
-// has answered nothing and counted nothing, and the loop hands the
-// request to net/http: resp keeps the decision (HitResponse.Handover), so that
-// ServeHTTP acts on it rather than deciding again.
+// conditions or ranges, of a stored object whose body is in memory or in
+// a local file, that the client may have as it is. It fills resp and
+// reports true; the loop then sends the response and calls HitSent, which
+// releases the object. Otherwise it reports false, has answered nothing
+// and counted nothing, and the loop hands the request to net/http: resp
+// keeps the decision (HitResponse.Handover), so that ServeHTTP acts on it
+// rather than deciding again.
 //
-// Its answers are those ServeHTTP gives the same requests, byte for byte
-// but for the order of header fields.
+// The decision is Lookup's, the one ServeHTTP acts on: ServeHit only
+// writes what sendObject would for it. Its answers are those ServeHTTP
+// gives the same requests, byte for byte but for the order of header
+// fields.
 func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
 	ctx := context.Background()
 	var start time.Time
@@ -118,24 +130,37 @@ func (p *Pipeline) ServeHit(hr *HitRequest, resp *HitResponse) bool {
 	d := &resp.d
 	*d = Decision{Req: &resp.req}
 	p.lookup(ctx, d)
-	b, inMemory := d.Obj.(storage.InMemory)
-	if d.Action != Hit || !inMemory || !resp.req.plain() {
+	if d.Action != Hit || !resp.req.plain() {
 		d.taken = false
 		return false
 	}
-	e := p.hotEntry(d, b)
+	var e *hotHeader
+	if b, ok := d.Obj.(storage.InMemory); ok {
+		e = p.hotEntry(d, int64(len(b.Bytes())))
+		if hr.Method == http.MethodGet {
+			// It stays valid: an in-memory object's bytes are
+			// immutable.
+			resp.Body = b.Bytes()
+		}
+	} else if _, ok := d.Obj.(syscall.Conn); ok {
+		e = p.hotEntry(d, d.Info.Size)
+		if hr.Method == http.MethodGet && d.Info.Size > 0 {
+			resp.File, resp.FileSize = d.Obj, d.Info.Size
+		}
+	} else {
+		d.taken = false
+		return false
+	}
 	resp.Header = append(resp.Header, e.wire()...)
 	if d.Fresh.Explicit {
 		resp.Header = append(resp.Header, "Age: "...)
 		resp.Header = strconv.AppendInt(resp.Header, int64(p.age(d)/time.Second), 10)
 		resp.Header = append(resp.Header, "\r\n"...)
 	}
-	if hr.Method == http.MethodGet {
-		resp.Body = b.Bytes()
-	}
 	resp.start, resp.host, resp.outcome = start, d.Target.host, OutcomeHit
-	// The body stays valid: an in-memory object's bytes are immutable.
-	d.Close()
+	if resp.File == nil {
+		d.Close()
+	}
 	d.taken = true
 	return true
 }

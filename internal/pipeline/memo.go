@@ -116,13 +116,13 @@ func (c *negativeCache) remember(key string, code int, now time.Time, ttl time.D
 // maxHotHeaders bounds hotHeaders; past it, an arbitrary entry makes room.
 const maxHotHeaders = 4096
 
-// hotHeaders keeps the finished response header of small objects served
-// from memory, so that a plain GET of one builds nothing: the hit path of
-// small hot files is what a mirror of package indexes and metadata spends
-// its time on. An entry is used only while the object it was built for
-// (same size, ETag and StoredAt, and as invalidated as it was: an
-// operator's invalidation changes nothing else, see
-// policy.InvalidatedHeader) is the one being served.
+// hotHeaders keeps the finished response header of the objects the hit
+// loop serves (from memory or from their files), so that a plain GET of
+// one builds nothing: the hit path of hot files is what a mirror of
+// package indexes and metadata spends its time on. An entry is used only
+// while the object it was built for (same size, ETag and StoredAt, and as
+// invalidated as it was: an operator's invalidation changes nothing else,
+// see policy.InvalidatedHeader) is the one being served.
 type hotHeaders struct{ b bounded[string, *hotHeader] }
 
 func newHotHeaders() hotHeaders { return hotHeaders{bounded[string, *hotHeader]{limit: maxHotHeaders}} }

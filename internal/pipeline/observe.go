@@ -108,8 +108,11 @@ func (p *Pipeline) finish(w *responseWriter, r *http.Request, host string, start
 
 // HitSent records a response of ServeHit once the serving loop has sent
 // it (sent body bytes; aborted when the connection failed): in the metrics
-// and the access log, as ServeHTTP records its responses.
+// and the access log, as ServeHTTP records its responses. It releases
+// the object the response was sent from.
 func (p *Pipeline) HitSent(req *HitRequest, resp *HitResponse, sent int64, aborted bool) {
+	resp.d.Close()
+	resp.File = nil
 	e := &resp.x
 	*e = Exchange{
 		Method: req.Method, Host: resp.host, Status: http.StatusOK, Bytes: sent,

@@ -26,10 +26,12 @@ type Hits interface {
 }
 
 // Server serves a listener with two paths. Each connection starts on a
-// small HTTP/1.1 loop of its own that answers plain hits of small cached
-// objects (Hits.ServeHit) with one write system call and no per-request
-// work of net/http's: the hit path of package indexes and metadata, what a
-// mirror spends most of its requests on. The first request it does not
+// small HTTP/1.1 loop of its own that answers plain hits of cached objects
+// (Hits.ServeHit) with no per-request work of net/http's: one write system
+// call for an object in memory, a header held for the first packet and
+// sendfile for one in a file. That is the hit path of package indexes,
+// metadata and the many files of a package mirror, what a mirror spends
+// most of its requests on. The first request it does not
 // answer (a miss, a range, a conditional request, any error, anything but
 // a simple GET or HEAD over HTTP/1.1) hands the connection, that request
 // included, to HTTP, a net/http server with the same handler, which serves
@@ -303,14 +305,16 @@ func (c *conn) handOff(h *pipeline.Handover) bool {
 }
 
 // write sends the response: the status line, Date, the hit's header
-// fields, Connection when closing, and the body, in one writev.
+// fields, Connection when closing, and the body: from memory in one
+// writev, or from a file with the header held back for the body's first
+// packet (see writeHeader) and the body sent by sendfile.
 //
-// Its deadline is the idle timeout: the loop's answers are small objects
-// from memory, and a client that has not taken one in the time it could
-// anyway hold the connection silent between requests has stopped reading
-// (as one does that pipelines requests and never reads the answers, until
-// the socket buffers are full); without a deadline the write would wait
-// for it forever.
+// Its deadline is the idle timeout, for the answer from memory and for
+// each fileChunk of a file: a client that has not taken them in the time
+// it could anyway hold the connection silent between requests has stopped
+// reading (as one does that pipelines requests and never reads the
+// answers, until the socket buffers are full); without a deadline the
+// write would wait for it forever.
 func (c *conn) write(close bool) (int64, error) {
 	c.c.SetWriteDeadline(time.Now().Add(c.s.idle))
 	h := append(c.head[:0], "HTTP/1.1 200 OK\r\nDate: "...)
@@ -322,11 +326,35 @@ func (c *conn) write(close bool) (int64, error) {
 	}
 	h = append(h, "\r\n"...)
 	c.head = h
-	c.out = append(c.out[:0], h, c.resp.Body)
-	bufs := c.out // WriteTo consumes the slice
-	n, err := bufs.WriteTo(c.c)
-	return max(n-int64(len(h)), 0), err
+	if c.resp.File == nil {
+		c.out = append(c.out[:0], h, c.resp.Body)
+		bufs := c.out // WriteTo consumes the slice
+		n, err := bufs.WriteTo(c.c)
+		return max(n-int64(len(h)), 0), err
+	}
+	if err := writeHeader(c.c, h); err != nil {
+		return 0, err
+	}
+	var sent int64
+	for sent < c.resp.FileSize {
+		if sent > 0 {
+			c.c.SetWriteDeadline(time.Now().Add(c.s.idle))
+		}
+		// TCPConn.ReadFrom sends a file's bytes with sendfile.
+		n, err := io.Copy(c.c, &io.LimitedReader{R: c.resp.File, N: min(fileChunk, c.resp.FileSize-sent)})
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+		if n == 0 {
+			return sent, io.ErrUnexpectedEOF // the file is shorter than its object
+		}
+	}
+	return sent, nil
 }
+
+// fileChunk is how much of a file the loop sends within one deadline.
+const fileChunk = 4 << 20
 
 // readRequest reads the next request's head from the buffer and parses
 // it into c.req. It reports the head's length, whether the client asked to

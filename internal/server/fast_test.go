@@ -2,12 +2,16 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +27,10 @@ import (
 type fakeHits struct {
 	sent    atomic.Int64  // responses recorded by HitSent
 	aborted chan struct{} // when not nil, receives a value for each aborted response
+	// file, when set, answers /file/... with its bytes, sent from the
+	// file (a new descriptor per request, closed by HitSent).
+	file string
+	size int64
 }
 
 var bigBody = strings.Repeat("x", 1<<20)
@@ -30,6 +38,18 @@ var bigBody = strings.Repeat("x", 1<<20)
 func (f *fakeHits) ServeHit(req *httpmirror.HitRequest, resp *httpmirror.HitResponse) bool {
 	var body string
 	switch {
+	case strings.HasPrefix(req.Path, "/file/") && f.file != "":
+		resp.Header = append(resp.Header, "Content-Length: "...)
+		resp.Header = strconv.AppendInt(resp.Header, f.size, 10)
+		resp.Header = append(resp.Header, "\r\n"...)
+		if req.Method == http.MethodGet {
+			file, err := os.Open(f.file)
+			if err != nil {
+				return false
+			}
+			resp.File, resp.FileSize = file, f.size
+		}
+		return true
 	case strings.HasPrefix(req.Path, "/hit/"):
 		body = "body of " + req.Path
 	case strings.HasPrefix(req.Path, "/big/"):
@@ -46,7 +66,10 @@ func (f *fakeHits) ServeHit(req *httpmirror.HitRequest, resp *httpmirror.HitResp
 	return true
 }
 
-func (f *fakeHits) HitSent(_ *httpmirror.HitRequest, _ *httpmirror.HitResponse, _ int64, aborted bool) {
+func (f *fakeHits) HitSent(_ *httpmirror.HitRequest, resp *httpmirror.HitResponse, _ int64, aborted bool) {
+	if c, ok := resp.File.(io.Closer); ok {
+		c.Close()
+	}
 	f.sent.Add(1)
 	if aborted && f.aborted != nil {
 		select {
@@ -60,11 +83,16 @@ func (f *fakeHits) HitSent(_ *httpmirror.HitRequest, _ *httpmirror.HitResponse, 
 // "net/http <path>" with X-Path: net/http.
 func start(t *testing.T, configure ...func(*Server)) (*Server, *fakeHits, string) {
 	t.Helper()
+	return startHits(t, &fakeHits{aborted: make(chan struct{}, 1)}, configure...)
+}
+
+// startHits is start with the fake hits.
+func startHits(t *testing.T, hits *fakeHits, configure ...func(*Server)) (*Server, *fakeHits, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits := &fakeHits{aborted: make(chan struct{}, 1)}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Path", "net/http")
@@ -257,5 +285,77 @@ func TestShutdown(t *testing.T) {
 	if c2, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
 		c2.Close()
 		t.Fatal("a new connection was accepted after Shutdown")
+	}
+}
+
+// fileHits returns fake hits that answer /file/... from a new file of
+// size bytes, and its content.
+func fileHits(t *testing.T, size int64) (*fakeHits, []byte) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), int(size/16)+1)[:size]
+	for i := range data {
+		data[i] ^= byte(i >> 12) // no two chunks alike
+	}
+	f := &fakeHits{aborted: make(chan struct{}, 1), file: filepath.Join(t.TempDir(), "body"), size: size}
+	if err := os.WriteFile(f.file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f, data
+}
+
+// Bodies from files go out whole, beyond one chunk of the loop's
+// deadline, in order with bodies from memory on the same connection; a
+// HEAD of one gets its header alone.
+func TestFileBodies(t *testing.T) {
+	hits, data := fileHits(t, fileChunk+5000)
+	_, _, addr := startHits(t, hits)
+	rs := exchange(t, addr, get("/file/a")+get("/hit/b")+get("/file/c"), 3)
+	for i, want := range []string{string(data), "body of /hit/b", string(data)} {
+		if got := rs[i].Header.Get("X-Body"); rs[i].StatusCode != 200 || got != want || rs[i].Header.Get("X-Path") != "" {
+			t.Errorf("answer %d: %d via %q, %d bytes; want 200 from the loop, %d bytes", i, rs[i].StatusCode, rs[i].Header.Get("X-Path"), len(got), len(want))
+		}
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "HEAD /file/x HTTP/1.1\r\nHost: m\r\n\r\n"+get("/hit/y", "Connection: close\r\n"))
+	all, err := io.ReadAll(c) // ends only when the server closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "HTTP/1.1 200 OK\r\n"
+	if s := string(all); strings.Count(s, want) != 2 || !strings.Contains(s, fmt.Sprintf("Content-Length: %d\r\n", len(data))) || !strings.HasSuffix(s, "\r\n\r\nbody of /hit/y") {
+		t.Errorf("HEAD, then GET: %d bytes:\n%.300s", len(all), s)
+	}
+	if n := hits.sent.Load(); n != 5 {
+		t.Errorf("%d loop responses recorded; want 5", n)
+	}
+}
+
+// A client that stops reading a body from a file is cut off once it has
+// taken nothing for the idle timeout, and the response is recorded as
+// aborted.
+func TestFileBodyToAClientNotReading(t *testing.T) {
+	hits, data := fileHits(t, 64<<20)
+	_, _, addr := startHits(t, hits, func(s *Server) {
+		s.IdleTimeout = 300 * time.Millisecond
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, get("/file/a"))
+	select {
+	case <-hits.aborted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the response to a client not reading was not aborted")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if err != nil || n >= int64(len(data)) {
+		t.Fatalf("client read %d bytes, %v; want less than the %d of the body, then the end of the connection", n, err, len(data))
 	}
 }

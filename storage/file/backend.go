@@ -145,7 +145,7 @@ func New(root string, opts Options) (*Backend, error) {
 	}
 	ix := &index{dir: filepath.Join(root, objectsDir), root: root, maxSize: opts.MaxSize,
 		noSync: opts.NoSync, hook: opts.testHook, gather: cmp.Or(opts.testGather, gatherWait), hot: map[string]*entry{},
-		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now, mark: newMark()}
+		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now, mark: newMark(), maxIdle: idleFilesBound()}
 	if ix.clock == nil {
 		ix.clock = time.Now
 	}
@@ -199,6 +199,7 @@ func (b *Backend) Close() error {
 		b.ix.mu.Lock()
 		b.ix.shut = true
 		b.ix.mu.Unlock()
+		b.ix.dropAllIdle()
 		b.closeErr = b.ix.st.close()
 		if err := b.ix.durable.close(); b.closeErr == nil {
 			b.closeErr = err
@@ -306,32 +307,34 @@ func (b *Backend) Check(ctx context.Context) error {
 // checkBytes is how much Check writes.
 const checkBytes = 8 << 10
 
-// open opens the object file of key and returns it with its stat and
-// metadata, read from the trailer unless the index has it already.
 // Reread implements storage.Rereader: the object's file, its metadata read
 // from the file's trailer, neither the memory copy nor the index's use
 // order touched.
 func (b *Backend) Reread(ctx context.Context, key string) (storage.Object, error) {
-	f, _, info, err := b.openFile(key, false)
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	f, _, info, err := b.openFile(key, hashName(key), false)
 	if err != nil {
 		return nil, err
 	}
 	return &object{f: f, info: info, ix: b.ix}, nil
 }
 
+// open opens the object file of key and returns it with its stat and
+// metadata, read from the trailer unless the index has it already.
 func (b *Backend) open(key string) (*os.File, os.FileInfo, storage.Info, error) {
-	return b.openFile(key, true)
-}
-
-// openFile opens the object's file and returns its metadata: the index's
-// copy when cached allows it and the index holds one, else the file's
-// trailer.
-func (b *Backend) openFile(key string, cached bool) (*os.File, os.FileInfo, storage.Info, error) {
-	p, err := b.Path(key)
-	if err != nil {
+	if err := storage.ValidateKey(key); err != nil {
 		return nil, nil, storage.Info{}, err
 	}
-	f, err := os.Open(p)
+	return b.openFile(key, hashName(key), true)
+}
+
+// openFile opens the file of the object key, whose file name is name,
+// and returns its metadata: the index's copy when cached allows it and
+// the index holds one, else the file's trailer.
+func (b *Backend) openFile(key string, name [64]byte, cached bool) (*os.File, os.FileInfo, storage.Info, error) {
+	f, err := openRead(b.ix.pathOf(name))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, storage.Info{}, storage.ErrNotFound
@@ -370,28 +373,44 @@ func (b *Backend) Stat(ctx context.Context, key string) (storage.Info, error) {
 // Open implements storage.Backend. A small object whose body is held in
 // memory is served from there; any other object is not evicted while it is
 // open, and implements syscall.Conn, so net/http sends its body with
-// sendfile.
+// sendfile. The descriptor of a hot object's file is kept open for the
+// next Open once the object is closed (index.closed), so that most hits
+// of a file open nothing.
 func (b *Backend) Open(ctx context.Context, key string) (storage.Object, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return nil, err
 	}
 	name := hashName(key)
 	now := b.ix.clock().UnixNano()
-	if data, info, ok := b.ix.lookupMemory(name[:], now); ok {
-		return newMemObject(data, info), nil
+	h := b.ix.lookup(name[:], now)
+	switch {
+	case h.inMemory:
+		return newMemObject(h.data, h.info), nil
+	case h.f != nil:
+		if h.load {
+			b.load(h.f, h.e, h.ino, h.info.Size, now)
+		}
+		return &object{f: h.f, info: h.info, ix: b.ix, e: h.e, ino: h.ino, size: h.size}, nil
 	}
-	f, fi, info, err := b.open(key)
+	f, fi, info, err := b.openFile(key, name, true)
 	if err != nil {
 		return nil, err
 	}
-	e, load := b.ix.opened(fi.Name(), fi, info, now)
+	b.ix.point("open-statted")
+	e, load := b.ix.opened(fi.Name(), fi, info, now, h.seq)
 	if load && e != nil {
-		data := make([]byte, info.Size)
-		if _, err := f.ReadAt(data, 0); err == nil {
-			b.ix.keep(e, inode(fi), data)
-		}
+		b.load(f, e, inode(fi), info.Size, now)
 	}
-	return &object{f: f, info: info, ix: b.ix, e: e}, nil
+	return &object{f: f, info: info, ix: b.ix, e: e, ino: inode(fi), size: fi.Size()}, nil
+}
+
+// load reads the body of size bytes of the object of e from f, its file
+// with inode ino, to keep it in memory.
+func (b *Backend) load(f *os.File, e *entry, ino uint64, size, now int64) {
+	data := make([]byte, size)
+	if _, err := f.ReadAt(data, 0); err == nil {
+		b.ix.keep(e, ino, data, now)
+	}
 }
 
 // Delete implements storage.Backend.

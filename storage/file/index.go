@@ -32,6 +32,15 @@ const touchEvery = time.Minute
 // number of objects stored.
 const hotMax = 1 << 14
 
+// idleFilesMax bounds the descriptors of object files kept open for the
+// next Opens (entry.idle), and idlePerObject those of one object (as many
+// as are read at once, up to it). The process's limit of open files
+// lowers the first: a quarter of it at most (see idleFilesBound).
+const (
+	idleFilesMax  = 4096
+	idlePerObject = 8
+)
+
 // entry is an object of the hot set.
 type entry struct {
 	name    string // file name: the hex SHA-256 of the key
@@ -52,7 +61,16 @@ type entry struct {
 	size    int64
 	// data holds the body of a small object in memory (see
 	// Options.MemoryCacheSize): a hit then needs no system call at all.
-	data []byte
+	data    []byte
+	memElem *list.Element // in index.mem while data is held
+	// idle holds open descriptors of the object's file (inode ino, size
+	// size) that no reader uses, for the next Opens: opening a hot
+	// file's path and reading its stat cost more than the rest of a hit
+	// (nginx's open_file_cache). Each is used by one reader at a time,
+	// which moves its offset as it pleases. fileElem is the entry's
+	// place in index.files while idle is not empty.
+	idle     []*os.File
+	fileElem *list.Element
 }
 
 // index keeps what the backend knows of its objects: the hot set and the
@@ -77,6 +95,15 @@ type index struct {
 	mu        sync.Mutex
 	hot       map[string]*entry
 	lru       list.List
+	mem       list.List // entries with data; front is most recently used
+	files     list.List // entries with idle descriptors; front is most recently used
+	idleFiles int       // the idle descriptors of all entries
+	maxIdle   int       // bound of idleFiles (see idleFilesMax)
+	// changes counts, per stripe of file names, the commits and removals
+	// the hot set was told of, so that an Open that read a file's stat
+	// before one of them does not remember that file as the object's
+	// (see opened).
+	changes   [256]uint64
 	bytes     int64 // indexed objects, trailers included
 	objects   int64
 	reserved  int64 // space promised to writers in progress
@@ -103,10 +130,26 @@ func (ix *index) path(name string) string {
 	return filepath.Join(ix.dir, name[0:2], name[2:4], name)
 }
 
+// pathOf is path, built with one allocation.
+func (ix *index) pathOf(name [64]byte) string {
+	b := make([]byte, 0, len(ix.dir)+7+len(name))
+	b = append(b, ix.dir...)
+	b = append(b, '/')
+	b = append(b, name[0:2]...)
+	b = append(b, '/')
+	b = append(b, name[2:4]...)
+	b = append(b, '/')
+	b = append(b, name[:]...)
+	return string(b)
+}
+
 // stripe returns the lock of the object file name (see index.stripes).
 func (ix *index) stripe(name string) *sync.Mutex {
-	return &ix.stripes[unhex(name[0])<<4|unhex(name[1])]
+	return &ix.stripes[stripeOf(name)]
 }
+
+// stripeOf returns the stripe of the object file name: its first byte.
+func stripeOf[T string | []byte](name T) byte { return unhex(name[0])<<4 | unhex(name[1]) }
 
 func unhex(c byte) byte {
 	if c >= 'a' {
@@ -133,23 +176,60 @@ func (ix *index) point(name string) {
 	}
 }
 
-// lookupMemory returns the in-memory body and metadata of the object name,
-// if it has them, marking the use.
-func (ix *index) lookupMemory(name []byte, now int64) (data []byte, info storage.Info, ok bool) {
+// hot is what the hot set gives an Open of an object: its body in memory
+// (inMemory), or an idle descriptor of its file (f), with the metadata;
+// else seq, the count of changes to the object's stripe, for opened.
+type hot struct {
+	data     []byte
+	inMemory bool
+	f        *os.File
+	e        *entry
+	ino      uint64 // f's
+	size     int64
+	load     bool // f's body should be kept in memory (see keep)
+	info     storage.Info
+	seq      uint64
+}
+
+// lookup returns what the hot set has of the object name, marking the
+// use when it has its body or a descriptor of its file: the latter is
+// the caller's until it gives it back (closed).
+func (ix *index) lookup(name []byte, now int64) hot {
 	ix.mu.Lock()
 	e := ix.hot[string(name)]
-	if e == nil || e.data == nil {
+	var h hot
+	switch {
+	case e == nil || !e.hasInfo:
+		h.seq = ix.changes[stripeOf(name)]
 		ix.mu.Unlock()
-		return nil, storage.Info{}, false
+		return h
+	case e.data != nil:
+		h.data, h.inMemory = e.data, true
+		ix.mem.MoveToFront(e.memElem)
+	case len(e.idle) > 0:
+		h.f, h.e, h.ino, h.size = e.idle[len(e.idle)-1], e, e.ino, e.size
+		e.idle[len(e.idle)-1] = nil
+		e.idle = e.idle[:len(e.idle)-1]
+		ix.idleFiles--
+		if len(e.idle) == 0 {
+			ix.files.Remove(e.fileElem)
+			e.fileElem = nil
+		}
+		e.readers++
+		h.load = ix.roomLocked(e.info.Size, now)
+	default:
+		h.seq = ix.changes[stripeOf(name)]
+		ix.mu.Unlock()
+		return h
 	}
 	ix.lru.MoveToFront(e.elem)
 	u := ix.usedLocked(e, now)
-	data, info = e.data, e.info
+	h.info = e.info
 	ix.mu.Unlock()
 	if u.n > 0 {
-		ix.st.touch(info.Key, u.t, u.n)
+		ix.st.touch(h.info.Key, u.t, u.n)
 	}
-	return data, info, true
+	return h
 }
 
 // usedLocked records a use of e at now, and returns the uses the index
@@ -192,10 +272,15 @@ func inode(fi os.FileInfo) uint64 {
 // unlinked between its open and now: evicted or replaced, it is not
 // remembered), and whether the body should be loaded into memory (see
 // keep).
-func (ix *index) opened(name string, fi os.FileInfo, info storage.Info, now int64) (e *entry, load bool) {
+//
+// seq is the count of changes to the file's stripe that lookup returned
+// before the file was opened: if a commit or a removal has come since,
+// the file opened may be the one it replaced or removed (its stat was
+// read before), which must not become the hot set's copy of the object.
+func (ix *index) opened(name string, fi os.FileInfo, info storage.Info, now int64, seq uint64) (e *entry, load bool) {
 	ix.mu.Lock()
 	st, _ := fi.Sys().(*syscall.Stat_t)
-	if st != nil && st.Nlink == 0 {
+	if st != nil && st.Nlink == 0 || ix.changes[stripeOf(name)] != seq {
 		ix.mu.Unlock()
 		return nil, false
 	}
@@ -211,12 +296,13 @@ func (ix *index) opened(name string, fi os.FileInfo, info storage.Info, now int6
 	if e.size != fi.Size() || e.ino != inode(fi) {
 		e.size, e.ino = fi.Size(), inode(fi)
 		ix.dropDataLocked(e)
+		ix.dropIdleLocked(e)
 	}
 	e.info, e.hasInfo = info, true
 	e.readers++
 	ix.lru.MoveToFront(e.elem)
 	u := ix.usedLocked(e, now)
-	load = e.data == nil && info.Size <= ix.memObject && info.Size < ix.memMax
+	load = e.data == nil && ix.roomLocked(info.Size, now)
 	ix.mu.Unlock()
 	if u.n > 0 {
 		ix.st.touch(info.Key, u.t, u.n)
@@ -235,6 +321,7 @@ func (ix *index) trimLocked() {
 				ix.st.touch(e.info.Key, e.used, e.hits)
 			}
 			ix.dropDataLocked(e)
+			ix.dropIdleLocked(e)
 			ix.lru.Remove(el)
 			delete(ix.hot, e.name)
 		}
@@ -244,18 +331,25 @@ func (ix *index) trimLocked() {
 
 // keep stores data, the body of the object of entry e, in memory if the
 // memory budget allows, making room by dropping the bodies of the least
-// recently used objects.
-func (ix *index) keep(e *entry, ino uint64, data []byte) {
+// recently used objects, as long as they were not used within memHold
+// (see roomLocked).
+func (ix *index) keep(e *entry, ino uint64, data []byte, now int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.hot[e.name] != e || e.ino != ino || e.data != nil {
 		return // replaced meanwhile
 	}
 	need := int64(len(data))
-	for el := ix.lru.Back(); el != nil && ix.memBytes+need > ix.memMax; el = el.Prev() {
-		if o := el.Value.(*entry); o != e {
-			ix.dropDataLocked(o)
+	for ix.memBytes+need > ix.memMax {
+		el := ix.mem.Back()
+		if el == nil {
+			break
 		}
+		o := el.Value.(*entry)
+		if now-o.used < int64(memHold) {
+			return
+		}
+		ix.dropDataLocked(o)
 	}
 	if ix.memBytes+need > ix.memMax {
 		return
@@ -264,24 +358,114 @@ func (ix *index) keep(e *entry, ino uint64, data []byte) {
 		data = []byte{} // an empty object is kept too
 	}
 	e.data = data
+	e.memElem = ix.mem.PushFront(e)
 	ix.memBytes += need
+	ix.dropIdleLocked(e) // hits are served from memory now
+}
+
+// memHold is how long a body kept in memory is safe from being dropped
+// for another: while the objects used more often than this fill the
+// memory, others are served from their files. Replacing bodies that are
+// all in use would only trade one for another at every hit: a read of
+// the file into a new buffer, for nothing, when the objects read at
+// random are more than the memory holds.
+const memHold = 10 * time.Second
+
+// roomLocked reports whether a body of need bytes could be kept in
+// memory at now (see keep): it fits, or the least recently used body is
+// past memHold.
+func (ix *index) roomLocked(need, now int64) bool {
+	if need > ix.memObject || need >= ix.memMax {
+		return false
+	}
+	if ix.memBytes+need <= ix.memMax {
+		return true
+	}
+	el := ix.mem.Back()
+	return el != nil && now-el.Value.(*entry).used >= int64(memHold)
 }
 
 func (ix *index) dropDataLocked(e *entry) {
 	if e.data != nil {
 		ix.memBytes -= int64(len(e.data))
 		e.data = nil
+		ix.mem.Remove(e.memElem)
+		e.memElem = nil
 	}
 }
 
-// closed drops a reader recorded by opened.
-func (ix *index) closed(e *entry) {
+// closed drops a reader recorded by opened or lookup, whose descriptor
+// f is of the file with inode ino and size size. It keeps f for the next
+// Open when it is still the object's file and the bound allows, and
+// closes it otherwise.
+func (ix *index) closed(e *entry, f *os.File, ino uint64, size int64) {
 	if e == nil {
+		f.Close()
 		return
 	}
 	ix.mu.Lock()
 	e.readers--
+	if ix.shut || ix.maxIdle <= 0 || ix.hot[e.name] != e || !e.hasInfo || e.ino != ino || e.size != size ||
+		e.data != nil || len(e.idle) >= idlePerObject {
+		ix.mu.Unlock()
+		f.Close()
+		return
+	}
+	e.idle = append(e.idle, f)
+	ix.idleFiles++
+	if e.fileElem == nil {
+		e.fileElem = ix.files.PushFront(e)
+	} else {
+		ix.files.MoveToFront(e.fileElem)
+	}
+	var extra []*os.File
+	for ix.idleFiles > ix.maxIdle {
+		o := ix.files.Back().Value.(*entry)
+		extra = append(extra, o.idle[0])
+		o.idle[0] = nil
+		o.idle = o.idle[1:]
+		ix.idleFiles--
+		if len(o.idle) == 0 {
+			o.idle = nil
+			ix.files.Remove(o.fileElem)
+			o.fileElem = nil
+		}
+	}
 	ix.mu.Unlock()
+	for _, f := range extra {
+		f.Close()
+	}
+}
+
+// dropIdleLocked closes the idle descriptors of e: its file changed, or
+// it leaves the hot set.
+func (ix *index) dropIdleLocked(e *entry) {
+	if len(e.idle) == 0 {
+		return
+	}
+	for i, f := range e.idle {
+		f.Close()
+		e.idle[i] = nil
+	}
+	ix.idleFiles -= len(e.idle)
+	e.idle = nil
+	ix.files.Remove(e.fileElem)
+	e.fileElem = nil
+}
+
+// changedLocked counts a commit or removal of the object file name (see
+// index.changes).
+func (ix *index) changedLocked(name string) { ix.changes[stripeOf(name)]++ }
+
+// dropAllIdle closes every idle descriptor, for Close.
+func (ix *index) dropAllIdle() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for el := ix.files.Front(); el != nil; {
+		next := el.Next()
+		ix.dropIdleLocked(el.Value.(*entry))
+		el = next
+	}
 }
 
 // hotCommitted puts the object just committed under name (size bytes on
@@ -290,6 +474,7 @@ func (ix *index) closed(e *entry) {
 func (ix *index) hotCommitted(name string, size int64, ino uint64, info storage.Info, now int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.changedLocked(name)
 	e := ix.hot[name]
 	if e == nil {
 		e = &entry{name: name}
@@ -299,6 +484,7 @@ func (ix *index) hotCommitted(name string, size int64, ino uint64, info storage.
 	} else {
 		ix.lru.MoveToFront(e.elem)
 		ix.dropDataLocked(e)
+		ix.dropIdleLocked(e)
 	}
 	e.size, e.ino, e.info, e.hasInfo = size, ino, info, true
 	e.used, e.recorded = now, now
@@ -309,8 +495,10 @@ func (ix *index) hotCommitted(name string, size int64, ino uint64, info storage.
 func (ix *index) hotRemoved(name string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.changedLocked(name)
 	if e := ix.hot[name]; e != nil {
 		ix.dropDataLocked(e)
+		ix.dropIdleLocked(e)
 		e.hasInfo, e.size, e.ino, e.hits = false, 0, 0, 0
 		if e.readers == 0 {
 			ix.lru.Remove(e.elem)

@@ -21,6 +21,10 @@ type object struct {
 	info storage.Info
 	ix   *index
 	e    *entry // the object's index entry, nil if it is no longer indexed
+	// ino and size are f's inode and size, for the index to keep f open
+	// for the next reader (index.closed).
+	ino  uint64
+	size int64
 	// off is the position, or -1 when unknown because sendfile has moved
 	// the descriptor's offset by an amount we do not see.
 	off int64
@@ -31,6 +35,9 @@ func (o *object) Info() storage.Info { return o.info }
 // pos returns the position, recovering it from the descriptor after
 // sendfile.
 func (o *object) pos() (int64, error) {
+	if o.f == nil {
+		return 0, os.ErrClosed // its descriptor may be another reader's now
+	}
 	if o.off < 0 {
 		off, err := o.f.Seek(0, io.SeekCurrent)
 		if err != nil {
@@ -64,6 +71,9 @@ func (o *object) Read(p []byte) (int, error) {
 // ReadAt reads the body at off, never the trailer; it does not move the
 // position.
 func (o *object) ReadAt(p []byte, off int64) (int, error) {
+	if o.f == nil {
+		return 0, os.ErrClosed
+	}
 	if off >= o.info.Size {
 		return 0, io.EOF
 	}
@@ -110,10 +120,15 @@ func (o *object) SyscallConn() (syscall.RawConn, error) {
 	return o.f.SyscallConn()
 }
 
+// Close gives the descriptor back to the index, which keeps it for the
+// next reader of the same file or closes it.
 func (o *object) Close() error {
-	o.ix.closed(o.e)
-	o.e = nil
-	return o.f.Close()
+	if o.f == nil {
+		return os.ErrClosed
+	}
+	o.ix.closed(o.e, o.f, o.ino, o.size)
+	o.e, o.f = nil, nil
+	return nil
 }
 
 // memObject is an object whose body is held in memory. The reader is held

@@ -735,6 +735,10 @@ func (e *damageError) Error() string { return fmt.Sprintf("index damaged: %v", e
 type delta struct {
 	bytes, objects, evictions int64
 	granted                   int64 // reservations promised to evict ops
+	// landed is the reservations of the commits the transaction
+	// records: their bytes are in bytes now, and the reservations are
+	// released once it is committed.
+	landed int64
 }
 
 // applying is a transaction of the applier.
@@ -919,6 +923,7 @@ func (a *applying) op(o *op, mb *bolt.Bucket) error {
 		if old, ok := a.get(o.key); ok {
 			r.hits += old.hits
 		}
+		a.d.landed += o.reservation
 		return a.put(o.key, r)
 	case opDel:
 		return a.del(o.key)
@@ -998,7 +1003,11 @@ func (a *applying) touch(key string, u use) error {
 func (a *applying) evict(need int64, o *op) error {
 	ix := a.s.ix
 	ix.mu.Lock()
-	projected := ix.bytes + a.d.bytes + ix.reserved + a.d.granted + need
+	// A commit of this transaction counts once: by its bytes, not also
+	// by its reservation, which is still held until the transaction is
+	// committed. Counted twice, the object just committed could be
+	// evicted to make room for itself.
+	projected := ix.bytes + a.d.bytes + ix.reserved - a.d.landed + a.d.granted + need
 	ix.mu.Unlock()
 	if projected <= ix.maxSize {
 		return nil
