@@ -41,26 +41,7 @@ func TestServeHitMatchesServeHTTP(t *testing.T) {
 	}
 	for path, f := range files {
 		for _, method := range []string{http.MethodGet, http.MethodHead} {
-			target := "/" + o.HostPort() + path
-			want := httptest.NewRecorder()
-			m.h.ServeHTTP(want, httptest.NewRequest(method, target, nil))
-
-			req := &httpmirror.HitRequest{Method: method, Path: target, Host: "mirror", Header: http.Header{"Accept": {"*/*"}}}
-			var resp httpmirror.HitResponse
-			if !m.h.ServeHit(req, &resp) {
-				t.Fatalf("%s %s: ServeHit declined a plain hit", method, path)
-			}
-			got, err := http.ReadResponse(bufioReader("HTTP/1.1 200 OK\r\n"+string(resp.Header)+"\r\n"), nil)
-			if err != nil {
-				t.Fatalf("%s %s: ServeHit's header does not parse: %v\n%s", method, path, err, resp.Header)
-			}
-			wh := want.Result().Header
-			for _, h := range []http.Header{wh, got.Header} {
-				h.Del("Date")
-			}
-			if want.Code != 200 || !equalHeaders(wh, got.Header) {
-				t.Errorf("%s %s: ServeHit header %v; ServeHTTP %d %v", method, path, got.Header, want.Code, wh)
-			}
+			want, _, resp := serveBoth(t, m, method, "/"+o.HostPort()+path)
 			wantBody := want.Body.Bytes()
 			if method == http.MethodHead {
 				wantBody = nil
@@ -95,6 +76,33 @@ func TestServeHitMatchesServeHTTP(t *testing.T) {
 	if !m.h.ServeHit(req, &resp) || !bytes.Equal(resp.Body, files["/plain.bin"].Data) {
 		t.Errorf("credential, public object: ServeHit declined, or answered %d bytes", len(resp.Body))
 	}
+}
+
+// serveBoth answers a plain request for target with ServeHTTP and with
+// ServeHit, which must take it, and checks that their status and header
+// fields are the same (but for Date). It returns both answers and the
+// request ServeHit answered.
+func serveBoth(t *testing.T, m *testMirror, method, target string) (*httptest.ResponseRecorder, *httpmirror.HitRequest, *httpmirror.HitResponse) {
+	t.Helper()
+	want := httptest.NewRecorder()
+	m.h.ServeHTTP(want, httptest.NewRequest(method, target, nil))
+	req := &httpmirror.HitRequest{Method: method, Path: target, Host: "mirror", Header: http.Header{"Accept": {"*/*"}}}
+	resp := &httpmirror.HitResponse{}
+	if !m.h.ServeHit(req, resp) {
+		t.Fatalf("%s %s: ServeHit declined a plain hit", method, target)
+	}
+	got, err := http.ReadResponse(bufioReader("HTTP/1.1 200 OK\r\n"+string(resp.Header)+"\r\n"), nil)
+	if err != nil {
+		t.Fatalf("%s %s: ServeHit's header does not parse: %v\n%s", method, target, err, resp.Header)
+	}
+	wh := want.Result().Header
+	for _, h := range []http.Header{wh, got.Header} {
+		h.Del("Date")
+	}
+	if want.Code != 200 || !equalHeaders(wh, got.Header) {
+		t.Errorf("%s %s: ServeHit header %v; ServeHTTP %d %v", method, target, got.Header, want.Code, wh)
+	}
+	return want, req, resp
 }
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
@@ -134,28 +142,10 @@ func TestServeHitFromFileMatchesServeHTTP(t *testing.T) {
 	}
 	for path, f := range files {
 		for _, method := range []string{http.MethodGet, http.MethodHead} {
-			target := "/" + o.HostPort() + path
-			want := httptest.NewRecorder()
-			m.h.ServeHTTP(want, httptest.NewRequest(method, target, nil))
-
-			req := &httpmirror.HitRequest{Method: method, Path: target, Host: "mirror", Header: http.Header{"Accept": {"*/*"}}}
-			var resp httpmirror.HitResponse
-			if !m.h.ServeHit(req, &resp) {
-				t.Fatalf("%s %s: ServeHit declined a plain hit of an object in a file", method, path)
-			}
-			got, err := http.ReadResponse(bufioReader("HTTP/1.1 200 OK\r\n"+string(resp.Header)+"\r\n"), nil)
-			if err != nil {
-				t.Fatalf("%s %s: ServeHit's header does not parse: %v\n%s", method, path, err, resp.Header)
-			}
-			wh := want.Result().Header
-			for _, h := range []http.Header{wh, got.Header} {
-				h.Del("Date")
-			}
-			if want.Code != 200 || !equalHeaders(wh, got.Header) {
-				t.Errorf("%s %s: ServeHit header %v; ServeHTTP %d %v", method, path, got.Header, want.Code, wh)
-			}
+			want, req, resp := serveBoth(t, m, method, "/"+o.HostPort()+path)
 			var body []byte
 			if resp.File != nil {
+				var err error
 				if body, err = io.ReadAll(io.LimitReader(resp.File, resp.FileSize)); err != nil {
 					t.Fatal(err)
 				}
@@ -169,7 +159,7 @@ func TestServeHitFromFileMatchesServeHTTP(t *testing.T) {
 			case method == http.MethodGet && (!bytes.Equal(body, f.Data) || !bytes.Equal(want.Body.Bytes(), f.Data)):
 				t.Errorf("GET %s: ServeHit body of %d bytes, ServeHTTP %d; want the %d stored", path, len(body), want.Body.Len(), len(f.Data))
 			}
-			m.h.HitSent(req, &resp, int64(len(body)), false)
+			m.h.HitSent(req, resp, int64(len(body)), false)
 		}
 	}
 }

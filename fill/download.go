@@ -167,7 +167,11 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 	}
 	if err == nil && v != nil {
 		var sum []byte
-		if sum, err = v.verdict(); err == nil && sum != nil {
+		sum, err = v.verdict()
+		if err == nil {
+			f.verified()
+		}
+		if err == nil && sum != nil {
 			// Readers hold the published header: the stored one is a copy.
 			h := info.Header.Clone()
 			if h == nil {

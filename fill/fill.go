@@ -35,9 +35,10 @@ type Fill struct {
 	stored   bool          // committed to storage
 	progress chan struct{} // closed and replaced when n grows (if waiting) or the fill ends
 	waiting  bool          // a reader waits on progress
-	// holdLast keeps the object's last byte from readers until the fill
-	// has ended: the bytes are checked against a published digest, and no
-	// reader may finish a response before the verdict (see verifier).
+	// holdLast keeps the object's last byte from readers until the
+	// verdict (see verified) or the fill's end: the bytes are checked
+	// against a published digest, and no reader may finish a response
+	// before the verdict (see verifier).
 	holdLast bool
 	spool    io.ReaderAt    // where the bytes are; replaced when storage fails (see spoolWriter)
 	gen      int            // counts spool replacements
@@ -310,12 +311,17 @@ func (f *Fill) setHeader(info storage.Info, spool io.ReaderAt) {
 func (f *Fill) advance(n int64) {
 	f.mu.Lock()
 	f.n += n
+	f.wakeLocked()
+	f.mu.Unlock()
+}
+
+// wakeLocked wakes the readers waiting on progress; f.mu must be held.
+func (f *Fill) wakeLocked() {
 	if f.waiting {
 		f.waiting = false
 		close(f.progress)
 		f.progress = make(chan struct{})
 	}
-	f.mu.Unlock()
 }
 
 // advanceAt makes the n bytes at off visible to readers of a segmented
@@ -324,11 +330,7 @@ func (f *Fill) advanceAt(off, n int64) {
 	f.mu.Lock()
 	f.filled.add(off, off+n)
 	f.n = f.filled.runFrom(0)
-	if f.waiting {
-		f.waiting = false
-		close(f.progress)
-		f.progress = make(chan struct{})
-	}
+	f.wakeLocked()
 	f.mu.Unlock()
 }
 

@@ -234,6 +234,16 @@ func follow(ctx context.Context, f *Fill, sw *spoolWriter, size int64, v *verifi
 	return nil
 }
 
+// verified lets readers take the last byte once the bytes matched every
+// digest checked: what follows (the commit, its sync) changes none of
+// them, and a client's response need not wait for it.
+func (f *Fill) verified() {
+	f.mu.Lock()
+	f.holdLast = false
+	f.wakeLocked()
+	f.mu.Unlock()
+}
+
 // Checked reports whether the fill's bytes are checked against a
 // published digest: a reader must not complete them from elsewhere.
 func (f *Fill) Checked() bool {

@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/httpmirror/httpmirror/fill"
 	"github.com/httpmirror/httpmirror/internal/testutil"
 	"github.com/httpmirror/httpmirror/policy"
+	"github.com/httpmirror/httpmirror/storage"
 	"github.com/httpmirror/httpmirror/storage/memory"
 )
 
@@ -93,6 +95,74 @@ func TestSegmentedFillChecksTheWholeObjectsDigest(t *testing.T) {
 			}
 			if n := o.CheckFetchedOnce(t, "/obj.bin", int64(len(data))); n == 0 {
 				t.Fatalf("no ranged request: the fill was not segmented")
+			}
+		})
+	}
+}
+
+// slowCommit is a store whose commits wait for gate: a sync of a large
+// file to a slow disk.
+type slowCommit struct {
+	storage.Backend
+	gate <-chan struct{}
+}
+
+func (s slowCommit) Create(ctx context.Context, key string, info storage.Info) (storage.Writer, error) {
+	w, err := s.Backend.Create(ctx, key, info)
+	return &slowWriter{Writer: w, gate: s.gate}, err
+}
+
+type slowWriter struct {
+	storage.Writer
+	gate <-chan struct{}
+}
+
+func (w *slowWriter) Commit(ctx context.Context) error {
+	<-w.gate
+	return w.Writer.Commit(ctx)
+}
+
+// A reader of a fill whose bytes are checked against a published digest
+// gets the last byte once they match it, not once the object is
+// committed: its response does not wait for the store's sync. Over one
+// connection and in segments (with the HEAD's digest).
+func TestLastByteAfterTheVerdictNotTheCommit(t *testing.T) {
+	data := testutil.Payload(42, 3<<20+9)
+	sum := md5.Sum(data)
+	for _, conns := range []int{1, 4} {
+		t.Run(strconv.Itoa(conns), func(t *testing.T) {
+			o := testutil.NewOrigin(t)
+			f := o.Put("/obj.bin", data)
+			f.Header = http.Header{"Content-Md5": {base64.StdEncoding.EncodeToString(sum[:])}}
+			gate := make(chan struct{})
+			defer close(gate)
+			g := fill.NewGroup(slowCommit{noSpool{memory.New()}, gate}, fill.Options{
+				Connections: conns, SegmentSize: 1 << 20, SpoolDir: t.TempDir(),
+				Digests: func(key string, resp *http.Response) []policy.Expected {
+					exp, _ := policy.DigestRules{}.Digests(key, resp)
+					return exp
+				},
+			})
+			fl, _ := g.Miss("example.com/obj.bin", originSource(o, "/obj.bin"))
+			defer fl.Release()
+			if _, err := fl.Header(context.Background()); err != nil || !fl.Checked() {
+				t.Fatalf("header: %v; checked %v; want a fill that checks a digest", err, fl.Checked())
+			}
+			read := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(fl.NewReader(context.Background()))
+				read <- b
+			}()
+			select {
+			case b := <-read:
+				if testutil.SHA256(b) != testutil.SHA256(data) {
+					t.Fatalf("read %d bytes; want the object", len(b))
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the last byte waits for the commit")
+			}
+			if fl.Stored() {
+				t.Fatal("stored before the commit was let through")
 			}
 		})
 	}
