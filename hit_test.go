@@ -22,21 +22,8 @@ import (
 // request, for GET and HEAD, with and without freshness headers,
 // Content-Encoding or Content-Type; and it is counted and logged.
 func TestServeHitMatchesServeHTTP(t *testing.T) {
-	o := newOrigin(t)
-	files := map[string]*testutil.File{}
-	add := func(path string, h http.Header, typ string) {
-		f := o.Put(path, payload(uint64(len(files)+200), 3000))
-		f.Header, f.Type = h, typ
-		files[path] = f
-	}
-	add("/plain.bin", nil, "application/octet-stream")
-	add("/fresh.json", http.Header{"Cache-Control": {"max-age=600"}}, "application/json")
-	add("/gz.tar", http.Header{"Content-Encoding": {"gzip"}, "Content-Disposition": {"attachment"}}, "application/x-tar")
-	add("/untyped", nil, "")
-	m := newMirror(t, o)
+	o, m, files := storedFiles(t, "/plain.bin", 200, 3000)
 	for path := range files {
-		get(t, m.url(o, path)) // the miss
-		waitFills(t, m)
 		get(t, m.url(o, path)) // a hit, which puts the body in memory
 	}
 	for path, f := range files {
@@ -76,6 +63,30 @@ func TestServeHitMatchesServeHTTP(t *testing.T) {
 	if !m.h.ServeHit(req, &resp) || !bytes.Equal(resp.Body, files["/plain.bin"].Data) {
 		t.Errorf("credential, public object: ServeHit declined, or answered %d bytes", len(resp.Body))
 	}
+}
+
+// storedFiles returns a mirror that has stored four objects of size
+// bytes (seeds from seed) from its origin o, with and without freshness
+// headers, Content-Encoding and Content-Type: first (a plain binary),
+// /fresh.json, /gz.tar and /untyped.
+func storedFiles(t *testing.T, first string, seed uint64, size int) (*testOrigin, *testMirror, map[string]*testutil.File) {
+	o := newOrigin(t)
+	files := map[string]*testutil.File{}
+	add := func(path string, h http.Header, typ string) {
+		f := o.Put(path, payload(seed+uint64(len(files)), size))
+		f.Header, f.Type = h, typ
+		files[path] = f
+	}
+	add(first, nil, "application/octet-stream")
+	add("/fresh.json", http.Header{"Cache-Control": {"max-age=600"}}, "application/json")
+	add("/gz.tar", http.Header{"Content-Encoding": {"gzip"}, "Content-Disposition": {"attachment"}}, "application/x-tar")
+	add("/untyped", nil, "")
+	m := newMirror(t, o)
+	for path := range files {
+		get(t, m.url(o, path)) // the miss
+		waitFills(t, m)
+	}
+	return o, m, files
 }
 
 // serveBoth answers a plain request for target with ServeHTTP and with
@@ -124,22 +135,7 @@ func equalHeaders(a, b http.Header) bool {
 // and the file's bytes; HEAD gets the header alone. HitSent releases the
 // object.
 func TestServeHitFromFileMatchesServeHTTP(t *testing.T) {
-	o := newOrigin(t)
-	files := map[string]*testutil.File{}
-	add := func(path string, h http.Header, typ string) {
-		f := o.Put(path, payload(uint64(len(files)+300), 200<<10))
-		f.Header, f.Type = h, typ
-		files[path] = f
-	}
-	add("/big.bin", nil, "application/octet-stream")
-	add("/fresh.json", http.Header{"Cache-Control": {"max-age=600"}}, "application/json")
-	add("/gz.tar", http.Header{"Content-Encoding": {"gzip"}, "Content-Disposition": {"attachment"}}, "application/x-tar")
-	add("/untyped", nil, "")
-	m := newMirror(t, o)
-	for path := range files {
-		get(t, m.url(o, path)) // the miss
-		waitFills(t, m)
-	}
+	o, m, files := storedFiles(t, "/big.bin", 300, 200<<10)
 	for path, f := range files {
 		for _, method := range []string{http.MethodGet, http.MethodHead} {
 			want, req, resp := serveBoth(t, m, method, "/"+o.HostPort()+path)

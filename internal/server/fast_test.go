@@ -171,20 +171,29 @@ func TestPipeliningAcrossTheHandOver(t *testing.T) {
 	}
 }
 
-// HEAD has no body; Connection: close is honoured and answered.
-func TestHeadAndClose(t *testing.T) {
-	_, _, addr := start(t)
+// headThenClose sends, on a new connection to addr, a HEAD of head and
+// a GET of path with Connection: close, and returns all the server sent
+// until it closed.
+func headThenClose(t *testing.T, addr, head, path string) []byte {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "HEAD /hit/x HTTP/1.1\r\nHost: m\r\n\r\n"+get("/hit/y", "Connection: close\r\n"))
+	io.WriteString(c, "HEAD "+head+" HTTP/1.1\r\nHost: m\r\n\r\n"+get(path, "Connection: close\r\n"))
 	all, err := io.ReadAll(c) // ends only when the server closes
 	if err != nil {
 		t.Fatal(err)
 	}
+	return all
+}
+
+// HEAD has no body; Connection: close is honoured and answered.
+func TestHeadAndClose(t *testing.T) {
+	_, _, addr := start(t)
+	all := headThenClose(t, addr, "/hit/x", "/hit/y")
 	s := string(all)
 	if strings.Count(s, "HTTP/1.1 200 OK\r\n") != 2 || strings.Contains(s, "body of /hit/x") ||
 		!strings.HasSuffix(s, "body of /hit/y") || !strings.Contains(s, "Connection: close\r\n") {
@@ -314,17 +323,7 @@ func TestFileBodies(t *testing.T) {
 			t.Errorf("answer %d: %d via %q, %d bytes; want 200 from the loop, %d bytes", i, rs[i].StatusCode, rs[i].Header.Get("X-Path"), len(got), len(want))
 		}
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "HEAD /file/x HTTP/1.1\r\nHost: m\r\n\r\n"+get("/hit/y", "Connection: close\r\n"))
-	all, err := io.ReadAll(c) // ends only when the server closes
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := headThenClose(t, addr, "/file/x", "/hit/y")
 	want := "HTTP/1.1 200 OK\r\n"
 	if s := string(all); strings.Count(s, want) != 2 || !strings.Contains(s, fmt.Sprintf("Content-Length: %d\r\n", len(data))) || !strings.HasSuffix(s, "\r\n\r\nbody of /hit/y") {
 		t.Errorf("HEAD, then GET: %d bytes:\n%.300s", len(all), s)
