@@ -414,24 +414,18 @@ func (m *MirrorHandler) PurgePrefix(ctx context.Context, prefix string) (PurgeRe
 			return res, err
 		}
 	}
-	token := ""
-	for range maxPurgePages {
-		objs, next, err := m.p.Store().(storage.Lister).List(ctx, p, token, 0)
-		if err != nil {
-			return res, err
+	_, err = storage.Walk(ctx, m.p.Store().(storage.Lister), p, maxPurgePages, func(o storage.Info) error {
+		if !underPrefix(p, o.Key) {
+			return nil
 		}
-		for _, o := range objs {
-			if !underPrefix(p, o.Key) {
-				continue
-			}
-			if err := m.p.Store().Delete(ctx, o.Key); err != nil {
-				return res, err
-			}
-			res.Purged++
+		if err := m.p.Store().Delete(ctx, o.Key); err != nil {
+			return err
 		}
-		if token = next; token == "" {
-			break
-		}
+		res.Purged++
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
 	m.p.Forget(match)
 	return res, nil

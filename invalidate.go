@@ -246,23 +246,14 @@ func (m *MirrorHandler) invalidateListed(ctx context.Context, res InvalidateResu
 			}
 		}
 	}
-	token := ""
-	for range maxPurgePages {
-		objs, next, err := m.p.Store().(storage.Lister).List(ctx, prefix, token, 0)
-		if err != nil {
-			return res, err
+	_, err := storage.Walk(ctx, m.p.Store().(storage.Lister), prefix, maxPurgePages, func(o storage.Info) error {
+		if !strings.HasPrefix(o.Key, prefix) || !match(o.Key) {
+			return nil
 		}
-		for _, o := range objs {
-			if !strings.HasPrefix(o.Key, prefix) || !match(o.Key) {
-				continue
-			}
-			if err := m.markInvalidated(ctx, o.Key, at, &res); err != nil {
-				return res, err
-			}
-		}
-		if token = next; token == "" {
-			break
-		}
+		return m.markInvalidated(ctx, o.Key, at, &res)
+	})
+	if err != nil {
+		return res, err
 	}
 	res.Fills = m.invalidateFills(res.Kind, match, at)
 	return res, nil

@@ -115,3 +115,26 @@ type Expirer interface {
 	// ctx's error, when ctx ends; what it removed so far stays removed.
 	Expire(ctx context.Context, cutoff time.Time, keep func(key string) bool) (int, error)
 }
+
+// Walk calls fn for every object l lists under prefix, a page at a time
+// (DefaultListLimit each), for at most maxPages pages. It reports whether
+// the listing ended within them, and stops at the first error of List or
+// fn, which it returns.
+func Walk(ctx context.Context, l Lister, prefix string, maxPages int, fn func(Info) error) (complete bool, err error) {
+	token := ""
+	for range maxPages {
+		objs, next, err := l.List(ctx, prefix, token, DefaultListLimit)
+		if err != nil {
+			return false, err
+		}
+		for _, o := range objs {
+			if err := fn(o); err != nil {
+				return false, err
+			}
+		}
+		if token = next; token == "" {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -50,6 +50,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -444,22 +445,13 @@ func child(mode string, args []string) error {
 		// The file system's part of a purge: the files of one pool,
 		// removed with os.Remove after the store is closed.
 		var paths []string
-		token := ""
-		for {
-			objs, next, err := b.List(ctx, prefix(purge), token, storage.DefaultListLimit)
-			if err != nil {
-				return err
-			}
-			for _, o := range objs {
-				p, err := b.Path(o.Key)
-				if err != nil {
-					return err
-				}
-				paths = append(paths, p)
-			}
-			if token = next; token == "" {
-				break
-			}
+		_, err := storage.Walk(ctx, b, prefix(purge), math.MaxInt, func(o storage.Info) error {
+			p, err := b.Path(o.Key)
+			paths = append(paths, p)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		if err := b.Close(); err != nil {
 			return err
@@ -530,21 +522,12 @@ func child(mode string, args []string) error {
 	// A purge by prefix: list and delete, as the admin API does.
 	w0 := b.IndexWrites()
 	t := time.Now()
-	token := ""
-	for {
-		objs, next, err := b.List(ctx, prefix(purge), token, storage.DefaultListLimit)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if err := b.Delete(ctx, o.Key); err != nil {
-				return err
-			}
-			r.Purged++
-		}
-		if token = next; token == "" {
-			break
-		}
+	_, err = storage.Walk(ctx, b, prefix(purge), math.MaxInt, func(o storage.Info) error {
+		r.Purged++
+		return b.Delete(ctx, o.Key)
+	})
+	if err != nil {
+		return err
 	}
 	b.Stats() // waits for the index to hold the deletes
 	r.Purge = ms(time.Since(t))

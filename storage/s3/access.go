@@ -462,24 +462,18 @@ func (b *Backend) Expire(ctx context.Context, cutoff time.Time, keep func(key st
 	b.acc.view, b.acc.viewAt = view, time.Now()
 	b.acc.viewMu.Unlock()
 	removed := 0
-	token := ""
-	for range 1 << 20 {
-		objs, next, err := b.List(ctx, "", token, storage.DefaultListLimit)
-		if err != nil {
-			return removed, err
+	complete, err := storage.Walk(ctx, b, "", 1<<20, func(o storage.Info) error {
+		if !o.LastAccess.Before(cutoff) || b.acc.reading(o.Key) || keep != nil && keep(o.Key) {
+			return nil
 		}
-		for _, o := range objs {
-			if !o.LastAccess.Before(cutoff) || b.acc.reading(o.Key) || keep != nil && keep(o.Key) {
-				continue
-			}
-			if err := b.Delete(ctx, o.Key); err != nil {
-				return removed, err
-			}
-			removed++
+		if err := b.Delete(ctx, o.Key); err != nil {
+			return err
 		}
-		if token = next; token == "" {
-			return removed, nil
-		}
+		removed++
+		return nil
+	})
+	if err == nil && !complete {
+		err = errors.New("s3: the listing did not end")
 	}
-	return removed, errors.New("s3: the listing did not end")
+	return removed, err
 }
