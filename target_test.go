@@ -327,22 +327,23 @@ func TestHostileRequests(t *testing.T) {
 
 	// Nothing but the cache's own layout exists: the parent of the cache
 	// root holds only the root, and the root only its fixed entries (the
-	// lock and the index's files) and hash-named object files (once the
-	// control file's fill has committed).
+	// lock, the layout and the index's files) and hash-named object files
+	// in the directory of their first byte (once the control file's fill
+	// has committed).
 	waitFills(t, m)
 	parent := filepath.Dir(m.root)
 	entries, _ := os.ReadDir(parent)
 	if len(entries) != 1 || entries[0].Name() != "cache" {
 		t.Errorf("cache parent holds %v; want only the cache directory", entries)
 	}
-	objectName := regexp.MustCompile(`^objects/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}$`)
-	fixed := map[string]bool{"lock": true, "index.db": true, "index.journal": true, "index.state": true}
+	objectName := regexp.MustCompile(`^objects/([0-9a-f]{2})/([0-9a-f]{64})$`)
+	fixed := map[string]bool{"lock": true, "layout": true, "index.db": true, "index.journal": true, "index.state": true}
 	filepath.WalkDir(m.root, func(p string, d os.DirEntry, err error) error {
 		rel, _ := filepath.Rel(m.root, p)
 		if err != nil || d.IsDir() || fixed[rel] {
 			return nil
 		}
-		if !objectName.MatchString(filepath.ToSlash(rel)) {
+		if m := objectName.FindStringSubmatch(filepath.ToSlash(rel)); m == nil || m[2][:2] != m[1] {
 			t.Errorf("unexpected file in the cache: %s", rel)
 		}
 		return nil

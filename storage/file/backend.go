@@ -3,7 +3,8 @@
 // Layout under the root directory:
 //
 //	lock                   held (flock) while a Backend is open
-//	objects/ab/cd/<hash>   committed objects, <hash> = hex SHA-256 of the key
+//	layout                 the layout of objects/ (see layout.go)
+//	objects/ab/<hash>      committed objects, <hash> = hex SHA-256 of the key
 //	tmp/<hash>.<random>    objects being written
 //	claims/<name>          claims of storage.Claimer (see claim.go)
 //	index.db               the index of the objects (bbolt, see store.go)
@@ -21,6 +22,10 @@
 // so the body starts at offset 0 and can be sent with sendfile, and body and
 // metadata are published together by one rename. A file whose trailer does
 // not check out is treated as absent.
+//
+// The 256 directories of objects/ are made when first needed; a cache of
+// the older layout (objects/ab/cd/<hash>) is moved into this one at the
+// start (layout.go).
 //
 // Writes go to a temporary file in tmp/ (a small object's body waits in
 // memory and goes there at once on commit), which is made durable and
@@ -168,6 +173,11 @@ func New(root string, opts Options) (*Backend, error) {
 		lock.Close()
 		return nil, err
 	}
+	if err := migrateLayout(root, opts.NoSync); err != nil {
+		ix.durable.close()
+		lock.Close()
+		return nil, err
+	}
 	if err := b.Check(context.Background()); err != nil {
 		ix.durable.close()
 		lock.Close()
@@ -263,8 +273,7 @@ func (b *Backend) Path(key string) (string, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return "", err
 	}
-	h := hashKey(key)
-	return filepath.Join(b.root, objectsDir, h[0:2], h[2:4], h), nil
+	return b.ix.path(hashKey(key)), nil
 }
 
 func hashKey(key string) string {

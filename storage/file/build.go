@@ -91,26 +91,24 @@ func (s *store) doCtx(ctx context.Context, o *op) error {
 func (s *store) walk(ctx context.Context) error {
 	ix := s.ix
 	n := 0
-	for _, d1 := range readNames(ix.dir, 2) {
-		for _, d2 := range readNames(filepath.Join(ix.dir, d1), 2) {
-			ix.point("walk")
-			if err := ctx.Err(); err != nil {
-				return err
+	for _, d := range readNames(ix.dir, 2) {
+		ix.point("walk")
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		dir := filepath.Join(ix.dir, d)
+		names := readNames(dir, 0)
+		s.removeLeftovers(dir, names, "")
+		for _, name := range names {
+			if !isHashName(name) || name[0:2] != d {
+				continue
 			}
-			leaf := filepath.Join(ix.dir, d1, d2)
-			names := readNames(leaf, 0)
-			s.removeLeftovers(leaf, names, "")
-			for _, name := range names {
-				if !isHashName(name) || name[0:2] != d1 || name[2:4] != d2 {
-					continue
-				}
-				if !s.observeFile(name) {
-					return errClosed
-				}
-				if n++; n%buildBatch == 0 {
-					if err := s.doCtx(ctx, &op{kind: opSync}); err != nil {
-						return err
-					}
+			if !s.observeFile(name) {
+				return errClosed
+			}
+			if n++; n%buildBatch == 0 {
+				if err := s.doCtx(ctx, &op{kind: opSync}); err != nil {
+					return err
 				}
 			}
 		}

@@ -118,6 +118,9 @@ type index struct {
 	// check of the file by the index build each hold the stripe of the
 	// key from the change until the update is queued.
 	stripes [256]sync.Mutex
+	// dirs says which object directories (one per stripe) this backend
+	// has seen to exist (see inObjectDir).
+	dirs [256]atomic.Bool
 
 	st      *store
 	j       *journal
@@ -127,17 +130,15 @@ type index struct {
 }
 
 func (ix *index) path(name string) string {
-	return filepath.Join(ix.dir, name[0:2], name[2:4], name)
+	return filepath.Join(ix.dir, name[0:2], name)
 }
 
 // pathOf is path, built with one allocation.
 func (ix *index) pathOf(name [64]byte) string {
-	b := make([]byte, 0, len(ix.dir)+7+len(name))
+	b := make([]byte, 0, len(ix.dir)+4+len(name))
 	b = append(b, ix.dir...)
 	b = append(b, '/')
 	b = append(b, name[0:2]...)
-	b = append(b, '/')
-	b = append(b, name[2:4]...)
 	b = append(b, '/')
 	b = append(b, name[:]...)
 	return string(b)

@@ -54,12 +54,18 @@ func writeState(root string, st indexState) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(root, stateName+".*")
+	return writeDurably(root, stateName, append(b, '\n'))
+}
+
+// writeDurably replaces the file name of directory dir with one holding
+// data, by a rename, and returns once the new file is on disk.
+func writeDurably(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, name+".*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name())
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -69,10 +75,10 @@ func writeState(root string, st indexState) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(f.Name(), filepath.Join(root, stateName)); err != nil {
+	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(root)
+	return syncDir(dir)
 }
 
 // bootID identifies the current boot of the system; "" where it is not

@@ -275,9 +275,6 @@ func (w *writer) Commit(ctx context.Context) error {
 		if _, err := w.f.WriteAt(buf, n); err != nil {
 			return err
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
 	}
 	// From here on, an error leaves the journal entry (if any) done.
 	fail := func(err error) error {
@@ -309,7 +306,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		}
 	}
 	w.ix.point("commit-journaled")
-	if err := os.Rename(w.f.Name(), w.path); err != nil {
+	if err := w.ix.inObjectDir(name, func() error { return os.Rename(w.f.Name(), w.path) }); err != nil {
 		mu.Unlock()
 		return fail(err)
 	}
@@ -346,9 +343,6 @@ func (w *writer) Commit(ctx context.Context) error {
 // in the object's directory dir, after the journal names the key (see
 // Commit). It returns the journal entry; on error there is none left.
 func (w *writer) writeOut(dir string, body, trailer []byte) (*jentry, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	j, err := w.ix.j.add(w.info.Key)
 	if err != nil {
 		return nil, err
@@ -358,7 +352,11 @@ func (w *writer) writeOut(dir string, body, trailer []byte) (*jentry, error) {
 	w.amu.Unlock()
 	if f == nil {
 		// (A Commit that failed after this point made it already.)
-		f, err = os.CreateTemp(dir, filepath.Base(w.path)+"."+w.ix.mark+".*")
+		name := filepath.Base(w.path)
+		err = w.ix.inObjectDir(name, func() (err error) {
+			f, err = os.CreateTemp(dir, name+"."+w.ix.mark+".*")
+			return err
+		})
 		if err != nil {
 			w.ix.j.done(j)
 			return nil, err
@@ -416,6 +414,50 @@ func (w *writer) Close() error {
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+	}
+	return err
+}
+
+// inObjectDir runs op, which makes an entry in the directory of the
+// object file name, after making sure that directory exists: each of the
+// 256 directories is looked for once per backend (and made, its own entry
+// made durable, if missing), not on every commit. When op finds the
+// directory gone (removed by hand under a running cache), it is made
+// again and op tried once more.
+func (ix *index) inObjectDir(name string, op func() error) error {
+	made := &ix.dirs[stripeOf(name)]
+	dir := filepath.Join(ix.dir, name[0:2])
+	ensure := func() error {
+		if _, err := os.Stat(dir); err == nil {
+			made.Store(true)
+			return nil
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if !ix.noSync {
+			if err := syncDir(ix.dir); err != nil {
+				return err
+			}
+		}
+		made.Store(true)
+		return nil
+	}
+	if !made.Load() {
+		if err := ensure(); err != nil {
+			return err
+		}
+	}
+	err := op()
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(dir); serr == nil {
+			return err // the directory is there: something else is missing
+		}
+		made.Store(false)
+		if err := ensure(); err != nil {
+			return err
+		}
+		err = op()
 	}
 	return err
 }
