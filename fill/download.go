@@ -154,7 +154,7 @@ func (f *Fill) fetch(ctx context.Context, log *slog.Logger) (n int64, stored boo
 		f.mu.Unlock()
 	}
 
-	spool, err := f.openSpool(ctx, info, storable, segmented)
+	spool, err := f.openSpool(ctx, info, storable, segmented, relayed)
 	if err != nil {
 		resp.Body.Close()
 		return 0, false, err

@@ -191,6 +191,9 @@ type Group struct {
 	// storeFailing is set while storage writes fail, so that a failing
 	// store is logged once, not once per fill.
 	storeFailing atomic.Bool
+	// memSpooled is the memory the spools of small objects hold (see
+	// memSpoolBudget).
+	memSpooled atomic.Int64
 }
 
 // NewGroup returns a Group that stores objects in store. It panics if store

@@ -14,10 +14,11 @@ import (
 
 // spoolWriter is where the body goes: the storage writer (w, nil once the
 // object will not be stored) and, when w cannot read back or has failed, a
-// spool file of the fill's own.
+// spool of the fill's own: a file, or memory for a small object (mem).
 type spoolWriter struct {
 	w    storage.Writer
 	file *os.File // own spool, nil while w is the spool
+	mem  *memSpool
 
 	// A segmented fill writes at offsets from several goroutines: they hold
 	// mu shared while they write, and moving the spool holds it alone.
@@ -36,8 +37,9 @@ type spoolWriter struct {
 // A segmented fill (random set) writes at offsets, so the storage writer
 // is its spool only if it takes bytes at any offset (storage.WriterAt);
 // otherwise the fill spools in a file of its own and feeds the writer the
-// object's prefix in order.
-func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable, random bool) (*spoolWriter, error) {
+// object's prefix in order. A small object (memSpoolMax) of a fill that is
+// not segmented and not relayed (see store) spools in memory instead.
+func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable, random, relayed bool) (*spoolWriter, error) {
 	g := f.g
 	sw := &spoolWriter{}
 	var w storage.Writer
@@ -64,15 +66,23 @@ func (f *Fill) openSpool(ctx context.Context, info storage.Info, storable, rando
 	case storable:
 		g.storeFailed(f.key, "storage create failed", err)
 	}
-	file, err := f.newSpoolFile()
-	if err != nil {
-		if w != nil {
-			w.Cancel(context.Background())
+	if !random && !relayed && info.Size >= 0 && info.Size <= memSpoolMax && g.spoolInMemory(f, info.Size) {
+		// A small object the fill does not store, or whose writer cannot
+		// read back: a file made and unlinked per request would cost more
+		// than everything else its miss does.
+		sw.mem = &memSpool{data: make([]byte, info.Size)}
+		f.setHeader(info, sw.mem)
+	} else {
+		file, err := f.newSpoolFile()
+		if err != nil {
+			if w != nil {
+				w.Cancel(context.Background())
+			}
+			return nil, err
 		}
-		return nil, err
+		sw.file = file
+		f.setHeader(info, file)
 	}
-	sw.file = file
-	f.setHeader(info, file)
 	if sw.w == nil {
 		f.dropKeep()
 	}
@@ -164,9 +174,12 @@ func (s *spoolWriter) write(f *Fill, off int64, p []byte) error {
 		if _, err := s.w.Write(p); err != nil {
 			return s.dropWriter(f, off, p, err)
 		}
-		if s.file == nil {
+		if s.file == nil && s.mem == nil {
 			return nil
 		}
+	}
+	if s.mem != nil {
+		return s.mem.write(p)
 	}
 	if _, err := s.file.Write(p); err != nil {
 		return fmt.Errorf("%w: %w", ErrSpool, err)
@@ -187,6 +200,9 @@ func (s *spoolWriter) dropWriter(f *Fill, off int64, p []byte, werr error) error
 		w.Cancel(context.Background())
 		f.dropKeep()
 	}()
+	if s.mem != nil {
+		return s.mem.write(p)
+	}
 	if s.file != nil {
 		_, err := s.file.Write(p)
 		if err != nil {
@@ -313,4 +329,54 @@ func (s *spoolWriter) logDrop(f *Fill, err error) {
 	} else {
 		f.g.storeFailed(f.key, "storage write failed", err)
 	}
+}
+
+// memSpoolMax is the largest object a fill spools in memory when the
+// storage writer is not its spool, and memSpoolBudget what all such
+// spools hold at most (their clients may be slow to read): beyond it,
+// fills spool in files again.
+const (
+	memSpoolMax    = 64 << 10
+	memSpoolBudget = 64 << 20
+)
+
+// spoolInMemory reports whether f may spool its size bytes in memory,
+// counting them against memSpoolBudget until f's last reference goes.
+func (g *Group) spoolInMemory(f *Fill, size int64) bool {
+	if g.memSpooled.Add(size) > memSpoolBudget {
+		g.memSpooled.Add(-size)
+		return false
+	}
+	f.addCloser(func() error {
+		g.memSpooled.Add(-size)
+		return nil
+	})
+	return true
+}
+
+// memSpool is a spool in memory, of the object's size from the start:
+// write appends, and readers read what the fill made visible (below
+// Fill.n), which write never touches again.
+type memSpool struct {
+	data []byte
+	n    int // bytes written, the fill's goroutine's alone
+}
+
+func (m *memSpool) write(p []byte) error {
+	if len(p) > len(m.data)-m.n {
+		return fmt.Errorf("%w: more bytes than the object's length", ErrSpool)
+	}
+	m.n += copy(m.data[m.n:], p)
+	return nil
+}
+
+func (m *memSpool) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= int64(len(m.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

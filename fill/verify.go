@@ -210,7 +210,10 @@ func follow(ctx context.Context, f *Fill, sw *spoolWriter, size int64, v *verifi
 				}
 			}
 			var src io.ReaderAt = file
-			if file == nil {
+			switch {
+			case sw.mem != nil:
+				src = sw.mem
+			case file == nil:
 				src = w.(storage.Spooler) // the storage writer is the spool
 			}
 			if _, err := src.ReadAt((*buf)[:m], fed); err != nil {
