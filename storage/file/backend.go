@@ -109,6 +109,8 @@ type Options struct {
 	testHook func(point string)
 	// testGather, when set, replaces gatherWait.
 	testGather time.Duration
+	// testWriting, when set, replaces writingMax.
+	testWriting int64
 }
 
 // Defaults for Options.
@@ -150,7 +152,8 @@ func New(root string, opts Options) (*Backend, error) {
 	}
 	ix := &index{dir: filepath.Join(root, objectsDir), root: root, maxSize: opts.MaxSize,
 		noSync: opts.NoSync, hook: opts.testHook, gather: cmp.Or(opts.testGather, gatherWait), hot: map[string]*entry{},
-		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now, mark: newMark(), maxIdle: idleFilesBound()}
+		memMax: opts.MemoryCacheSize, memObject: opts.MemoryObjectSize, clock: opts.Now, mark: newMark(), maxIdle: idleFilesBound(),
+		writingMax: cmp.Or(opts.testWriting, writingMax)}
 	if ix.clock == nil {
 		ix.clock = time.Now
 	}

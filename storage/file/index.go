@@ -118,6 +118,11 @@ type index struct {
 	// check of the file by the index build each hold the stripe of the
 	// key from the change until the update is queued.
 	stripes [256]sync.Mutex
+	// writing is the memory the writers of small objects hold (see
+	// writingMax).
+	writing    atomic.Int64
+	writingMax int64
+
 	// dirs says which object directories (one per stripe) this backend
 	// has seen to exist (see inObjectDir).
 	dirs [256]atomic.Bool

@@ -35,6 +35,11 @@ var (
 // memory, and Commit writes the body and its trailer at once.
 const memSpool = 64 << 10
 
+// writingMax bounds the memory all writers hold bodies in (see memSpool):
+// their readers may be slow, and their origins too. A small object's
+// writer beyond it writes to a temporary file, as a larger object's does.
+const writingMax = 64 << 20
+
 // writer writes a new object: to a temporary file, or, for a small object
 // of known size, to memory first (see memSpool).
 type writer struct {
@@ -59,6 +64,9 @@ type writer struct {
 	// Commit holds a copy.
 	mem bool
 	buf []byte
+	// held is what the writer counts in index.writing, until spill or
+	// Close.
+	held int64
 }
 
 // newWriter returns the writer of the object info to be committed at
@@ -67,8 +75,11 @@ type writer struct {
 func (ix *index) newWriter(info storage.Info, path string, reservation int64) (*writer, error) {
 	w := &writer{info: info, path: path, ix: ix, reserved: reservation}
 	if info.Size >= 0 && info.Size <= memSpool {
-		w.mem, w.buf = true, make([]byte, 0, info.Size)
-		return w, nil
+		if ix.writing.Add(info.Size) <= ix.writingMax {
+			w.mem, w.buf, w.held = true, make([]byte, 0, info.Size), info.Size
+			return w, nil
+		}
+		ix.writing.Add(-info.Size)
 	}
 	f, err := ix.tempFile(path)
 	if err != nil {
@@ -97,6 +108,8 @@ func (w *writer) spillLocked() error {
 		return err
 	}
 	w.f, w.mem, w.buf = f, false, nil
+	w.ix.writing.Add(-w.held)
+	w.held = 0
 	return nil
 }
 
@@ -409,6 +422,8 @@ func (w *writer) Close() error {
 	err := w.cancelLocked()
 	w.amu.Lock()
 	f := w.f
+	w.ix.writing.Add(-w.held)
+	w.held = 0
 	w.amu.Unlock()
 	if f != nil {
 		if cerr := f.Close(); err == nil {
