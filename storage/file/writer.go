@@ -128,33 +128,13 @@ func (w *writer) reserveLocked(end int64) error {
 	return nil
 }
 
+// Write appends p: it is WriteAt at the end of what was written (Write is
+// not called concurrently with itself nor with WriteAt).
 func (w *writer) Write(p []byte) (int, error) {
 	w.amu.Lock()
-	if err := w.reserveLocked(w.n + int64(len(p))); err != nil {
-		w.amu.Unlock()
-		return 0, err
-	}
-	if w.mem {
-		if len(w.buf)+len(p) <= cap(w.buf) {
-			w.buf = append(w.buf, p...)
-			w.n += int64(len(p))
-			w.amu.Unlock()
-			return len(p), nil
-		}
-		if err := w.spillLocked(); err != nil {
-			w.amu.Unlock()
-			return 0, err
-		}
-	}
-	f := w.f
+	off := w.n
 	w.amu.Unlock()
-	// Write is not called concurrently with itself (nor with WriteAt):
-	// n changes only here, under amu for readers of it.
-	n, err := f.Write(p)
-	w.amu.Lock()
-	w.n += int64(n)
-	w.amu.Unlock()
-	return n, err
+	return w.WriteAt(p, off)
 }
 
 // WriteAt implements storage.WriterAt: a fill that downloads an object in
@@ -465,10 +445,8 @@ func (ix *index) inObjectDir(name string, op func() error) error {
 	}
 	err := op()
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Stat(dir); serr == nil {
-			return err // the directory is there: something else is missing
-		}
-		made.Store(false)
+		// The directory may be gone (if it is there, something else is
+		// missing, and op fails again).
 		if err := ensure(); err != nil {
 			return err
 		}
